@@ -1,0 +1,373 @@
+"""Vendor error catalogs: data files loaded into frozen attrs classes, with their exception classes.
+
+A catalog file (``catalogs/<vendor>.toml``) lists every code of a vendor's error page with its
+message, documented HTTP status, category and group, and describes how the vendor's error envelope
+is read. Loading it builds one exception class per code and one per category for codes it lacks.
+A fifth vendor needs only such a file: ``load_catalog(path)``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+
+from resilient_client import errors
+from resilient_client._structure import check, join_path, read_toml, structure
+from resilient_client.errors import ApiError, PolicyError, PolicyProblem
+
+#: The four vendors shipped with the package, in the order of SPEC section 1.
+VENDORS: tuple[str, ...] = ("updox", "usta", "medable", "hyper")
+
+#: Every category a catalog entry may have (``ok`` marks success codes).
+CATEGORIES: tuple[str, ...] = ("ok", *errors.CATEGORY_CLASSES)
+
+#: Categories retried (for some method) under the shipped policies.
+DEFAULT_RETRYABLE: frozenset[str] = frozenset(
+    {
+        "locked",
+        "rate_limited",
+        "request_timeout",
+        "server_error",
+        "service_unavailable",
+        "not_ready",
+    }
+)
+
+#: Categories that only exist under a 2xx status.
+SOFT_CATEGORIES: frozenset[str] = frozenset(
+    {"incomplete_success", "no_results", "verification_required", "not_ready", "partial_failure"}
+)
+
+Code = int | str
+_IDENTIFIER = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+_VENDOR_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+_MAX_CODE_DIGITS = 18
+
+
+def _is_category(value: str) -> bool:
+    return value in CATEGORIES
+
+
+@attrs.frozen
+class EnvelopeSpec:
+    """How a vendor's JSON body is read: a built-in reader, or the ``generic`` one described here.
+
+    For ``generic``, each field is a dotted path into the body (``error.code``); a body is a fault
+    when it has a code or when ``success_flag`` is false.
+    """
+
+    reader: str = attrs.field(
+        validator=check(
+            lambda v: v in ("updox", "usta", "medable", "hyper", "generic"),
+            "must be one of: updox, usta, medable, hyper, generic",
+        )
+    )
+    code: str | None = None
+    message: str | None = None
+    success_flag: str | None = None
+    faults: str | None = None
+    fault_code: str = "code"
+    fault_message: str = "message"
+    fault_path: str = "path"
+    request_id_headers: tuple[str, ...] = ("x-request-id", "request-id", "x-correlation-id")
+
+
+@attrs.frozen
+class _EntryData:
+    code: int | str
+    message: str
+    category: str = attrs.field(validator=check(_is_category, "unknown category"))
+    http_status: int | None = attrs.field(
+        default=None,
+        validator=check(lambda v: v is None or 100 <= v <= 599, "must be between 100 and 599"),
+    )
+    group: str | None = None
+    exception: str | None = attrs.field(
+        default=None,
+        validator=check(lambda v: v is None or bool(_IDENTIFIER.match(v)), "not a class name"),
+    )
+
+
+@attrs.frozen
+class FallbackRange:
+    """Codes ``first``..``last`` that the catalog lacks fall back to ``category`` (Updox 4xxx)."""
+
+    first: int
+    last: int
+    category: str = attrs.field(validator=check(_is_category, "unknown category"))
+
+
+@attrs.frozen
+class _CatalogFile:
+    vendor: str = attrs.field(
+        validator=check(lambda v: bool(_VENDOR_ID.match(v)), "must be a lowercase identifier")
+    )
+    title: str
+    exception_prefix: str = attrs.field(
+        validator=check(lambda v: bool(_IDENTIFIER.match(v)), "must be a CamelCase name")
+    )
+    code_type: Literal["int", "str"]
+    envelope: EnvelopeSpec
+    entries: tuple[_EntryData, ...]
+    seed: str | None = None
+    code_prefix_fallback: int | None = attrs.field(
+        default=None, validator=check(lambda v: v is None or v > 0, "must be > 0")
+    )
+    fallback_ranges: tuple[FallbackRange, ...] = ()
+
+
+@attrs.frozen
+class CatalogEntry:
+    """One documented code of a vendor: what it means and which exception it raises."""
+
+    vendor: str
+    code: Code
+    message: str
+    http_status: int | None
+    category: str
+    group: str | None
+    exception: type[ApiError] = attrs.field(eq=False, repr=False)
+
+    @property
+    def retryable(self) -> bool:
+        """True when the category is retried for some method under the shipped policies."""
+        return self.category in DEFAULT_RETRYABLE
+
+
+@attrs.frozen
+class Catalog:
+    """A vendor's error catalog: ``lookup(code)``, iteration in file order, ``len``."""
+
+    vendor: str
+    title: str
+    code_type: Literal["int", "str"]
+    envelope: EnvelopeSpec
+    source: str
+    vendor_error: type[ApiError] = attrs.field(repr=False)
+    code_prefix_fallback: int | None = attrs.field(repr=False)
+    fallback_ranges: tuple[FallbackRange, ...] = attrs.field(repr=False)
+    _entries: dict[Code, CatalogEntry] = attrs.field(repr=False)
+    _category_errors: dict[str, type[ApiError]] = attrs.field(repr=False)
+
+    def normalize(self, code: object) -> Code | None:
+        """The code as this catalog spells it (``"10"`` -> 10), or None for a value that is no code."""
+        if isinstance(code, bool) or code is None:
+            return None
+        if self.code_type == "str":
+            return code if isinstance(code, str) and code else None
+        if isinstance(code, int):
+            return code
+        if isinstance(code, float) and code.is_integer() and abs(code) < 10**_MAX_CODE_DIGITS:
+            return int(code)
+        if isinstance(code, str):
+            text = code.strip()
+            digits = text[1:] if text[:1] in "+-" else text
+            if digits.isascii() and digits.isdigit() and len(digits) <= _MAX_CODE_DIGITS:
+                return int(text)
+            return text or None
+        return None
+
+    def lookup(self, code: object) -> CatalogEntry | None:
+        """The entry of exactly this code, or None when the catalog lacks it."""
+        key = self.normalize(code)
+        return None if key is None else self._entries.get(key)
+
+    def resolve(self, code: Code) -> CatalogEntry | None:
+        """The entry for a code as received: exact, else the code it refines (USTA 200699 -> 2006)."""
+        entry = self._entries.get(code)
+        if entry is None and self.code_prefix_fallback and isinstance(code, int) and code > 0:
+            digits = str(code)
+            if len(digits) > self.code_prefix_fallback:
+                entry = self._entries.get(int(digits[: self.code_prefix_fallback]))
+        return entry
+
+    def range_category(self, code: Code) -> str | None:
+        """The category a code the catalog lacks falls back to by range, if a range covers it."""
+        if isinstance(code, int):
+            for r in self.fallback_ranges:
+                if r.first <= code <= r.last:
+                    return r.category
+        return None
+
+    def error_class(self, category: str, entry: CatalogEntry | None = None) -> type[ApiError]:
+        """The class to raise: the entry's own, else this vendor's class for the category."""
+        if entry is not None and entry.category == category:
+            return entry.exception
+        return self._category_errors[category]
+
+    def __iter__(self) -> Iterator[CatalogEntry]:
+        return iter(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, code: object) -> bool:
+        return self.lookup(code) is not None
+
+
+def exception_name(prefix: str, code: Code) -> str:
+    """The derived class name of a code: ``Hyper10Error``, ``MedableThrottledFault`` for kThrottled."""
+    if isinstance(code, int):
+        return f"{prefix}{code}Error" if code >= 0 else f"{prefix}Minus{-code}Error"
+    stem = code[1:] if len(code) > 1 and code[0] == "k" and code[1].isupper() else code
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", stem) if w]
+    camel = "".join(w.capitalize() if w.isupper() else w[0].upper() + w[1:] for w in words)
+    if camel[:1].isdigit():
+        camel = f"Code{camel}"
+    return f"{prefix}{camel}Fault"
+
+
+_lock = threading.RLock()
+_registry: dict[str, Catalog] = {}
+
+
+def _register_class(name: str, cls: type[ApiError], file: str, key_path: str) -> None:
+    existing = vars(errors).get(name)
+    if existing is not None and existing is not cls:
+        existing_vendor = getattr(existing, "_vendor", None)
+        if existing_vendor != getattr(cls, "_vendor", None):
+            raise PolicyError(PolicyProblem(file, key_path, f"exception name {name} is already taken"))
+    setattr(errors, name, cls)
+
+
+def _build(data: _CatalogFile, source: str) -> Catalog:
+    problems: list[PolicyProblem] = []
+    module = errors.__name__
+    vendor_base = errors.VENDOR_BASES.get(data.vendor)
+    if vendor_base is None:
+        vendor_base = type(
+            f"{data.exception_prefix}Error",
+            (ApiError,),
+            {"__doc__": f"Base of every fault answered by {data.title}.", "__module__": module},
+        )
+    category_errors: dict[str, type[ApiError]] = {}
+    for category, category_cls in errors.CATEGORY_CLASSES.items():
+        name = f"{data.exception_prefix}{category_cls.__name__}"
+        category_errors[category] = type(
+            name,
+            (vendor_base, category_cls),
+            {
+                "__doc__": f"{data.title}: {category} for a code its catalog lacks.",
+                "__module__": module,
+                "_vendor": data.vendor,
+            },
+        )
+    entries: dict[Code, CatalogEntry] = {}
+    names: dict[str, str] = {}
+    for index, item in enumerate(data.entries):
+        key_path = join_path(join_path("entries", index), "code")
+        wanted = int if data.code_type == "int" else str
+        if isinstance(item.code, bool) or not isinstance(item.code, wanted):
+            problems.append(PolicyProblem(source, key_path, f"code {item.code!r} must be {data.code_type}"))
+            continue
+        if item.code in entries:
+            problems.append(PolicyProblem(source, key_path, f"duplicate code {item.code!r}"))
+            continue
+        name = item.exception or exception_name(data.exception_prefix, item.code)
+        if name in names:
+            problems.append(PolicyProblem(source, key_path, f"class name {name} also used by {names[name]}"))
+            continue
+        names[name] = str(item.code)
+        bases: tuple[type[ApiError], ...] = (
+            (vendor_base,) if item.category == "ok" else (vendor_base, errors.CATEGORY_CLASSES[item.category])
+        )
+        cls: type[ApiError] = type(
+            name,
+            bases,
+            {
+                "__doc__": f"{data.title} {item.code}: {item.message}",
+                "__module__": module,
+                "_vendor": data.vendor,
+            },
+        )
+        if item.category == "ok":
+            cls.category = "ok"
+        entry = CatalogEntry(
+            vendor=data.vendor,
+            code=item.code,
+            message=item.message,
+            http_status=item.http_status,
+            category=item.category,
+            group=item.group,
+            exception=cls,
+        )
+        cls.entry = entry
+        entries[item.code] = entry
+    if problems:
+        raise PolicyError(problems)
+    catalog = Catalog(
+        vendor=data.vendor,
+        title=data.title,
+        code_type=data.code_type,
+        envelope=data.envelope,
+        source=source,
+        vendor_error=vendor_base,
+        code_prefix_fallback=data.code_prefix_fallback,
+        fallback_ranges=data.fallback_ranges,
+        entries=entries,
+        category_errors=category_errors,
+    )
+    if data.vendor not in errors.VENDOR_BASES:
+        vendor_base._vendor = data.vendor  # type: ignore[attr-defined]
+        _register_class(vendor_base.__name__, vendor_base, source, "exception_prefix")
+    for cls in (*category_errors.values(), *(e.exception for e in entries.values())):
+        _register_class(cls.__name__, cls, source, "entries")
+    return catalog
+
+
+def _parse(raw: dict[str, Any], source: str) -> Catalog:
+    return _build(structure(raw, _CatalogFile, source), source)
+
+
+def load_catalog(path: str | Path) -> Catalog:
+    """Load a catalog file (a fifth vendor, say) and register it under its ``vendor`` id.
+
+    After this, ``catalog(vendor)`` and ``ResilientTransport(vendor=...)`` know the vendor, and its
+    exception classes are in ``resilient_client.errors``. A bad file is a PolicyError.
+    """
+    file = Path(path)
+    loaded = _parse(read_toml(file), str(file))
+    with _lock:
+        if loaded.vendor in VENDORS:
+            raise PolicyError(PolicyProblem(str(file), "vendor", f"{loaded.vendor!r} is a shipped vendor"))
+        _registry[loaded.vendor] = loaded
+    return loaded
+
+
+def _load_shipped(vendor: str) -> Catalog:
+    resource = resources.files("resilient_client") / "catalogs" / f"{vendor}.toml"
+    import tomllib
+
+    source = f"resilient_client/catalogs/{vendor}.toml"
+    try:
+        raw = tomllib.loads(resource.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(PolicyProblem(source, "", f"invalid TOML: {exc}")) from None
+    return _parse(raw, source)
+
+
+def catalog(vendor: str) -> Catalog:
+    """The catalog of a vendor: one of ``VENDORS``, or one added with ``load_catalog``."""
+    found = _registry.get(vendor)
+    if found is not None:
+        return found
+    with _lock:
+        found = _registry.get(vendor)
+        if found is None:
+            if vendor not in VENDORS:
+                known = ", ".join(sorted({*VENDORS, *_registry}))
+                raise ValueError(f"unknown vendor {vendor!r}; known vendors: {known}")
+            found = _registry[vendor] = _load_shipped(vendor)
+    return found
+
+
+def load_shipped_catalogs() -> None:
+    """Load the four shipped catalogs, so their generated exception classes exist."""
+    for vendor in VENDORS:
+        catalog(vendor)

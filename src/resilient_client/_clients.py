@@ -1,0 +1,475 @@
+"""Vendor clients: httpx clients with the vendor's base URL habits, auth and ResilientTransport wired in.
+
+Each is a subclass of ``httpx.Client`` / ``httpx.AsyncClient``, so every httpx feature keeps working
+(``stream``, event hooks, timeouts, cookies, ``base_url``). ``transport=`` is the *inner* transport
+(a mock in tests); the ResilientTransport always wraps it. Credentials are keyword arguments or come
+from environment variables (README: "Vendor clients"); they never appear in a repr, a log line or an
+error.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+
+from resilient_client._policy import RetryPolicy
+from resilient_client._redact import register_secret
+from resilient_client._transport import OnRetry, ResilientTransport
+from resilient_client.errors import ApiError, AuthenticationError
+
+TokenProvider = Callable[[], str | Awaitable[str]]
+PolicyArg = RetryPolicy | str | Path | None
+InnerTransport = httpx.BaseTransport | httpx.AsyncBaseTransport | None
+
+_ENV_PREFIX = "RESILIENT_CLIENT_"
+
+
+def _env(vendor: str, name: str) -> str | None:
+    return os.environ.get(f"{_ENV_PREFIX}{vendor.upper()}_{name}") or None
+
+
+class _BearerAuth(httpx.Auth):
+    """Bearer token from a fixed token or a provider; ``invalidate()`` makes it ask again."""
+
+    def __init__(self, provider: TokenProvider | None) -> None:
+        self._provider = provider
+        self._token: str | None = None
+
+    def invalidate(self) -> None:
+        self._token = None
+
+    @property
+    def can_refresh(self) -> bool:
+        return self._provider is not None
+
+    def _apply(self, request: httpx.Request) -> None:
+        if self._token:
+            request.headers["Authorization"] = f"Bearer {self._token}"
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._token is None and self._provider is not None:
+            token = self._provider()
+            if inspect.isawaitable(token):
+                raise TypeError("an async token provider needs the Async client")
+            self._token = token
+            register_secret(token)
+        self._apply(request)
+        yield request
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if self._token is None and self._provider is not None:
+            token = self._provider()
+            self._token = await token if inspect.isawaitable(token) else token
+            register_secret(self._token)
+        self._apply(request)
+        yield request
+
+
+def _token_provider(vendor: str, token: str | None, provider: TokenProvider | None) -> TokenProvider | None:
+    if provider is not None:
+        return provider
+    fixed = token or _env(vendor, "TOKEN")
+    if fixed is None:
+        return None
+    register_secret(fixed)
+    return lambda: fixed
+
+
+class _VendorClient:
+    """What the eight vendor clients share: the vendor id and a repr without secrets."""
+
+    vendor: ClassVar[str]
+    base_url: httpx.URL
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={str(self.base_url)!r})"
+
+    def _is_token_rejected(self, error: AuthenticationError) -> bool:
+        return False
+
+    @staticmethod
+    def _build_transport(
+        vendor: str,
+        policy: PolicyArg,
+        transport: InnerTransport,
+        on_retry: OnRetry | None,
+        secrets: tuple[str | None, ...],
+        options: Mapping[str, Any],
+    ) -> ResilientTransport:
+        return ResilientTransport(
+            vendor, policy=policy, transport=transport, on_retry=on_retry, secrets=secrets, **options
+        )
+
+
+class _SyncVendorClient(_VendorClient, httpx.Client):
+    """An httpx.Client whose transport is a ResilientTransport for ``vendor``."""
+
+    def __init__(
+        self,
+        *,
+        policy: PolicyArg = None,
+        transport: InnerTransport = None,
+        on_retry: OnRetry | None = None,
+        secrets: tuple[str | None, ...] = (),
+        transport_options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        resilient = self._build_transport(
+            self.vendor, policy, transport, on_retry, secrets, transport_options or {}
+        )
+        super().__init__(transport=resilient, **kwargs)
+        self.resilient_transport = resilient
+
+
+class _AsyncVendorClient(_VendorClient, httpx.AsyncClient):
+    """An httpx.AsyncClient whose transport is a ResilientTransport for ``vendor``."""
+
+    def __init__(
+        self,
+        *,
+        policy: PolicyArg = None,
+        transport: InnerTransport = None,
+        on_retry: OnRetry | None = None,
+        secrets: tuple[str | None, ...] = (),
+        transport_options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        resilient = self._build_transport(
+            self.vendor, policy, transport, on_retry, secrets, transport_options or {}
+        )
+        super().__init__(transport=resilient, **kwargs)
+        self.resilient_transport = resilient
+
+
+# -- bearer-token vendors: Hyper and USTA -------------------------------------------------------
+
+
+class _BearerMixin(_VendorClient):
+    _bearer: _BearerAuth
+
+    def _should_refresh(self, error: ApiError, request: httpx.Request) -> bool:
+        return (
+            isinstance(error, AuthenticationError)
+            and self._bearer.can_refresh
+            and self._is_token_rejected(error)
+            and ResilientTransport._replayable(request)
+        )
+
+
+class _SyncBearerClient(_BearerMixin, _SyncVendorClient):
+    def __init__(
+        self,
+        *,
+        base_url: httpx.URL | str = "",
+        token: str | None = None,
+        token_provider: TokenProvider | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._bearer = _BearerAuth(_token_provider(self.vendor, token, token_provider))
+        super().__init__(base_url=base_url, auth=self._bearer, **kwargs)
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            return super().send(request, **kwargs)
+        except AuthenticationError as error:
+            if not self._should_refresh(error, request):
+                raise
+        # The vendor said the token is invalid or expired: ask for a new one, replay once.
+        self._bearer.invalidate()
+        return super().send(request, **kwargs)
+
+
+class _AsyncBearerClient(_BearerMixin, _AsyncVendorClient):
+    def __init__(
+        self,
+        *,
+        base_url: httpx.URL | str = "",
+        token: str | None = None,
+        token_provider: TokenProvider | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._bearer = _BearerAuth(_token_provider(self.vendor, token, token_provider))
+        super().__init__(base_url=base_url, auth=self._bearer, **kwargs)
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            return await super().send(request, **kwargs)
+        except AuthenticationError as error:
+            if not self._should_refresh(error, request):
+                raise
+        self._bearer.invalidate()
+        return await super().send(request, **kwargs)
+
+
+class _HyperHabits(_VendorClient):
+    vendor = "hyper"
+
+    def _is_token_rejected(self, error: AuthenticationError) -> bool:
+        # Code 6 ("Wrong account credentials") or the gateway's bare 401.
+        return error.code == 6 or (error.code is None and error.http_status == 401)
+
+
+class _UstaHabits(_VendorClient):
+    vendor = "usta"
+
+    def _is_token_rejected(self, error: AuthenticationError) -> bool:
+        return error.code in (4003, "invalid_token") or (error.code is None and error.http_status == 401)
+
+
+class HyperClient(_HyperHabits, _SyncBearerClient):
+    """httpx.Client for the Hyper API: bearer token (``token=``, ``token_provider=`` or
+    ``RESILIENT_CLIENT_HYPER_TOKEN``), refreshed once on code 6 or a gateway 401."""
+
+
+class AsyncHyperClient(_HyperHabits, _AsyncBearerClient):
+    """httpx.AsyncClient for the Hyper API (see HyperClient); the token provider may be async."""
+
+
+class UstaClient(_UstaHabits, _SyncBearerClient):
+    """httpx.Client for the USTA API: bearer token (``token=``, ``token_provider=`` or
+    ``RESILIENT_CLIENT_USTA_TOKEN``), refreshed once on 401, OAuth ``invalid_token`` or 4003."""
+
+
+class AsyncUstaClient(_UstaHabits, _AsyncBearerClient):
+    """httpx.AsyncClient for the USTA API (see UstaClient); the token provider may be async."""
+
+
+# -- Updox: every call a POST to /api/io/<Method> with an auth block in the JSON body -------------
+
+_UPDOX_AUTH_FIELDS = ("applicationId", "applicationPassword", "accountId", "userId")
+
+
+class _UpdoxAuth(httpx.Auth):
+    """Adds ``"auth": {applicationId, applicationPassword, accountId, userId}`` to JSON POST bodies."""
+
+    requires_request_body = True
+
+    def __init__(self, block: dict[str, str]) -> None:
+        self._block = block
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        yield self._with_auth(request)
+
+    def _with_auth(self, request: httpx.Request) -> httpx.Request:
+        if request.method != "POST" or not self._block:
+            return request
+        content = request.content
+        try:
+            body = json.loads(content) if content else {}
+        except ValueError:
+            return request
+        if not isinstance(body, dict) or "auth" in body:
+            return request
+        body["auth"] = self._block
+        headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "content-length"]
+        headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
+        return httpx.Request(
+            request.method, request.url, headers=headers, json=body, extensions=request.extensions
+        )
+
+
+class _UpdoxHabits(_VendorClient):
+    vendor = "updox"
+
+    @staticmethod
+    def _updox_auth(
+        application_id: str | None,
+        application_password: str | None,
+        account_id: str | None,
+        user_id: str | None,
+    ) -> _UpdoxAuth:
+        given = {
+            "applicationId": application_id or _env("updox", "APPLICATION_ID"),
+            "applicationPassword": application_password or _env("updox", "APPLICATION_PASSWORD"),
+            "accountId": account_id or _env("updox", "ACCOUNT_ID"),
+            "userId": user_id or _env("updox", "USER_ID"),
+        }
+        block = {k: v for k, v in given.items() if v}
+        register_secret(block.get("applicationPassword"))
+        return _UpdoxAuth(block)
+
+    @staticmethod
+    def _call_path(method: str) -> str:
+        if not method or not method.isidentifier():
+            raise ValueError(f"not an Updox method name: {method!r}")
+        return f"/api/io/{method}"
+
+
+class UpdoxClient(_UpdoxHabits, _SyncVendorClient):
+    """httpx.Client for the Updox API: ``call("MessageList", {...})`` POSTs to ``/api/io/MessageList``
+    with the auth block added (``application_id=`` ... or ``RESILIENT_CLIENT_UPDOX_APPLICATION_ID``...)."""
+
+    def __init__(
+        self,
+        *,
+        base_url: httpx.URL | str = "",
+        application_id: str | None = None,
+        application_password: str | None = None,
+        account_id: str | None = None,
+        user_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        auth = self._updox_auth(application_id, application_password, account_id, user_id)
+        super().__init__(base_url=base_url, auth=auth, secrets=(application_password,), **kwargs)
+
+    def call(self, method: str, payload: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        """POST ``payload`` to ``/api/io/<method>`` and return the decoded JSON answer."""
+        return self.post(self._call_path(method), json=dict(payload or {}), **kwargs).json()
+
+    def ping(self) -> Any:
+        """Call ``Ping`` (no credentials checked) and return the answer."""
+        return self.call("Ping")
+
+
+class AsyncUpdoxClient(_UpdoxHabits, _AsyncVendorClient):
+    """httpx.AsyncClient for the Updox API (see UpdoxClient)."""
+
+    def __init__(
+        self,
+        *,
+        base_url: httpx.URL | str = "",
+        application_id: str | None = None,
+        application_password: str | None = None,
+        account_id: str | None = None,
+        user_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        auth = self._updox_auth(application_id, application_password, account_id, user_id)
+        super().__init__(base_url=base_url, auth=auth, secrets=(application_password,), **kwargs)
+
+    async def call(self, method: str, payload: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        """POST ``payload`` to ``/api/io/<method>`` and return the decoded JSON answer."""
+        response = await self.post(self._call_path(method), json=dict(payload or {}), **kwargs)
+        return response.json()
+
+    async def ping(self) -> Any:
+        """Call ``Ping`` (no credentials checked) and return the answer."""
+        return await self.call("Ping")
+
+
+# -- Medable: client key header, session cookies, CSRF token echo, location verification ---------
+
+CLIENT_KEY_HEADER = "Medable-Client-Key"
+CSRF_HEADER = "Medable-Csrf-Token"
+
+
+class _MedableHabits(_VendorClient):
+    vendor = "medable"
+
+    @staticmethod
+    def _key_headers(client_key: str | None, headers: Any) -> httpx.Headers:
+        merged = httpx.Headers(headers)
+        key = client_key or _env("medable", "CLIENT_KEY")
+        register_secret(key)
+        if key:
+            merged[CLIENT_KEY_HEADER] = key
+        return merged
+
+    @staticmethod
+    def _csrf_token(response: httpx.Response | None) -> str | None:
+        token = None if response is None else response.headers.get(CSRF_HEADER)
+        if token:
+            register_secret(token)
+        return token
+
+    @staticmethod
+    def _login_body(email: str, password: str, verification_token: str | None) -> dict[str, Any]:
+        register_secret(password)
+        body: dict[str, Any] = {"email": email, "password": password}
+        if verification_token:
+            register_secret(verification_token)
+            body["location"] = {"verificationToken": verification_token}
+        return body
+
+
+class MedableClient(_MedableHabits, _SyncVendorClient):
+    """httpx.Client for Medable Cortex: ``Medable-Client-Key`` on every request (``client_key=`` or
+    ``RESILIENT_CLIENT_MEDABLE_CLIENT_KEY``), session cookies kept, the CSRF token echoed back."""
+
+    def __init__(
+        self, *, base_url: httpx.URL | str = "", client_key: str | None = None, **kwargs: Any
+    ) -> None:
+        headers = self._key_headers(client_key, kwargs.pop("headers", None))
+        super().__init__(base_url=base_url, headers=headers, secrets=(client_key,), **kwargs)
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            response = super().send(request, **kwargs)
+        except ApiError as error:
+            self._echo_csrf(error.response)
+            raise
+        self._echo_csrf(response)
+        return response
+
+    def _echo_csrf(self, response: httpx.Response | None) -> None:
+        token = self._csrf_token(response)
+        if token:
+            self.headers[CSRF_HEADER] = token
+
+    def login(
+        self,
+        email: str,
+        password: str,
+        *,
+        verification_token: str | None = None,
+        path: str = "/accounts/login",
+    ) -> Any:
+        """Sign in; raises VerificationRequired (kNewLocation) when the account must verify this
+        location: call again with the ``verification_token`` the account holder received."""
+        body = self._login_body(email, password, verification_token)
+        return self.post(path, json=body).json()
+
+
+class AsyncMedableClient(_MedableHabits, _AsyncVendorClient):
+    """httpx.AsyncClient for Medable Cortex (see MedableClient)."""
+
+    def __init__(
+        self, *, base_url: httpx.URL | str = "", client_key: str | None = None, **kwargs: Any
+    ) -> None:
+        headers = self._key_headers(client_key, kwargs.pop("headers", None))
+        super().__init__(base_url=base_url, headers=headers, secrets=(client_key,), **kwargs)
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await super().send(request, **kwargs)
+        except ApiError as error:
+            self._echo_csrf(error.response)
+            raise
+        self._echo_csrf(response)
+        return response
+
+    def _echo_csrf(self, response: httpx.Response | None) -> None:
+        token = self._csrf_token(response)
+        if token:
+            self.headers[CSRF_HEADER] = token
+
+    async def login(
+        self,
+        email: str,
+        password: str,
+        *,
+        verification_token: str | None = None,
+        path: str = "/accounts/login",
+    ) -> Any:
+        """Sign in (see MedableClient.login)."""
+        body = self._login_body(email, password, verification_token)
+        response = await self.post(path, json=body)
+        return response.json()
+
+
+__all__ = [
+    "AsyncHyperClient",
+    "AsyncMedableClient",
+    "AsyncUpdoxClient",
+    "AsyncUstaClient",
+    "HyperClient",
+    "MedableClient",
+    "UpdoxClient",
+    "UstaClient",
+]

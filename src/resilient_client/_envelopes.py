@@ -1,0 +1,216 @@
+"""Envelope readers: a vendor's decoded JSON body -> the faults it carries. Pure, no I/O.
+
+Each reader returns None when the body is not that vendor's envelope at all (a plain data document,
+a proxy's JSON), and never raises on any JSON value: the classifier then decides by HTTP status.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from resilient_client._catalog import EnvelopeSpec
+from resilient_client.errors import Fault
+
+_MAX_TEXT = 2000
+_MAX_FAULTS = 200
+
+
+@attrs.frozen
+class Envelope:
+    """What a body says: its top-level code and message, whether it claims failure, its faults."""
+
+    code: object
+    message: str
+    failed: bool
+    faults: tuple[Fault, ...] = ()
+    item_failures: tuple[Fault, ...] = ()
+
+
+Reader = Callable[[Any, EnvelopeSpec], Envelope | None]
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        return value[:_MAX_TEXT]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def _opt_text(value: object) -> str | None:
+    return _text(value) or None
+
+
+def _opt_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _hashable_code(value: object) -> int | str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 1e18 else None
+    if isinstance(value, str):
+        return value[:100]
+    return None
+
+
+def _read_updox(doc: Any, _spec: EnvelopeSpec) -> Envelope | None:
+    if not isinstance(doc, dict) or ("responseCode" not in doc and "successful" not in doc):
+        return None
+    code = _hashable_code(doc.get("responseCode"))
+    numeric = _opt_int(code) if not isinstance(code, str) else None
+    if isinstance(code, str) and code.strip().isdigit() and len(code) < 10:
+        numeric = int(code)
+    failed = doc.get("successful") is False or numeric is None or not 2000 <= numeric <= 2999
+    message = _text(doc.get("responseMessage"))
+    items: list[Fault] = []
+    statuses = doc.get("statuses")
+    if isinstance(statuses, list):
+        for item in statuses[:_MAX_FAULTS]:
+            if isinstance(item, dict) and item.get("success") is False:
+                items.append(
+                    Fault(
+                        code=_hashable_code(item.get("code")),
+                        message=_text(item.get("message")),
+                        item_id=_opt_text(item.get("id")),
+                    )
+                )
+    top = Fault(code=code, message=message)
+    return Envelope(code, message, failed, (top,) if failed else (), tuple(items))
+
+
+def _usta_fault(item: dict[str, Any]) -> Fault:
+    return Fault(
+        code=_hashable_code(item.get("errorCode")),
+        message=_text(item.get("message")),
+        path=_opt_text(item.get("subject")),
+        reason=_opt_text(item.get("subjectType")),
+    )
+
+
+def _read_usta(doc: Any, _spec: EnvelopeSpec) -> Envelope | None:
+    if not isinstance(doc, dict):
+        return None
+    errors = doc.get("errors")
+    if isinstance(errors, list):
+        faults = tuple(_usta_fault(e) for e in errors[:_MAX_FAULTS] if isinstance(e, dict))
+        if not faults:
+            return None
+        top = next((f for f in faults if f.code is not None), faults[0])
+        return Envelope(top.code, top.message, True, faults)
+    if "errorCode" in doc:
+        fault = _usta_fault(doc)
+        return Envelope(fault.code, fault.message, True, (fault,))
+    oauth_error = doc.get("error")
+    if isinstance(oauth_error, str) and oauth_error:
+        # The auth layer answers OAuth style (RFC 6749 section 5.2, RFC 6750 section 3.1).
+        fault = Fault(code=oauth_error[:100], message=_text(doc.get("error_description")))
+        return Envelope(fault.code, fault.message or oauth_error, True, (fault,))
+    return None
+
+
+def _medable_fault(doc: dict[str, Any]) -> Fault:
+    return Fault(
+        code=_hashable_code(doc.get("code")),
+        message=_text(doc.get("message")) or _text(doc.get("reason")),
+        path=_opt_text(doc.get("path")),
+        status=_opt_int(doc.get("status")),
+        reason=_opt_text(doc.get("reason")),
+        subcode=_opt_text(doc.get("errCode")),
+    )
+
+
+def _medable_children(doc: dict[str, Any], out: list[Fault], depth: int) -> None:
+    children = doc.get("faults")
+    if not isinstance(children, list) or depth > 10:
+        return
+    for child in children:
+        if len(out) >= _MAX_FAULTS:
+            return
+        if isinstance(child, dict):
+            out.append(_medable_fault(child))
+            _medable_children(child, out, depth + 1)
+
+
+def _read_medable(doc: Any, _spec: EnvelopeSpec) -> Envelope | None:
+    if not isinstance(doc, dict) or doc.get("object") != "fault":
+        return None
+    top = _medable_fault(doc)
+    children: list[Fault] = []
+    _medable_children(doc, children, 0)
+    return Envelope(top.code, top.message, True, tuple(children) or (top,))
+
+
+def _read_hyper(doc: Any, _spec: EnvelopeSpec) -> Envelope | None:
+    if not isinstance(doc, dict) or "ResponseCode" not in doc:
+        return None
+    code = _hashable_code(doc.get("ResponseCode"))
+    failed = not (code == 0 or code == "0")
+    message = _text(doc.get("ResponseMsgEng"))
+    return Envelope(code, message, failed, (Fault(code=code, message=message),) if failed else ())
+
+
+def _at(doc: Any, path: str | None) -> Any:
+    if path is None:
+        return None
+    for part in path.split("."):
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(part)
+    return doc
+
+
+def _read_generic(doc: Any, spec: EnvelopeSpec) -> Envelope | None:
+    if not isinstance(doc, dict):
+        return None
+    code = _hashable_code(_at(doc, spec.code))
+    flag = _at(doc, spec.success_flag)
+    children = _at(doc, spec.faults)
+    faults = tuple(
+        Fault(
+            code=_hashable_code(c.get(spec.fault_code)),
+            message=_text(c.get(spec.fault_message)),
+            path=_opt_text(c.get(spec.fault_path)),
+        )
+        for c in (children if isinstance(children, list) else [])[:_MAX_FAULTS]
+        if isinstance(c, dict)
+    )
+    if code is None and flag is not False and not faults:
+        return None
+    message = _text(_at(doc, spec.message))
+    failed = flag is False or (spec.success_flag is None and (code is not None or bool(faults)))
+    return Envelope(code, message, failed, faults or (Fault(code=code, message=message),))
+
+
+READERS: dict[str, Reader] = {
+    "updox": _read_updox,
+    "usta": _read_usta,
+    "medable": _read_medable,
+    "hyper": _read_hyper,
+    "generic": _read_generic,
+}
+
+
+def decode_json(body: bytes) -> Any:
+    """The decoded body, or None when it is not JSON (HTML, truncated, binary, too deep)."""
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
+def read_envelope(spec: EnvelopeSpec, body: bytes) -> Envelope | None:
+    """The envelope in a raw body under ``spec``, or None when there is none."""
+    doc = decode_json(body)
+    if doc is None:
+        return None
+    return READERS[spec.reader](doc, spec)

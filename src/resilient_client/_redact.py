@@ -1,0 +1,105 @@
+"""Redaction of secrets from URLs, headers, JSON bodies and free text.
+
+Everything the SDK prints, logs, puts in an exception or pickles goes through here first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+
+REDACTED = "[REDACTED]"
+
+# A key (header, query parameter or JSON field) whose name contains one of these holds a secret.
+_SECRET_NAME = re.compile(
+    r"authorization|cookie|password|passwd|secret|token|api[-_]?key|client[-_]?key|"
+    r"access[-_]?key|private[-_]?key|signature|credential|session|csrf|^key$|^sig$|^auth$",
+    re.IGNORECASE,
+)
+
+# Secrets written inline in free text: "Bearer abc", "password=abc", "token: abc".
+_INLINE_SECRET = re.compile(
+    r"(?i)(bearer\s+|basic\s+)[A-Za-z0-9._~+/=-]+"
+    r"|((?:password|passwd|secret|token|api[-_]?key|client[-_]?key|access[-_]?token)"
+    r"[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;]+"
+)
+
+_known_secrets: set[str] = set()
+
+
+def is_secret_name(name: str) -> bool:
+    """True when a header, query parameter or JSON key of this name carries a secret."""
+    return _SECRET_NAME.search(name) is not None
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a literal secret (a password, a key) so it is masked wherever it appears in text."""
+    # Short values would mask ordinary words; credentials are longer than this.
+    if value and len(value) >= 4:
+        _known_secrets.add(value)
+
+
+def redact_text(text: str) -> str:
+    """Mask inline credentials and every registered secret value in free text."""
+    if not text:
+        return text
+    for secret in _known_secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return _INLINE_SECRET.sub(
+        lambda m: (m.group(1) or m.group(2)) + REDACTED,
+        text,
+    )
+
+
+def redact_url(url: httpx.URL | str) -> str:
+    """The URL with its password and every secret-looking query parameter masked."""
+    text = str(url)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return redact_text(text)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{REDACTED}@{host}" if ":" in userinfo else f"{REDACTED}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(is_secret_name(k) for k, _ in pairs):
+            query = urlencode([(k, REDACTED if is_secret_name(k) else v) for k, v in pairs], safe="[]")
+    return redact_text(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
+
+
+def redact_headers(headers: Iterable[tuple[str, str]] | Mapping[str, str]) -> dict[str, str]:
+    """A plain dict of the headers with every secret-carrying value masked."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return {k: (REDACTED if is_secret_name(k) else redact_text(v)) for k, v in items}
+
+
+def redact_json(value: Any) -> Any:
+    """A copy of a decoded JSON document with the values of secret-looking keys masked."""
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if isinstance(k, str) and is_secret_name(k) else redact_json(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact_json(v) for v in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
+
+
+def redacted_request(request: httpx.Request) -> httpx.Request:
+    """A body-less copy of a request, safe to keep in a pickle or a log."""
+    return httpx.Request(
+        request.method,
+        redact_url(request.url),
+        headers=redact_headers(request.headers.multi_items()),
+    )

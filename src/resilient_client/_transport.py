@@ -1,0 +1,570 @@
+"""ResilientTransport: the I/O shell around an inner httpx transport, sync and async.
+
+Each attempt sends the request through the inner transport, reads the body only when it can carry
+an envelope (JSON or an error status) and only up to the policy's cap, classifies it, and asks the
+pure retry decision what to do. tenacity drives the loop once a retry is needed, so the success path
+pays for one classification and nothing else.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import random as _random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import attrs
+import httpx
+import tenacity
+
+from resilient_client._catalog import Catalog, catalog
+from resilient_client._classify import OK, Outcome, classify
+from resilient_client._decision import RETURN, Decision, decide, is_retryable, parse_retry_after
+from resilient_client._envelopes import read_envelope
+from resilient_client._policy import RetryPolicy, resolve_policy
+from resilient_client._redact import redact_url, register_secret
+
+logger = logging.getLogger("resilient_client")
+
+#: ``request.extensions`` key: a RetryPolicy (or a policy file path) for this request only.
+POLICY_EXTENSION = "resilient_client.policy"
+#: ``request.extensions`` key: the operation name matched by ``idempotent_operations``.
+OPERATION_EXTENSION = "resilient_client.operation"
+#: ``response.extensions`` key: how many attempts the request took.
+ATTEMPTS_EXTENSION = "resilient_client.attempts"
+
+_TIMEOUT_KEYS = ("connect", "read", "write", "pool")
+_testing = False
+
+
+def set_testing(enabled: bool) -> None:
+    """Turn waits off (``True``) or back on, for users' own tests: retries still happen, at once."""
+    global _testing
+    _testing = enabled
+
+
+def is_testing() -> bool:
+    """True while ``set_testing(True)`` is in force."""
+    return _testing
+
+
+@attrs.frozen
+class RetryEvent:
+    """What the ``on_retry`` hook receives before each wait."""
+
+    vendor: str
+    method: str
+    url: str
+    attempt: int
+    wait: float
+    cause: str
+    category: str | None
+    code: int | str | None
+    status: int | None
+    error: BaseException | None = attrs.field(repr=False, default=None)
+
+
+OnRetry = Callable[[RetryEvent], object]
+
+
+@attrs.define
+class _Attempt:
+    """One attempt's result: a response or a transport error, what it means, what to do next."""
+
+    number: int
+    decision: Decision
+    response: httpx.Response | None = None
+    outcome: Outcome = OK
+    error: Exception | None = None
+    retry_after: float | None = None
+
+
+class _RetryBudget:
+    """A token bucket: each request adds ``ratio`` tokens (up to ``burst``), each retry takes one."""
+
+    def __init__(self, ratio: float, burst: float) -> None:
+        self.ratio = ratio
+        self.burst = burst
+        self.tokens = burst
+
+    def deposit(self) -> None:
+        self.tokens = min(self.burst, self.tokens + self.ratio)
+
+    def available(self) -> bool:
+        return self.tokens >= 1.0
+
+    def withdraw(self) -> None:
+        self.tokens -= 1.0
+
+
+class _PrefixedStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """The raw chunks already read, then the rest of the original stream, unbuffered."""
+
+    def __init__(self, head: list[bytes], response: httpx.Response, rest: Any) -> None:
+        self._head = head
+        self._response = response
+        self._rest = rest
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._head
+        yield from self._rest
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._head:
+            yield chunk
+        async for chunk in self._rest:
+            yield chunk
+
+    def close(self) -> None:
+        self._response.close()
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+def _can_carry_envelope(response: httpx.Response, method: str) -> bool:
+    if method == "HEAD" or response.status_code in (204, 304):
+        return False
+    if response.status_code >= 400:
+        return True
+    content_type = response.headers.get("content-type")
+    if content_type is None:
+        return True
+    media = content_type.partition(";")[0].strip().lower()
+    return media.endswith(("/json", "+json")) or media in ("text/plain", "text/javascript")
+
+
+def _declared_length(response: httpx.Response) -> int | None:
+    value = response.headers.get("content-length")
+    if value is None or not value.isdigit() or len(value) > 18:
+        return None
+    return int(value)
+
+
+def _is_identity(response: httpx.Response) -> bool:
+    encoding = response.headers.get("content-encoding")
+    return encoding is None or encoding.strip().lower() in ("", "identity")
+
+
+def _replay(response: httpx.Response, raw: bytes) -> httpx.Response:
+    return httpx.Response(
+        response.status_code,
+        headers=response.headers,
+        stream=httpx.ByteStream(raw),
+        request=response.request,
+        extensions=response.extensions,
+    )
+
+
+def _decoded(response: httpx.Response, raw: bytes) -> tuple[httpx.Response, bytes | None]:
+    probe = _replay(response, raw)
+    try:
+        return probe, probe.read()
+    except httpx.DecodingError:
+        # The caller meets httpx's own DecodingError when it reads, as with bare httpx.
+        return _replay(response, raw), None
+
+
+def _request_id(response: httpx.Response, headers: tuple[str, ...]) -> str | None:
+    for name in headers:
+        value: str | None = response.headers.get(name)
+        if value:
+            return value[:200]
+    return None
+
+
+class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """An httpx transport that classifies every response by the vendor's catalog and retries.
+
+    One class for ``httpx.Client`` and ``httpx.AsyncClient`` (as ``httpx.MockTransport`` is). It wraps
+    ``transport`` (default: httpx's own HTTP transport of the matching kind).
+    """
+
+    def __init__(
+        self,
+        vendor: str | Catalog,
+        *,
+        policy: RetryPolicy | str | Path | None = None,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+        on_retry: OnRetry | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        async_sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        random: Callable[[], float] = _random.random,
+        secrets: tuple[str | None, ...] = (),
+    ) -> None:
+        self.catalog = vendor if isinstance(vendor, Catalog) else catalog(vendor)
+        self.vendor = self.catalog.vendor
+        self.policy = resolve_policy(policy, self.vendor).checked_for(self.catalog)
+        self._inner = transport
+        self._sync_default: httpx.HTTPTransport | None = None
+        self._async_default: httpx.AsyncHTTPTransport | None = None
+        self.on_retry = on_retry
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._sleep = sleep
+        self._async_sleep = async_sleep
+        self._random = random
+        self._budget = _RetryBudget(self.policy.budget.ratio, self.policy.budget.burst)
+        for secret in secrets:
+            register_secret(secret)
+
+    def __repr__(self) -> str:
+        return f"ResilientTransport(vendor={self.vendor!r}, policy={self.policy.source!r})"
+
+    # -- shared, no I/O --------------------------------------------------------------------
+
+    def _policy_for(self, request: httpx.Request) -> RetryPolicy:
+        override = request.extensions.get(POLICY_EXTENSION)
+        if override is None:
+            return self.policy
+        if isinstance(override, RetryPolicy):
+            return override.checked_for(self.catalog)
+        return resolve_policy(override, self.vendor).checked_for(self.catalog)
+
+    @staticmethod
+    def _operation(request: httpx.Request) -> str:
+        named = request.extensions.get(OPERATION_EXTENSION)
+        if isinstance(named, str):
+            return named
+        return request.url.path.rstrip("/").rpartition("/")[2]
+
+    @staticmethod
+    def _replayable(request: httpx.Request) -> bool:
+        return isinstance(request.stream, httpx.ByteStream) or hasattr(request, "_content")
+
+    def _shrink_timeouts(self, request: httpx.Request, policy: RetryPolicy, left: float) -> None:
+        limit = left
+        if policy.retry.attempt_timeout > 0:
+            limit = min(limit, policy.retry.attempt_timeout)
+        current = request.extensions.get("timeout") or {}
+        request.extensions["timeout"] = {
+            key: limit if current.get(key) is None else min(current[key], limit) for key in _TIMEOUT_KEYS
+        }
+
+    def _judge(
+        self,
+        request: httpx.Request,
+        policy: RetryPolicy,
+        number: int,
+        deadline: float,
+        response: httpx.Response,
+        body: bytes | None,
+    ) -> _Attempt:
+        envelope = None if body is None else read_envelope(self.catalog.envelope, body)
+        outcome = classify(self.catalog, response.status_code, envelope)
+        if outcome.ok:
+            return _Attempt(number, RETURN, response)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s %s -> %s (code %s, HTTP %s)",
+                self.vendor,
+                request.method,
+                redact_url(request.url),
+                outcome.category,
+                outcome.code,
+                response.status_code,
+            )
+        retry_after = parse_retry_after(response.headers, self._wall_clock(), "x-rate-limit-reset")
+        decision = decide(
+            policy,
+            outcome=outcome,
+            method=request.method,
+            operation=self._operation(request),
+            attempt=number,
+            time_left=deadline - self._clock(),
+            retry_after=retry_after,
+            replayable=self._replayable(request),
+            budget_left=self._budget.available() if policy.budget.ratio > 0 else True,
+            random=self._random,
+        )
+        return _Attempt(number, decision, response, outcome, retry_after=retry_after)
+
+    def _judge_error(
+        self,
+        request: httpx.Request,
+        policy: RetryPolicy,
+        number: int,
+        deadline: float,
+        exc: Exception,
+    ) -> _Attempt:
+        decision = decide(
+            policy,
+            outcome=None,
+            error=exc,
+            method=request.method,
+            operation=self._operation(request),
+            attempt=number,
+            time_left=deadline - self._clock(),
+            retry_after=None,
+            replayable=self._replayable(request),
+            budget_left=self._budget.available() if policy.budget.ratio > 0 else True,
+            random=self._random,
+        )
+        return _Attempt(number, decision, error=exc)
+
+    def _event(self, request: httpx.Request, result: _Attempt) -> RetryEvent:
+        response = result.response
+        return RetryEvent(
+            vendor=self.vendor,
+            method=request.method,
+            url=redact_url(request.url),
+            attempt=result.number,
+            wait=result.decision.wait,
+            cause=result.decision.reason,
+            category=None if result.error else result.outcome.category,
+            code=result.outcome.code,
+            status=None if response is None else response.status_code,
+            error=result.error,
+        )
+
+    def _log_retry(self, event: RetryEvent, policy: RetryPolicy) -> None:
+        if policy.budget.ratio > 0:
+            self._budget.withdraw()
+        what = event.category or (type(event.error).__name__ if event.error else "?")
+        code = "" if event.code is None else f" {event.code}"
+        logger.info(
+            "retry %s %s %s: attempt %d/%d failed with %s%s; waiting %.3f s",
+            self.vendor,
+            event.method,
+            event.url,
+            event.attempt,
+            policy.retry.max_attempts,
+            what,
+            code,
+            event.wait,
+        )
+
+    def _finish(self, request: httpx.Request, policy: RetryPolicy, result: _Attempt) -> httpx.Response:
+        attempts = result.number
+        if result.error is not None:
+            note = f"resilient_client: {attempts} attempt(s); {result.decision.reason}"
+            result.error.add_note(note)
+            result.error.attempts = attempts  # type: ignore[attr-defined]
+            raise result.error
+        response = result.response
+        assert response is not None
+        response.extensions[ATTEMPTS_EXTENSION] = attempts
+        if result.decision.action == "return":
+            return response
+        outcome = result.outcome
+        error_class = outcome.error_class
+        assert error_class is not None
+        raise error_class(
+            outcome.message or f"HTTP {response.status_code} {response.reason_phrase}".strip(),
+            vendor=self.vendor,
+            code=outcome.code,
+            http_status=response.status_code,
+            retryable=is_retryable(policy, outcome),
+            details=outcome.details,
+            attempts=attempts,
+            retry_after=result.retry_after,
+            request_id=_request_id(response, self.catalog.envelope.request_id_headers),
+            request=request,
+            response=response,
+        )
+
+    def _retrying_kwargs(self, request: httpx.Request, policy: RetryPolicy) -> dict[str, Any]:
+        def wait(state: tenacity.RetryCallState) -> float:
+            result: _Attempt = state.outcome.result()  # type: ignore[union-attr]
+            return 0.0 if _testing else result.decision.wait
+
+        return {
+            "retry": tenacity.retry_if_result(lambda r: r.decision.action == "retry"),
+            "wait": wait,
+            "stop": tenacity.stop_never,
+            "reraise": True,
+        }
+
+    # -- sync shell ------------------------------------------------------------------------
+
+    def _sync_inner(self) -> httpx.BaseTransport:
+        if isinstance(self._inner, httpx.BaseTransport):
+            return self._inner
+        if self._inner is not None:
+            raise TypeError(f"{type(self._inner).__name__} cannot serve a sync httpx.Client")
+        if self._sync_default is None:
+            self._sync_default = httpx.HTTPTransport()
+        return self._sync_default
+
+    def _read_sync(
+        self, response: httpx.Response, method: str, cap: int
+    ) -> tuple[httpx.Response, bytes | None]:
+        if not _can_carry_envelope(response, method):
+            return response, None
+        length = _declared_length(response)
+        if length is not None and length > cap:
+            return response, None
+        if length is not None and _is_identity(response):
+            return response, response.read()
+        head: list[bytes] = []
+        size = 0
+        raw = response.iter_raw()
+        for chunk in raw:
+            head.append(chunk)
+            size += len(chunk)
+            if size > cap:
+                return _replay_rest(response, head, raw), None
+        response.close()
+        return _decoded(response, b"".join(head))
+
+    def _attempt_sync(
+        self, request: httpx.Request, policy: RetryPolicy, number: int, deadline: float
+    ) -> _Attempt:
+        self._shrink_timeouts(request, policy, deadline - self._clock())
+        try:
+            response = self._sync_inner().handle_request(request)
+        except httpx.TransportError as exc:
+            return self._judge_error(request, policy, number, deadline, exc)
+        try:
+            response, body = self._read_sync(response, request.method, policy.body.max_read_bytes)
+        except httpx.TransportError as exc:
+            response.close()
+            return self._judge_error(request, policy, number, deadline, exc)
+        result = self._judge(request, policy, number, deadline, response, body)
+        if result.decision.action == "retry":
+            response.close()
+        return result
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        policy = self._policy_for(request)
+        if policy.budget.ratio > 0:
+            self._budget.deposit()
+        deadline = self._clock() + policy.retry.total_timeout
+        first = self._attempt_sync(request, policy, 1, deadline)
+        if first.decision.action != "retry":
+            return self._finish(request, policy, first)
+        pending = [first]
+        counter = iter(range(2, policy.retry.max_attempts + 1))
+
+        def attempt() -> _Attempt:
+            return pending.pop() if pending else self._attempt_sync(request, policy, next(counter), deadline)
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            result: _Attempt = state.outcome.result()  # type: ignore[union-attr]
+            event = self._event(request, result)
+            self._log_retry(event, policy)
+            if self.on_retry is not None:
+                returned = self.on_retry(event)
+                if inspect.isawaitable(returned):
+                    raise TypeError("an async on_retry hook needs an httpx.AsyncClient")
+
+        def sleep(seconds: float) -> None:
+            if seconds > 0 and not _testing:
+                self._sleep(seconds)
+
+        retrying = tenacity.Retrying(
+            sleep=sleep, before_sleep=before_sleep, **self._retrying_kwargs(request, policy)
+        )
+        return self._finish(request, policy, retrying(attempt))
+
+    def close(self) -> None:
+        if isinstance(self._inner, httpx.BaseTransport):
+            self._inner.close()
+        if self._sync_default is not None:
+            self._sync_default.close()
+
+    # -- async shell -----------------------------------------------------------------------
+
+    def _async_inner(self) -> httpx.AsyncBaseTransport:
+        if isinstance(self._inner, httpx.AsyncBaseTransport):
+            return self._inner
+        if self._inner is not None:
+            raise TypeError(f"{type(self._inner).__name__} cannot serve an httpx.AsyncClient")
+        if self._async_default is None:
+            self._async_default = httpx.AsyncHTTPTransport()
+        return self._async_default
+
+    async def _read_async(
+        self, response: httpx.Response, method: str, cap: int
+    ) -> tuple[httpx.Response, bytes | None]:
+        if not _can_carry_envelope(response, method):
+            return response, None
+        length = _declared_length(response)
+        if length is not None and length > cap:
+            return response, None
+        if length is not None and _is_identity(response):
+            return response, await response.aread()
+        head: list[bytes] = []
+        size = 0
+        raw = response.aiter_raw()
+        async for chunk in raw:
+            head.append(chunk)
+            size += len(chunk)
+            if size > cap:
+                return _replay_rest(response, head, raw), None
+        await response.aclose()
+        return _decoded(response, b"".join(head))
+
+    async def _attempt_async(
+        self, request: httpx.Request, policy: RetryPolicy, number: int, deadline: float
+    ) -> _Attempt:
+        self._shrink_timeouts(request, policy, deadline - self._clock())
+        try:
+            response = await self._async_inner().handle_async_request(request)
+        except httpx.TransportError as exc:
+            return self._judge_error(request, policy, number, deadline, exc)
+        try:
+            response, body = await self._read_async(response, request.method, policy.body.max_read_bytes)
+        except httpx.TransportError as exc:
+            await response.aclose()
+            return self._judge_error(request, policy, number, deadline, exc)
+        result = self._judge(request, policy, number, deadline, response, body)
+        if result.decision.action == "retry":
+            await response.aclose()
+        return result
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        policy = self._policy_for(request)
+        if policy.budget.ratio > 0:
+            self._budget.deposit()
+        deadline = self._clock() + policy.retry.total_timeout
+        first = await self._attempt_async(request, policy, 1, deadline)
+        if first.decision.action != "retry":
+            return self._finish(request, policy, first)
+        pending = [first]
+        counter = iter(range(2, policy.retry.max_attempts + 1))
+
+        async def attempt() -> _Attempt:
+            if pending:
+                return pending.pop()
+            return await self._attempt_async(request, policy, next(counter), deadline)
+
+        async def before_sleep(state: tenacity.RetryCallState) -> None:
+            result: _Attempt = state.outcome.result()  # type: ignore[union-attr]
+            event = self._event(request, result)
+            self._log_retry(event, policy)
+            if self.on_retry is not None:
+                returned = self.on_retry(event)
+                if inspect.isawaitable(returned):
+                    await returned
+
+        async def sleep(seconds: float) -> None:
+            if seconds > 0 and not _testing:
+                await self._async_sleep(seconds)
+
+        retrying = tenacity.AsyncRetrying(
+            sleep=sleep, before_sleep=before_sleep, **self._retrying_kwargs(request, policy)
+        )
+        return self._finish(request, policy, await retrying(attempt))
+
+    async def aclose(self) -> None:
+        if isinstance(self._inner, httpx.AsyncBaseTransport):
+            await self._inner.aclose()
+        if self._async_default is not None:
+            await self._async_default.aclose()
+
+
+def _replay_rest(response: httpx.Response, head: list[bytes], rest: Any) -> httpx.Response:
+    return httpx.Response(
+        response.status_code,
+        headers=response.headers,
+        stream=_PrefixedStream(head, response, rest),
+        request=response.request,
+        extensions=response.extensions,
+    )
