@@ -15,14 +15,34 @@ BODIES = {
     "updox": (200, {"successful": False, "responseCode": 4010, "responseMessage": "Unauthorized"}),
     "usta": (
         400,
-        {"errors": [{"errorCode": 5000, "message": "validation error", "subject": "firstName",
-                     "subjectType": "parameter"}]},
+        {
+            "errors": [
+                {
+                    "errorCode": 5000,
+                    "message": "validation error",
+                    "subject": "firstName",
+                    "subjectType": "parameter",
+                }
+            ]
+        },
     ),
     "medable": (
         400,
-        {"object": "fault", "name": "validation", "code": "kValidationError", "status": 400,
-         "faults": [{"object": "fault", "code": "kRequired", "status": 400, "path": "dob",
-                     "reason": "Required property"}]},
+        {
+            "object": "fault",
+            "name": "validation",
+            "code": "kValidationError",
+            "status": 400,
+            "faults": [
+                {
+                    "object": "fault",
+                    "code": "kRequired",
+                    "status": 400,
+                    "path": "dob",
+                    "reason": "Required property",
+                }
+            ],
+        },
     ),
     "hyper": (423, {"ResponseCode": 10, "ResponseMsgEng": "The requested resource is busy."}),
 }

@@ -2,13 +2,12 @@
 
 SPEC section 7 asks for <= 5 %. Cases: in-process (httpx.MockTransport) and over a loopback
 server (uvicorn on 127.0.0.1), sync and async, a small JSON body and a 1 MiB JSON body. Each case
-alternates blocks of bare and resilient requests and compares the median block times, so drift in
-the machine's speed hits both sides alike. Prints one line per case with the ratio.
+alternates rounds of bare and resilient requests and compares the median round times, so drift in
+the machine's speed hits both sides alike. Prints one line per case. ``--quick`` for a smoke run.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import statistics
 import sys
@@ -17,31 +16,26 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import httpx
 
 import resilient_client as rc
 
 SMALL = json.dumps({"ResponseCode": 0, "ResponseMsgEng": "Success", "Items": [1, 2, 3]}).encode()
 LARGE = json.dumps({"ResponseCode": 0, "Items": ["x" * 1000] * 1040}).encode()  # ~1 MiB
-HEADERS = [(b"content-type", b"application/json")]
-
-
-def mock_transport(body: bytes) -> httpx.MockTransport:
-    return httpx.MockTransport(
-        lambda request: httpx.Response(200, content=body, headers={"content-type": "application/json"})
-    )
+JSON = {"content-type": "application/json"}
 
 
 async def asgi_app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
-    if scope["type"] != "http":
-        return
     body = LARGE if scope["path"] == "/large" else SMALL
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [*HEADERS, (b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 class LoopbackServer:
+    """uvicorn on 127.0.0.1 and a free port, in a background thread."""
+
     def __enter__(self) -> str:
         import uvicorn
 
@@ -59,79 +53,69 @@ class LoopbackServer:
         self.thread.join(5)
 
 
-def time_sync(client: httpx.Client, url: str, count: int) -> float:
-    start = time.perf_counter()
-    for _ in range(count):
-        client.get(url).content
-    return time.perf_counter() - start
+def report(name: str, bare: list[float], resilient: list[float]) -> None:
+    b, r = statistics.median(bare), statistics.median(resilient)
+    overhead = 100 * (r / b - 1)
+    print(f"{name:28s} bare {b * 1e3:8.2f} ms  resilient {r * 1e3:8.2f} ms  overhead {overhead:+6.1f} %")
 
 
-async def time_async(client: httpx.AsyncClient, url: str, count: int) -> float:
-    start = time.perf_counter()
-    for _ in range(count):
-        (await client.get(url)).content
-    return time.perf_counter() - start
+def sync_case(
+    name: str, inner: Callable[[], httpx.BaseTransport | None], url: str, count: int, rounds: int
+) -> None:
+    def timed(client: httpx.Client) -> float:
+        start = time.perf_counter()
+        for _ in range(count):
+            client.get(url).read()
+        return time.perf_counter() - start
+
+    base = inner()
+    with (
+        httpx.Client(transport=base) as bare,
+        httpx.Client(transport=rc.ResilientTransport("hyper", transport=inner())) as resilient,
+    ):
+        timed(bare), timed(resilient)  # warm-up: connections, caches
+        pairs = [(timed(bare), timed(resilient)) for _ in range(rounds)]
+    report(name, [p[0] for p in pairs], [p[1] for p in pairs])
 
 
-def compare(name: str, bare: Callable[[], float], wrapped: Callable[[], float], rounds: int) -> None:
-    bare(), wrapped()  # warm up
-    bare_times, wrapped_times = [], []
-    for _ in range(rounds):
-        bare_times.append(bare())
-        wrapped_times.append(wrapped())
-    b, w = statistics.median(bare_times), statistics.median(wrapped_times)
-    print(f"{name:34s} bare {b * 1e3:8.2f} ms  resilient {w * 1e3:8.2f} ms  overhead {100 * (w / b - 1):+6.1f} %")
+def async_case(
+    name: str, inner: Callable[[], httpx.AsyncBaseTransport | None], url: str, count: int, rounds: int
+) -> None:
+    async def timed(client: httpx.AsyncClient) -> float:
+        start = time.perf_counter()
+        for _ in range(count):
+            await (await client.get(url)).aread()
+        return time.perf_counter() - start
+
+    async def main() -> None:
+        async with (
+            httpx.AsyncClient(transport=inner()) as bare,
+            httpx.AsyncClient(transport=rc.ResilientTransport("hyper", transport=inner())) as resilient,
+        ):
+            await timed(bare), await timed(resilient)
+            bare_times, resilient_times = [], []
+            for _ in range(rounds):
+                bare_times.append(await timed(bare))
+                resilient_times.append(await timed(resilient))
+        report(name, bare_times, resilient_times)
+
+    anyio.run(main)
+
+
+def mock(body: bytes) -> Callable[[], httpx.MockTransport]:
+    return lambda: httpx.MockTransport(lambda request: httpx.Response(200, content=body, headers=JSON))
 
 
 def main() -> None:
-    small_count, large_count, rounds = 400, 40, 9
-    if "--quick" in sys.argv:
-        small_count, large_count, rounds = 50, 5, 3
-    for label, body, count in (("small", SMALL, small_count), ("1 MiB", LARGE, large_count)):
-        inner = mock_transport(body)
-        bare_c = httpx.Client(transport=inner)
-        res_c = httpx.Client(transport=rc.ResilientTransport("hyper", transport=inner))
-        compare(f"in-process sync  {label}", lambda: time_sync(bare_c, "http://x/", count),
-                lambda: time_sync(res_c, "http://x/", count), rounds)
-
-        async def run_async(body: bytes = body, count: int = count, label: str = label) -> None:
-            inner = mock_transport(body)
-            async with httpx.AsyncClient(transport=inner) as bare_a, httpx.AsyncClient(
-                transport=rc.ResilientTransport("hyper", transport=inner)
-            ) as res_a:
-                bare_times, wrapped_times = [], []
-                await time_async(bare_a, "http://x/", count)
-                await time_async(res_a, "http://x/", count)
-                for _ in range(rounds):
-                    bare_times.append(await time_async(bare_a, "http://x/", count))
-                    wrapped_times.append(await time_async(res_a, "http://x/", count))
-                b, w = statistics.median(bare_times), statistics.median(wrapped_times)
-                print(f"{'in-process async ' + label:34s} bare {b * 1e3:8.2f} ms  resilient {w * 1e3:8.2f} ms"
-                      f"  overhead {100 * (w / b - 1):+6.1f} %")
-
-        asyncio.run(run_async())
-
+    quick = "--quick" in sys.argv
+    small, large, rounds = (50, 5, 3) if quick else (500, 50, 9)
+    for label, body, count in (("small", SMALL, small), ("1 MiB", LARGE, large)):
+        sync_case(f"in-process sync  {label}", mock(body), "http://x/", count, rounds)
+        async_case(f"in-process async {label}", mock(body), "http://x/", count, rounds)
     with LoopbackServer() as base:
-        for label, path, count in (("small", "/small", small_count), ("1 MiB", "/large", large_count)):
-            with httpx.Client() as bare_c, httpx.Client(transport=rc.ResilientTransport("hyper")) as res_c:
-                compare(f"loopback sync    {label}", lambda: time_sync(bare_c, base + path, count),
-                        lambda: time_sync(res_c, base + path, count), rounds)
-
-            async def run_loop(path: str = path, count: int = count, label: str = label) -> None:
-                async with httpx.AsyncClient() as bare_a, httpx.AsyncClient(
-                    transport=rc.ResilientTransport("hyper")
-                ) as res_a:
-                    bare_times, wrapped_times = [], []
-                    await time_async(bare_a, base + path, count)
-                    await time_async(res_a, base + path, count)
-                    for _ in range(rounds):
-                        bare_times.append(await time_async(bare_a, base + path, count))
-                        wrapped_times.append(await time_async(res_a, base + path, count))
-                    b, w = statistics.median(bare_times), statistics.median(wrapped_times)
-                    print(f"{'loopback async   ' + label:34s} bare {b * 1e3:8.2f} ms  resilient "
-                          f"{w * 1e3:8.2f} ms  overhead {100 * (w / b - 1):+6.1f} %")
-
-            asyncio.run(run_loop())
+        for label, path, count in (("small", "/small", small), ("1 MiB", "/large", large)):
+            sync_case(f"loopback sync    {label}", lambda: None, base + path, count, rounds)
+            async_case(f"loopback async   {label}", lambda: None, base + path, count, rounds)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ a proxy's JSON), and never raises on any JSON value: the classifier then decides
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -196,6 +197,38 @@ READERS: dict[str, Reader] = {
     "hyper": _read_hyper,
     "generic": _read_generic,
 }
+
+
+def _single_match(key: bytes, pattern: bytes) -> Callable[[bytes], bool]:
+    compiled = re.compile(pattern)
+
+    def quick(body: bytes) -> bool:
+        return body.count(key) == 1 and compiled.search(body) is not None
+
+    return quick
+
+
+def _none_of(*markers: bytes) -> Callable[[bytes], bool]:
+    return lambda body: not any(m in body for m in markers)
+
+
+_UPDOX_OK = _single_match(b'"responseCode"', rb'"responseCode"\s*:\s*2\d{3}\s*[,}]')
+_UPDOX_FAILED = re.compile(rb'"success(?:ful)?"\s*:\s*false')
+
+# Cheap byte scans that prove a 2xx body carries no fault, so the success path skips json.loads.
+# A False answer proves nothing: the body is then decoded and read in full.
+_QUICK_OK: dict[str, Callable[[bytes], bool]] = {
+    "updox": lambda body: _UPDOX_OK(body) and _UPDOX_FAILED.search(body) is None,
+    "usta": _none_of(b'"error'),
+    "medable": _none_of(b'"fault"'),
+    "hyper": _single_match(b'"ResponseCode"', rb'"ResponseCode"\s*:\s*0\s*[,}]'),
+}
+
+
+def surely_no_fault(spec: EnvelopeSpec, body: bytes) -> bool:
+    """True when a byte scan proves a 2xx body holds no fault of this vendor (no decoding needed)."""
+    quick = _QUICK_OK.get(spec.reader)
+    return quick is not None and quick(body)
 
 
 def decode_json(body: bytes) -> Any:

@@ -24,7 +24,7 @@ import tenacity
 from resilient_client._catalog import Catalog, catalog
 from resilient_client._classify import OK, Outcome, classify
 from resilient_client._decision import RETURN, Decision, decide, is_retryable, parse_retry_after
-from resilient_client._envelopes import read_envelope
+from resilient_client._envelopes import read_envelope, surely_no_fault
 from resilient_client._policy import RetryPolicy, resolve_policy
 from resilient_client._redact import redact_url, register_secret
 
@@ -126,28 +126,37 @@ class _PrefixedStream(httpx.SyncByteStream, httpx.AsyncByteStream):
         await self._response.aclose()
 
 
-def _can_carry_envelope(response: httpx.Response, method: str) -> bool:
-    if method == "HEAD" or response.status_code in (204, 304):
-        return False
-    if response.status_code >= 400:
-        return True
-    content_type = response.headers.get("content-type")
-    if content_type is None:
-        return True
-    media = content_type.partition(";")[0].strip().lower()
-    return media.endswith(("/json", "+json")) or media in ("text/plain", "text/javascript")
+def _body_plan(response: httpx.Response, method: str, cap: int) -> tuple[bool, int | None, bool]:
+    """(read the body?, declared length, identity encoding?) from one pass over the headers."""
+    status = response.status_code
+    if method == "HEAD" or status in (204, 304):
+        return False, None, True
+    content_type = length = encoding = None
+    for key, value in response.headers.raw:
+        name = key.lower()
+        if name == b"content-type":
+            content_type = value
+        elif name == b"content-length":
+            length = value
+        elif name == b"content-encoding":
+            encoding = value
+    if status < 400 and content_type is not None:
+        media = content_type.partition(b";")[0].strip().lower()
+        if not (media.endswith((b"/json", b"+json")) or media in (b"text/plain", b"text/javascript")):
+            return False, None, True
+    declared = int(length) if length is not None and length.isdigit() and len(length) <= 18 else None
+    if declared is not None and declared > cap:
+        return False, declared, True
+    identity = encoding is None or encoding.strip().lower() in (b"", b"identity")
+    return True, declared, identity
 
 
-def _declared_length(response: httpx.Response) -> int | None:
-    value = response.headers.get("content-length")
-    if value is None or not value.isdigit() or len(value) > 18:
+def _content_if_read(response: httpx.Response) -> bytes | None:
+    # A response built from bytes (MockTransport, respx) arrives already read.
+    try:
+        return response.content
+    except httpx.ResponseNotRead:
         return None
-    return int(value)
-
-
-def _is_identity(response: httpx.Response) -> bool:
-    encoding = response.headers.get("content-encoding")
-    return encoding is None or encoding.strip().lower() in ("", "identity")
 
 
 def _replay(response: httpx.Response, raw: bytes) -> httpx.Response:
@@ -256,8 +265,13 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         response: httpx.Response,
         body: bytes | None,
     ) -> _Attempt:
-        envelope = None if body is None else read_envelope(self.catalog.envelope, body)
-        outcome = classify(self.catalog, response.status_code, envelope)
+        spec = self.catalog.envelope
+        status = response.status_code
+        if body is None or (status < 300 and surely_no_fault(spec, body)):
+            envelope = None
+        else:
+            envelope = read_envelope(spec, body)
+        outcome = classify(self.catalog, status, envelope)
         if outcome.ok:
             return _Attempt(number, RETURN, response)
         if logger.isEnabledFor(logging.DEBUG):
@@ -395,12 +409,12 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     def _read_sync(
         self, response: httpx.Response, method: str, cap: int
     ) -> tuple[httpx.Response, bytes | None]:
-        if not _can_carry_envelope(response, method):
+        wanted, length, identity = _body_plan(response, method, cap)
+        if not wanted:
             return response, None
-        length = _declared_length(response)
-        if length is not None and length > cap:
-            return response, None
-        if length is not None and _is_identity(response):
+        if response.is_stream_consumed:
+            return response, _content_if_read(response)
+        if length is not None and identity:
             return response, response.read()
         head: list[bytes] = []
         size = 0
@@ -483,12 +497,12 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     async def _read_async(
         self, response: httpx.Response, method: str, cap: int
     ) -> tuple[httpx.Response, bytes | None]:
-        if not _can_carry_envelope(response, method):
+        wanted, length, identity = _body_plan(response, method, cap)
+        if not wanted:
             return response, None
-        length = _declared_length(response)
-        if length is not None and length > cap:
-            return response, None
-        if length is not None and _is_identity(response):
+        if response.is_stream_consumed:
+            return response, _content_if_read(response)
+        if length is not None and identity:
             return response, await response.aread()
         head: list[bytes] = []
         size = 0

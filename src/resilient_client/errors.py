@@ -188,7 +188,14 @@ class ApiError(ResilientClientError):
         self.message = redact_text(message)
         self.http_status = http_status
         self.retryable = retryable
-        self.details = details
+        self.details = tuple(
+            attrs.evolve(
+                f,
+                message=redact_text(f.message),
+                reason=None if f.reason is None else redact_text(f.reason),
+            )
+            for f in details
+        )
         self.attempts = attempts
         self.retry_after = retry_after
         self.request_id = request_id
