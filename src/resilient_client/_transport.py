@@ -160,11 +160,11 @@ def _content_if_read(response: httpx.Response) -> bytes | None:
 
 
 def _replay(response: httpx.Response, raw: bytes) -> httpx.Response:
+    # No request= here: the client sets it on the response it gets back, as for any transport.
     return httpx.Response(
         response.status_code,
         headers=response.headers,
         stream=httpx.ByteStream(raw),
-        request=response.request,
         extensions=response.extensions,
     )
 
@@ -441,7 +441,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             response.close()
             return self._judge_error(request, policy, number, deadline, exc)
         result = self._judge(request, policy, number, deadline, response, body)
-        if result.decision.action == "retry":
+        if result.decision.action != "return":
+            # Discarded or kept inside an error: either way nobody reads more of its stream.
             response.close()
         return result
 
@@ -529,7 +530,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             await response.aclose()
             return self._judge_error(request, policy, number, deadline, exc)
         result = self._judge(request, policy, number, deadline, response, body)
-        if result.decision.action == "retry":
+        if result.decision.action != "return":
             await response.aclose()
         return result
 
@@ -579,6 +580,5 @@ def _replay_rest(response: httpx.Response, head: list[bytes], rest: Any) -> http
         response.status_code,
         headers=response.headers,
         stream=_PrefixedStream(head, response, rest),
-        request=response.request,
         extensions=response.extensions,
     )

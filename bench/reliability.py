@@ -1,0 +1,170 @@
+"""The reliability bars of SPEC section 7, measured; prints one line per bar.
+
+- attempts per request under total outage, with a retry budget on (bar <= 1.2)
+- success at 10 % random transient faults under the default policy (bar >= 99.9 %)
+- retries sent before the server's Retry-After (bar 0)
+- total deadline overrun, real clock, against a loopback server that answers slowly (bar <= 50 ms)
+- memory growth while streaming a 1 GB download through the transport (bar < 20 MB)
+
+Fake time where the bar is about counting, real time and sockets where it is about time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import resource
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import httpx
+
+import resilient_client as rc
+from resilient_client.testing import FakeClock
+
+
+def outage_attempts(requests: int = 2000) -> float:
+    policy = rc.load_policy("hyper")
+    policy = attrs.evolve(policy, budget=rc.BudgetSettings(ratio=0.2, burst=1.0))
+    clock = FakeClock()
+    sent = 0
+
+    def down(request: httpx.Request) -> httpx.Response:
+        nonlocal sent
+        sent += 1
+        return httpx.Response(503)
+
+    transport = rc.ResilientTransport(
+        "hyper", policy=policy, transport=httpx.MockTransport(down), **clock.options()
+    )
+    with httpx.Client(transport=transport) as client:
+        for _ in range(requests):
+            with contextlib.suppress(rc.errors.ServiceUnavailableError):
+                client.get("https://hyper.test/x")
+    return sent / requests
+
+
+def success_under_faults(requests: int = 20000, fault_rate: float = 0.10) -> float:
+    chance = random.Random(7)
+    clock = FakeClock()
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        if chance.random() < fault_rate:
+            return httpx.Response(chance.choice([429, 503, 423]))
+        return httpx.Response(200, json={"ResponseCode": 0})
+
+    transport = rc.ResilientTransport("hyper", transport=httpx.MockTransport(flaky), **clock.options())
+    ok = 0
+    with httpx.Client(transport=transport) as client:
+        for _ in range(requests):
+            try:
+                client.post("https://hyper.test/x", json={})
+                ok += 1
+            except rc.errors.ApiError:
+                pass
+    return ok / requests
+
+
+def early_retries(requests: int = 2000) -> int:
+    chance = random.Random(11)
+    clock = FakeClock()
+    allowed_at: dict[str, float] = {}  # per call: when the server allows the next try
+    early = 0
+
+    def throttled(request: httpx.Request) -> httpx.Response:
+        nonlocal early
+        call = request.headers["x-call"]
+        if clock.now < allowed_at.get(call, 0.0):
+            early += 1
+        if chance.random() < 0.5:
+            wait = chance.choice(["1", "2.5", "0.2", "7"])
+            allowed_at[call] = clock.now + float(wait)
+            return httpx.Response(429, headers={"Retry-After": wait})
+        return httpx.Response(200, json={})
+
+    transport = rc.ResilientTransport("medable", transport=httpx.MockTransport(throttled), **clock.options())
+    with httpx.Client(transport=transport) as client:
+        for call in range(requests):
+            with contextlib.suppress(rc.errors.ApiError):
+                client.post("https://medable.test/x", json={}, headers={"x-call": str(call)})
+    return early
+
+
+async def slow_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    import anyio
+
+    await anyio.sleep(0.4)  # the server is slow; the client's deadline must cut it
+    await send({"type": "http.response.start", "status": 503, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def deadline_overrun(total: float = 1.0, runs: int = 5) -> float:
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(slow_app, host="127.0.0.1", port=0, log_level="error", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    policy = attrs.evolve(
+        rc.load_policy("default"),
+        retry=attrs.evolve(rc.RetryPolicy().retry, total_timeout=total, initial_wait=0.05, max_attempts=100),
+    )
+    worst = 0.0
+    try:
+        with httpx.Client(transport=rc.ResilientTransport("hyper", policy=policy)) as client:
+            for _ in range(runs):
+                start = time.monotonic()
+                with contextlib.suppress(rc.errors.ApiError, httpx.TimeoutException):
+                    client.get(f"http://127.0.0.1:{port}/")
+                worst = max(worst, time.monotonic() - start - total)
+    finally:
+        server.should_exit = True
+        thread.join(5)
+    return worst
+
+
+def streaming_growth(total: int = 2**30, chunk: int = 2**16) -> float:
+    block = b"\0" * chunk
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(total // chunk):
+            yield block
+
+    def download(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "application/octet-stream"}, content=chunks())
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    received = 0
+    transport = rc.ResilientTransport("hyper", transport=httpx.MockTransport(download))
+    with (
+        httpx.Client(transport=transport) as client,
+        client.stream("GET", "https://hyper.test/file") as response,
+    ):
+        for part in response.iter_raw():
+            received += len(part)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert received == total
+    return (after - before) / 1024  # ru_maxrss is in KiB on Linux
+
+
+def main() -> None:
+    # First, while the process is small: ru_maxrss is a peak, later work would hide the growth.
+    print(f"peak RSS growth streaming 1 GiB:               {streaming_growth():.1f} MB  (bar < 20 MB)")
+    print(f"attempts per request, total outage, budget 0.2: {outage_attempts():.3f}  (bar <= 1.2)")
+    rate = 100 * success_under_faults()
+    print(f"success at 10 % transient faults:              {rate:.3f} %  (bar >= 99.9 %)")
+    print(f"retries sent before Retry-After:               {early_retries()}  (bar 0)")
+    print(
+        f"worst total-deadline overrun (1 s deadline):   {1000 * deadline_overrun():.1f} ms  (bar <= 50 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
