@@ -17,9 +17,6 @@ from resilient_client.testing import FakeClock, fault_response
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def recorder(*responses: httpx.Response) -> tuple[list[httpx.Request], Handler]:

@@ -332,10 +332,11 @@ def load_catalog(path: str | Path) -> Catalog:
     exception classes are in ``resilient_client.errors``. A bad file is a PolicyError.
     """
     file = Path(path)
-    loaded = _parse(read_toml(file), str(file))
+    raw = read_toml(file)
+    if raw.get("vendor") in VENDORS:
+        raise PolicyError(PolicyProblem(str(file), "vendor", f"{raw['vendor']!r} is a shipped vendor"))
+    loaded = _parse(raw, str(file))
     with _lock:
-        if loaded.vendor in VENDORS:
-            raise PolicyError(PolicyProblem(str(file), "vendor", f"{loaded.vendor!r} is a shipped vendor"))
         _registry[loaded.vendor] = loaded
     return loaded
 

@@ -92,7 +92,16 @@ def _make_converter() -> cattrs.Converter:
         if not isinstance(value, list | tuple):
             raise TypeError(f"must be a list, not {_type_name(value)}")
         item_type = get_args(t)[0]
-        return tuple(converter.structure(v, item_type) for v in value)
+        items: list[Any] = []
+        problems: list[tuple[str | int, Exception]] = []
+        for index, item in enumerate(value):
+            try:
+                items.append(converter.structure(item, item_type))
+            except Exception as exc:
+                problems.append((index, exc))
+        if problems:
+            raise _KeyedErrors(problems)
+        return tuple(items)
 
     def is_dict(t: Any) -> bool:
         return get_origin(t) is dict
@@ -102,7 +111,7 @@ def _make_converter() -> cattrs.Converter:
             raise TypeError(f"must be a table, not {_type_name(value)}")
         key_type, value_type = get_args(t)
         out: dict[Any, Any] = {}
-        problems: list[tuple[str, Exception]] = []
+        problems: list[tuple[str | int, Exception]] = []
         for k, v in value.items():
             try:
                 out[converter.structure(k, key_type)] = converter.structure(v, value_type)
@@ -118,9 +127,9 @@ def _make_converter() -> cattrs.Converter:
 
 
 class _KeyedErrors(Exception):
-    """Problems inside a table whose keys are data (codes), kept with their keys."""
+    """Problems inside a list or a table whose keys are data (codes), kept with index or key."""
 
-    def __init__(self, problems: list[tuple[str, Exception]]) -> None:
+    def __init__(self, problems: list[tuple[str | int, Exception]]) -> None:
         super().__init__(f"{len(problems)} problems")
         self.problems = problems
 

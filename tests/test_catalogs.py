@@ -1,0 +1,239 @@
+"""The four catalogs: complete against the seed pages, every entry a class, bad files rejected clearly."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+import resilient_client as rc
+from resilient_client import errors
+from resilient_client.testing import FakeClock
+
+SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+DATA = Path(__file__).parent / "data"
+
+
+def seed_codes(vendor: str) -> set[int | str]:
+    """Every code the vendor's own error page lists, read straight from the page."""
+    if not SEEDS.is_dir():
+        pytest.skip(f"{SEEDS} is absent: CI puts ../shared beside the clone")
+    files = {
+        "updox": "000_a11dc64cc6449d89.txt",
+        "usta": "001_2b30b618320b3ca7.txt",
+        "medable": "002_3367ba87f0d21dc7.txt",
+        "hyper": "003_6cb63eace772babb.txt",
+    }
+    text = (SEEDS / files[vendor]).read_text()
+    if vendor == "updox":
+        return {int(c) for c in re.findall(r"^(\d{4}) ", text, re.M)}
+    if vendor == "usta":
+        table = text[text.index("Error CodeMessageDescription") : text.index("API Responses")]
+        return {int(c) for c in re.findall(r"^(\d{4}(?:\d{2})?)(?=\D|$)", table, re.M)}
+    if vendor == "medable":
+        return set(re.findall(r"^[a-z]+(k[A-Z][A-Za-z0-9]*?)\d{3}", text, re.M))
+    return {int(c) for c in re.findall(r"^\| (\d+) \|", text, re.M)}
+
+
+@pytest.mark.parametrize(
+    ("vendor", "seed_count", "entries"),
+    [
+        pytest.param("updox", 53, 54, id="updox"),
+        pytest.param("usta", 24, 24, id="usta"),
+        pytest.param("medable", 67, 67, id="medable"),
+        pytest.param("hyper", 35, 35, id="hyper"),
+    ],
+)
+def test_every_seed_code_is_in_its_catalog(vendor: str, seed_count: int, entries: int) -> None:
+    codes = seed_codes(vendor)
+    assert len(codes) == seed_count
+    catalog = rc.catalog(vendor)
+    assert len(catalog) == entries
+    missing = {c for c in codes if catalog.lookup(c) is None}
+    assert not missing
+
+
+ALL_ENTRIES = [
+    pytest.param(entry, id=f"{vendor}-{entry.code}") for vendor in rc.VENDORS for entry in rc.catalog(vendor)
+]
+
+
+@pytest.mark.parametrize("entry", ALL_ENTRIES)
+def test_every_entry_maps_to_an_exported_exception_class(entry: rc.CatalogEntry) -> None:
+    cls = entry.exception
+    assert getattr(errors, cls.__name__) is cls
+    assert issubclass(cls, rc.catalog(entry.vendor).vendor_error)
+    assert cls.entry is entry
+    if entry.category == "ok":
+        assert cls.category == "ok"
+    else:
+        assert issubclass(cls, errors.CATEGORY_CLASSES[entry.category])
+        assert cls.category == entry.category
+    assert entry.retryable == (
+        entry.category
+        in {"locked", "rate_limited", "request_timeout", "server_error", "service_unavailable", "not_ready"}
+    )
+    assert (cls.__doc__ or "").strip()
+
+
+@pytest.mark.parametrize(
+    ("vendor", "code", "category"),
+    [
+        pytest.param("hyper", 10, "locked", id="hyper-10"),
+        pytest.param("hyper", 50, "service_unavailable", id="hyper-50"),
+        pytest.param("hyper", 1, "incomplete_success", id="hyper-1"),
+        pytest.param("hyper", 2, "no_results", id="hyper-2"),
+        pytest.param("hyper", 12, "conflict", id="hyper-12-person-holds-lock"),
+        pytest.param("hyper", 0, "ok", id="hyper-0"),
+        pytest.param("updox", 2000, "ok", id="updox-2000"),
+        pytest.param("updox", 5010, "validation", id="updox-5010"),
+        pytest.param("updox", 5011, "validation", id="updox-5011"),
+        pytest.param("updox", 5012, "validation", id="updox-5012"),
+        pytest.param("medable", "kTooBusy", "service_unavailable", id="kTooBusy"),
+        pytest.param("medable", "kThrottled", "rate_limited", id="kThrottled"),
+        pytest.param("medable", "kNewLocation", "verification_required", id="kNewLocation"),
+        pytest.param("medable", "kMediaNotReady", "not_ready", id="kMediaNotReady"),
+        pytest.param("medable", "kValidationError", "validation", id="kValidationError"),
+        pytest.param("medable", "kInvalidCredentials", "authentication", id="kInvalidCredentials"),
+        pytest.param("medable", "kAccountLocked", "permission_denied", id="kAccountLocked"),
+        pytest.param("usta", 3001, "not_found", id="usta-3001"),
+        pytest.param("usta", 200601, "conflict", id="usta-200601"),
+    ],
+)
+def test_spec_anchor_cases(vendor: str, code: int | str, category: str) -> None:
+    entry = rc.catalog(vendor).lookup(code)
+    assert entry is not None
+    assert entry.category == category
+
+
+def test_documented_status_only_where_the_seed_gives_one() -> None:
+    assert all(e.http_status is None for v in ("updox", "usta") for e in rc.catalog(v))
+    assert rc.catalog("hyper").lookup(10).http_status == 423  # type: ignore[union-attr]
+    assert rc.catalog("medable").lookup("kNewLocation").http_status == 200  # type: ignore[union-attr]
+
+
+def test_lookup_accepts_a_code_as_text_and_answers_none_for_unknown_codes() -> None:
+    hyper = rc.catalog("hyper")
+    assert hyper.lookup("10") is hyper.lookup(10) is not None
+    assert hyper.lookup(99) is None
+    assert hyper.lookup(True) is None
+    assert hyper.lookup([10]) is None
+    assert rc.catalog("medable").lookup("kNope") is None
+    assert 10 in hyper
+    assert [e.code for e in hyper][:3] == [0, 1, 2]
+
+
+def test_exact_code_classes_are_caught_by_vendor_category_and_code() -> None:
+    cls = rc.catalog("hyper").lookup(10).exception  # type: ignore[union-attr]
+    assert cls is errors.Hyper10Error
+    assert issubclass(cls, errors.HyperError)
+    assert issubclass(cls, errors.ResourceLockedError)
+    assert errors.MedableThrottledFault.entry.code == "kThrottled"  # type: ignore[union-attr]
+    assert issubclass(errors.HyperServerError, errors.ServerError)
+
+
+def test_unknown_vendor_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown vendor 'nope'.*hyper"):
+        rc.catalog("nope")
+
+
+BROKEN = [
+    pytest.param("vendor = [", "invalid TOML", id="toml-syntax"),
+    pytest.param(
+        'vendor = "b1"\ntitle = "B"\nexception_prefix = "B"\ncode_type = "int"\n[envelope]\nreader = "generic"\n'
+        '[[entries]]\ncode = 1\nmessage = "m"\ncategory = "sleepy"\n',
+        "entries[0].category: unknown category",
+        id="unknown-category",
+    ),
+    pytest.param(
+        'vendor = "b2"\ntitle = "B"\nexception_prefix = "B"\ncode_type = "int"\n[envelope]\nreader = "generic"\n'
+        '[[entries]]\ncode = 1\nmessage = "m"\ncategory = "ok"\n[[entries]]\ncode = 1\nmessage = "n"\n'
+        'category = "ok"\n',
+        "entries[1].code: duplicate code 1",
+        id="duplicate-code",
+    ),
+    pytest.param(
+        'vendor = "b3"\ntitle = "B"\nexception_prefix = "B"\ncode_type = "int"\n[envelope]\nreader = "generic"\n'
+        '[[entries]]\ncode = "one"\nmessage = "m"\ncategory = "ok"\n',
+        "entries[0].code: code 'one' must be int",
+        id="wrong-code-type",
+    ),
+    pytest.param(
+        'vendor = "b4"\ntitle = "B"\nexception_prefix = "B"\ncode_type = "int"\n[envelope]\nreader = "generic"\n'
+        '[[entries]]\ncode = 1\ncategory = "ok"\n',
+        "entries[0].message: required key is missing",
+        id="missing-key",
+    ),
+    pytest.param(
+        'vendor = "b5"\ntitle = "B"\nexception_prefix = "B"\ncode_type = "int"\ncolour = "red"\n'
+        '[envelope]\nreader = "generic"\nentries = []\n',
+        "unknown key: colour",
+        id="unknown-key",
+    ),
+    pytest.param(
+        'vendor = "b6"\ntitle = "B"\nexception_prefix = "B"\ncode_type = "int"\n[envelope]\nreader = "xml"\n'
+        "[[entries]]\ncode = 1\nmessage = 'm'\ncategory = 'ok'\n",
+        "envelope.reader: must be one of",
+        id="unknown-reader",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "problem"), BROKEN)
+def test_a_broken_catalog_names_the_file_and_the_entry(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text(text)
+    with pytest.raises(rc.PolicyError) as caught:
+        rc.load_catalog(path)
+    message = str(caught.value)
+    assert message.startswith(str(path))
+    assert problem in message
+    assert "Traceback" not in message and "ClassValidationError" not in message
+
+
+def test_a_fifth_vendor_needs_only_a_data_file() -> None:
+    acme = rc.load_catalog(DATA / "acme.toml")
+    assert rc.catalog("acme") is acme
+    assert len(acme) == 4
+    assert errors.AcmeSlowDownFault.entry is acme.lookup("SLOW_DOWN")
+    clock = FakeClock()
+    answers = iter(
+        [
+            httpx.Response(429, json={"ok": False, "error": {"code": "SLOW_DOWN", "message": "easy"}}),
+            httpx.Response(
+                400,
+                json={
+                    "ok": False,
+                    "error": {
+                        "code": "BAD_FIELD",
+                        "message": "bad",
+                        "fields": [{"rule": "required", "text": "missing", "field": "name"}],
+                    },
+                },
+                headers={"x-acme-trace": "trace-7"},
+            ),
+            httpx.Response(200, json={"ok": False, "error": {"code": "MYSTERY"}}),
+            httpx.Response(200, json={"ok": True, "widgets": []}),
+        ]
+    )
+    transport = rc.ResilientTransport("acme", transport=httpx.MockTransport(lambda r: next(answers)), **clock.options())
+    with httpx.Client(transport=transport) as client:
+        with pytest.raises(errors.AcmeBadFieldFault) as caught:
+            client.post("https://acme.test/widgets", json={})
+        assert isinstance(caught.value, errors.ValidationError)
+        assert caught.value.attempts == 2
+        assert caught.value.request_id == "trace-7"
+        assert [(f.code, f.path) for f in caught.value.details] == [("required", "name")]
+        with pytest.raises(errors.UnknownFaultError):
+            client.post("https://acme.test/widgets", json={})
+        assert client.get("https://acme.test/widgets").json() == {"ok": True, "widgets": []}
+
+
+def test_a_shipped_vendor_cannot_be_replaced(tmp_path: Path) -> None:
+    text = (DATA / "acme.toml").read_text().replace('vendor = "acme"', 'vendor = "hyper"')
+    path = tmp_path / "fake.toml"
+    path.write_text(text)
+    with pytest.raises(rc.PolicyError, match="shipped vendor"):
+        rc.load_catalog(path)
