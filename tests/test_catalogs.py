@@ -218,7 +218,9 @@ def test_a_fifth_vendor_needs_only_a_data_file() -> None:
             httpx.Response(200, json={"ok": True, "widgets": []}),
         ]
     )
-    transport = rc.ResilientTransport("acme", transport=httpx.MockTransport(lambda r: next(answers)), **clock.options())
+    transport = rc.ResilientTransport(
+        "acme", transport=httpx.MockTransport(lambda r: next(answers)), **clock.options()
+    )
     with httpx.Client(transport=transport) as client:
         with pytest.raises(errors.AcmeBadFieldFault) as caught:
             client.post("https://acme.test/widgets", json={})

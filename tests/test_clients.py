@@ -17,8 +17,6 @@ from resilient_client.testing import FakeClock, fault_response
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-
-
 def recorder(*responses: httpx.Response) -> tuple[list[httpx.Request], Handler]:
     """A handler answering ``responses`` in order (the last one repeats), recording requests."""
     seen: list[httpx.Request] = []
@@ -263,9 +261,12 @@ def test_updox_partial_failure_lists_the_failed_items() -> None:
 
 
 def test_updox_method_names_are_checked() -> None:
-    with rc.UpdoxClient(
-        base_url="https://updox.test", transport=httpx.MockTransport(lambda r: fresh(USTA_OK))
-    ) as client, pytest.raises(ValueError, match="not an Updox method"):
+    with (
+        rc.UpdoxClient(
+            base_url="https://updox.test", transport=httpx.MockTransport(lambda r: fresh(USTA_OK))
+        ) as client,
+        pytest.raises(ValueError, match="not an Updox method"),
+    ):
         client.call("../admin")
 
 

@@ -1,0 +1,205 @@
+"""Every catalog entry through the transport as the vendor sends it; bodies read only when they must be."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+import resilient_client as rc
+from resilient_client.testing import FakeClock, fault_response
+
+ENTRIES = [pytest.param(e, id=f"{v}-{e.code}") for v in rc.VENDORS for e in rc.catalog(v)]
+ANY_METHOD = {"locked", "rate_limited", "service_unavailable", "not_ready"}
+
+
+def send_fault(entry: rc.CatalogEntry) -> tuple[httpx.Response | None, BaseException | None, int]:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        response = fault_response(entry.vendor, entry.code, headers={"x-request-id": "req-42"})
+        return response
+
+    transport = rc.ResilientTransport(
+        entry.vendor, transport=httpx.MockTransport(handler), **FakeClock().options()
+    )
+    with httpx.Client(transport=transport) as client:
+        try:
+            return client.post("https://vendor.test/api/io/Call", json={"a": 1}), None, calls
+        except rc.errors.ApiError as error:
+            return None, error, calls
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_every_entry_raises_its_own_class(entry: rc.CatalogEntry) -> None:
+    response, error, calls = send_fault(entry)
+    if entry.category == "ok":
+        assert response is not None
+        assert response.extensions[rc.ATTEMPTS_EXTENSION] == 1
+        return
+    assert isinstance(error, rc.errors.ApiError)
+    assert type(error) is entry.exception
+    assert error.vendor == entry.vendor
+    assert error.code == entry.code
+    assert error.message == entry.message
+    assert error.category == entry.category
+    expected_status = entry.http_status or (200 if entry.vendor == "updox" else error.http_status)
+    assert error.http_status == expected_status
+    rule = rc.load_policy(entry.vendor).rule(entry.code)  # a shipped policy may override a code
+    assert error.retryable == (rule.retry if rule and rule.retry is not None else entry.retryable)
+    assert error.request_id == "req-42"
+    assert error.request is not None and error.request.method == "POST"
+    assert error.response is not None and error.response.json()
+    assert error.details and error.details[0].code == entry.code
+    expected_attempts = 4 if entry.category in ANY_METHOD else 1
+    assert error.attempts == calls == expected_attempts
+    assert "\n" not in str(error)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("vendor", "code"),
+    [
+        pytest.param("hyper", 7, id="hyper-7"),
+        pytest.param("medable", "kNewLocation", id="kNewLocation"),
+        pytest.param("usta", 3001, id="usta-3001"),
+        pytest.param("updox", 4010, id="updox-4010"),
+    ],
+)
+async def test_async_entries_raise_their_own_class(vendor: str, code: int | str) -> None:
+    entry = rc.catalog(vendor).lookup(code)
+    assert entry is not None
+    transport = rc.ResilientTransport(
+        vendor, transport=httpx.MockTransport(lambda r: fault_response(vendor, code))
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(entry.exception) as caught:
+            await client.post("https://vendor.test/x", json={})
+    assert caught.value.code == code
+    assert caught.value.attempts == 1
+
+
+def test_a_success_reaches_the_caller_unchanged() -> None:
+    body = {"ResponseCode": 0, "Items": [1, 2], "Note": "é"}
+    raw = json.dumps(body).encode()
+    inner = httpx.MockTransport(
+        lambda r: httpx.Response(
+            201, content=raw, headers={"content-type": "application/json", "x-extra": "1"}
+        )
+    )
+    with httpx.Client(transport=rc.ResilientTransport("hyper", transport=inner)) as client:
+        response = client.post("https://hyper.test/x", json={})
+    assert response.status_code == 201
+    assert response.content == raw
+    assert response.json() == body
+    assert response.headers["x-extra"] == "1"
+
+
+class RecordingStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A chunked body that records how many chunks were pulled and whether it was closed."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.pulled = 0
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.chunks:
+            self.pulled += 1
+            yield chunk
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        for chunk in self.chunks:
+            self.pulled += 1
+            yield chunk
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def test_a_download_streams_through_unbuffered() -> None:
+    stream = RecordingStream([b"x" * 65536] * 50)
+    inner = httpx.MockTransport(
+        lambda r: httpx.Response(200, headers={"content-type": "application/octet-stream"}, stream=stream)
+    )
+    with (
+        httpx.Client(transport=rc.ResilientTransport("hyper", transport=inner)) as client,
+        client.stream("GET", "https://hyper.test/file") as response,
+    ):
+        assert stream.pulled == 0
+        total = sum(len(c) for c in response.iter_raw())
+    assert total == 50 * 65536
+    assert stream.closed
+
+
+def test_a_json_stream_longer_than_the_cap_is_read_only_to_the_cap() -> None:
+    stream = RecordingStream(
+        [b'{"ResponseCode": 0, "Data": "' + b"y" * 30000] + [b"z" * 30000] * 10 + [b'"}']
+    )
+    inner = httpx.MockTransport(
+        lambda r: httpx.Response(200, headers={"content-type": "application/json"}, stream=stream)
+    )
+    with (
+        httpx.Client(transport=rc.ResilientTransport("hyper", transport=inner)) as client,
+        client.stream("GET", "https://hyper.test/big") as response,
+    ):
+        assert stream.pulled == 3  # just past 65536 bytes
+        body = response.read()
+    assert json.loads(body)["ResponseCode"] == 0
+    assert stream.pulled == 12
+
+
+def test_an_error_body_longer_than_the_cap_is_classified_by_status() -> None:
+    big = json.dumps({"ResponseCode": 7, "pad": "p" * 100000}).encode()
+    inner = httpx.MockTransport(
+        lambda r: httpx.Response(500, content=big, headers={"content-type": "application/json"})
+    )
+    with (
+        httpx.Client(transport=rc.ResilientTransport("hyper", transport=inner)) as client,
+        pytest.raises(rc.errors.HyperServerError) as caught,
+    ):
+        client.post("https://hyper.test/x", json={})
+    assert caught.value.code is None
+
+
+def test_a_gzip_error_body_is_decoded_before_reading() -> None:
+    import gzip
+
+    body = gzip.compress(json.dumps({"ResponseCode": 8, "ResponseMsgEng": "no"}).encode())
+    inner = httpx.MockTransport(
+        lambda r: httpx.Response(
+            403,
+            stream=RecordingStream([body]),
+            headers={"content-type": "application/json", "content-encoding": "gzip"},
+        )
+    )
+    with (
+        httpx.Client(transport=rc.ResilientTransport("hyper", transport=inner)) as client,
+        pytest.raises(rc.errors.Hyper8Error),
+    ):
+        client.get("https://hyper.test/x")
+
+
+@pytest.mark.anyio
+async def test_async_download_streams_and_json_is_classified() -> None:
+    stream = RecordingStream([b"a" * 1000] * 10)
+    answers = iter(
+        [
+            httpx.Response(200, headers={"content-type": "application/octet-stream"}, stream=stream),
+            httpx.Response(200, json={"ResponseCode": 2}),
+        ]
+    )
+    transport = rc.ResilientTransport("hyper", transport=httpx.MockTransport(lambda r: next(answers)))
+    async with httpx.AsyncClient(transport=transport) as client:
+        async with client.stream("GET", "https://hyper.test/f") as response:
+            assert stream.pulled == 0
+            assert len(await response.aread()) == 10000
+        with pytest.raises(rc.errors.NoResults):
+            await client.get("https://hyper.test/q")
