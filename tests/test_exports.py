@@ -13,7 +13,7 @@ def public_names(module: types.ModuleType) -> set[str]:
     return {
         name
         for name, value in vars(module).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType) or name == "errors"
+        if (not name.startswith("_") and not isinstance(value, types.ModuleType)) or name == "errors"
     } - {"annotations", "__version__"}
 
 
