@@ -52,16 +52,17 @@ RETURN = Decision("return", reason="success")
 
 
 def _number(text: str) -> float | None:
+    """A non-negative finite number, or None; values past 1e18 read as 1e18 (no overflow)."""
     text = text.strip()
-    if not text or len(text) > 32:
-        return _FOREVER if text[:1].isdigit() and text.replace(".", "", 1).isdigit() else None
+    if len(text) > 40:
+        return None
     try:
         value = float(text)
     except ValueError:
         return None
     if math.isnan(value) or value < 0:
         return None
-    return min(value, _FOREVER)
+    return min(value, 1e18)
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float, reset_header: str | None) -> float | None:
@@ -76,12 +77,12 @@ def parse_retry_after(headers: Mapping[str, str], now: float, reset_header: str 
     if millis is not None:
         value = _number(millis)
         if value is not None:
-            return value / 1000.0
+            return min(value / 1000.0, _FOREVER)
     text = headers.get("retry-after")
     if text is not None:
         value = _number(text)
         if value is not None:
-            return value
+            return min(value, _FOREVER)
         when = _http_date(text)
         if when is not None:
             reference = _http_date(headers.get("date", "")) or now
@@ -95,7 +96,7 @@ def parse_retry_after(headers: Mapping[str, str], now: float, reset_header: str 
                 if value > 86400:
                     epoch = value / 1000.0 if value > 10**11 else value
                     return min(max(0.0, epoch - now), _FOREVER)
-                return value
+                return min(value, _FOREVER)
     return None
 
 

@@ -185,15 +185,24 @@ def shipped_policy_names() -> tuple[str, ...]:
     return tuple(sorted(p.stem for p in _shipped_dir().glob("*.toml")))
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any], file: str, origin: dict[str, str]) -> None:
+def _merge(
+    base: dict[str, Any], override: dict[str, Any], file: str, origin: dict[str, str], prefix: str = ""
+) -> None:
+    """Merge ``override`` into ``base`` table by table; ``origin`` maps each key path to its file."""
     for key, value in override.items():
+        path = f"{prefix}{key}"
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            sub_origin: dict[str, str] = {}
-            _merge(base[key], value, file, sub_origin)
-            origin.update({f"{key}.{k}": v for k, v in sub_origin.items()})
+            _merge(base[key], value, file, origin, f"{path}.")
         else:
             base[key] = value
-        origin[key] = file
+            _record(origin, path, value, file)
+
+
+def _record(origin: dict[str, str], path: str, value: Any, file: str) -> None:
+    origin[path] = file
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            _record(origin, f"{path}.{key}", sub, file)
 
 
 def _resolve_parent(name: object, file: Path) -> Path:

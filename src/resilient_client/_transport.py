@@ -264,6 +264,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         deadline: float,
         response: httpx.Response,
         body: bytes | None,
+        replayable: bool,
     ) -> _Attempt:
         spec = self.catalog.envelope
         status = response.status_code
@@ -293,7 +294,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             attempt=number,
             time_left=deadline - self._clock(),
             retry_after=retry_after,
-            replayable=self._replayable(request),
+            replayable=replayable,
             budget_left=self._budget.available() if policy.budget.ratio > 0 else True,
             random=self._random,
         )
@@ -306,6 +307,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         number: int,
         deadline: float,
         exc: Exception,
+        replayable: bool,
     ) -> _Attempt:
         decision = decide(
             policy,
@@ -316,7 +318,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             attempt=number,
             time_left=deadline - self._clock(),
             retry_after=None,
-            replayable=self._replayable(request),
+            replayable=replayable,
             budget_left=self._budget.available() if policy.budget.ratio > 0 else True,
             random=self._random,
         )
@@ -428,19 +430,19 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return _decoded(response, b"".join(head))
 
     def _attempt_sync(
-        self, request: httpx.Request, policy: RetryPolicy, number: int, deadline: float
+        self, request: httpx.Request, policy: RetryPolicy, number: int, deadline: float, replayable: bool
     ) -> _Attempt:
         self._shrink_timeouts(request, policy, deadline - self._clock())
         try:
             response = self._sync_inner().handle_request(request)
         except httpx.TransportError as exc:
-            return self._judge_error(request, policy, number, deadline, exc)
+            return self._judge_error(request, policy, number, deadline, exc, replayable)
         try:
             response, body = self._read_sync(response, request.method, policy.body.max_read_bytes)
         except httpx.TransportError as exc:
             response.close()
-            return self._judge_error(request, policy, number, deadline, exc)
-        result = self._judge(request, policy, number, deadline, response, body)
+            return self._judge_error(request, policy, number, deadline, exc, replayable)
+        result = self._judge(request, policy, number, deadline, response, body, replayable)
         if result.decision.action != "return":
             # Discarded or kept inside an error: either way nobody reads more of its stream.
             response.close()
@@ -451,14 +453,20 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         if policy.budget.ratio > 0:
             self._budget.deposit()
         deadline = self._clock() + policy.retry.total_timeout
-        first = self._attempt_sync(request, policy, 1, deadline)
+        # Asked before sending: a transport that reads a one-shot body would make it look replayable.
+        replayable = self._replayable(request)
+        first = self._attempt_sync(request, policy, 1, deadline, replayable)
         if first.decision.action != "retry":
             return self._finish(request, policy, first)
         pending = [first]
         counter = iter(range(2, policy.retry.max_attempts + 1))
 
         def attempt() -> _Attempt:
-            return pending.pop() if pending else self._attempt_sync(request, policy, next(counter), deadline)
+            return (
+                pending.pop()
+                if pending
+                else self._attempt_sync(request, policy, next(counter), deadline, replayable)
+            )
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             result: _Attempt = state.outcome.result()  # type: ignore[union-attr]
@@ -517,19 +525,19 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return _decoded(response, b"".join(head))
 
     async def _attempt_async(
-        self, request: httpx.Request, policy: RetryPolicy, number: int, deadline: float
+        self, request: httpx.Request, policy: RetryPolicy, number: int, deadline: float, replayable: bool
     ) -> _Attempt:
         self._shrink_timeouts(request, policy, deadline - self._clock())
         try:
             response = await self._async_inner().handle_async_request(request)
         except httpx.TransportError as exc:
-            return self._judge_error(request, policy, number, deadline, exc)
+            return self._judge_error(request, policy, number, deadline, exc, replayable)
         try:
             response, body = await self._read_async(response, request.method, policy.body.max_read_bytes)
         except httpx.TransportError as exc:
             await response.aclose()
-            return self._judge_error(request, policy, number, deadline, exc)
-        result = self._judge(request, policy, number, deadline, response, body)
+            return self._judge_error(request, policy, number, deadline, exc, replayable)
+        result = self._judge(request, policy, number, deadline, response, body, replayable)
         if result.decision.action != "return":
             await response.aclose()
         return result
@@ -539,7 +547,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         if policy.budget.ratio > 0:
             self._budget.deposit()
         deadline = self._clock() + policy.retry.total_timeout
-        first = await self._attempt_async(request, policy, 1, deadline)
+        replayable = self._replayable(request)
+        first = await self._attempt_async(request, policy, 1, deadline, replayable)
         if first.decision.action != "retry":
             return self._finish(request, policy, first)
         pending = [first]
@@ -548,7 +557,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         async def attempt() -> _Attempt:
             if pending:
                 return pending.pop()
-            return await self._attempt_async(request, policy, next(counter), deadline)
+            return await self._attempt_async(request, policy, next(counter), deadline, replayable)
 
         async def before_sleep(state: tenacity.RetryCallState) -> None:
             result: _Attempt = state.outcome.result()  # type: ignore[union-attr]

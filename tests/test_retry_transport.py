@@ -1,0 +1,325 @@
+"""The retry loop inside the transport, sync and async, with injected time: nothing sleeps for real."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+import resilient_client as rc
+from resilient_client.testing import FakeClock, fault_response, no_waits
+
+Answer = httpx.Response | Exception
+
+
+class Server:
+    """Answers in order (the last one repeats), records requests; may take fake time per attempt."""
+
+    def __init__(self, clock: FakeClock, *answers: Answer | Callable[[], Answer], takes: float = 0.0) -> None:
+        self.clock = clock
+        self.answers = answers
+        self.takes = takes
+        self.requests: list[httpx.Request] = []
+        self.timeouts: list[dict[str, float]] = []
+        self.times: list[float] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        self.timeouts.append(dict(request.extensions.get("timeout", {})))
+        self.times.append(self.clock.now)
+        read_timeout = self.timeouts[-1].get("read")
+        if read_timeout is not None and self.takes > read_timeout:
+            # What httpx does with a server slower than the (shrunk) read timeout.
+            self.clock.now += read_timeout
+            raise httpx.ReadTimeout("the server took too long")
+        self.clock.now += self.takes
+        answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
+        if callable(answer) and not isinstance(answer, httpx.Response):
+            answer = answer()
+        if isinstance(answer, Exception):
+            raise answer
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+
+def transport(vendor: str, server: Server, **kwargs: Any) -> rc.ResilientTransport:
+    return rc.ResilientTransport(
+        vendor, transport=httpx.MockTransport(server), **server.clock.options(), **kwargs
+    )
+
+
+OK = httpx.Response(200, json={"ResponseCode": 0})
+
+
+def test_transient_faults_are_retried_to_success() -> None:
+    clock = FakeClock()
+    server = Server(clock, httpx.Response(503), httpx.Response(503), OK)
+    with httpx.Client(transport=transport("hyper", server)) as client:
+        response = client.get("https://hyper.test/x")
+    assert response.extensions[rc.ATTEMPTS_EXTENSION] == 3
+    assert len(clock.sleeps) == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "calls"),
+    [pytest.param("POST", 1, id="POST-not-retried"), pytest.param("GET", 4, id="GET-retried")],
+)
+def test_a_server_error_is_retried_only_for_idempotent_methods(method: str, calls: int) -> None:
+    server = Server(FakeClock(), httpx.Response(500))
+    with (
+        httpx.Client(transport=transport("usta", server)) as client,
+        pytest.raises(rc.errors.ServerError) as caught,
+    ):
+        client.request(method, "https://usta.test/x", json={})
+    assert len(server.requests) == calls
+    assert caught.value.attempts == calls
+
+
+def test_a_locked_resource_is_retried_for_a_post() -> None:
+    server = Server(FakeClock(), fault_response("hyper", 10), OK)
+    with httpx.Client(transport=transport("hyper", server)) as client:
+        assert client.post("https://hyper.test/journal", json={}).extensions[rc.ATTEMPTS_EXTENSION] == 2
+
+
+def test_retry_after_is_waited_exactly_never_less() -> None:
+    clock = FakeClock()
+    server = Server(clock, httpx.Response(429, headers={"Retry-After": "7"}), OK)
+    with httpx.Client(transport=transport("medable", server)) as client:
+        client.post("https://m.test/x", json={})
+    assert clock.sleeps == [7.0]
+    assert server.times[1] - server.times[0] >= 7.0
+
+
+def test_retry_after_beyond_the_cap_raises_at_once_with_the_servers_value() -> None:
+    clock = FakeClock()
+    server = Server(clock, httpx.Response(429, headers={"Retry-After": "3600"}))
+    with (
+        httpx.Client(transport=transport("usta", server)) as client,
+        pytest.raises(rc.errors.RateLimitedError) as caught,
+    ):
+        client.get("https://usta.test/x")
+    assert caught.value.retry_after == 3600.0
+    assert caught.value.attempts == 1
+    assert clock.sleeps == []
+
+
+def test_the_total_deadline_holds_and_attempt_timeouts_shrink() -> None:
+    clock = FakeClock()
+    policy = rc.RetryPolicy(
+        retry=rc.RetrySettings(total_timeout=10.0, max_attempts=50, jitter="none", initial_wait=1.0)
+    )
+    server = Server(clock, httpx.Response(503), takes=3.0)
+    start = clock.now
+    with httpx.Client(transport=transport("hyper", server, policy=policy), timeout=60.0) as client:
+        with pytest.raises(httpx.ReadTimeout) as caught:
+            client.get("https://hyper.test/x")
+    assert clock.now - start <= 10.0
+    assert caught.value.attempts == len(server.requests) == 3  # type: ignore[attr-defined]
+    reads = [t["read"] for t in server.timeouts]
+    assert reads[0] == 10.0  # the client's 60 s shrunk to the time left
+    assert reads[1] == pytest.approx(10.0 - 3.0 - 1.0)
+    assert all(a > b for a, b in zip(reads, reads[1:], strict=False))
+
+
+def test_attempt_timeout_caps_each_attempt() -> None:
+    policy = rc.RetryPolicy(retry=rc.RetrySettings(attempt_timeout=2.5))
+    server = Server(FakeClock(), OK)
+    with httpx.Client(transport=transport("hyper", server, policy=policy), timeout=None) as client:
+        client.get("https://hyper.test/x")
+    assert server.timeouts[0] == {"connect": 2.5, "read": 2.5, "write": 2.5, "pool": 2.5}
+
+
+def test_the_last_typed_error_itself_is_raised_when_attempts_run_out() -> None:
+    server = Server(FakeClock(), fault_response("medable", "kTooBusy"))
+    with (
+        httpx.Client(transport=transport("medable", server)) as client,
+        pytest.raises(rc.errors.MedableTooBusyFault) as caught,
+    ):
+        client.post("https://m.test/x", json={})
+    assert caught.value.attempts == 4
+    assert type(caught.value).__name__ == "MedableTooBusyFault"
+
+
+def test_a_connect_error_is_retried_for_a_post_and_reraised_with_its_attempts() -> None:
+    server = Server(FakeClock(), httpx.ConnectError("refused"))
+    with (
+        httpx.Client(transport=transport("hyper", server)) as client,
+        pytest.raises(httpx.ConnectError) as caught,
+    ):
+        client.post("https://hyper.test/x", json={})
+    assert len(server.requests) == 4
+    assert caught.value.attempts == 4  # type: ignore[attr-defined]
+    assert any("4 attempt(s)" in note for note in caught.value.__notes__)
+
+
+def test_a_read_timeout_after_a_post_is_not_retried() -> None:
+    server = Server(FakeClock(), httpx.ReadTimeout("slow"), OK)
+    with httpx.Client(transport=transport("hyper", server)) as client, pytest.raises(httpx.ReadTimeout):
+        client.post("https://hyper.test/x", json={})
+    assert len(server.requests) == 1
+
+
+def test_a_one_shot_body_is_never_replayed() -> None:
+    server = Server(FakeClock(), httpx.Response(503), OK)
+
+    def body() -> Iterator[bytes]:
+        yield b'{"a": 1}'
+
+    with (
+        httpx.Client(transport=transport("hyper", server)) as client,
+        pytest.raises(rc.errors.ServiceUnavailableError) as caught,
+    ):
+        client.put("https://hyper.test/x", content=body())
+    assert len(server.requests) == 1
+    assert caught.value.attempts == 1
+
+
+class ClosingStream(httpx.SyncByteStream):
+    closed = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b'{"ResponseCode": 10}'
+
+    def close(self) -> None:
+        ClosingStream.closed += 1
+
+
+def test_discarded_responses_are_closed() -> None:
+    ClosingStream.closed = 0
+    answers = iter(
+        [httpx.Response(423, stream=ClosingStream()), httpx.Response(423, stream=ClosingStream()), OK]
+    )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return next(answers)
+
+    clock = FakeClock()
+    with httpx.Client(
+        transport=rc.ResilientTransport("hyper", transport=httpx.MockTransport(handler), **clock.options())
+    ) as c:
+        c.get("https://hyper.test/x")
+    assert ClosingStream.closed == 2
+
+
+def test_every_retry_is_logged_once_with_a_redacted_url(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="resilient_client")
+    server = Server(FakeClock(), httpx.Response(503), httpx.Response(503), OK)
+    with httpx.Client(transport=transport("hyper", server)) as client:
+        client.get("https://hyper.test/x?token=sekrit-tok")
+    lines = [r for r in caplog.records if r.name == "resilient_client" and r.levelno == logging.INFO]
+    assert len(lines) == 2
+    assert "attempt 1/4" in lines[0].getMessage()
+    assert "service_unavailable" in lines[0].getMessage()
+    assert "sekrit-tok" not in caplog.text
+
+
+def test_on_retry_hook_receives_events() -> None:
+    events: list[rc.RetryEvent] = []
+    server = Server(FakeClock(), fault_response("hyper", 50), OK)
+    with httpx.Client(transport=transport("hyper", server, on_retry=events.append)) as client:
+        client.post("https://hyper.test/journal", json={})
+    assert len(events) == 1
+    event = events[0]
+    assert (event.vendor, event.method, event.attempt, event.code, event.status) == (
+        "hyper",
+        "POST",
+        1,
+        50,
+        503,
+    )
+    assert event.category == "service_unavailable"
+    assert 0 <= event.wait <= 2.0  # hyper.toml: code 50 starts at 2 s, full jitter
+    assert "service_unavailable" in event.cause
+
+
+def test_testing_switch_turns_waits_off() -> None:
+    slept: list[float] = []
+    inner = Server(FakeClock(), httpx.Response(503), httpx.Response(429, headers={"Retry-After": "3"}), OK)
+    real = rc.ResilientTransport("hyper", transport=httpx.MockTransport(inner), sleep=slept.append)
+    with no_waits(), httpx.Client(transport=real) as client:
+        assert rc.is_testing()
+        assert client.get("https://hyper.test/x").extensions[rc.ATTEMPTS_EXTENSION] == 3
+    assert slept == []
+    assert not rc.is_testing()
+
+
+def test_a_retry_budget_bounds_attempts_under_total_outage() -> None:
+    policy = rc.RetryPolicy(budget=rc.BudgetSettings(ratio=0.2, burst=1.0))
+    server = Server(FakeClock(), httpx.Response(503))
+    requests = 200
+    with httpx.Client(transport=transport("hyper", server, policy=policy)) as client:
+        for _ in range(requests):
+            with pytest.raises(rc.errors.ServiceUnavailableError):
+                client.get("https://hyper.test/x")
+    assert len(server.requests) / requests <= 1.2 + 1 / requests
+
+
+# -- async -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_async_retries_with_retry_after_and_an_async_hook() -> None:
+    clock = FakeClock()
+    events: list[rc.RetryEvent] = []
+
+    async def hook(event: rc.RetryEvent) -> None:
+        events.append(event)
+
+    server = Server(clock, httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(503), OK)
+    async with httpx.AsyncClient(transport=transport("hyper", server, on_retry=hook)) as client:
+        response = await client.post("https://hyper.test/x", json={})
+    assert response.extensions[rc.ATTEMPTS_EXTENSION] == 3
+    assert clock.sleeps[0] == 2.0
+    assert [e.attempt for e in events] == [1, 2]
+
+
+@pytest.mark.anyio
+async def test_async_post_server_error_not_retried_and_connect_error_is() -> None:
+    server = Server(FakeClock(), httpx.Response(500))
+    async with httpx.AsyncClient(transport=transport("usta", server)) as client:
+        with pytest.raises(rc.errors.ServerError):
+            await client.post("https://usta.test/x", json={})
+    assert len(server.requests) == 1
+    server = Server(FakeClock(), httpx.ConnectError("refused"), OK)
+    async with httpx.AsyncClient(transport=transport("usta", server)) as client:
+        assert (await client.post("https://usta.test/x", json={})).extensions[rc.ATTEMPTS_EXTENSION] == 2
+
+
+@pytest.mark.anyio
+async def test_async_deadline_and_exhaustion() -> None:
+    clock = FakeClock()
+    policy = rc.RetryPolicy(
+        retry=rc.RetrySettings(total_timeout=5.0, jitter="none", initial_wait=1.0, max_attempts=20)
+    )
+    server = Server(clock, httpx.Response(503), takes=1.0)
+    async with httpx.AsyncClient(transport=transport("hyper", server, policy=policy)) as client:
+        with pytest.raises(rc.errors.ServiceUnavailableError) as caught:
+            await client.get("https://hyper.test/x")
+    assert clock.now - 1000.0 <= 5.0
+    # 1 s attempt, 1 s wait, 1 s attempt: the next 2 s wait would reach the deadline.
+    assert caught.value.attempts == len(server.requests) == 2
+
+
+def test_a_sync_client_refuses_an_async_hook() -> None:
+    async def hook(event: rc.RetryEvent) -> None:
+        return None
+
+    server = Server(FakeClock(), httpx.Response(503), OK)
+    with (
+        httpx.Client(transport=transport("hyper", server, on_retry=hook)) as client,
+        pytest.raises(TypeError, match="async on_retry"),
+    ):
+        client.get("https://hyper.test/x")
+
+
+def test_a_transport_built_for_async_refuses_a_sync_client() -> None:
+    class AsyncOnly(httpx.AsyncBaseTransport):
+        pass
+
+    with (
+        httpx.Client(transport=rc.ResilientTransport("hyper", transport=AsyncOnly())) as client,
+        pytest.raises(TypeError, match="cannot serve a sync"),
+    ):
+        client.get("https://hyper.test/x")
