@@ -27,7 +27,7 @@ def test_shipped_policies_load_by_path_and_by_name(name: str) -> None:
 
 def test_the_default_policy_object_matches_default_toml() -> None:
     assert rc.load_policy("default") == rc.RetryPolicy(
-        soft_faults={c: "raise" for c in rc.load_policy("default").soft_faults}
+        soft_faults=dict.fromkeys(rc.load_policy("default").soft_faults, "raise")
     )
 
 
