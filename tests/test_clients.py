@@ -419,3 +419,25 @@ def test_every_client_builds_from_base_url_and_transport_alone() -> None:
         ) as client:
             assert client.resilient_transport.vendor == cls.vendor
             assert repr(client) == f"{cls.__name__}(base_url='https://v.test')"
+
+
+def test_secrets_are_masked_per_client_not_per_process() -> None:
+    # One client's password ("password" here) must not mask that word in another client's errors.
+    with (
+        rc.MedableClient(
+            base_url="https://m.test",
+            client_key="key-1",
+            transport=httpx.MockTransport(lambda r: fault_response("medable", "kNewLocation")),
+        ) as first,
+        pytest.raises(rc.errors.VerificationRequired),
+    ):
+        first.login("a@b.test", "password")
+    with (
+        rc.MedableClient(
+            base_url="https://m.test",
+            transport=httpx.MockTransport(lambda r: fault_response("medable", "kInvalidCredentials")),
+        ) as second,
+        pytest.raises(rc.errors.AuthenticationError) as caught,
+    ):
+        second.get("/x")
+    assert caught.value.message == "Invalid email/password combination."

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import httpx
 
 from resilient_client._policy import RetryPolicy
-from resilient_client._redact import register_secret
+from resilient_client._redact import Secrets
 from resilient_client._transport import OnRetry, ResilientTransport
 from resilient_client.errors import ApiError, AuthenticationError
 
@@ -37,8 +37,9 @@ def _env(vendor: str, name: str) -> str | None:
 class _BearerAuth(httpx.Auth):
     """Bearer token from a fixed token or a provider; ``invalidate()`` makes it ask again."""
 
-    def __init__(self, provider: TokenProvider | None) -> None:
+    def __init__(self, provider: TokenProvider | None, secrets: Secrets) -> None:
         self._provider = provider
+        self._secrets = secrets
         self._token: str | None = None
 
     def invalidate(self) -> None:
@@ -58,7 +59,7 @@ class _BearerAuth(httpx.Auth):
             if inspect.isawaitable(token):
                 raise TypeError("an async token provider needs the Async client")
             self._token = token
-            register_secret(token)
+            self._secrets.add(token)
         self._apply(request)
         yield request
 
@@ -66,18 +67,20 @@ class _BearerAuth(httpx.Auth):
         if self._token is None and self._provider is not None:
             token = self._provider()
             self._token = await token if inspect.isawaitable(token) else token
-            register_secret(self._token)
+            self._secrets.add(self._token)
         self._apply(request)
         yield request
 
 
-def _token_provider(vendor: str, token: str | None, provider: TokenProvider | None) -> TokenProvider | None:
+def _token_provider(
+    vendor: str, token: str | None, provider: TokenProvider | None, secrets: Secrets
+) -> TokenProvider | None:
     if provider is not None:
         return provider
     fixed = token or _env(vendor, "TOKEN")
     if fixed is None:
         return None
-    register_secret(fixed)
+    secrets.add(fixed)
     return lambda: fixed
 
 
@@ -99,7 +102,7 @@ class _VendorClient:
         policy: PolicyArg,
         transport: InnerTransport,
         on_retry: OnRetry | None,
-        secrets: tuple[str | None, ...],
+        secrets: Secrets,
         options: Mapping[str, Any],
     ) -> ResilientTransport:
         return ResilientTransport(
@@ -116,12 +119,12 @@ class _SyncVendorClient(_VendorClient, httpx.Client):
         policy: PolicyArg = None,
         transport: InnerTransport = None,
         on_retry: OnRetry | None = None,
-        secrets: tuple[str | None, ...] = (),
+        secrets: Secrets | None = None,
         transport_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         resilient = self._build_transport(
-            self.vendor, policy, transport, on_retry, secrets, transport_options or {}
+            self.vendor, policy, transport, on_retry, secrets or Secrets(), transport_options or {}
         )
         super().__init__(transport=resilient, **kwargs)
         self.resilient_transport = resilient
@@ -136,12 +139,12 @@ class _AsyncVendorClient(_VendorClient, httpx.AsyncClient):
         policy: PolicyArg = None,
         transport: InnerTransport = None,
         on_retry: OnRetry | None = None,
-        secrets: tuple[str | None, ...] = (),
+        secrets: Secrets | None = None,
         transport_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         resilient = self._build_transport(
-            self.vendor, policy, transport, on_retry, secrets, transport_options or {}
+            self.vendor, policy, transport, on_retry, secrets or Secrets(), transport_options or {}
         )
         super().__init__(transport=resilient, **kwargs)
         self.resilient_transport = resilient
@@ -171,8 +174,9 @@ class _SyncBearerClient(_BearerMixin, _SyncVendorClient):
         token_provider: TokenProvider | None = None,
         **kwargs: Any,
     ) -> None:
-        self._bearer = _BearerAuth(_token_provider(self.vendor, token, token_provider))
-        super().__init__(base_url=base_url, auth=self._bearer, **kwargs)
+        secrets = Secrets()
+        self._bearer = _BearerAuth(_token_provider(self.vendor, token, token_provider, secrets), secrets)
+        super().__init__(base_url=base_url, auth=self._bearer, secrets=secrets, **kwargs)
 
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         try:
@@ -194,8 +198,9 @@ class _AsyncBearerClient(_BearerMixin, _AsyncVendorClient):
         token_provider: TokenProvider | None = None,
         **kwargs: Any,
     ) -> None:
-        self._bearer = _BearerAuth(_token_provider(self.vendor, token, token_provider))
-        super().__init__(base_url=base_url, auth=self._bearer, **kwargs)
+        secrets = Secrets()
+        self._bearer = _BearerAuth(_token_provider(self.vendor, token, token_provider, secrets), secrets)
+        super().__init__(base_url=base_url, auth=self._bearer, secrets=secrets, **kwargs)
 
     async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         try:
@@ -283,6 +288,7 @@ class _UpdoxHabits(_VendorClient):
         application_password: str | None,
         account_id: str | None,
         user_id: str | None,
+        secrets: Secrets,
     ) -> _UpdoxAuth:
         given = {
             "applicationId": application_id or _env("updox", "APPLICATION_ID"),
@@ -291,7 +297,7 @@ class _UpdoxHabits(_VendorClient):
             "userId": user_id or _env("updox", "USER_ID"),
         }
         block = {k: v for k, v in given.items() if v}
-        register_secret(block.get("applicationPassword"))
+        secrets.add(block.get("applicationPassword"))
         return _UpdoxAuth(block)
 
     @staticmethod
@@ -315,8 +321,9 @@ class UpdoxClient(_UpdoxHabits, _SyncVendorClient):
         user_id: str | None = None,
         **kwargs: Any,
     ) -> None:
-        auth = self._updox_auth(application_id, application_password, account_id, user_id)
-        super().__init__(base_url=base_url, auth=auth, secrets=(application_password,), **kwargs)
+        secrets = Secrets()
+        auth = self._updox_auth(application_id, application_password, account_id, user_id, secrets)
+        super().__init__(base_url=base_url, auth=auth, secrets=secrets, **kwargs)
 
     def call(self, method: str, payload: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         """POST ``payload`` to ``/api/io/<method>`` and return the decoded JSON answer."""
@@ -340,8 +347,9 @@ class AsyncUpdoxClient(_UpdoxHabits, _AsyncVendorClient):
         user_id: str | None = None,
         **kwargs: Any,
     ) -> None:
-        auth = self._updox_auth(application_id, application_password, account_id, user_id)
-        super().__init__(base_url=base_url, auth=auth, secrets=(application_password,), **kwargs)
+        secrets = Secrets()
+        auth = self._updox_auth(application_id, application_password, account_id, user_id, secrets)
+        super().__init__(base_url=base_url, auth=auth, secrets=secrets, **kwargs)
 
     async def call(self, method: str, payload: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         """POST ``payload`` to ``/api/io/<method>`` and return the decoded JSON answer."""
@@ -363,27 +371,29 @@ class _MedableHabits(_VendorClient):
     vendor = "medable"
 
     @staticmethod
-    def _key_headers(client_key: str | None, headers: Any) -> httpx.Headers:
+    def _key_headers(client_key: str | None, headers: Any, secrets: Secrets) -> httpx.Headers:
         merged = httpx.Headers(headers)
         key = client_key or _env("medable", "CLIENT_KEY")
-        register_secret(key)
+        secrets.add(key)
         if key:
             merged[CLIENT_KEY_HEADER] = key
         return merged
 
     @staticmethod
-    def _csrf_token(response: httpx.Response | None) -> str | None:
+    def _csrf_token(response: httpx.Response | None, secrets: Secrets) -> str | None:
         token = None if response is None else response.headers.get(CSRF_HEADER)
         if token:
-            register_secret(token)
+            secrets.add(token)
         return token
 
     @staticmethod
-    def _login_body(email: str, password: str, verification_token: str | None) -> dict[str, Any]:
-        register_secret(password)
+    def _login_body(
+        email: str, password: str, verification_token: str | None, secrets: Secrets
+    ) -> dict[str, Any]:
+        secrets.add(password)
         body: dict[str, Any] = {"email": email, "password": password}
         if verification_token:
-            register_secret(verification_token)
+            secrets.add(verification_token)
             body["location"] = {"verificationToken": verification_token}
         return body
 
@@ -395,8 +405,9 @@ class MedableClient(_MedableHabits, _SyncVendorClient):
     def __init__(
         self, *, base_url: httpx.URL | str = "", client_key: str | None = None, **kwargs: Any
     ) -> None:
-        headers = self._key_headers(client_key, kwargs.pop("headers", None))
-        super().__init__(base_url=base_url, headers=headers, secrets=(client_key,), **kwargs)
+        secrets = Secrets()
+        headers = self._key_headers(client_key, kwargs.pop("headers", None), secrets)
+        super().__init__(base_url=base_url, headers=headers, secrets=secrets, **kwargs)
 
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         try:
@@ -408,7 +419,7 @@ class MedableClient(_MedableHabits, _SyncVendorClient):
         return response
 
     def _echo_csrf(self, response: httpx.Response | None) -> None:
-        token = self._csrf_token(response)
+        token = self._csrf_token(response, self.resilient_transport.secrets)
         if token:
             self.headers[CSRF_HEADER] = token
 
@@ -422,7 +433,7 @@ class MedableClient(_MedableHabits, _SyncVendorClient):
     ) -> Any:
         """Sign in; raises VerificationRequired (kNewLocation) when the account must verify this
         location: call again with the ``verification_token`` the account holder received."""
-        body = self._login_body(email, password, verification_token)
+        body = self._login_body(email, password, verification_token, self.resilient_transport.secrets)
         return self.post(path, json=body).json()
 
 
@@ -432,8 +443,9 @@ class AsyncMedableClient(_MedableHabits, _AsyncVendorClient):
     def __init__(
         self, *, base_url: httpx.URL | str = "", client_key: str | None = None, **kwargs: Any
     ) -> None:
-        headers = self._key_headers(client_key, kwargs.pop("headers", None))
-        super().__init__(base_url=base_url, headers=headers, secrets=(client_key,), **kwargs)
+        secrets = Secrets()
+        headers = self._key_headers(client_key, kwargs.pop("headers", None), secrets)
+        super().__init__(base_url=base_url, headers=headers, secrets=secrets, **kwargs)
 
     async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         try:
@@ -445,7 +457,7 @@ class AsyncMedableClient(_MedableHabits, _AsyncVendorClient):
         return response
 
     def _echo_csrf(self, response: httpx.Response | None) -> None:
-        token = self._csrf_token(response)
+        token = self._csrf_token(response, self.resilient_transport.secrets)
         if token:
             self.headers[CSRF_HEADER] = token
 
@@ -458,7 +470,7 @@ class AsyncMedableClient(_MedableHabits, _AsyncVendorClient):
         path: str = "/accounts/login",
     ) -> Any:
         """Sign in (see MedableClient.login)."""
-        body = self._login_body(email, password, verification_token)
+        body = self._login_body(email, password, verification_token, self.resilient_transport.secrets)
         response = await self.post(path, json=body)
         return response.json()
 

@@ -28,32 +28,44 @@ _INLINE_SECRET = re.compile(
     r"[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;]+"
 )
 
-_known_secrets: set[str] = set()
-
 
 def is_secret_name(name: str) -> bool:
     """True when a header, query parameter or JSON key of this name carries a secret."""
     return _SECRET_NAME.search(name) is not None
 
 
-def register_secret(value: str | None) -> None:
-    """Remember a literal secret (a password, a key) so it is masked wherever it appears in text."""
-    # Short values would mask ordinary words; credentials are longer than this.
-    if value and len(value) >= 4:
-        _known_secrets.add(value)
+class Secrets:
+    """The literal secret values one client knows (passwords, keys, tokens), masked in its errors.
+
+    Kept per client, not per process: one client's password is another's ordinary word.
+    """
+
+    def __init__(self, values: Iterable[str | None] = ()) -> None:
+        self._values: set[str] = set()
+        for value in values:
+            self.add(value)
+
+    def add(self, value: str | None) -> None:
+        """Remember a secret; values shorter than 4 characters would mask ordinary words."""
+        if value and len(value) >= 4:
+            self._values.add(value)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every known secret and every inline credential masked."""
+        for secret in self._values:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return redact_text(text)
+
+    def __repr__(self) -> str:
+        return f"Secrets({len(self._values)} values)"
 
 
 def redact_text(text: str) -> str:
-    """Mask inline credentials and every registered secret value in free text."""
+    """Mask inline credentials in free text: ``Bearer x``, ``password=x``, ``token: x``."""
     if not text:
         return text
-    for secret in _known_secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return _INLINE_SECRET.sub(
-        lambda m: (m.group(1) or m.group(2)) + REDACTED,
-        text,
-    )
+    return _INLINE_SECRET.sub(lambda m: (m.group(1) or m.group(2)) + REDACTED, text)
 
 
 def redact_url(url: httpx.URL | str) -> str:

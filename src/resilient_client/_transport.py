@@ -26,7 +26,7 @@ from resilient_client._classify import OK, Outcome, classify
 from resilient_client._decision import RETURN, Decision, decide, is_retryable, parse_retry_after
 from resilient_client._envelopes import read_envelope, surely_no_fault
 from resilient_client._policy import RetryPolicy, resolve_policy
-from resilient_client._redact import redact_url, register_secret
+from resilient_client._redact import Secrets, redact_url
 
 logger = logging.getLogger("resilient_client")
 
@@ -205,7 +205,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         sleep: Callable[[float], None] = time.sleep,
         async_sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         random: Callable[[], float] = _random.random,
-        secrets: tuple[str | None, ...] = (),
+        secrets: Secrets | tuple[str | None, ...] = (),
     ) -> None:
         self.catalog = vendor if isinstance(vendor, Catalog) else catalog(vendor)
         self.vendor = self.catalog.vendor
@@ -220,8 +220,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self._async_sleep = async_sleep
         self._random = random
         self._budget = _RetryBudget(self.policy.budget.ratio, self.policy.budget.burst)
-        for secret in secrets:
-            register_secret(secret)
+        #: Secret values this transport's errors mask (clients add tokens and passwords here).
+        self.secrets = secrets if isinstance(secrets, Secrets) else Secrets(secrets)
 
     def __repr__(self) -> str:
         return f"ResilientTransport(vendor={self.vendor!r}, policy={self.policy.source!r})"
@@ -383,6 +383,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             request_id=_request_id(response, self.catalog.envelope.request_id_headers),
             request=request,
             response=response,
+            secrets=self.secrets,
         )
 
     def _retrying_kwargs(self, request: httpx.Request, policy: RetryPolicy) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from resilient_client._redact import redact_text, redact_url
+from resilient_client._redact import Secrets, redact_url
 
 if TYPE_CHECKING:
     import httpx
@@ -150,6 +150,9 @@ class Fault:
     subcode: str | None = None
 
 
+_NO_SECRETS = Secrets()
+
+
 class ApiError(ResilientClientError):
     """The vendor answered with a fault."""
 
@@ -182,17 +185,19 @@ class ApiError(ResilientClientError):
         request_id: str | None = None,
         request: httpx.Request | None = None,
         response: httpx.Response | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
+        redact = (secrets or _NO_SECRETS).redact
         self.vendor = vendor
         self.code = code
-        self.message = redact_text(message)
+        self.message = redact(message)
         self.http_status = http_status
         self.retryable = retryable
         self.details = tuple(
             attrs.evolve(
                 f,
-                message=redact_text(f.message),
-                reason=None if f.reason is None else redact_text(f.reason),
+                message=redact(f.message),
+                reason=None if f.reason is None else redact(f.reason),
             )
             for f in details
         )

@@ -1,0 +1,36 @@
+"""User task 2: configure a retry policy file and use it.
+
+    python examples/configure_policy.py [BASE_URL]
+
+Loads examples/my_policy.toml (which extends the shipped hyper policy), shows what it changed, and
+uses it: a locked account is retried up to 6 times, and "No Results" comes back as a response.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import resilient_client as rc
+from resilient_client.simulator import Fault, Simulator, serve
+
+POLICY = Path(__file__).with_name("my_policy.toml")
+
+
+def main(url: str, sim: Simulator) -> None:
+    policy = rc.load_policy(POLICY)  # a bad file raises rc.PolicyError: file, key path, problem
+    print(f"max_attempts={policy.retry.max_attempts} total_timeout={policy.retry.total_timeout}")
+    sim.script("hyper", "/api/journal", [Fault("hyper", 10)] * 5)
+    sim.script("hyper", "/api/clients", [Fault("hyper", 2)])
+    with rc.HyperClient(base_url=f"{url}/hyper", token="t", policy=policy) as client:
+        response = client.post("/api/journal", json={"Account": 7})
+        print("journal attempts:", response.extensions[rc.ATTEMPTS_EXTENSION])
+        print("clients ResponseCode:", client.get("/api/clients").json()["ResponseCode"])
+
+
+if __name__ == "__main__":
+    simulator = Simulator()
+    if len(sys.argv) > 1:
+        print("this example scripts the embedded simulator; it starts its own", file=sys.stderr)
+    with serve(simulator) as base:
+        main(base, simulator)
