@@ -324,3 +324,20 @@ def test_a_transport_built_for_async_refuses_a_sync_client() -> None:
         pytest.raises(TypeError, match="cannot serve a sync"),
     ):
         client.get("https://hyper.test/x")
+
+
+@pytest.mark.parametrize(
+    ("vendor", "waited"),
+    [
+        pytest.param("medable", [4.0], id="medable-honours-it"),
+        pytest.param("hyper", None, id="others-ignore-it"),
+    ],
+)
+def test_x_rate_limit_reset_is_read_only_where_the_catalog_names_it(
+    vendor: str, waited: list[float] | None
+) -> None:
+    clock = FakeClock()
+    server = Server(clock, httpx.Response(429, headers={"X-Rate-Limit-Reset": "4"}), OK)
+    with httpx.Client(transport=transport(vendor, server, random=lambda: 0.5)) as client:
+        client.get("https://v.test/x")
+    assert clock.sleeps == (waited or [0.25])  # hyper: backoff 0.5 s * jitter 0.5

@@ -76,6 +76,8 @@ class EnvelopeSpec:
     fault_message: str = "message"
     fault_path: str = "path"
     request_id_headers: tuple[str, ...] = ("x-request-id", "request-id", "x-correlation-id")
+    #: A header naming when a rate limit lifts, honoured when no Retry-After came (Medable's).
+    rate_limit_reset_header: str | None = None
 
 
 @attrs.frozen

@@ -285,7 +285,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 outcome.code,
                 response.status_code,
             )
-        retry_after = parse_retry_after(response.headers, self._wall_clock(), "x-rate-limit-reset")
+        retry_after = parse_retry_after(response.headers, self._wall_clock(), spec.rate_limit_reset_header)
         decision = decide(
             policy,
             outcome=outcome,
