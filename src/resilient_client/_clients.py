@@ -93,61 +93,38 @@ class _VendorClient:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={str(self.base_url)!r})"
 
+    def __init__(
+        self,
+        *,
+        policy: PolicyArg = None,
+        transport: InnerTransport = None,
+        on_retry: OnRetry | None = None,
+        secrets: Secrets | None = None,
+        transport_options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        #: The ResilientTransport wrapping ``transport``; its ``secrets`` mask this client's credentials.
+        self.resilient_transport = ResilientTransport(
+            self.vendor,
+            policy=policy,
+            transport=transport,
+            on_retry=on_retry,
+            secrets=secrets or Secrets(),
+            **(transport_options or {}),
+        )
+        # The next class in the MRO is httpx.Client or httpx.AsyncClient.
+        super().__init__(transport=self.resilient_transport, **kwargs)  # type: ignore[call-arg]
+
     def _is_token_rejected(self, error: AuthenticationError) -> bool:
         return False
-
-    @staticmethod
-    def _build_transport(
-        vendor: str,
-        policy: PolicyArg,
-        transport: InnerTransport,
-        on_retry: OnRetry | None,
-        secrets: Secrets,
-        options: Mapping[str, Any],
-    ) -> ResilientTransport:
-        return ResilientTransport(
-            vendor, policy=policy, transport=transport, on_retry=on_retry, secrets=secrets, **options
-        )
 
 
 class _SyncVendorClient(_VendorClient, httpx.Client):
     """An httpx.Client whose transport is a ResilientTransport for ``vendor``."""
 
-    def __init__(
-        self,
-        *,
-        policy: PolicyArg = None,
-        transport: InnerTransport = None,
-        on_retry: OnRetry | None = None,
-        secrets: Secrets | None = None,
-        transport_options: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        resilient = self._build_transport(
-            self.vendor, policy, transport, on_retry, secrets or Secrets(), transport_options or {}
-        )
-        super().__init__(transport=resilient, **kwargs)
-        self.resilient_transport = resilient
-
 
 class _AsyncVendorClient(_VendorClient, httpx.AsyncClient):
     """An httpx.AsyncClient whose transport is a ResilientTransport for ``vendor``."""
-
-    def __init__(
-        self,
-        *,
-        policy: PolicyArg = None,
-        transport: InnerTransport = None,
-        on_retry: OnRetry | None = None,
-        secrets: Secrets | None = None,
-        transport_options: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        resilient = self._build_transport(
-            self.vendor, policy, transport, on_retry, secrets or Secrets(), transport_options or {}
-        )
-        super().__init__(transport=resilient, **kwargs)
-        self.resilient_transport = resilient
 
 
 # -- bearer-token vendors: Hyper and USTA -------------------------------------------------------

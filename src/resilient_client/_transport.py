@@ -9,6 +9,7 @@ pays for one classification and nothing else.
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
 import random as _random
 import time
@@ -81,6 +82,17 @@ class _Attempt:
     outcome: Outcome = OK
     error: Exception | None = None
     retry_after: float | None = None
+
+
+@attrs.frozen
+class _Call:
+    """One request's fixed context across its attempts."""
+
+    request: httpx.Request
+    policy: RetryPolicy
+    deadline: float
+    operation: str
+    replayable: bool
 
 
 class _RetryBudget:
@@ -228,44 +240,64 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     # -- shared, no I/O --------------------------------------------------------------------
 
-    def _policy_for(self, request: httpx.Request) -> RetryPolicy:
+    def _start(self, request: httpx.Request) -> _Call:
         override = request.extensions.get(POLICY_EXTENSION)
         if override is None:
-            return self.policy
-        if isinstance(override, RetryPolicy):
-            return override.checked_for(self.catalog)
-        return resolve_policy(override, self.vendor).checked_for(self.catalog)
-
-    @staticmethod
-    def _operation(request: httpx.Request) -> str:
+            policy = self.policy
+        elif isinstance(override, RetryPolicy):
+            policy = override.checked_for(self.catalog)
+        else:
+            policy = resolve_policy(override, self.vendor).checked_for(self.catalog)
+        if policy.budget.ratio > 0:
+            self._budget.deposit()
         named = request.extensions.get(OPERATION_EXTENSION)
-        if isinstance(named, str):
-            return named
-        return request.url.path.rstrip("/").rpartition("/")[2]
+        operation = named if isinstance(named, str) else request.url.path.rstrip("/").rpartition("/")[2]
+        return _Call(
+            request=request,
+            policy=policy,
+            deadline=self._clock() + policy.retry.total_timeout,
+            operation=operation,
+            # Asked before sending: a transport that reads a one-shot body makes it look replayable.
+            replayable=self._replayable(request),
+        )
 
     @staticmethod
     def _replayable(request: httpx.Request) -> bool:
         return isinstance(request.stream, httpx.ByteStream) or hasattr(request, "_content")
 
-    def _shrink_timeouts(self, request: httpx.Request, policy: RetryPolicy, left: float) -> None:
-        limit = left
-        if policy.retry.attempt_timeout > 0:
-            limit = min(limit, policy.retry.attempt_timeout)
-        current = request.extensions.get("timeout") or {}
-        request.extensions["timeout"] = {
+    def _shrink_timeouts(self, call: _Call) -> None:
+        limit = call.deadline - self._clock()
+        if call.policy.retry.attempt_timeout > 0:
+            limit = min(limit, call.policy.retry.attempt_timeout)
+        current = call.request.extensions.get("timeout") or {}
+        call.request.extensions["timeout"] = {
             key: limit if current.get(key) is None else min(current[key], limit) for key in _TIMEOUT_KEYS
         }
 
-    def _judge(
+    def _decide(
         self,
-        request: httpx.Request,
-        policy: RetryPolicy,
+        call: _Call,
         number: int,
-        deadline: float,
-        response: httpx.Response,
-        body: bytes | None,
-        replayable: bool,
-    ) -> _Attempt:
+        outcome: Outcome | None,
+        error: Exception | None,
+        retry_after: float | None,
+    ) -> Decision:
+        policy = call.policy
+        return decide(
+            policy,
+            outcome=outcome,
+            error=error,
+            method=call.request.method,
+            operation=call.operation,
+            attempt=number,
+            time_left=call.deadline - self._clock(),
+            retry_after=retry_after,
+            replayable=call.replayable,
+            budget_left=self._budget.available() if policy.budget.ratio > 0 else True,
+            random=self._random,
+        )
+
+    def _judge(self, call: _Call, number: int, response: httpx.Response, body: bytes | None) -> _Attempt:
         spec = self.catalog.envelope
         status = response.status_code
         if body is None or (status < 300 and surely_no_fault(spec, body)):
@@ -279,57 +311,27 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             logger.debug(
                 "%s %s %s -> %s (code %s, HTTP %s)",
                 self.vendor,
-                request.method,
-                redact_url(request.url),
+                call.request.method,
+                redact_url(call.request.url),
                 outcome.category,
                 outcome.code,
-                response.status_code,
+                status,
             )
         retry_after = parse_retry_after(response.headers, self._wall_clock(), spec.rate_limit_reset_header)
-        decision = decide(
-            policy,
-            outcome=outcome,
-            method=request.method,
-            operation=self._operation(request),
-            attempt=number,
-            time_left=deadline - self._clock(),
-            retry_after=retry_after,
-            replayable=replayable,
-            budget_left=self._budget.available() if policy.budget.ratio > 0 else True,
-            random=self._random,
-        )
+        decision = self._decide(call, number, outcome, None, retry_after)
         return _Attempt(number, decision, response, outcome, retry_after=retry_after)
 
-    def _judge_error(
-        self,
-        request: httpx.Request,
-        policy: RetryPolicy,
-        number: int,
-        deadline: float,
-        exc: Exception,
-        replayable: bool,
-    ) -> _Attempt:
-        decision = decide(
-            policy,
-            outcome=None,
-            error=exc,
-            method=request.method,
-            operation=self._operation(request),
-            attempt=number,
-            time_left=deadline - self._clock(),
-            retry_after=None,
-            replayable=replayable,
-            budget_left=self._budget.available() if policy.budget.ratio > 0 else True,
-            random=self._random,
-        )
-        return _Attempt(number, decision, error=exc)
+    def _judge_error(self, call: _Call, number: int, error: Exception) -> _Attempt:
+        return _Attempt(number, self._decide(call, number, None, error, None), error=error)
 
-    def _event(self, request: httpx.Request, result: _Attempt) -> RetryEvent:
+    def _before_sleep(self, call: _Call, state: tenacity.RetryCallState) -> object:
+        """Log the retry, spend the budget, call the hook; returns what the hook returned."""
+        result: _Attempt = state.outcome.result()  # type: ignore[union-attr]
         response = result.response
-        return RetryEvent(
+        event = RetryEvent(
             vendor=self.vendor,
-            method=request.method,
-            url=redact_url(request.url),
+            method=call.request.method,
+            url=redact_url(call.request.url),
             attempt=result.number,
             wait=result.decision.wait,
             cause=result.decision.reason,
@@ -338,11 +340,9 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             status=None if response is None else response.status_code,
             error=result.error,
         )
-
-    def _log_retry(self, event: RetryEvent, policy: RetryPolicy) -> None:
-        if policy.budget.ratio > 0:
+        if call.policy.budget.ratio > 0:
             self._budget.withdraw()
-        what = event.category or (type(event.error).__name__ if event.error else "?")
+        what = event.category or type(event.error).__name__
         code = "" if event.code is None else f" {event.code}"
         logger.info(
             "retry %s %s %s: attempt %d/%d failed with %s%s; waiting %.3f s",
@@ -350,13 +350,14 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             event.method,
             event.url,
             event.attempt,
-            policy.retry.max_attempts,
+            call.policy.retry.max_attempts,
             what,
             code,
             event.wait,
         )
+        return None if self.on_retry is None else self.on_retry(event)
 
-    def _finish(self, request: httpx.Request, policy: RetryPolicy, result: _Attempt) -> httpx.Response:
+    def _finish(self, call: _Call, result: _Attempt) -> httpx.Response:
         attempts = result.number
         if result.error is not None:
             note = f"resilient_client: {attempts} attempt(s); {result.decision.reason}"
@@ -376,17 +377,18 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             vendor=self.vendor,
             code=outcome.code,
             http_status=response.status_code,
-            retryable=is_retryable(policy, outcome),
+            retryable=is_retryable(call.policy, outcome),
             details=outcome.details,
             attempts=attempts,
             retry_after=result.retry_after,
             request_id=_request_id(response, self.catalog.envelope.request_id_headers),
-            request=request,
+            request=call.request,
             response=response,
             secrets=self.secrets,
         )
 
-    def _retrying_kwargs(self, request: httpx.Request, policy: RetryPolicy) -> dict[str, Any]:
+    @staticmethod
+    def _retrying_kwargs() -> dict[str, Any]:
         def wait(state: tenacity.RetryCallState) -> float:
             result: _Attempt = state.outcome.result()  # type: ignore[union-attr]
             return 0.0 if _testing else result.decision.wait
@@ -409,9 +411,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             self._sync_default = httpx.HTTPTransport()
         return self._sync_default
 
-    def _read_sync(
-        self, response: httpx.Response, method: str, cap: int
-    ) -> tuple[httpx.Response, bytes | None]:
+    @staticmethod
+    def _read_sync(response: httpx.Response, method: str, cap: int) -> tuple[httpx.Response, bytes | None]:
         wanted, length, identity = _body_plan(response, method, cap)
         if not wanted:
             return response, None
@@ -430,62 +431,44 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         response.close()
         return _decoded(response, b"".join(head))
 
-    def _attempt_sync(
-        self, request: httpx.Request, policy: RetryPolicy, number: int, deadline: float, replayable: bool
-    ) -> _Attempt:
-        self._shrink_timeouts(request, policy, deadline - self._clock())
+    def _attempt_sync(self, call: _Call, number: int) -> _Attempt:
+        self._shrink_timeouts(call)
         try:
-            response = self._sync_inner().handle_request(request)
+            response = self._sync_inner().handle_request(call.request)
         except httpx.TransportError as exc:
-            return self._judge_error(request, policy, number, deadline, exc, replayable)
+            return self._judge_error(call, number, exc)
         try:
-            response, body = self._read_sync(response, request.method, policy.body.max_read_bytes)
+            response, body = self._read_sync(response, call.request.method, call.policy.body.max_read_bytes)
         except httpx.TransportError as exc:
             response.close()
-            return self._judge_error(request, policy, number, deadline, exc, replayable)
-        result = self._judge(request, policy, number, deadline, response, body, replayable)
+            return self._judge_error(call, number, exc)
+        result = self._judge(call, number, response, body)
         if result.decision.action != "return":
             # Discarded or kept inside an error: either way nobody reads more of its stream.
             response.close()
         return result
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        policy = self._policy_for(request)
-        if policy.budget.ratio > 0:
-            self._budget.deposit()
-        deadline = self._clock() + policy.retry.total_timeout
-        # Asked before sending: a transport that reads a one-shot body would make it look replayable.
-        replayable = self._replayable(request)
-        first = self._attempt_sync(request, policy, 1, deadline, replayable)
+        call = self._start(request)
+        first = self._attempt_sync(call, 1)
         if first.decision.action != "retry":
-            return self._finish(request, policy, first)
+            return self._finish(call, first)
         pending = [first]
-        counter = iter(range(2, policy.retry.max_attempts + 1))
+        numbers = itertools.count(2)
 
         def attempt() -> _Attempt:
-            return (
-                pending.pop()
-                if pending
-                else self._attempt_sync(request, policy, next(counter), deadline, replayable)
-            )
+            return pending.pop() if pending else self._attempt_sync(call, next(numbers))
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
-            result: _Attempt = state.outcome.result()  # type: ignore[union-attr]
-            event = self._event(request, result)
-            self._log_retry(event, policy)
-            if self.on_retry is not None:
-                returned = self.on_retry(event)
-                if inspect.isawaitable(returned):
-                    raise TypeError("an async on_retry hook needs an httpx.AsyncClient")
+            if inspect.isawaitable(self._before_sleep(call, state)):
+                raise TypeError("an async on_retry hook needs an httpx.AsyncClient")
 
         def sleep(seconds: float) -> None:
             if seconds > 0 and not _testing:
                 self._sleep(seconds)
 
-        retrying = tenacity.Retrying(
-            sleep=sleep, before_sleep=before_sleep, **self._retrying_kwargs(request, policy)
-        )
-        return self._finish(request, policy, retrying(attempt))
+        retrying = tenacity.Retrying(sleep=sleep, before_sleep=before_sleep, **self._retrying_kwargs())
+        return self._finish(call, retrying(attempt))
 
     def close(self) -> None:
         if isinstance(self._inner, httpx.BaseTransport):
@@ -504,8 +487,9 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             self._async_default = httpx.AsyncHTTPTransport()
         return self._async_default
 
+    @staticmethod
     async def _read_async(
-        self, response: httpx.Response, method: str, cap: int
+        response: httpx.Response, method: str, cap: int
     ) -> tuple[httpx.Response, bytes | None]:
         wanted, length, identity = _body_plan(response, method, cap)
         if not wanted:
@@ -525,58 +509,46 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         await response.aclose()
         return _decoded(response, b"".join(head))
 
-    async def _attempt_async(
-        self, request: httpx.Request, policy: RetryPolicy, number: int, deadline: float, replayable: bool
-    ) -> _Attempt:
-        self._shrink_timeouts(request, policy, deadline - self._clock())
+    async def _attempt_async(self, call: _Call, number: int) -> _Attempt:
+        self._shrink_timeouts(call)
         try:
-            response = await self._async_inner().handle_async_request(request)
+            response = await self._async_inner().handle_async_request(call.request)
         except httpx.TransportError as exc:
-            return self._judge_error(request, policy, number, deadline, exc, replayable)
+            return self._judge_error(call, number, exc)
         try:
-            response, body = await self._read_async(response, request.method, policy.body.max_read_bytes)
+            response, body = await self._read_async(
+                response, call.request.method, call.policy.body.max_read_bytes
+            )
         except httpx.TransportError as exc:
             await response.aclose()
-            return self._judge_error(request, policy, number, deadline, exc, replayable)
-        result = self._judge(request, policy, number, deadline, response, body, replayable)
+            return self._judge_error(call, number, exc)
+        result = self._judge(call, number, response, body)
         if result.decision.action != "return":
             await response.aclose()
         return result
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        policy = self._policy_for(request)
-        if policy.budget.ratio > 0:
-            self._budget.deposit()
-        deadline = self._clock() + policy.retry.total_timeout
-        replayable = self._replayable(request)
-        first = await self._attempt_async(request, policy, 1, deadline, replayable)
+        call = self._start(request)
+        first = await self._attempt_async(call, 1)
         if first.decision.action != "retry":
-            return self._finish(request, policy, first)
+            return self._finish(call, first)
         pending = [first]
-        counter = iter(range(2, policy.retry.max_attempts + 1))
+        numbers = itertools.count(2)
 
         async def attempt() -> _Attempt:
-            if pending:
-                return pending.pop()
-            return await self._attempt_async(request, policy, next(counter), deadline, replayable)
+            return pending.pop() if pending else await self._attempt_async(call, next(numbers))
 
         async def before_sleep(state: tenacity.RetryCallState) -> None:
-            result: _Attempt = state.outcome.result()  # type: ignore[union-attr]
-            event = self._event(request, result)
-            self._log_retry(event, policy)
-            if self.on_retry is not None:
-                returned = self.on_retry(event)
-                if inspect.isawaitable(returned):
-                    await returned
+            returned = self._before_sleep(call, state)
+            if inspect.isawaitable(returned):
+                await returned
 
         async def sleep(seconds: float) -> None:
             if seconds > 0 and not _testing:
                 await self._async_sleep(seconds)
 
-        retrying = tenacity.AsyncRetrying(
-            sleep=sleep, before_sleep=before_sleep, **self._retrying_kwargs(request, policy)
-        )
-        return self._finish(request, policy, await retrying(attempt))
+        retrying = tenacity.AsyncRetrying(sleep=sleep, before_sleep=before_sleep, **self._retrying_kwargs())
+        return self._finish(call, await retrying(attempt))
 
     async def aclose(self) -> None:
         if isinstance(self._inner, httpx.AsyncBaseTransport):
