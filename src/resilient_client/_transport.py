@@ -84,15 +84,26 @@ class _Attempt:
     retry_after: float | None = None
 
 
-@attrs.frozen
 class _Call:
-    """One request's fixed context across its attempts."""
+    """One request's fixed context across its attempts (a plain slotted class: it is on the success path)."""
 
-    request: httpx.Request
-    policy: RetryPolicy
-    deadline: float
-    operation: str
-    replayable: bool
+    __slots__ = ("deadline", "policy", "replayable", "request")
+
+    def __init__(
+        self, request: httpx.Request, policy: RetryPolicy, deadline: float, replayable: bool
+    ) -> None:
+        self.request = request
+        self.policy = policy
+        self.deadline = deadline
+        self.replayable = replayable
+
+    @property
+    def operation(self) -> str:
+        """The name ``idempotent_operations`` matches: the extension, else the last path segment."""
+        named = self.request.extensions.get(OPERATION_EXTENSION)
+        if isinstance(named, str):
+            return named
+        return self.request.url.path.rstrip("/").rpartition("/")[2]
 
 
 class _RetryBudget:
@@ -250,16 +261,9 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             policy = resolve_policy(override, self.vendor).checked_for(self.catalog)
         if policy.budget.ratio > 0:
             self._budget.deposit()
-        named = request.extensions.get(OPERATION_EXTENSION)
-        operation = named if isinstance(named, str) else request.url.path.rstrip("/").rpartition("/")[2]
-        return _Call(
-            request=request,
-            policy=policy,
-            deadline=self._clock() + policy.retry.total_timeout,
-            operation=operation,
-            # Asked before sending: a transport that reads a one-shot body makes it look replayable.
-            replayable=self._replayable(request),
-        )
+        # Replayability is asked before sending: a transport that reads a one-shot body makes it look
+        # replayable afterwards.
+        return _Call(request, policy, self._clock() + policy.retry.total_timeout, self._replayable(request))
 
     @staticmethod
     def _replayable(request: httpx.Request) -> bool:
