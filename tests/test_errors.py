@@ -165,3 +165,13 @@ def test_the_tree() -> None:
         assert issubclass(getattr(errors, name), errors.ApiError)
     with pytest.raises(AttributeError):
         errors.NoSuchClass  # noqa: B018
+
+
+def test_a_multi_line_vendor_message_still_gives_one_line() -> None:
+    answer = fault_response("hyper", 11, message="Security Alert:\n  too many\r\nattempts")
+    transport = rc.ResilientTransport("hyper", transport=httpx.MockTransport(lambda r: answer))
+    with httpx.Client(transport=transport) as client, pytest.raises(errors.Hyper11Error) as caught:
+        client.get("https://hyper.test/x")
+    assert "Security Alert: too many attempts [HTTP 422]" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert caught.value.message == "Security Alert:\n  too many\r\nattempts"

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import httpx
 
 from resilient_client._policy import RetryPolicy
-from resilient_client._redact import Secrets
+from resilient_client._redact import Secrets, redact_url
 from resilient_client._transport import OnRetry, ResilientTransport
 from resilient_client.errors import ApiError, AuthenticationError
 
@@ -91,7 +91,7 @@ class _VendorClient:
     base_url: httpx.URL
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={str(self.base_url)!r})"
+        return f"{type(self).__name__}(base_url={redact_url(self.base_url)!r})"
 
     def __init__(
         self,

@@ -216,7 +216,8 @@ class ApiError(ResilientClientError):
         if self.request is not None:
             where = f" on {self.request.method} {redact_url(self.request.url)}"
         tries = "attempt" if self.attempts == 1 else "attempts"
-        return f"{head}: {self.message}{status}{where} after {self.attempts} {tries}"
+        message = " ".join(self.message.split())  # one line, whatever the vendor put in it
+        return f"{head}: {message}{status}{where} after {self.attempts} {tries}"
 
     def __repr__(self) -> str:
         url = None if self.request is None else redact_url(self.request.url)
