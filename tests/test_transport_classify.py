@@ -203,3 +203,24 @@ async def test_async_download_streams_and_json_is_classified() -> None:
             assert len(await response.aread()) == 10000
         with pytest.raises(rc.errors.NoResults):
             await client.get("https://hyper.test/q")
+
+
+@pytest.mark.parametrize("content_type", ["text/html; charset=utf-8", "text/plain", "application/json", None])
+def test_a_fault_under_200_is_found_whatever_text_type_it_claims(content_type: str | None) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+    body = json.dumps({"ResponseCode": 7, "ResponseMsgEng": "Please fill up the required fields."}).encode()
+    inner = httpx.MockTransport(lambda r: httpx.Response(200, content=body, headers=headers))
+    with httpx.Client(transport=rc.ResilientTransport("hyper", transport=inner)) as client:
+        with pytest.raises(rc.errors.Hyper7Error):
+            client.post("https://hyper.test/x", json={})
+
+
+def test_a_binary_download_is_not_read_even_under_200() -> None:
+    stream = RecordingStream([b"%PDF-1.7 ..."])
+    inner = httpx.MockTransport(
+        lambda r: httpx.Response(200, headers={"content-type": "application/pdf"}, stream=stream)
+    )
+    with httpx.Client(transport=rc.ResilientTransport("hyper", transport=inner)) as client:
+        with client.stream("GET", "https://hyper.test/doc.pdf") as response:
+            assert stream.pulled == 0
+            assert response.read() == b"%PDF-1.7 ..."

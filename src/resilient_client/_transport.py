@@ -165,7 +165,8 @@ def _body_plan(response: httpx.Response, method: str, cap: int) -> tuple[bool, i
             encoding = value
     if status < 400 and content_type is not None:
         media = content_type.partition(b";")[0].strip().lower()
-        if not (media.endswith((b"/json", b"+json")) or media in (b"text/plain", b"text/javascript")):
+        # Vendors' PHP and Java stacks send JSON as text/html or text/plain too: any text can carry one.
+        if not (media.endswith((b"/json", b"+json")) or media.startswith(b"text/")):
             return False, None, True
     declared = int(length) if length is not None and length.isdigit() and len(length) <= 18 else None
     if declared is not None and declared > cap:
