@@ -6,8 +6,7 @@ Everything the SDK prints, logs, puts in an exception or pickles goes through he
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -86,32 +85,3 @@ def redact_url(url: httpx.URL | str) -> str:
         if any(is_secret_name(k) for k, _ in pairs):
             query = urlencode([(k, REDACTED if is_secret_name(k) else v) for k, v in pairs], safe="[]")
     return redact_text(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
-
-
-def redact_headers(headers: Iterable[tuple[str, str]] | Mapping[str, str]) -> dict[str, str]:
-    """A plain dict of the headers with every secret-carrying value masked."""
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    return {k: (REDACTED if is_secret_name(k) else redact_text(v)) for k, v in items}
-
-
-def redact_json(value: Any) -> Any:
-    """A copy of a decoded JSON document with the values of secret-looking keys masked."""
-    if isinstance(value, dict):
-        return {
-            k: (REDACTED if isinstance(k, str) and is_secret_name(k) else redact_json(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact_json(v) for v in value]
-    if isinstance(value, str):
-        return redact_text(value)
-    return value
-
-
-def redacted_request(request: httpx.Request) -> httpx.Request:
-    """A body-less copy of a request, safe to keep in a pickle or a log."""
-    return httpx.Request(
-        request.method,
-        redact_url(request.url),
-        headers=redact_headers(request.headers.multi_items()),
-    )

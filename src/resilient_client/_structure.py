@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin
 
-import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
@@ -197,8 +196,3 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise PolicyError(PolicyProblem(str(path), "", f"cannot read: {exc.strerror}")) from None
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(PolicyProblem(str(path), "", f"invalid TOML: {exc}")) from None
-
-
-def fields_of(cls: type[Any]) -> tuple[str, ...]:
-    """The attribute names of an attrs class, for messages."""
-    return tuple(a.name for a in attrs.fields(cls))
