@@ -240,3 +240,41 @@ def test_a_shipped_vendor_cannot_be_replaced(tmp_path: Path) -> None:
     path.write_text(text)
     with pytest.raises(rc.PolicyError, match="shipped vendor"):
         rc.load_catalog(path)
+
+
+def test_a_fifth_vendor_without_a_success_flag_reads_its_ok_code_as_success(tmp_path: Path) -> None:
+    path = tmp_path / "zeta.toml"
+    path.write_text(
+        """
+vendor = "zeta"
+title = "Zeta: a Hyper-like vendor whose every body carries a code"
+exception_prefix = "Zeta"
+code_type = "int"
+[envelope]
+reader = "generic"
+code = "status.code"
+message = "status.text"
+[[entries]]
+code = 0
+message = "Success"
+category = "ok"
+[[entries]]
+code = 9
+message = "Busy"
+category = "service_unavailable"
+"""
+    )
+    zeta = rc.load_catalog(path)
+    answers = iter(
+        [
+            httpx.Response(200, json={"status": {"code": 0}, "rows": [1]}),
+            httpx.Response(200, json={"status": {"code": "0"}}),
+            httpx.Response(200, json={"status": {"code": 77, "text": "new"}}),
+        ]
+    )
+    transport = rc.ResilientTransport(zeta, transport=httpx.MockTransport(lambda r: next(answers)))
+    with httpx.Client(transport=transport) as client:
+        assert client.get("https://zeta.test/a").json()["rows"] == [1]
+        assert client.get("https://zeta.test/a").status_code == 200
+        with pytest.raises(errors.UnknownFaultError):  # a code it lacks under 200 is never success
+            client.get("https://zeta.test/a")

@@ -101,17 +101,80 @@ def test_a_token_rejected_twice_raises_the_authentication_error() -> None:
     assert "tok-abcdef" not in str(caught.value) + repr(caught.value)
 
 
-def test_a_fixed_token_is_not_refreshed_and_other_auth_faults_are_not_retried() -> None:
+@pytest.mark.parametrize("source", ["argument", "environment"])
+def test_a_fixed_token_is_never_refreshed(source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen, handler = recorder(fault_response("hyper", 6))
+    kwargs: dict[str, Any] = {"token": "fixed-token"} if source == "argument" else {}
+    monkeypatch.setenv("RESILIENT_CLIENT_HYPER_TOKEN", "fixed-token")
+    with (
+        rc.HyperClient(
+            base_url="https://hyper.test", transport=httpx.MockTransport(handler), **kwargs
+        ) as client,
+        pytest.raises(rc.errors.AuthenticationError) as caught,
+    ):
+        client.get("/api/x")
+    assert len(seen) == 1  # code 6 would ask a provider again; a fixed token has none to ask
+    assert seen[0].headers["authorization"] == "Bearer fixed-token"
+    assert "fixed-token" not in str(caught.value) + repr(caught.value)
+
+
+def test_other_auth_faults_are_not_retried() -> None:
     seen, handler = recorder(fault_response("hyper", 8))
     with (
         rc.HyperClient(
-            base_url="https://hyper.test", token="fixed-token", transport=httpx.MockTransport(handler)
+            base_url="https://hyper.test",
+            token_provider=lambda: "tok-1",
+            transport=httpx.MockTransport(handler),
         ) as client,
         pytest.raises(rc.errors.PermissionDeniedError),
     ):
         client.get("/api/x")
     assert len(seen) == 1
-    assert seen[0].headers["authorization"] == "Bearer fixed-token"
+
+
+def test_attempts_count_the_request_sent_before_a_token_refresh() -> None:
+    seen, handler = recorder(fault_response("hyper", 6), HYPER_OK)
+    tokens = iter(["tok-1111", "tok-2222"])
+    with rc.HyperClient(
+        base_url="https://hyper.test",
+        token_provider=lambda: next(tokens),
+        transport=httpx.MockTransport(handler),
+    ) as client:
+        response = client.get("/api/x")
+    assert len(seen) == 2
+    assert response.extensions[rc.ATTEMPTS_EXTENSION] == 2
+
+
+def test_connection_options_reach_the_transport_the_client_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("ALL_PROXY", raising=False)
+    limits = httpx.Limits(max_connections=1)
+    with rc.HyperClient(base_url="https://hyper.test", token="t", verify=False, limits=limits) as client:
+        inner = client.resilient_transport._sync_inner()
+        assert isinstance(inner, httpx.HTTPTransport)
+        pool = inner._pool
+        assert pool._max_connections == 1
+        assert pool._ssl_context.verify_mode.name == "CERT_NONE"
+
+
+def test_proxies_and_mounts_are_wrapped_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    served: list[str] = []
+
+    def mounted(request: httpx.Request) -> httpx.Response:
+        served.append(str(request.url))
+        return fault_response("hyper", 7)
+
+    with rc.HyperClient(
+        base_url="https://hyper.test", token="t", mounts={"https://other.test": httpx.MockTransport(mounted)}
+    ) as client:
+        via_env_proxy = client._transport_for_url(httpx.URL("https://hyper.test/x"))
+        assert isinstance(via_env_proxy, rc.ResilientTransport)
+        with pytest.raises(rc.errors.Hyper7Error):
+            client.get("https://other.test/x")
+    assert served == ["https://other.test/x"]
+    aclient = rc.AsyncHyperClient(base_url="https://hyper.test", token="t", proxy="http://127.0.0.1:9")
+    assert isinstance(aclient._transport_for_url(httpx.URL("https://hyper.test/x")), rc.ResilientTransport)
 
 
 def test_token_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import pytest
 
 import resilient_client as rc
+from resilient_client.testing import FakeClock
 
 
 def outcome(vendor: str, status: int, body: Any) -> rc.Outcome:
@@ -233,6 +235,40 @@ CASES = [
         id="medable-wrong-types",
     ),
     pytest.param("hyper", 500, b"[" * 100000, "server_error", None, id="deeply-nested"),
+    # Bytes that are not UTF-8 (a code page message) still carry their code.
+    pytest.param(
+        "updox",
+        200,
+        b'{"successful":false,"responseCode":4010,"responseMessage":"\xff"}',
+        "authentication",
+        4010,
+        id="updox-not-utf8-200",
+    ),
+    pytest.param(
+        "hyper", 200, b'{"ResponseCode":7,"ResponseMsgEng":"caf\xe9"}', "validation", 7, id="hyper-cp1252-200"
+    ),
+    # Escapes spell the same key: the body is read as JSON reads it.
+    pytest.param(
+        "hyper",
+        200,
+        b'{"ResponseCode":0,"Respons\\u0065Code":7}',
+        "validation",
+        7,
+        id="hyper-escaped-key-200",
+    ),
+    pytest.param(
+        "updox",
+        200,
+        b'{"responseCode":2000,"respons\\u0065Code":4010,"successful":true}',
+        "authentication",
+        4010,
+        id="updox-escaped-key-200",
+    ),
+    # Success spelled loosely is still success.
+    pytest.param("updox", 200, {"successful": True}, "ok", None, id="updox-successful-without-code"),
+    pytest.param("hyper", 200, {"ResponseCode": " 0", "Data": []}, "ok", None, id="hyper-0-padded"),
+    pytest.param("hyper", 200, {"ResponseCode": "00"}, "ok", None, id="hyper-00"),
+    pytest.param("hyper", 200, {"ResponseCode": ""}, "unknown", None, id="hyper-empty-code"),
 ]
 
 
@@ -356,3 +392,44 @@ def test_a_body_without_envelope_reads_as_none() -> None:
     assert rc.read_envelope(spec, b"") is None
     assert rc.read_envelope(spec, b"\xff\xfe") is None
     assert rc.read_envelope(spec, b'{"Data": 1}') is None
+
+
+def _as_response(status: int, body: Any) -> httpx.Response:
+    if isinstance(body, bytes):
+        return httpx.Response(status, content=body)
+    return httpx.Response(status, json=body)
+
+
+@pytest.mark.parametrize(("vendor", "status", "body", "category", "code"), CASES)
+def test_hard_cases_through_the_sync_transport(
+    vendor: str, status: int, body: Any, category: str, code: object
+) -> None:
+    transport = rc.ResilientTransport(
+        vendor, transport=httpx.MockTransport(lambda r: _as_response(status, body)), **FakeClock().options()
+    )
+    with httpx.Client(transport=transport) as client:
+        if category == "ok":
+            assert client.get("https://vendor.test/x").status_code == status
+            return
+        with pytest.raises(rc.errors.ApiError) as caught:
+            client.get("https://vendor.test/x")
+    assert caught.value.category == category
+    assert caught.value.code == code
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("vendor", "status", "body", "category", "code"), CASES)
+async def test_hard_cases_through_the_async_transport(
+    vendor: str, status: int, body: Any, category: str, code: object
+) -> None:
+    transport = rc.ResilientTransport(
+        vendor, transport=httpx.MockTransport(lambda r: _as_response(status, body)), **FakeClock().options()
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        if category == "ok":
+            assert (await client.get("https://vendor.test/x")).status_code == status
+            return
+        with pytest.raises(rc.errors.ApiError) as caught:
+            await client.get("https://vendor.test/x")
+    assert caught.value.category == category
+    assert caught.value.code == code

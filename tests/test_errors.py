@@ -80,6 +80,29 @@ def test_a_token_echoed_by_the_vendor_is_masked(caplog: pytest.LogCaptureFixture
     assert "abc.def" not in shown
 
 
+def test_what_the_request_carried_is_masked_when_the_vendor_echoes_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The transport used directly: it was told no secret, it finds them in the request it sent.
+    echo = "client client-key-sekrit-789 rejected; body-pw-sekrit too short; sid cookie-sekrit-456"
+    answer = fault_response(
+        "medable",
+        "kValidationError",
+        message=echo,
+        details=[{"code": "kInvalidArgument", "message": "body-pw-sekrit is too short", "path": "password"}],
+    )
+    shown = everything_shown(raise_with_secrets(caplog, answer), caplog)
+    for secret in SECRETS:
+        assert secret not in shown
+    assert "rejected" in shown
+
+
+@pytest.mark.parametrize("code", ["kBad\nInjected", "invalid_token\r\nX-Evil: 1"])
+def test_a_code_with_line_breaks_still_gives_one_line(code: str) -> None:
+    error = errors.ApiError("m", vendor="usta", code=code)
+    assert "\n" not in str(error) and "\r" not in str(error)
+
+
 def test_str_is_one_readable_line() -> None:
     transport = rc.ResilientTransport(
         "hyper", transport=httpx.MockTransport(lambda r: fault_response("hyper", 7))

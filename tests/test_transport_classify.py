@@ -224,3 +224,45 @@ def test_a_binary_download_is_not_read_even_under_200() -> None:
         with client.stream("GET", "https://hyper.test/doc.pdf") as response:
             assert stream.pulled == 0
             assert response.read() == b"%PDF-1.7 ..."
+
+
+def test_a_gzip_bomb_is_decoded_only_up_to_the_cap() -> None:
+    import gzip
+
+    bomb = gzip.compress(b'{"ResponseCode": 7, "pad": "' + b" " * 50_000_000 + b'"}')
+    assert len(bomb) < 65536  # under the raw read cap: only the decoded size can stop it
+    inner = httpx.MockTransport(
+        lambda r: httpx.Response(
+            500,
+            stream=RecordingStream([bomb]),
+            headers={"content-type": "application/json", "content-encoding": "gzip"},
+        )
+    )
+    policy = rc.load_policy("hyper")
+    with (
+        httpx.Client(transport=rc.ResilientTransport("hyper", policy=policy, transport=inner)) as client,
+        pytest.raises(rc.errors.HyperServerError) as caught,
+    ):
+        client.post("https://hyper.test/x", json={})
+    # Classified by status: the 50 MB the bomb expands to were never decoded to find code 7.
+    assert caught.value.code is None
+
+
+@pytest.mark.parametrize(
+    ("transfer", "headers"),
+    [
+        pytest.param("identity", {"content-type": "application/json"}, id="chunked-identity"),
+        pytest.param("gzip", {"content-type": "application/json", "content-encoding": "gzip"}, id="gzip"),
+    ],
+)
+def test_a_streamed_success_keeps_its_raw_bytes(transfer: str, headers: dict[str, str]) -> None:
+    import gzip
+
+    body = json.dumps({"ResponseCode": 0, "Data": [1, 2]}).encode()
+    raw = gzip.compress(body) if transfer == "gzip" else body
+    inner = httpx.MockTransport(lambda r: httpx.Response(200, stream=RecordingStream([raw]), headers=headers))
+    with (
+        httpx.Client(transport=rc.ResilientTransport("hyper", transport=inner)) as client,
+        client.stream("GET", "https://hyper.test/x") as response,
+    ):
+        assert b"".join(response.iter_raw()) == raw

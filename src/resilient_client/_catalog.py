@@ -59,7 +59,8 @@ class EnvelopeSpec:
     """How a vendor's JSON body is read: a built-in reader, or the ``generic`` one described here.
 
     For ``generic``, each field is a dotted path into the body (``error.code``); a body is a fault
-    when it has a code or when ``success_flag`` is false.
+    when ``success_flag`` is false, or, with no ``success_flag``, when it has a code that is not one
+    of the catalog's ``ok`` codes.
     """
 
     reader: str = attrs.field(
@@ -78,6 +79,8 @@ class EnvelopeSpec:
     request_id_headers: tuple[str, ...] = ("x-request-id", "request-id", "x-correlation-id")
     #: A header naming when a rate limit lifts, honoured when no Retry-After came (Medable's).
     rate_limit_reset_header: str | None = None
+    #: Codes that mean success, as text; filled from the catalog's ``ok`` entries when loaded.
+    success_codes: frozenset[str] = frozenset()
 
 
 @attrs.frozen
@@ -307,7 +310,10 @@ def _build(data: _CatalogFile, source: str) -> Catalog:
         vendor=data.vendor,
         title=data.title,
         code_type=data.code_type,
-        envelope=data.envelope,
+        envelope=attrs.evolve(
+            data.envelope,
+            success_codes=frozenset(str(e.code) for e in entries.values() if e.category == "ok"),
+        ),
         source=source,
         vendor_error=vendor_base,
         code_prefix_fallback=data.code_prefix_fallback,

@@ -9,18 +9,19 @@ error.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
 
-from resilient_client._policy import RetryPolicy
+from resilient_client._policy import RetryPolicy, resolve_policy
 from resilient_client._redact import Secrets, redact_url
-from resilient_client._transport import OnRetry, ResilientTransport
+from resilient_client._transport import ATTEMPTS_EXTENSION, OnRetry, ResilientTransport
 from resilient_client.errors import ApiError, AuthenticationError
 
 TokenProvider = Callable[[], str | Awaitable[str]]
@@ -35,18 +36,21 @@ def _env(vendor: str, name: str) -> str | None:
 
 
 class _BearerAuth(httpx.Auth):
-    """Bearer token from a fixed token or a provider; ``invalidate()`` makes it ask again."""
+    """Bearer token, fixed or from a provider; ``invalidate()`` makes a provider be asked again."""
 
-    def __init__(self, provider: TokenProvider | None, secrets: Secrets) -> None:
+    def __init__(self, fixed: str | None, provider: TokenProvider | None, secrets: Secrets) -> None:
         self._provider = provider
         self._secrets = secrets
-        self._token: str | None = None
+        self._token = None if provider is not None else fixed
+        secrets.add(self._token)
 
     def invalidate(self) -> None:
-        self._token = None
+        if self._provider is not None:
+            self._token = None
 
     @property
     def can_refresh(self) -> bool:
+        """Only a provider can hand out a new token: a fixed one is never "refreshed"."""
         return self._provider is not None
 
     def _apply(self, request: httpx.Request) -> None:
@@ -72,16 +76,10 @@ class _BearerAuth(httpx.Auth):
         yield request
 
 
-def _token_provider(
+def _bearer_auth(
     vendor: str, token: str | None, provider: TokenProvider | None, secrets: Secrets
-) -> TokenProvider | None:
-    if provider is not None:
-        return provider
-    fixed = token or _env(vendor, "TOKEN")
-    if fixed is None:
-        return None
-    secrets.add(fixed)
-    return lambda: fixed
+) -> _BearerAuth:
+    return _BearerAuth(token or _env(vendor, "TOKEN"), provider, secrets)
 
 
 class _VendorClient:
@@ -98,22 +96,36 @@ class _VendorClient:
         *,
         policy: PolicyArg = None,
         transport: InnerTransport = None,
+        mounts: Mapping[str, InnerTransport] | None = None,
         on_retry: OnRetry | None = None,
         secrets: Secrets | None = None,
         transport_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        #: The ResilientTransport wrapping ``transport``; its ``secrets`` mask this client's credentials.
-        self.resilient_transport = ResilientTransport(
-            self.vendor,
-            policy=policy,
-            transport=transport,
-            on_retry=on_retry,
-            secrets=secrets or Secrets(),
+        self._resilient_options: dict[str, Any] = {
+            "policy": resolve_policy(policy, self.vendor),
+            "on_retry": on_retry,
+            "secrets": secrets or Secrets(),
             **(transport_options or {}),
-        )
-        # The next class in the MRO is httpx.Client or httpx.AsyncClient.
-        super().__init__(transport=self.resilient_transport, **kwargs)  # type: ignore[call-arg]
+        }
+        if mounts is not None:
+            mounts = {pattern: inner and self._resilient(inner) for pattern, inner in mounts.items()}
+        # The next class in the MRO is httpx.Client or httpx.AsyncClient; it calls the two
+        # _init_*transport hooks below, so every transport it builds (with verify=, cert=, limits=,
+        # http2=, proxy= and the environment's proxies) is wrapped, as is the injected one.
+        super().__init__(transport=transport, mounts=mounts, **kwargs)  # type: ignore[call-arg]
+
+    def _resilient(self, inner: httpx.BaseTransport | httpx.AsyncBaseTransport) -> ResilientTransport:
+        return ResilientTransport(self.vendor, transport=inner, **self._resilient_options)
+
+    def _init_transport(self, *args: Any, **kwargs: Any) -> ResilientTransport:
+        inner = kwargs.get("transport") or super()._init_transport(*args, **kwargs)  # type: ignore[misc]
+        #: The ResilientTransport wrapping ``transport``; its ``secrets`` mask this client's credentials.
+        self.resilient_transport = self._resilient(inner)
+        return self.resilient_transport
+
+    def _init_proxy_transport(self, *args: Any, **kwargs: Any) -> ResilientTransport:
+        return self._resilient(super()._init_proxy_transport(*args, **kwargs))  # type: ignore[misc]
 
     def _is_token_rejected(self, error: AuthenticationError) -> bool:
         return False
@@ -128,6 +140,21 @@ class _AsyncVendorClient(_VendorClient, httpx.AsyncClient):
 
 
 # -- bearer-token vendors: Hyper and USTA -------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _counting_attempts(spent: int) -> Iterator[Callable[[httpx.Response], httpx.Response]]:
+    """Adds the attempts spent before a token refresh to the replay's response or error."""
+
+    def count(response: httpx.Response) -> httpx.Response:
+        response.extensions[ATTEMPTS_EXTENSION] = response.extensions.get(ATTEMPTS_EXTENSION, 1) + spent
+        return response
+
+    try:
+        yield count
+    except ApiError as error:
+        error.attempts += spent
+        raise
 
 
 class _BearerMixin(_VendorClient):
@@ -152,7 +179,7 @@ class _SyncBearerClient(_BearerMixin, _SyncVendorClient):
         **kwargs: Any,
     ) -> None:
         secrets = Secrets()
-        self._bearer = _BearerAuth(_token_provider(self.vendor, token, token_provider, secrets), secrets)
+        self._bearer = _bearer_auth(self.vendor, token, token_provider, secrets)
         super().__init__(base_url=base_url, auth=self._bearer, secrets=secrets, **kwargs)
 
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
@@ -161,9 +188,11 @@ class _SyncBearerClient(_BearerMixin, _SyncVendorClient):
         except AuthenticationError as error:
             if not self._should_refresh(error, request):
                 raise
+            spent = error.attempts
         # The vendor said the token is invalid or expired: ask for a new one, replay once.
         self._bearer.invalidate()
-        return super().send(request, **kwargs)
+        with _counting_attempts(spent) as count:
+            return count(super().send(request, **kwargs))
 
 
 class _AsyncBearerClient(_BearerMixin, _AsyncVendorClient):
@@ -176,7 +205,7 @@ class _AsyncBearerClient(_BearerMixin, _AsyncVendorClient):
         **kwargs: Any,
     ) -> None:
         secrets = Secrets()
-        self._bearer = _BearerAuth(_token_provider(self.vendor, token, token_provider, secrets), secrets)
+        self._bearer = _bearer_auth(self.vendor, token, token_provider, secrets)
         super().__init__(base_url=base_url, auth=self._bearer, secrets=secrets, **kwargs)
 
     async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
@@ -185,8 +214,10 @@ class _AsyncBearerClient(_BearerMixin, _AsyncVendorClient):
         except AuthenticationError as error:
             if not self._should_refresh(error, request):
                 raise
+            spent = error.attempts
         self._bearer.invalidate()
-        return await super().send(request, **kwargs)
+        with _counting_attempts(spent) as count:
+            return count(await super().send(request, **kwargs))
 
 
 class _HyperHabits(_VendorClient):

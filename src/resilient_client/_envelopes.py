@@ -69,7 +69,8 @@ def _read_updox(doc: Any, _spec: EnvelopeSpec) -> Envelope | None:
     numeric = _opt_int(code) if not isinstance(code, str) else None
     if isinstance(code, str) and code.strip().isdigit() and len(code) < 10:
         numeric = int(code)
-    failed = doc.get("successful") is False or numeric is None or not 2000 <= numeric <= 2999
+    flag = doc.get("successful")
+    failed = flag is not True if numeric is None else flag is False or not 2000 <= numeric <= 2999
     message = _text(doc.get("responseMessage"))
     items: list[Fault] = []
     statuses = doc.get("statuses")
@@ -153,7 +154,8 @@ def _read_hyper(doc: Any, _spec: EnvelopeSpec) -> Envelope | None:
     if not isinstance(doc, dict) or "ResponseCode" not in doc:
         return None
     code = _hashable_code(doc.get("ResponseCode"))
-    failed = not (code == 0 or code == "0")
+    digits = str(code).strip() if isinstance(code, int | str) else ""
+    failed = not (digits and set(digits) == {"0"})  # 0, "0", " 0" and "00" all mean success
     message = _text(doc.get("ResponseMsgEng"))
     return Envelope(code, message, failed, (Fault(code=code, message=message),) if failed else ())
 
@@ -186,7 +188,10 @@ def _read_generic(doc: Any, spec: EnvelopeSpec) -> Envelope | None:
     if code is None and flag is not False and not faults:
         return None
     message = _text(_at(doc, spec.message))
-    failed = flag is False or (spec.success_flag is None and (code is not None or bool(faults)))
+    if spec.success_flag is not None:
+        failed = flag is False
+    else:
+        failed = bool(faults) or (code is not None and str(code).strip() not in spec.success_codes)
     return Envelope(code, message, failed, faults or (Fault(code=code, message=message),))
 
 
@@ -226,9 +231,13 @@ _QUICK_OK: dict[str, Callable[[bytes], bool]] = {
 
 
 def surely_no_fault(spec: EnvelopeSpec, body: bytes) -> bool:
-    """True when a byte scan proves a 2xx body holds no fault of this vendor (no decoding needed)."""
+    """True when a byte scan proves a 2xx body holds no fault of this vendor (no decoding needed).
+
+    A ``\\u`` escape could spell a key the scan looks for (``"Respons\\u0065Code"``): such a body is
+    always decoded.
+    """
     quick = _QUICK_OK.get(spec.reader)
-    return quick is not None and quick(body)
+    return quick is not None and b"\\u" not in body and quick(body)
 
 
 def decode_json(body: bytes) -> Any:
@@ -237,6 +246,12 @@ def decode_json(body: bytes) -> Any:
         return None
     try:
         return json.loads(body)
+    except UnicodeDecodeError:
+        # Not UTF-8 (a Latin-1 or Windows code page message): the codes are ASCII, read it anyway.
+        try:
+            return json.loads(body.decode("utf-8", errors="replace"))
+        except (ValueError, RecursionError):
+            return None
     except (ValueError, RecursionError):
         return None
 

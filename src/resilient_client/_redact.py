@@ -5,6 +5,8 @@ Everything the SDK prints, logs, puts in an exception or pickles goes through he
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -12,18 +14,20 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 
 REDACTED = "[REDACTED]"
+_MAX_SCANNED_BODY = 1 << 20
 
 # A key (header, query parameter or JSON field) whose name contains one of these holds a secret.
 _SECRET_NAME = re.compile(
     r"authorization|cookie|password|passwd|secret|token|api[-_]?key|client[-_]?key|"
-    r"access[-_]?key|private[-_]?key|signature|credential|session|csrf|^key$|^sig$|^auth$",
+    r"access[-_]?key|private[-_]?key|auth[-_]?key|signature|credential|session|csrf|jwt|"
+    r"^key$|^sig$|^auth$|^pwd$|^pass$",
     re.IGNORECASE,
 )
 
 # Secrets written inline in free text: "Bearer abc", "password=abc", "token: abc".
 _INLINE_SECRET = re.compile(
     r"(?i)(bearer\s+|basic\s+)[A-Za-z0-9._~+/=-]+"
-    r"|((?:password|passwd|secret|token|api[-_]?key|client[-_]?key|access[-_]?token)"
+    r"|((?:password|passwd|pwd|secret|token|api[-_]?key|client[-_]?key|access[-_]?token|cookie|session)"
     r"[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;]+"
 )
 
@@ -55,6 +59,41 @@ class Secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         return redact_text(text)
+
+    def with_request(self, request: httpx.Request) -> Secrets:
+        """These secrets plus the ones ``request`` carries: secret headers, cookies, JSON fields.
+
+        A vendor may echo what it was sent ("unknown client key abc123"); called on the error path
+        only, so the success path never pays for it.
+        """
+        found = Secrets(self._values)
+        for name, value in request.headers.multi_items():
+            if not is_secret_name(name):
+                continue
+            found.add(value)
+            if name.lower() == "cookie":
+                for pair in value.split(";"):
+                    found.add(pair.partition("=")[2].strip())
+            elif " " in value:  # "Bearer abc": the credential without its scheme
+                found.add(value.partition(" ")[2].strip())
+        content = getattr(request, "_content", None)  # a streamed body is never read here
+        if content and len(content) <= _MAX_SCANNED_BODY:
+            with contextlib.suppress(ValueError, RecursionError):
+                found._add_fields(json.loads(content), 0)
+        return found
+
+    def _add_fields(self, doc: object, depth: int) -> None:
+        if depth > 20:
+            return
+        if isinstance(doc, dict):
+            for key, value in doc.items():
+                if isinstance(value, str) and isinstance(key, str) and is_secret_name(key):
+                    self.add(value)
+                else:
+                    self._add_fields(value, depth + 1)
+        elif isinstance(doc, list):
+            for item in doc:
+                self._add_fields(item, depth + 1)
 
     def __repr__(self) -> str:
         return f"Secrets({len(self._values)} values)"

@@ -193,13 +193,21 @@ def _replay(response: httpx.Response, raw: bytes) -> httpx.Response:
     )
 
 
-def _decoded(response: httpx.Response, raw: bytes) -> tuple[httpx.Response, bytes | None]:
-    probe = _replay(response, raw)
+def _decoded(response: httpx.Response, raw: bytes, cap: int) -> tuple[httpx.Response, bytes | None]:
+    """The raw bytes decoded for classification, at most ``cap`` of them (a gzip bomb stops there).
+
+    The caller gets the raw bytes back unread, as the inner transport sent them.
+    """
+    decoded = bytearray()
     try:
-        return probe, probe.read()
+        for chunk in _replay(response, raw).iter_bytes():
+            decoded += chunk
+            if len(decoded) > cap:
+                return _replay(response, raw), None
     except httpx.DecodingError:
         # The caller meets httpx's own DecodingError when it reads, as with bare httpx.
         return _replay(response, raw), None
+    return _replay(response, raw), bytes(decoded)
 
 
 def _request_id(response: httpx.Response, headers: tuple[str, ...]) -> str | None:
@@ -389,7 +397,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             request_id=_request_id(response, self.catalog.envelope.request_id_headers),
             request=call.request,
             response=response,
-            secrets=self.secrets,
+            secrets=self.secrets.with_request(call.request),
         )
 
     @staticmethod
@@ -434,7 +442,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             if size > cap:
                 return _replay_rest(response, head, raw), None
         response.close()
-        return _decoded(response, b"".join(head))
+        return _decoded(response, b"".join(head), cap)
 
     def _attempt_sync(self, call: _Call, number: int) -> _Attempt:
         self._shrink_timeouts(call)
@@ -512,7 +520,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             if size > cap:
                 return _replay_rest(response, head, raw), None
         await response.aclose()
-        return _decoded(response, b"".join(head))
+        return _decoded(response, b"".join(head), cap)
 
     async def _attempt_async(self, call: _Call, number: int) -> _Attempt:
         self._shrink_timeouts(call)

@@ -209,7 +209,7 @@ class ApiError(ResilientClientError):
         super().__init__(self.message)
 
     def __str__(self) -> str:
-        code = "" if self.code is None else f" {self.code}"
+        code = "" if self.code is None else " " + "".join(str(self.code).split())
         head = f"{self.vendor or 'api'}{code} ({self.category})"
         status = "" if self.http_status is None else f" [HTTP {self.http_status}]"
         where = ""
