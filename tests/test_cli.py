@@ -123,3 +123,27 @@ def test_simulate_serves_until_stopped() -> None:
     status, out, _ = run("simulate", "--port", "0", "--scenario", "transient", "--seconds", "0")
     assert status == 0
     assert "simulator on http://127.0.0.1:" in out
+
+
+def test_simulate_on_a_bad_or_busy_port_is_a_message_not_a_traceback() -> None:
+    import socket
+
+    status, out, err = run("simulate", "--port", "99999", "--seconds", "0")
+    assert status == 2
+    assert "--port 99999: must be between 0 and 65535" in err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, out, err = run("simulate", "--port", str(port), "--seconds", "0")
+    assert status == 2
+    assert f"could not start on 127.0.0.1:{port}" in err
+    assert "Traceback" not in err + out
+
+
+def test_policy_check_of_a_file_that_is_not_utf8(tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(b"[retry]\nmax_attempts = 3 # \xff\n")
+    status, _out, err = run("policy", "check", str(bad))
+    assert status == 1
+    assert f"{bad}: not UTF-8 text" in err

@@ -97,6 +97,16 @@ BAD = [
         "[body]\nmax_read_bytes = -1\n", "body.max_read_bytes: must be 0..67108864", id="negative-cap"
     ),
     pytest.param("[budget]\nburst = 0.5\n", "budget.burst: must be >= 1", id="budget-burst"),
+    pytest.param(
+        "[retry]\ntotal_timeout = inf\n",
+        "retry.total_timeout: must be <= 10000000 seconds",
+        id="inf-deadline",
+    ),
+    pytest.param("[retry]\ninitial_wait = inf\n", "retry.initial_wait: must be <=", id="inf-wait"),
+    pytest.param("[retry]\nmultiplier = 1e300\n", "retry.multiplier: must be <= 1000", id="huge-multiplier"),
+    pytest.param("retry = 'x'\n", "retry: must be a table", id="str-for-table"),
+    pytest.param("[retry]\njitter = 5\n", "retry.jitter: must be one of: 'full', 'none'", id="int-jitter"),
+    pytest.param("[retry]\nmax_attempts = 3 # \xff\n", ": not UTF-8 text", id="not-utf8"),
 ]
 
 
@@ -105,7 +115,7 @@ def test_every_problem_is_a_policy_error_naming_file_key_and_problem(
     tmp_path: Path, text: str, problem: str
 ) -> None:
     path = tmp_path / "bad.toml"
-    path.write_text(text)
+    path.write_bytes(text.encode("latin-1") if "\xff" in text else text.encode())
     with pytest.raises(rc.PolicyError) as caught:
         rc.load_policy(path)
     message = str(caught.value)
@@ -208,3 +218,24 @@ def test_a_user_policy_may_return_a_soft_fault(tmp_path: Path, text: str) -> Non
         pytest.raises(rc.errors.NoResults),
     ):
         client.get("https://hyper.test/x")
+
+
+def test_a_chain_of_extends_too_deep_is_a_policy_error(tmp_path: Path) -> None:
+    (tmp_path / "p0.toml").write_text('extends = "default"\n')
+    for n in range(1, 60):
+        (tmp_path / f"p{n}.toml").write_text(f'extends = "p{n - 1}.toml"\n')
+    with pytest.raises(rc.PolicyError, match="extends: more than 32 files deep"):
+        rc.load_policy(tmp_path / "p59.toml")
+
+
+def test_a_vendor_policy_variable_wins_over_the_general_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    general = tmp_path / "general.toml"
+    general.write_text('extends = "default"\n[retry]\nmax_attempts = 2\n')
+    mine = tmp_path / "hyper.toml"
+    mine.write_text('extends = "hyper"\n[retry]\nmax_attempts = 7\n')
+    monkeypatch.setenv("RESILIENT_CLIENT_POLICY", str(general))
+    monkeypatch.setenv("RESILIENT_CLIENT_HYPER_POLICY", str(mine))
+    assert rc.ResilientTransport("hyper").policy.retry.max_attempts == 7
+    assert rc.ResilientTransport("usta").policy.retry.max_attempts == 2

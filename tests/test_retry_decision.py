@@ -155,7 +155,10 @@ NOW = 1_700_000_000.0
         pytest.param({"Retry-After": "1.5"}, 1.5, id="decimal"),
         pytest.param({"Retry-After": "0"}, 0.0, id="zero"),
         pytest.param({"Retry-After-Ms": "250"}, 0.25, id="millis"),
-        pytest.param({"Retry-After-Ms": "250", "Retry-After": "9"}, 0.25, id="millis-win"),
+        pytest.param({"Retry-After-Ms": "250", "Retry-After": "9"}, 9.0, id="longest-wins-seconds"),
+        pytest.param({"Retry-After-Ms": "9500", "Retry-After": "9"}, 9.5, id="longest-wins-millis"),
+        pytest.param({"Retry-After": "1", "X-Rate-Limit-Reset": "30"}, 30.0, id="longest-wins-reset"),
+        pytest.param({"Retry-After": "9" * 200}, 1e9, id="two-hundred-digits-capped"),
         pytest.param({"Retry-After": "Tue, 14 Nov 2023 22:13:30 GMT"}, 10.0, id="http-date-vs-now"),
         pytest.param(
             {"Retry-After": "Wed, 21 Oct 2015 07:28:30 GMT", "Date": "Wed, 21 Oct 2015 07:28:00 GMT"},

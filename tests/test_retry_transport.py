@@ -341,3 +341,161 @@ def test_x_rate_limit_reset_is_read_only_where_the_catalog_names_it(
     with httpx.Client(transport=transport(vendor, server, random=lambda: 0.5)) as client:
         client.get("https://v.test/x")
     assert clock.sleeps == (waited or [0.25])  # hyper: backoff 0.5 s * jitter 0.5
+
+
+# -- the deadline holds whatever happens between and inside attempts --------------------------------
+
+
+def test_no_attempt_starts_after_the_deadline_passed_while_waiting() -> None:
+    clock = FakeClock()
+    server = Server(clock, httpx.Response(503, headers={"Retry-After": "4.9"}), OK)
+    policy = rc.RetryPolicy(retry=rc.RetrySettings(total_timeout=5.0))
+
+    def slow_hook(event: rc.RetryEvent) -> None:
+        clock.now += 0.2  # a hook (or a late sleep) eats the margin the decision counted on
+
+    with (
+        httpx.Client(transport=transport("hyper", server, policy=policy, on_retry=slow_hook)) as client,
+        pytest.raises(rc.errors.ServiceUnavailableError) as caught,
+    ):
+        client.get("https://hyper.test/x")
+    assert len(server.requests) == 1
+    assert caught.value.attempts == 1
+    assert caught.value.retry_after == 4.9
+
+
+@pytest.mark.anyio
+async def test_async_no_attempt_starts_after_the_deadline() -> None:
+    clock = FakeClock()
+    server = Server(clock, httpx.Response(503, headers={"Retry-After": "4.9"}), OK)
+    policy = rc.RetryPolicy(retry=rc.RetrySettings(total_timeout=5.0))
+
+    async def slow_hook(event: rc.RetryEvent) -> None:
+        clock.now += 0.2
+
+    async with httpx.AsyncClient(
+        transport=transport("hyper", server, policy=policy, on_retry=slow_hook)
+    ) as c:
+        with pytest.raises(rc.errors.ServiceUnavailableError):
+            await c.get("https://hyper.test/x")
+    assert len(server.requests) == 1
+
+
+class TricklingStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body that sends one byte per 0.1 s of fake time: every read is quick, the whole is not."""
+
+    def __init__(self, clock: FakeClock, body: bytes) -> None:
+        self.clock = clock
+        self.body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        for byte in self.body:
+            self.clock.now += 0.1
+            yield bytes([byte])
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        for chunk in self:
+            yield chunk
+
+
+def trickling_transport(clock: FakeClock) -> rc.ResilientTransport:
+    body = b'{"ResponseCode": 0, "Data": "' + b"x" * 100 + b'"}'
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, stream=TricklingStream(clock, body), headers={"content-type": "application/json"}
+        )
+
+    policy = rc.RetryPolicy(retry=rc.RetrySettings(total_timeout=1.0))
+    return rc.ResilientTransport(
+        "hyper", policy=policy, transport=httpx.MockTransport(handler), **clock.options()
+    )
+
+
+def test_a_body_that_trickles_in_is_cut_at_the_deadline() -> None:
+    clock = FakeClock()
+    start = clock.now
+    with (
+        httpx.Client(transport=trickling_transport(clock)) as client,
+        pytest.raises(httpx.ReadTimeout) as caught,
+    ):
+        client.get("https://hyper.test/x")
+    assert clock.now - start <= 1.0 + 0.1 + 1e-9  # one chunk past the deadline at most
+    assert getattr(caught.value, "attempts", None) == 1
+
+
+@pytest.mark.anyio
+async def test_async_a_body_that_trickles_in_is_cut_at_the_deadline() -> None:
+    clock = FakeClock()
+    start = clock.now
+    async with httpx.AsyncClient(transport=trickling_transport(clock)) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get("https://hyper.test/x")
+    assert clock.now - start <= 1.0 + 0.1 + 1e-9
+
+
+def test_the_callers_request_keeps_its_own_timeouts() -> None:
+    server = Server(FakeClock(), httpx.Response(503), OK, takes=1.0)
+    with httpx.Client(transport=transport("hyper", server), timeout=60.0) as client:
+        request = client.build_request("GET", "https://hyper.test/x")
+        client.send(request)
+        assert request.extensions["timeout"]["read"] == 60.0
+        assert server.timeouts[0]["read"] == pytest.approx(30.0)  # the 30 s total deadline
+        assert server.timeouts[1]["read"] < 29.0  # shrunk for the second attempt
+        client.send(request)
+        assert server.timeouts[2]["read"] == pytest.approx(
+            30.0
+        )  # sent again: a fresh deadline, not a leftover
+
+
+@pytest.mark.anyio
+async def test_async_discarded_responses_are_closed_and_testing_switch_skips_waits() -> None:
+    closed: list[bool] = []
+
+    class Closing(httpx.AsyncByteStream):
+        async def __aiter__(self):  # type: ignore[no-untyped-def]
+            yield b"{}"
+
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    fresh_ok = httpx.Response(200, json={"ResponseCode": 0})
+    answers = iter([httpx.Response(423, stream=Closing()), httpx.Response(423, stream=Closing()), fresh_ok])
+    slept: list[float] = []
+
+    async def recording_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    real = rc.ResilientTransport(
+        "hyper", transport=httpx.MockTransport(lambda r: next(answers)), async_sleep=recording_sleep
+    )
+    with no_waits():
+        async with httpx.AsyncClient(transport=real) as client:
+            response = await client.get("https://hyper.test/x")
+    assert response.extensions[rc.ATTEMPTS_EXTENSION] == 3
+    assert closed == [True, True]
+    assert slept == []
+
+
+def test_the_retry_budget_refills_as_requests_succeed() -> None:
+    policy = rc.RetryPolicy(budget=rc.BudgetSettings(ratio=0.5, burst=1.0))
+    server = Server(FakeClock(), httpx.Response(503))
+    with httpx.Client(transport=transport("hyper", server, policy=policy)) as client:
+        with pytest.raises(rc.errors.ServiceUnavailableError):
+            client.get("https://hyper.test/x")  # spends the one token: 2 attempts
+        assert len(server.requests) == 2
+        with pytest.raises(rc.errors.ServiceUnavailableError):
+            client.get("https://hyper.test/x")  # 0.5 tokens: no retry
+        assert len(server.requests) == 3
+        with pytest.raises(rc.errors.ServiceUnavailableError):
+            client.get("https://hyper.test/x")  # refilled to 1.0 by two requests: a retry again
+        assert len(server.requests) == 5
+
+
+def test_classification_is_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="resilient_client")
+    server = Server(FakeClock(), fault_response("hyper", 7))
+    with httpx.Client(transport=transport("hyper", server)) as client, pytest.raises(rc.errors.Hyper7Error):
+        client.post("https://hyper.test/x?api_key=sekrit-key", json={})
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert debug == ["hyper POST https://hyper.test/x?api_key=[REDACTED] -> validation (code 7, HTTP 400)"]

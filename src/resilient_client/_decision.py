@@ -52,10 +52,11 @@ RETURN = Decision("return", reason="success")
 
 
 def _number(text: str) -> float | None:
-    """A non-negative finite number, or None; values past 1e18 read as 1e18 (no overflow)."""
+    """A non-negative finite number, or None; values past 1e18 (however many digits) read as 1e18."""
     text = text.strip()
     if len(text) > 40:
-        return None
+        # Too long to be a number anyone meant, unless it is all digits: a huge wait, not none.
+        return 1e18 if text.isascii() and text.isdigit() else None
     try:
         value = float(text)
     except ValueError:
@@ -68,36 +69,39 @@ def _number(text: str) -> float | None:
 def parse_retry_after(headers: Mapping[str, str], now: float, reset_header: str | None) -> float | None:
     """Seconds the server asked to wait, or None when it asked nothing readable.
 
-    ``Retry-After-Ms`` wins over ``Retry-After`` (delta seconds or an HTTP date, read against the
-    response's own ``Date`` when it has one, else ``now``, a Unix time); then ``reset_header`` (a
-    vendor's ``X-Rate-Limit-Reset``, read as seconds to wait when small and as a Unix time when
-    large). Negative, non-numeric or malformed values are ignored; huge ones are capped at 1e9 s.
+    Every header the server sent is read and the longest wait wins, so no reading of them retries
+    early: ``Retry-After-Ms``, ``Retry-After`` (delta seconds or an HTTP date, read against the
+    response's own ``Date`` when it has one, else ``now``, a Unix time), and ``reset_header`` (a
+    vendor's ``X-Rate-Limit-Reset``: seconds to wait when at most a day, else a Unix time in seconds
+    or milliseconds). Negative, non-numeric or malformed values are ignored; huge ones are capped at
+    1e9 s.
     """
+    asked: list[float] = []
     millis = headers.get("retry-after-ms")
     if millis is not None:
         value = _number(millis)
         if value is not None:
-            return min(value / 1000.0, _FOREVER)
+            asked.append(value / 1000.0)
     text = headers.get("retry-after")
     if text is not None:
         value = _number(text)
+        if value is None:
+            when = _http_date(text)
+            if when is not None:
+                reference = _http_date(headers.get("date", "")) or now
+                value = max(0.0, when - reference)
         if value is not None:
-            return min(value, _FOREVER)
-        when = _http_date(text)
-        if when is not None:
-            reference = _http_date(headers.get("date", "")) or now
-            return min(max(0.0, when - reference), _FOREVER)
-    if reset_header is not None:
-        reset = headers.get(reset_header)
-        if reset is not None:
-            value = _number(reset)
-            if value is not None:
-                # A value beyond a day cannot be a delay: it is a Unix time (seconds or millis).
-                if value > 86400:
-                    epoch = value / 1000.0 if value > 10**11 else value
-                    return min(max(0.0, epoch - now), _FOREVER)
-                return min(value, _FOREVER)
-    return None
+            asked.append(value)
+    reset = headers.get(reset_header) if reset_header is not None else None
+    if reset is not None:
+        value = _number(reset)
+        if value is not None:
+            # A value beyond a day cannot be a delay: it is a Unix time (seconds or millis).
+            if value > 86400:
+                epoch = value / 1000.0 if value > 10**11 else value
+                value = max(0.0, epoch - now)
+            asked.append(value)
+    return min(max(asked), _FOREVER) if asked else None
 
 
 def _http_date(text: str) -> float | None:

@@ -21,6 +21,9 @@ from resilient_client.errors import PolicyError, PolicyProblem
 
 #: Environment variable naming the policy file used when a client or transport is given none.
 POLICY_ENV = "RESILIENT_CLIENT_POLICY"
+#: The per-vendor variable (``RESILIENT_CLIENT_HYPER_POLICY``), which wins over ``POLICY_ENV``.
+VENDOR_POLICY_ENV = "RESILIENT_CLIENT_{vendor}_POLICY"
+_MAX_EXTENDS = 32
 
 _FAULT_CATEGORIES = tuple(c for c in CATEGORIES if c != "ok")
 _METHODS = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "POST", "PATCH", "TRACE", "CONNECT")
@@ -31,8 +34,11 @@ def _categories(value: tuple[str, ...]) -> bool:
 
 
 _CATEGORY_LIST = check(_categories, f"unknown category; known: {', '.join(_FAULT_CATEGORIES)}")
-_NON_NEGATIVE = check(lambda v: v >= 0, "must be >= 0")
-_OPT_NON_NEGATIVE = check(lambda v: v is None or v >= 0, "must be >= 0")
+# Waits and timeouts are finite: an infinite one overflows clocks and timers (and is never meant).
+_MAX_SECONDS = 10.0**7
+_FINITE = check(lambda v: v is None or v <= _MAX_SECONDS, f"must be <= {_MAX_SECONDS:.0f} seconds")
+_NON_NEGATIVE = [check(lambda v: v >= 0, "must be >= 0"), _FINITE]
+_OPT_NON_NEGATIVE = [check(lambda v: v is None or v >= 0, "must be >= 0"), _FINITE]
 
 
 @attrs.frozen
@@ -53,11 +59,17 @@ class RetrySettings:
     max_attempts: int = attrs.field(
         default=4, validator=check(lambda v: 1 <= v <= 100, "must be between 1 and 100")
     )
-    total_timeout: float = attrs.field(default=30.0, validator=check(lambda v: v > 0, "must be > 0"))
+    total_timeout: float = attrs.field(
+        default=30.0,
+        validator=[check(lambda v: v > 0, "must be > 0"), _FINITE],
+    )
     attempt_timeout: float = attrs.field(default=0.0, validator=_NON_NEGATIVE)
     initial_wait: float = attrs.field(default=0.5, validator=_NON_NEGATIVE)
     max_wait: float = attrs.field(default=8.0, validator=_NON_NEGATIVE)
-    multiplier: float = attrs.field(default=2.0, validator=check(lambda v: v >= 1, "must be >= 1"))
+    multiplier: float = attrs.field(
+        default=2.0,
+        validator=[check(lambda v: v >= 1, "must be >= 1"), check(lambda v: v <= 1000, "must be <= 1000")],
+    )
     jitter: Literal["full", "none"] = "full"
     max_retry_after: float = attrs.field(default=60.0, validator=_NON_NEGATIVE)
     categories: tuple[str, ...] = attrs.field(
@@ -90,8 +102,11 @@ class RetrySettings:
 class BudgetSettings:
     """The ``[budget]`` table: a retry budget shared by the requests of one transport."""
 
-    ratio: float = attrs.field(default=0.0, validator=_NON_NEGATIVE)
-    burst: float = attrs.field(default=10.0, validator=check(lambda v: v >= 1, "must be >= 1"))
+    ratio: float = attrs.field(default=0.0, validator=check(lambda v: 0 <= v <= 100, "must be 0..100"))
+    burst: float = attrs.field(
+        default=10.0,
+        validator=[check(lambda v: v >= 1, "must be >= 1"), check(lambda v: v <= 10**9, "must be <= 1e9")],
+    )
 
 
 @attrs.frozen
@@ -227,6 +242,8 @@ def _load_raw(file: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict
         merged: dict[str, Any] = {}
     else:
         parent = _resolve_parent(parent_name, file)
+        if len(chain) >= _MAX_EXTENDS:
+            raise PolicyError(PolicyProblem(str(file), "extends", f"more than {_MAX_EXTENDS} files deep"))
         if parent in chain or parent == file.resolve():
             raise PolicyError(PolicyProblem(str(file), "extends", f"extends itself through {parent}"))
         if not parent.is_file():
@@ -276,12 +293,13 @@ def _shipped_policy(name: str) -> RetryPolicy:
 
 
 def resolve_policy(policy: RetryPolicy | str | os.PathLike[str] | None, vendor: str) -> RetryPolicy:
-    """The policy a client uses: the one given, else ``$RESILIENT_CLIENT_POLICY``, else the shipped."""
+    """The policy a client uses: the one given, else ``$RESILIENT_CLIENT_<VENDOR>_POLICY``, else
+    ``$RESILIENT_CLIENT_POLICY``, else the vendor's shipped policy."""
     if isinstance(policy, RetryPolicy):
         return policy
     if policy is not None:
         return load_policy(policy)
-    from_env = os.environ.get(POLICY_ENV)
+    from_env = os.environ.get(VENDOR_POLICY_ENV.format(vendor=vendor.upper())) or os.environ.get(POLICY_ENV)
     if from_env:
         return load_policy(from_env)
     name = vendor if (_shipped_dir() / f"{vendor}.toml").is_file() else "default"

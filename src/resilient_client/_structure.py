@@ -173,7 +173,16 @@ def _flatten(exc: BaseException, path: str) -> list[tuple[str, str]]:
         return [(join_path(path, exc.field), exc.problem)]
     if isinstance(exc, KeyError):
         return [(path, "required key is missing")]
+    if isinstance(exc, AttributeError) and "keys" in str(exc):
+        return [(path, "must be a table")]
+    literal = _LITERAL_PROBLEM.match(str(exc))
+    if literal:
+        return [(path, f"must be one of: {literal.group(1)}")]
     return [(path, str(exc) or type(exc).__name__)]
+
+
+# cattrs says "5 not in literal typing.Literal['full', 'none']"; users read "must be one of: ...".
+_LITERAL_PROBLEM = re.compile(r".* not in literal typing\.Literal\[(.*)\]$", re.DOTALL)
 
 
 def structure(data: Any, cls: type[T], file: str, base_path: str = "") -> T:
@@ -196,3 +205,5 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise PolicyError(PolicyProblem(str(path), "", f"cannot read: {exc.strerror}")) from None
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(PolicyProblem(str(path), "", f"invalid TOML: {exc}")) from None
+    except UnicodeDecodeError as exc:
+        raise PolicyError(PolicyProblem(str(path), "", f"not UTF-8 text: byte {exc.start}")) from None

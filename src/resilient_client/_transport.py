@@ -9,7 +9,6 @@ pays for one classification and nothing else.
 from __future__ import annotations
 
 import inspect
-import itertools
 import logging
 import random as _random
 import time
@@ -87,7 +86,7 @@ class _Attempt:
 class _Call:
     """One request's fixed context across its attempts (a plain slotted class: it is on the success path)."""
 
-    __slots__ = ("deadline", "policy", "replayable", "request")
+    __slots__ = ("deadline", "policy", "replayable", "request", "timeouts")
 
     def __init__(
         self, request: httpx.Request, policy: RetryPolicy, deadline: float, replayable: bool
@@ -96,6 +95,15 @@ class _Call:
         self.policy = policy
         self.deadline = deadline
         self.replayable = replayable
+        #: The caller's own timeouts: each attempt shrinks them afresh, the request gets them back.
+        self.timeouts: Any = request.extensions.get("timeout")
+
+    def restore(self) -> None:
+        """Give the caller's request back its own timeouts (a request may be sent again)."""
+        if self.timeouts is None:
+            self.request.extensions.pop("timeout", None)
+        else:
+            self.request.extensions["timeout"] = self.timeouts
 
     @property
     def operation(self) -> str:
@@ -193,11 +201,15 @@ def _replay(response: httpx.Response, raw: bytes) -> httpx.Response:
     )
 
 
-def _decoded(response: httpx.Response, raw: bytes, cap: int) -> tuple[httpx.Response, bytes | None]:
+def _classifiable(
+    response: httpx.Response, raw: bytes, identity: bool, cap: int
+) -> tuple[httpx.Response, bytes | None]:
     """The raw bytes decoded for classification, at most ``cap`` of them (a gzip bomb stops there).
 
     The caller gets the raw bytes back unread, as the inner transport sent them.
     """
+    if identity:
+        return _replay(response, raw), raw
     decoded = bytearray()
     try:
         for chunk in _replay(response, raw).iter_bytes():
@@ -279,13 +291,27 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return isinstance(request.stream, httpx.ByteStream) or hasattr(request, "_content")
 
     def _shrink_timeouts(self, call: _Call) -> None:
-        limit = call.deadline - self._clock()
+        # Never zero or below: httpx refuses those, and the deadline check raises before sending.
+        limit = max(call.deadline - self._clock(), 0.001)
         if call.policy.retry.attempt_timeout > 0:
             limit = min(limit, call.policy.retry.attempt_timeout)
-        current = call.request.extensions.get("timeout") or {}
+        current = call.timeouts or {}
         call.request.extensions["timeout"] = {
             key: limit if current.get(key) is None else min(current[key], limit) for key in _TIMEOUT_KEYS
         }
+
+    def _check_deadline(self, call: _Call) -> None:
+        """httpx times each read, not the whole body: a body that trickles in is cut at the deadline."""
+        if self._clock() > call.deadline:
+            raise httpx.ReadTimeout("the total deadline passed while reading the body", request=call.request)
+
+    def _out_of_time(self, call: _Call, last: _Attempt) -> _Attempt | None:
+        """The last attempt, now final, when the deadline passed while waiting (a slow hook, a late
+        sleep): no attempt starts after the deadline."""
+        if self._clock() < call.deadline:
+            return None
+        reason = f"the total deadline passed before attempt {last.number + 1}"
+        return attrs.evolve(last, decision=Decision("raise", reason=reason))
 
     def _decide(
         self,
@@ -424,15 +450,13 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             self._sync_default = httpx.HTTPTransport()
         return self._sync_default
 
-    @staticmethod
-    def _read_sync(response: httpx.Response, method: str, cap: int) -> tuple[httpx.Response, bytes | None]:
-        wanted, length, identity = _body_plan(response, method, cap)
+    def _read_sync(self, call: _Call, response: httpx.Response) -> tuple[httpx.Response, bytes | None]:
+        cap = call.policy.body.max_read_bytes
+        wanted, _, identity = _body_plan(response, call.request.method, cap)
         if not wanted:
             return response, None
         if response.is_stream_consumed:
             return response, _content_if_read(response)
-        if length is not None and identity:
-            return response, response.read()
         head: list[bytes] = []
         size = 0
         raw = response.iter_raw()
@@ -441,8 +465,9 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             size += len(chunk)
             if size > cap:
                 return _replay_rest(response, head, raw), None
+            self._check_deadline(call)
         response.close()
-        return _decoded(response, b"".join(head), cap)
+        return _classifiable(response, b"".join(head), identity, cap)
 
     def _attempt_sync(self, call: _Call, number: int) -> _Attempt:
         self._shrink_timeouts(call)
@@ -451,7 +476,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         except httpx.TransportError as exc:
             return self._judge_error(call, number, exc)
         try:
-            response, body = self._read_sync(response, call.request.method, call.policy.body.max_read_bytes)
+            response, body = self._read_sync(call, response)
         except httpx.TransportError as exc:
             response.close()
             return self._judge_error(call, number, exc)
@@ -463,14 +488,23 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         call = self._start(request)
-        first = self._attempt_sync(call, 1)
-        if first.decision.action != "retry":
-            return self._finish(call, first)
-        pending = [first]
-        numbers = itertools.count(2)
+        try:
+            return self._finish(call, self._attempts_sync(call))
+        finally:
+            call.restore()
+
+    def _attempts_sync(self, call: _Call) -> _Attempt:
+        last = self._attempt_sync(call, 1)
+        if last.decision.action != "retry":
+            return last
+        pending = [last]
 
         def attempt() -> _Attempt:
-            return pending.pop() if pending else self._attempt_sync(call, next(numbers))
+            nonlocal last
+            if pending:
+                return pending.pop()
+            last = self._out_of_time(call, last) or self._attempt_sync(call, last.number + 1)
+            return last
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             if inspect.isawaitable(self._before_sleep(call, state)):
@@ -481,7 +515,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 self._sleep(seconds)
 
         retrying = tenacity.Retrying(sleep=sleep, before_sleep=before_sleep, **self._retrying_kwargs())
-        return self._finish(call, retrying(attempt))
+        return retrying(attempt)
 
     def close(self) -> None:
         if isinstance(self._inner, httpx.BaseTransport):
@@ -500,17 +534,13 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             self._async_default = httpx.AsyncHTTPTransport()
         return self._async_default
 
-    @staticmethod
-    async def _read_async(
-        response: httpx.Response, method: str, cap: int
-    ) -> tuple[httpx.Response, bytes | None]:
-        wanted, length, identity = _body_plan(response, method, cap)
+    async def _read_async(self, call: _Call, response: httpx.Response) -> tuple[httpx.Response, bytes | None]:
+        cap = call.policy.body.max_read_bytes
+        wanted, _, identity = _body_plan(response, call.request.method, cap)
         if not wanted:
             return response, None
         if response.is_stream_consumed:
             return response, _content_if_read(response)
-        if length is not None and identity:
-            return response, await response.aread()
         head: list[bytes] = []
         size = 0
         raw = response.aiter_raw()
@@ -519,8 +549,9 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             size += len(chunk)
             if size > cap:
                 return _replay_rest(response, head, raw), None
+            self._check_deadline(call)
         await response.aclose()
-        return _decoded(response, b"".join(head), cap)
+        return _classifiable(response, b"".join(head), identity, cap)
 
     async def _attempt_async(self, call: _Call, number: int) -> _Attempt:
         self._shrink_timeouts(call)
@@ -529,9 +560,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         except httpx.TransportError as exc:
             return self._judge_error(call, number, exc)
         try:
-            response, body = await self._read_async(
-                response, call.request.method, call.policy.body.max_read_bytes
-            )
+            response, body = await self._read_async(call, response)
         except httpx.TransportError as exc:
             await response.aclose()
             return self._judge_error(call, number, exc)
@@ -542,14 +571,23 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         call = self._start(request)
-        first = await self._attempt_async(call, 1)
-        if first.decision.action != "retry":
-            return self._finish(call, first)
-        pending = [first]
-        numbers = itertools.count(2)
+        try:
+            return self._finish(call, await self._attempts_async(call))
+        finally:
+            call.restore()
+
+    async def _attempts_async(self, call: _Call) -> _Attempt:
+        last = await self._attempt_async(call, 1)
+        if last.decision.action != "retry":
+            return last
+        pending = [last]
 
         async def attempt() -> _Attempt:
-            return pending.pop() if pending else await self._attempt_async(call, next(numbers))
+            nonlocal last
+            if pending:
+                return pending.pop()
+            last = self._out_of_time(call, last) or await self._attempt_async(call, last.number + 1)
+            return last
 
         async def before_sleep(state: tenacity.RetryCallState) -> None:
             returned = self._before_sleep(call, state)
@@ -561,7 +599,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 await self._async_sleep(seconds)
 
         retrying = tenacity.AsyncRetrying(sleep=sleep, before_sleep=before_sleep, **self._retrying_kwargs())
-        return self._finish(call, await retrying(attempt))
+        return await retrying(attempt)
 
     async def aclose(self) -> None:
         if isinstance(self._inner, httpx.AsyncBaseTransport):

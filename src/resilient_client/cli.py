@@ -163,14 +163,23 @@ def _policy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _simulate(args: argparse.Namespace, out: TextIO) -> int:
     from resilient_client.simulator import Simulator, serve
 
+    if not 0 <= args.port <= 65535:
+        raise _BadInput(f"--port {args.port}: must be between 0 and 65535")
     sim = Simulator()
     if args.scenario:
         sim.load_scenario(args.scenario)
-    with serve(sim, host=args.host, port=args.port) as url:
+    try:
+        running = serve(sim, host=args.host, port=args.port)
+        url = running.__enter__()
+    except (RuntimeError, OSError) as error:  # a busy port, a host that is not ours
+        raise _BadInput(f"{error} (is the port in use?)") from None
+    try:
         out.write(f"simulator on {url} (vendors under /updox, /usta, /medable, /hyper); Ctrl-C stops it\n")
         out.flush()
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait(args.seconds)
+    finally:
+        running.__exit__(None, None, None)
     return 0
 
 

@@ -272,7 +272,13 @@ def serve(app: Simulator, host: str = "127.0.0.1", port: int = 0) -> Iterator[st
             "the simulator's server needs uvicorn: pip install 'resilient-client[server]'"
         ) from None
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, name="resilient-client-simulator", daemon=True)
+
+    def run() -> None:
+        # uvicorn exits its thread with SystemExit when it cannot bind; the caller gets a RuntimeError.
+        with contextlib.suppress(SystemExit):
+            server.run()
+
+    thread = threading.Thread(target=run, name="resilient-client-simulator", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
