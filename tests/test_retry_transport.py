@@ -398,13 +398,14 @@ class TricklingStream(httpx.SyncByteStream, httpx.AsyncByteStream):
             yield chunk
 
 
-def trickling_transport(clock: FakeClock) -> rc.ResilientTransport:
+def trickling_transport(clock: FakeClock, declared: bool) -> rc.ResilientTransport:
     body = b'{"ResponseCode": 0, "Data": "' + b"x" * 100 + b'"}'
+    headers = {"content-type": "application/json"}
+    if declared:
+        headers["content-length"] = str(len(body))
 
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            200, stream=TricklingStream(clock, body), headers={"content-type": "application/json"}
-        )
+        return httpx.Response(200, stream=TricklingStream(clock, body), headers=headers)
 
     policy = rc.RetryPolicy(retry=rc.RetrySettings(total_timeout=1.0))
     return rc.ResilientTransport(
@@ -412,11 +413,12 @@ def trickling_transport(clock: FakeClock) -> rc.ResilientTransport:
     )
 
 
-def test_a_body_that_trickles_in_is_cut_at_the_deadline() -> None:
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_body_that_trickles_in_is_cut_at_the_deadline(declared: bool) -> None:
     clock = FakeClock()
     start = clock.now
     with (
-        httpx.Client(transport=trickling_transport(clock)) as client,
+        httpx.Client(transport=trickling_transport(clock, declared)) as client,
         pytest.raises(httpx.ReadTimeout) as caught,
     ):
         client.get("https://hyper.test/x")
@@ -425,10 +427,11 @@ def test_a_body_that_trickles_in_is_cut_at_the_deadline() -> None:
 
 
 @pytest.mark.anyio
-async def test_async_a_body_that_trickles_in_is_cut_at_the_deadline() -> None:
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_async_a_body_that_trickles_in_is_cut_at_the_deadline(declared: bool) -> None:
     clock = FakeClock()
     start = clock.now
-    async with httpx.AsyncClient(transport=trickling_transport(clock)) as client:
+    async with httpx.AsyncClient(transport=trickling_transport(clock, declared)) as client:
         with pytest.raises(httpx.ReadTimeout):
             await client.get("https://hyper.test/x")
     assert clock.now - start <= 1.0 + 0.1 + 1e-9

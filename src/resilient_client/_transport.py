@@ -8,8 +8,10 @@ pays for one classification and nothing else.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
+import math
 import random as _random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -86,7 +88,7 @@ class _Attempt:
 class _Call:
     """One request's fixed context across its attempts (a plain slotted class: it is on the success path)."""
 
-    __slots__ = ("deadline", "policy", "replayable", "request", "timeouts")
+    __slots__ = ("deadline", "policy", "replayable", "request", "shrink", "timeouts")
 
     def __init__(
         self, request: httpx.Request, policy: RetryPolicy, deadline: float, replayable: bool
@@ -97,6 +99,8 @@ class _Call:
         self.replayable = replayable
         #: The caller's own timeouts: each attempt shrinks them afresh, the request gets them back.
         self.timeouts: Any = request.extensions.get("timeout")
+        # Usually the caller's timeouts (httpx's 5 s) end long before the deadline: nothing to shrink.
+        self.shrink = policy.retry.attempt_timeout > 0 or policy.retry.total_timeout < _longest(self.timeouts)
 
     def restore(self) -> None:
         """Give the caller's request back its own timeouts (a request may be sent again)."""
@@ -112,6 +116,14 @@ class _Call:
         if isinstance(named, str):
             return named
         return self.request.url.path.rstrip("/").rpartition("/")[2]
+
+
+def _longest(timeouts: Any) -> float:
+    """The longest of httpx's four timeouts; infinite when one is missing or None (no timeout)."""
+    if not isinstance(timeouts, dict) or len(timeouts) < len(_TIMEOUT_KEYS):
+        return math.inf
+    values = timeouts.values()
+    return math.inf if None in values else float(max(values))
 
 
 class _RetryBudget:
@@ -130,6 +142,31 @@ class _RetryBudget:
 
     def withdraw(self) -> None:
         self.tokens -= 1.0
+
+
+class _DeadlineStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """The original stream, checked against the deadline after every chunk."""
+
+    def __init__(self, stream: Any, check: Callable[[_Call], None], call: _Call) -> None:
+        self._stream = stream
+        self._check = check
+        self._call = call
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._stream:
+            self._check(self._call)
+            yield chunk
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            self._check(self._call)
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 class _PrefixedStream(httpx.SyncByteStream, httpx.AsyncByteStream):
@@ -157,38 +194,41 @@ class _PrefixedStream(httpx.SyncByteStream, httpx.AsyncByteStream):
         await self._response.aclose()
 
 
-def _body_plan(response: httpx.Response, method: str, cap: int) -> tuple[bool, int | None, bool]:
-    """(read the body?, declared length, identity encoding?) from one pass over the headers."""
+@functools.lru_cache(maxsize=256)
+def _may_carry_envelope(content_type: str | None) -> bool:
+    if content_type is None:
+        return True
+    media = content_type.partition(";")[0].strip().lower()
+    # Vendors' PHP and Java stacks send JSON as text/html or text/plain too: any text can carry one.
+    return media.endswith(("/json", "+json")) or media.startswith("text/")
+
+
+def _wants_body(response: httpx.Response, method: str) -> bool:
+    """True when the body can carry an envelope: JSON or text content, or any error status."""
     status = response.status_code
     if method == "HEAD" or status in (204, 304):
-        return False, None, True
-    content_type = length = encoding = None
-    for key, value in response.headers.raw:
-        name = key.lower()
-        if name == b"content-type":
-            content_type = value
-        elif name == b"content-length":
-            length = value
-        elif name == b"content-encoding":
-            encoding = value
-    if status < 400 and content_type is not None:
-        media = content_type.partition(b";")[0].strip().lower()
-        # Vendors' PHP and Java stacks send JSON as text/html or text/plain too: any text can carry one.
-        if not (media.endswith((b"/json", b"+json")) or media.startswith(b"text/")):
-            return False, None, True
-    declared = int(length) if length is not None and length.isdigit() and len(length) <= 18 else None
-    if declared is not None and declared > cap:
-        return False, declared, True
-    identity = encoding is None or encoding.strip().lower() in (b"", b"identity")
-    return True, declared, identity
+        return False
+    return status >= 400 or _may_carry_envelope(response.headers.get("content-type"))
 
 
-def _content_if_read(response: httpx.Response) -> bytes | None:
-    # A response built from bytes (MockTransport, respx) arrives already read.
+def _raw_plan(response: httpx.Response, cap: int) -> tuple[bool, bool, bool]:
+    """(declared longer than the cap?, length declared?, identity encoding?) for a body not read yet."""
+    headers = response.headers
+    length = headers.get("content-length")
+    declared = length is not None and length.isdigit() and len(length) <= 18
+    if declared and int(length) > cap:
+        return True, True, True
+    encoding = headers.get("content-encoding")
+    return False, declared, encoding is None or encoding.strip().lower() in ("", "identity")
+
+
+def _content_if_read(response: httpx.Response, cap: int) -> bytes | None:
+    # A response built from bytes (MockTransport, respx) arrives already read; the cap still holds.
     try:
-        return response.content
+        content = response.content
     except httpx.ResponseNotRead:
         return None
+    return content if len(content) <= cap else None
 
 
 def _replay(response: httpx.Response, raw: bytes) -> httpx.Response:
@@ -253,6 +293,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     ) -> None:
         self.catalog = vendor if isinstance(vendor, Catalog) else catalog(vendor)
         self.vendor = self.catalog.vendor
+        self._spec = self.catalog.envelope
         self.policy = resolve_policy(policy, self.vendor).checked_for(self.catalog)
         self._inner = transport
         self._sync_default: httpx.HTTPTransport | None = None
@@ -291,6 +332,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return isinstance(request.stream, httpx.ByteStream) or hasattr(request, "_content")
 
     def _shrink_timeouts(self, call: _Call) -> None:
+        # From the second attempt on the time left is shorter than the whole deadline: always shrink.
+        call.shrink = True
         # Never zero or below: httpx refuses those, and the deadline check raises before sending.
         limit = max(call.deadline - self._clock(), 0.001)
         if call.policy.retry.attempt_timeout > 0:
@@ -337,12 +380,11 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         )
 
     def _judge(self, call: _Call, number: int, response: httpx.Response, body: bytes | None) -> _Attempt:
-        spec = self.catalog.envelope
         status = response.status_code
-        if body is None or (status < 300 and surely_no_fault(spec, body)):
-            envelope = None
-        else:
-            envelope = read_envelope(spec, body)
+        if status < 300 and (body is None or surely_no_fault(self._spec, body)):
+            return _Attempt(number, RETURN, response)  # the success path: nothing to decode
+        spec = self._spec
+        envelope = None if body is None else read_envelope(spec, body)
         outcome = classify(self.catalog, status, envelope)
         if outcome.ok:
             return _Attempt(number, RETURN, response)
@@ -451,12 +493,18 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return self._sync_default
 
     def _read_sync(self, call: _Call, response: httpx.Response) -> tuple[httpx.Response, bytes | None]:
-        cap = call.policy.body.max_read_bytes
-        wanted, _, identity = _body_plan(response, call.request.method, cap)
-        if not wanted:
+        if not _wants_body(response, call.request.method):
             return response, None
+        cap = call.policy.body.max_read_bytes
         if response.is_stream_consumed:
-            return response, _content_if_read(response)
+            return response, _content_if_read(response, cap)
+        too_long, declared, identity = _raw_plan(response, cap)
+        if too_long:
+            return response, None
+        if declared and identity:
+            # Known to fit: read it in place (the caller gets it read), cut at the deadline.
+            response.stream = _DeadlineStream(response.stream, self._check_deadline, call)
+            return response, response.read()
         head: list[bytes] = []
         size = 0
         raw = response.iter_raw()
@@ -470,7 +518,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return _classifiable(response, b"".join(head), identity, cap)
 
     def _attempt_sync(self, call: _Call, number: int) -> _Attempt:
-        self._shrink_timeouts(call)
+        if call.shrink or number > 1:
+            self._shrink_timeouts(call)
         try:
             response = self._sync_inner().handle_request(call.request)
         except httpx.TransportError as exc:
@@ -491,7 +540,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         try:
             return self._finish(call, self._attempts_sync(call))
         finally:
-            call.restore()
+            if call.shrink:
+                call.restore()
 
     def _attempts_sync(self, call: _Call) -> _Attempt:
         last = self._attempt_sync(call, 1)
@@ -535,12 +585,18 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return self._async_default
 
     async def _read_async(self, call: _Call, response: httpx.Response) -> tuple[httpx.Response, bytes | None]:
-        cap = call.policy.body.max_read_bytes
-        wanted, _, identity = _body_plan(response, call.request.method, cap)
-        if not wanted:
+        if not _wants_body(response, call.request.method):
             return response, None
+        cap = call.policy.body.max_read_bytes
         if response.is_stream_consumed:
-            return response, _content_if_read(response)
+            return response, _content_if_read(response, cap)
+        too_long, declared, identity = _raw_plan(response, cap)
+        if too_long:
+            return response, None
+        if declared and identity:
+            # Known to fit: read it in place (the caller gets it read), cut at the deadline.
+            response.stream = _DeadlineStream(response.stream, self._check_deadline, call)
+            return response, await response.aread()
         head: list[bytes] = []
         size = 0
         raw = response.aiter_raw()
@@ -554,7 +610,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return _classifiable(response, b"".join(head), identity, cap)
 
     async def _attempt_async(self, call: _Call, number: int) -> _Attempt:
-        self._shrink_timeouts(call)
+        if call.shrink or number > 1:
+            self._shrink_timeouts(call)
         try:
             response = await self._async_inner().handle_async_request(call.request)
         except httpx.TransportError as exc:
@@ -574,7 +631,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         try:
             return self._finish(call, await self._attempts_async(call))
         finally:
-            call.restore()
+            if call.shrink:
+                call.restore()
 
     async def _attempts_async(self, call: _Call) -> _Attempt:
         last = await self._attempt_async(call, 1)
