@@ -502,3 +502,75 @@ def test_classification_is_logged_at_debug(caplog: pytest.LogCaptureFixture) -> 
         client.post("https://hyper.test/x?api_key=sekrit-key", json={})
     debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert debug == ["hyper POST https://hyper.test/x?api_key=[REDACTED] -> validation (code 7, HTTP 400)"]
+
+
+# -- the whole loop, property-tested with fake time ----------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+answers_strategy = st.lists(
+    st.one_of(
+        st.builds(
+            lambda status, after: (status, None if after is None else f"{after:g}"),
+            st.sampled_from([429, 503, 423]),
+            st.one_of(st.none(), st.floats(0, 200, allow_nan=False)),
+        ),
+        st.tuples(st.sampled_from([500, 200, 404]), st.none()),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    answers=answers_strategy,
+    total=st.floats(0.5, 120),
+    cap=st.floats(0, 90),
+    max_wait=st.floats(0, 30),
+    attempts=st.integers(1, 12),
+    method=st.sampled_from(["GET", "POST"]),
+)
+def test_the_loop_never_waits_less_than_asked_more_than_capped_or_past_the_deadline(
+    answers: list[tuple[int, str | None]],
+    total: float,
+    cap: float,
+    max_wait: float,
+    attempts: int,
+    method: str,
+) -> None:
+    clock = FakeClock()
+    policy = rc.RetryPolicy(
+        retry=rc.RetrySettings(
+            max_attempts=attempts, total_timeout=total, max_retry_after=cap, max_wait=max_wait
+        )
+    )
+    asked: list[float | None] = []
+    sent_at: list[float] = []
+    start = clock.now
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent_at.append(clock.now)
+        status, after = answers[min(len(asked), len(answers) - 1)]
+        asked.append(None if after is None else float(after))
+        headers = {} if after is None else {"Retry-After": after}
+        return httpx.Response(status, headers=headers, json={"ResponseCode": 0} if status == 200 else None)
+
+    transport = rc.ResilientTransport(
+        "hyper", policy=policy, transport=httpx.MockTransport(handler), **clock.options()
+    )
+    with httpx.Client(transport=transport) as client:
+        try:
+            response = client.request(method, "https://hyper.test/x")
+            made = response.extensions[rc.ATTEMPTS_EXTENSION]
+        except rc.errors.ApiError as error:
+            made = error.attempts
+    assert made == len(asked) <= attempts
+    assert all(at < start + total for at in sent_at)  # no attempt starts at or past the deadline
+    assert clock.now - start <= total + 1e-9  # and no wait runs past it
+    for wait, server_asked in zip(clock.sleeps, asked, strict=False):
+        if server_asked is not None:
+            assert server_asked <= wait <= cap  # never early, never beyond the cap
+        else:
+            assert 0 <= wait <= max_wait

@@ -60,6 +60,7 @@ __all__ = [
     "ApiError",
     "AuthenticationError",
     "BadRequestError",
+    "CATEGORY_CLASSES",
     "ConflictError",
     "Fault",
     "GoneError",
@@ -87,6 +88,7 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "UpdoxError",
     "UstaError",
+    "VENDOR_BASES",
     "ValidationError",
     "VerificationRequired",
 ]
