@@ -1,6 +1,6 @@
 """User task 2: configure a retry policy file and use it.
 
-    python examples/configure_policy.py [BASE_URL]
+    python examples/configure_policy.py
 
 Loads examples/my_policy.toml (which extends the shipped hyper policy), shows what it changed, and
 uses it: a locked account is retried up to 6 times, and "No Results" comes back as a response.
@@ -8,7 +8,6 @@ uses it: a locked account is retried up to 6 times, and "No Results" comes back 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import resilient_client as rc
@@ -29,8 +28,6 @@ def main(url: str, sim: Simulator) -> None:
 
 
 if __name__ == "__main__":
-    simulator = Simulator()
-    if len(sys.argv) > 1:
-        print("this example scripts the embedded simulator; it starts its own", file=sys.stderr)
+    simulator = Simulator()  # the example scripts the faults, so it starts its own simulator
     with serve(simulator) as base:
         main(base, simulator)

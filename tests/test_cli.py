@@ -115,7 +115,8 @@ def test_demo_runs_every_scenario() -> None:
     assert status == 0
     for text in ("attempts 3, journal entries applied 1", "requests received by the server: 1",
                  "Hyper2Error (a SoftFault)", "dob (Required property)", "item 27", "after 4 attempts",
-                 "CSRF token echoed on the next request: True"):  # fmt: skip
+                 "CSRF token echoed on the next request: True",
+                 "(rate_limited kThrottled); retrying after 1.00 s"):  # fmt: skip
         assert text in out
 
 
