@@ -30,6 +30,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/classify.py
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/reliability.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache
