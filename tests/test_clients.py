@@ -105,7 +105,8 @@ def test_a_token_rejected_twice_raises_the_authentication_error() -> None:
 def test_a_fixed_token_is_never_refreshed(source: str, monkeypatch: pytest.MonkeyPatch) -> None:
     seen, handler = recorder(fault_response("hyper", 6))
     kwargs: dict[str, Any] = {"token": "fixed-token"} if source == "argument" else {}
-    monkeypatch.setenv("RESILIENT_CLIENT_HYPER_TOKEN", "fixed-token")
+    # The argument wins over the environment, which holds the same value only when it is the source.
+    monkeypatch.setenv("RESILIENT_CLIENT_HYPER_TOKEN", "env-token" if source == "argument" else "fixed-token")
     with (
         rc.HyperClient(
             base_url="https://hyper.test", transport=httpx.MockTransport(handler), **kwargs
@@ -143,6 +144,43 @@ def test_attempts_count_the_request_sent_before_a_token_refresh() -> None:
         response = client.get("/api/x")
     assert len(seen) == 2
     assert response.extensions[rc.ATTEMPTS_EXTENSION] == 2
+
+
+def test_attempts_count_a_refresh_that_ends_in_a_transport_error() -> None:
+    answers: list[httpx.Response | Exception] = [fault_response("hyper", 6), httpx.ConnectError("down")]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return fresh(answer)
+
+    tokens = iter(["tok-1111", "tok-2222"])
+    policy = rc.RetryPolicy(retry=rc.RetrySettings(max_attempts=1))
+    with (
+        rc.HyperClient(
+            base_url="https://hyper.test",
+            token_provider=lambda: next(tokens),
+            transport=httpx.MockTransport(handler),
+            policy=policy,
+        ) as client,
+        pytest.raises(httpx.ConnectError) as caught,
+    ):
+        client.get("/api/x")
+    assert getattr(caught.value, "attempts", None) == 2
+
+
+def test_every_transport_of_a_client_shares_one_retry_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    mounted = httpx.MockTransport(lambda r: HYPER_OK)
+    with rc.HyperClient(
+        base_url="https://hyper.test", token="t", mounts={"https://other.test": mounted}
+    ) as client:
+        proxied = client._transport_for_url(httpx.URL("https://hyper.test/x"))
+        other = client._transport_for_url(httpx.URL("https://other.test/x"))
+        assert isinstance(proxied, rc.ResilientTransport) and isinstance(other, rc.ResilientTransport)
+        assert proxied is not client.resilient_transport
+        assert proxied._budget is other._budget is client.resilient_transport._budget
 
 
 def test_connection_options_reach_the_transport_the_client_builds(monkeypatch: pytest.MonkeyPatch) -> None:

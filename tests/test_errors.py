@@ -97,6 +97,31 @@ def test_what_the_request_carried_is_masked_when_the_vendor_echoes_it(
     assert "rejected" in shown
 
 
+@pytest.mark.parametrize(
+    ("send", "secret"),
+    [
+        pytest.param({"params": {"api_key": "query-sekrit-1"}}, "query-sekrit-1", id="query-parameter"),
+        pytest.param({"url": "https://ann:url-pw-sekrit@m.test/x"}, "url-pw-sekrit", id="url-password"),
+        pytest.param({"data": {"password": "form-pw-sekrit"}}, "form-pw-sekrit", id="form-body"),
+        pytest.param({"json": {"pin_password": 98765432}}, "98765432", id="numeric-json-field"),
+        pytest.param({"auth": ("ann", "basic-pw-sekrit")}, "basic-pw-sekrit", id="basic-auth-password"),
+    ],
+)
+def test_an_echoed_secret_is_masked_wherever_the_request_carried_it(
+    send: dict[str, object], secret: str
+) -> None:
+    answer = fault_response("medable", "kInvalidArgument", message=f"rejected {secret} as given")
+    transport = rc.ResilientTransport("medable", transport=httpx.MockTransport(lambda r: answer))
+    url = str(send.pop("url", "https://m.test/x"))
+    with httpx.Client(transport=transport) as client, pytest.raises(errors.ApiError) as caught:
+        client.post(url, **send)  # type: ignore[arg-type]
+    error = caught.value
+    restored = pickle.loads(pickle.dumps(error))
+    shown = " ".join([str(error), repr(error), str(restored), repr(vars(restored))])
+    assert secret not in shown
+    assert "rejected [REDACTED] as given" in str(error)
+
+
 @pytest.mark.parametrize("code", ["kBad\nInjected", "invalid_token\r\nX-Evil: 1"])
 def test_a_code_with_line_breaks_still_gives_one_line(code: str) -> None:
     error = errors.ApiError("m", vendor="usta", code=code)

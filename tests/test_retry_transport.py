@@ -437,18 +437,28 @@ async def test_async_a_body_that_trickles_in_is_cut_at_the_deadline(declared: bo
     assert clock.now - start <= 1.0 + 0.1 + 1e-9
 
 
-def test_the_callers_request_keeps_its_own_timeouts() -> None:
+def test_a_request_sent_again_starts_from_its_own_timeouts() -> None:
     server = Server(FakeClock(), httpx.Response(503), OK, takes=1.0)
     with httpx.Client(transport=transport("hyper", server), timeout=60.0) as client:
         request = client.build_request("GET", "https://hyper.test/x")
         client.send(request)
-        assert request.extensions["timeout"]["read"] == 60.0
         assert server.timeouts[0]["read"] == pytest.approx(30.0)  # the 30 s total deadline
         assert server.timeouts[1]["read"] < 29.0  # shrunk for the second attempt
+        assert request.extensions[rc.CALLER_TIMEOUT_EXTENSION]["read"] == 60.0
         client.send(request)
-        assert server.timeouts[2]["read"] == pytest.approx(
-            30.0
-        )  # sent again: a fresh deadline, not a leftover
+        assert server.timeouts[2]["read"] == pytest.approx(30.0)  # a fresh deadline, not a leftover
+
+
+def test_the_shrunk_timeouts_stay_for_the_body_the_caller_reads() -> None:
+    # httpcore reads the request's timeouts again while the caller reads a body passed through
+    # unread (a download): the deadline covers that read too.
+    download = httpx.Response(200, headers={"content-type": "application/octet-stream"}, content=b"x" * 10)
+    server = Server(FakeClock(), download)
+    policy = rc.RetryPolicy(retry=rc.RetrySettings(attempt_timeout=1.0))
+    with httpx.Client(transport=transport("hyper", server, policy=policy), timeout=60.0) as client:
+        response = client.get("https://hyper.test/file")
+    assert response.request.extensions["timeout"]["read"] == 1.0
+    assert response.request.extensions[rc.CALLER_TIMEOUT_EXTENSION]["read"] == 60.0
 
 
 @pytest.mark.anyio
@@ -557,8 +567,13 @@ def test_the_loop_never_waits_less_than_asked_more_than_capped_or_past_the_deadl
         headers = {} if after is None else {"Retry-After": after}
         return httpx.Response(status, headers=headers, json={"ResponseCode": 0} if status == 200 else None)
 
+    events: list[rc.RetryEvent] = []
     transport = rc.ResilientTransport(
-        "hyper", policy=policy, transport=httpx.MockTransport(handler), **clock.options()
+        "hyper",
+        policy=policy,
+        transport=httpx.MockTransport(handler),
+        on_retry=events.append,
+        **clock.options(),
     )
     with httpx.Client(transport=transport) as client:
         try:
@@ -569,7 +584,9 @@ def test_the_loop_never_waits_less_than_asked_more_than_capped_or_past_the_deadl
     assert made == len(asked) <= attempts
     assert all(at < start + total for at in sent_at)  # no attempt starts at or past the deadline
     assert clock.now - start <= total + 1e-9  # and no wait runs past it
-    for wait, server_asked in zip(clock.sleeps, asked, strict=False):
+    assert sum(clock.sleeps) == pytest.approx(sum(e.wait for e in events))  # every wait was slept
+    for event in events:
+        wait, server_asked = event.wait, asked[event.attempt - 1]
         if server_asked is not None:
             assert server_asked <= wait <= cap  # never early, never beyond the cap
         else:

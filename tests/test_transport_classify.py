@@ -251,21 +251,39 @@ def test_a_gzip_bomb_is_decoded_only_up_to_the_cap() -> None:
     assert caught.value.code is None
 
 
-@pytest.mark.parametrize(
-    ("transfer", "headers"),
-    [
-        pytest.param("identity", {"content-type": "application/json"}, id="chunked-identity"),
-        pytest.param("gzip", {"content-type": "application/json", "content-encoding": "gzip"}, id="gzip"),
-    ],
-)
-def test_a_streamed_success_keeps_its_raw_bytes(transfer: str, headers: dict[str, str]) -> None:
-    import gzip
-
+def test_a_streamed_chunked_success_keeps_its_raw_bytes() -> None:
     body = json.dumps({"ResponseCode": 0, "Data": [1, 2]}).encode()
-    raw = gzip.compress(body) if transfer == "gzip" else body
-    inner = httpx.MockTransport(lambda r: httpx.Response(200, stream=RecordingStream([raw]), headers=headers))
+    headers = {"content-type": "application/json"}
+    inner = httpx.MockTransport(
+        lambda r: httpx.Response(200, stream=RecordingStream([body]), headers=headers)
+    )
     with (
         httpx.Client(transport=rc.ResilientTransport("hyper", transport=inner)) as client,
         client.stream("GET", "https://hyper.test/x") as response,
     ):
-        assert b"".join(response.iter_raw()) == raw
+        assert b"".join(response.iter_raw()) == body
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_gzip_success_is_decoded_once(declared: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    from httpx._decoders import GZipDecoder
+
+    decoded: list[int] = []
+    original = GZipDecoder.decode
+
+    def counting(self: GZipDecoder, data: bytes) -> bytes:
+        decoded.append(len(data))
+        return original(self, data)
+
+    monkeypatch.setattr(GZipDecoder, "decode", counting)
+    body = json.dumps({"ResponseCode": 0, "Data": [1, 2]}).encode()
+    raw = gzip.compress(body)
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    if declared:
+        headers["content-length"] = str(len(raw))
+    inner = httpx.MockTransport(lambda r: httpx.Response(200, stream=RecordingStream([raw]), headers=headers))
+    with httpx.Client(transport=rc.ResilientTransport("hyper", transport=inner)) as client:
+        assert client.get("https://hyper.test/x").content == body
+    assert decoded == [len(raw)]

@@ -38,6 +38,7 @@ from resilient_client._policy import (
 )
 from resilient_client._transport import (
     ATTEMPTS_EXTENSION,
+    CALLER_TIMEOUT_EXTENSION,
     OPERATION_EXTENSION,
     POLICY_EXTENSION,
     ResilientTransport,
@@ -63,6 +64,7 @@ __all__ = [
     "AsyncUstaClient",
     "BodySettings",
     "BudgetSettings",
+    "CALLER_TIMEOUT_EXTENSION",
     "Catalog",
     "CatalogEntry",
     "CodeRule",

@@ -21,7 +21,7 @@ import httpx
 
 from resilient_client._policy import RetryPolicy, resolve_policy
 from resilient_client._redact import Secrets, redact_url
-from resilient_client._transport import ATTEMPTS_EXTENSION, OnRetry, ResilientTransport
+from resilient_client._transport import ATTEMPTS_EXTENSION, OnRetry, ResilientTransport, _RetryBudget
 from resilient_client.errors import ApiError, AuthenticationError
 
 TokenProvider = Callable[[], str | Awaitable[str]]
@@ -102,6 +102,7 @@ class _VendorClient:
         transport_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        self._shared_budget: _RetryBudget | None = None
         self._resilient_options: dict[str, Any] = {
             "policy": resolve_policy(policy, self.vendor),
             "on_retry": on_retry,
@@ -116,7 +117,12 @@ class _VendorClient:
         super().__init__(transport=transport, mounts=mounts, **kwargs)  # type: ignore[call-arg]
 
     def _resilient(self, inner: httpx.BaseTransport | httpx.AsyncBaseTransport) -> ResilientTransport:
-        return ResilientTransport(self.vendor, transport=inner, **self._resilient_options)
+        transport = ResilientTransport(self.vendor, transport=inner, **self._resilient_options)
+        # One client, one retry budget, whichever mount or proxy a request goes through.
+        if self._shared_budget is None:
+            self._shared_budget = transport._budget
+        transport._budget = self._shared_budget
+        return transport
 
     def _init_transport(self, *args: Any, **kwargs: Any) -> ResilientTransport:
         inner = kwargs.get("transport") or super()._init_transport(*args, **kwargs)  # type: ignore[misc]
@@ -154,6 +160,9 @@ def _counting_attempts(spent: int) -> Iterator[Callable[[httpx.Response], httpx.
         yield count
     except ApiError as error:
         error.attempts += spent
+        raise
+    except httpx.TransportError as error:
+        error.attempts = getattr(error, "attempts", 1) + spent  # type: ignore[attr-defined]
         raise
 
 

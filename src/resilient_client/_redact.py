@@ -5,6 +5,8 @@ Everything the SDK prints, logs, puts in an exception or pickles goes through he
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import re
@@ -61,34 +63,56 @@ class Secrets:
         return redact_text(text)
 
     def with_request(self, request: httpx.Request) -> Secrets:
-        """These secrets plus the ones ``request`` carries: secret headers, cookies, JSON fields.
+        """These secrets plus the ones ``request`` carries: secret headers (the Basic password
+        decoded), cookies, the URL's password and secret query parameters, and secret fields of a
+        JSON or form body.
 
         A vendor may echo what it was sent ("unknown client key abc123"); called on the error path
         only, so the success path never pays for it.
         """
         found = Secrets(self._values)
         for name, value in request.headers.multi_items():
-            if not is_secret_name(name):
-                continue
-            found.add(value)
-            if name.lower() == "cookie":
-                for pair in value.split(";"):
-                    found.add(pair.partition("=")[2].strip())
-            elif " " in value:  # "Bearer abc": the credential without its scheme
-                found.add(value.partition(" ")[2].strip())
+            if is_secret_name(name):
+                found._add_header(name.lower(), value)
+        url = request.url
+        found.add(url.password)
+        for key, value in url.params.multi_items():
+            if is_secret_name(key):
+                found.add(value)
         content = getattr(request, "_content", None)  # a streamed body is never read here
         if content and len(content) <= _MAX_SCANNED_BODY:
-            with contextlib.suppress(ValueError, RecursionError):
-                found._add_fields(json.loads(content), 0)
+            if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+                for key, value in parse_qsl(content.decode("latin-1"), keep_blank_values=True):
+                    if is_secret_name(key):
+                        found.add(value)
+            else:
+                with contextlib.suppress(ValueError, RecursionError):
+                    found._add_fields(json.loads(content), 0)
         return found
+
+    def _add_header(self, name: str, value: str) -> None:
+        self.add(value)
+        if name == "cookie":
+            for pair in value.split(";"):
+                self.add(pair.partition("=")[2].strip())
+            return
+        scheme, _, credential = value.partition(" ")
+        credential = credential.strip()
+        self.add(credential)  # "Bearer abc": the credential without its scheme
+        if scheme.lower() == "basic":
+            with contextlib.suppress(ValueError, binascii.Error):
+                self.add(base64.b64decode(credential, validate=True).decode("latin-1").partition(":")[2])
 
     def _add_fields(self, doc: object, depth: int) -> None:
         if depth > 20:
             return
         if isinstance(doc, dict):
             for key, value in doc.items():
-                if isinstance(value, str) and isinstance(key, str) and is_secret_name(key):
+                secret = isinstance(key, str) and is_secret_name(key)
+                if secret and isinstance(value, str):
                     self.add(value)
+                elif secret and isinstance(value, int | float) and not isinstance(value, bool):
+                    self.add(str(value))  # a numeric PIN or code is a secret too
                 else:
                     self._add_fields(value, depth + 1)
         elif isinstance(doc, list):

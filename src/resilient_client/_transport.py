@@ -16,7 +16,7 @@ import random as _random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import attrs
@@ -36,6 +36,8 @@ logger = logging.getLogger("resilient_client")
 POLICY_EXTENSION = "resilient_client.policy"
 #: ``request.extensions`` key: the operation name matched by ``idempotent_operations``.
 OPERATION_EXTENSION = "resilient_client.operation"
+#: ``request.extensions`` key: the caller's own timeouts, kept there once an attempt shrank them.
+CALLER_TIMEOUT_EXTENSION = "resilient_client.caller_timeout"
 #: ``response.extensions`` key: how many attempts the request took.
 ATTEMPTS_EXTENSION = "resilient_client.attempts"
 
@@ -97,17 +99,12 @@ class _Call:
         self.policy = policy
         self.deadline = deadline
         self.replayable = replayable
-        #: The caller's own timeouts: each attempt shrinks them afresh, the request gets them back.
-        self.timeouts: Any = request.extensions.get("timeout")
+        #: The caller's own timeouts (kept under CALLER_TIMEOUT_EXTENSION once shrunk, so a request
+        #: sent again starts from them, not from a shrunk leftover).
+        extensions = request.extensions
+        self.timeouts: Any = extensions.get(CALLER_TIMEOUT_EXTENSION) or extensions.get("timeout")
         # Usually the caller's timeouts (httpx's 5 s) end long before the deadline: nothing to shrink.
         self.shrink = policy.retry.attempt_timeout > 0 or policy.retry.total_timeout < _longest(self.timeouts)
-
-    def restore(self) -> None:
-        """Give the caller's request back its own timeouts (a request may be sent again)."""
-        if self.timeouts is None:
-            self.request.extensions.pop("timeout", None)
-        else:
-            self.request.extensions["timeout"] = self.timeouts
 
     @property
     def operation(self) -> str:
@@ -145,21 +142,28 @@ class _RetryBudget:
 
 
 class _DeadlineStream(httpx.SyncByteStream, httpx.AsyncByteStream):
-    """The original stream, checked against the deadline after every chunk."""
+    """The original stream, checked against the deadline after every chunk but the last: a body
+    that has fully arrived is never thrown away."""
 
-    def __init__(self, stream: Any, check: Callable[[_Call], None], call: _Call) -> None:
+    def __init__(self, stream: Any, check: Callable[[_Call], None], call: _Call, length: int) -> None:
         self._stream = stream
         self._check = check
         self._call = call
+        self._left = length
+
+    def _arrived(self, chunk: bytes) -> None:
+        self._left -= len(chunk)
+        if self._left > 0:
+            self._check(self._call)
 
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self._stream:
-            self._check(self._call)
+            self._arrived(chunk)
             yield chunk
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for chunk in self._stream:
-            self._check(self._call)
+            self._arrived(chunk)
             yield chunk
 
     def close(self) -> None:
@@ -211,15 +215,13 @@ def _wants_body(response: httpx.Response, method: str) -> bool:
     return status >= 400 or _may_carry_envelope(response.headers.get("content-type"))
 
 
-def _raw_plan(response: httpx.Response, cap: int) -> tuple[bool, bool, bool]:
-    """(declared longer than the cap?, length declared?, identity encoding?) for a body not read yet."""
+def _declared(response: httpx.Response) -> tuple[int | None, bool]:
+    """(the declared Content-Length, if readable; identity encoding?) of a body not read yet."""
     headers = response.headers
     length = headers.get("content-length")
-    declared = length is not None and length.isdigit() and len(length) <= 18
-    if declared and int(length) > cap:
-        return True, True, True
     encoding = headers.get("content-encoding")
-    return False, declared, encoding is None or encoding.strip().lower() in ("", "identity")
+    declared = int(length) if length is not None and length.isdigit() and len(length) <= 18 else None
+    return declared, encoding is None or encoding.strip().lower() in ("", "identity")
 
 
 def _content_if_read(response: httpx.Response, cap: int) -> bytes | None:
@@ -244,22 +246,27 @@ def _replay(response: httpx.Response, raw: bytes) -> httpx.Response:
 def _classifiable(
     response: httpx.Response, raw: bytes, identity: bool, cap: int
 ) -> tuple[httpx.Response, bytes | None]:
-    """The raw bytes decoded for classification, at most ``cap`` of them (a gzip bomb stops there).
+    """The body decoded for classification, at most ``cap`` of it (a gzip bomb stops there).
 
-    The caller gets the raw bytes back unread, as the inner transport sent them.
+    The caller gets a response holding the same bytes, decoded once: read, as ``response.read()``
+    leaves it, or unread (the raw bytes) when decoding stopped at the cap or failed.
     """
     if identity:
         return _replay(response, raw), raw
     decoded = bytearray()
+    probe = _replay(response, raw)
     try:
-        for chunk in _replay(response, raw).iter_bytes():
+        for chunk in probe.iter_bytes():
             decoded += chunk
             if len(decoded) > cap:
                 return _replay(response, raw), None
     except httpx.DecodingError:
         # The caller meets httpx's own DecodingError when it reads, as with bare httpx.
         return _replay(response, raw), None
-    return _replay(response, raw), bytes(decoded)
+    body = bytes(decoded)
+    # What Response.read() stores: the caller's read() returns it instead of decoding again.
+    probe._content = body
+    return probe, body
 
 
 def _request_id(response: httpx.Response, headers: tuple[str, ...]) -> str | None:
@@ -339,9 +346,31 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         if call.policy.retry.attempt_timeout > 0:
             limit = min(limit, call.policy.retry.attempt_timeout)
         current = call.timeouts or {}
+        # The shrunk timeouts stay on the request: httpcore reads them again for the body the
+        # caller reads after we return, which the deadline covers too.
+        call.request.extensions[CALLER_TIMEOUT_EXTENSION] = current
         call.request.extensions["timeout"] = {
             key: limit if current.get(key) is None else min(current[key], limit) for key in _TIMEOUT_KEYS
         }
+
+    def _read_plan(
+        self, call: _Call, response: httpx.Response
+    ) -> tuple[Literal["done", "in_place", "stream"], bytes | None, bool]:
+        """How the shells read a body, without I/O: ("done", body or None, _) when nothing is left to
+        read; ("in_place", ...) for an identity body known to fit (its stream now cut at the
+        deadline); ("stream", None, identity?) for the rest, read chunk by chunk up to the cap."""
+        if not _wants_body(response, call.request.method):
+            return "done", None, True
+        cap = call.policy.body.max_read_bytes
+        if response.is_stream_consumed:
+            return "done", _content_if_read(response, cap), True
+        length, identity = _declared(response)
+        if length is not None and length > cap:
+            return "done", None, True
+        if length is not None and identity:
+            response.stream = _DeadlineStream(response.stream, self._check_deadline, call, length)
+            return "in_place", None, True
+        return "stream", None, identity
 
     def _check_deadline(self, call: _Call) -> None:
         """httpx times each read, not the whole body: a body that trickles in is cut at the deadline."""
@@ -493,18 +522,12 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return self._sync_default
 
     def _read_sync(self, call: _Call, response: httpx.Response) -> tuple[httpx.Response, bytes | None]:
-        if not _wants_body(response, call.request.method):
-            return response, None
-        cap = call.policy.body.max_read_bytes
-        if response.is_stream_consumed:
-            return response, _content_if_read(response, cap)
-        too_long, declared, identity = _raw_plan(response, cap)
-        if too_long:
-            return response, None
-        if declared and identity:
-            # Known to fit: read it in place (the caller gets it read), cut at the deadline.
-            response.stream = _DeadlineStream(response.stream, self._check_deadline, call)
+        plan, body, identity = self._read_plan(call, response)
+        if plan == "done":
+            return response, body
+        if plan == "in_place":
             return response, response.read()
+        cap = call.policy.body.max_read_bytes
         head: list[bytes] = []
         size = 0
         raw = response.iter_raw()
@@ -537,11 +560,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         call = self._start(request)
-        try:
-            return self._finish(call, self._attempts_sync(call))
-        finally:
-            if call.shrink:
-                call.restore()
+        return self._finish(call, self._attempts_sync(call))
 
     def _attempts_sync(self, call: _Call) -> _Attempt:
         last = self._attempt_sync(call, 1)
@@ -585,18 +604,12 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return self._async_default
 
     async def _read_async(self, call: _Call, response: httpx.Response) -> tuple[httpx.Response, bytes | None]:
-        if not _wants_body(response, call.request.method):
-            return response, None
-        cap = call.policy.body.max_read_bytes
-        if response.is_stream_consumed:
-            return response, _content_if_read(response, cap)
-        too_long, declared, identity = _raw_plan(response, cap)
-        if too_long:
-            return response, None
-        if declared and identity:
-            # Known to fit: read it in place (the caller gets it read), cut at the deadline.
-            response.stream = _DeadlineStream(response.stream, self._check_deadline, call)
+        plan, body, identity = self._read_plan(call, response)
+        if plan == "done":
+            return response, body
+        if plan == "in_place":
             return response, await response.aread()
+        cap = call.policy.body.max_read_bytes
         head: list[bytes] = []
         size = 0
         raw = response.aiter_raw()
@@ -628,11 +641,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         call = self._start(request)
-        try:
-            return self._finish(call, await self._attempts_async(call))
-        finally:
-            if call.shrink:
-                call.restore()
+        return self._finish(call, await self._attempts_async(call))
 
     async def _attempts_async(self, call: _Call) -> _Attempt:
         last = await self._attempt_async(call, 1)
