@@ -2,7 +2,8 @@
 
 SPEC section 7 asks for <= 5 %. Cases: in-process (httpx.MockTransport) and over a loopback
 server (uvicorn on 127.0.0.1, in a separate process so it does not share this one's GIL), sync and
-async, a small JSON body and a 1 MiB JSON body. Each case alternates many short batches of bare and
+async, a small JSON body, a 48 KiB one (read and scanned for a fault) and a 1 MiB one (over the
+read cap, passed through). Each case alternates many short batches of bare and
 resilient requests, so drift in the machine's speed hits both sides alike, and reports the overhead
 of the fastest batches (the least disturbed) and of the median ones, plus the absolute cost per
 request. Prints one line per case. ``--quick`` for a smoke run.
@@ -23,12 +24,13 @@ import httpx
 import resilient_client as rc
 
 SMALL = json.dumps({"ResponseCode": 0, "ResponseMsgEng": "Success", "Items": [1, 2, 3]}).encode()
-LARGE = json.dumps({"ResponseCode": 0, "Items": ["x" * 1000] * 1040}).encode()  # ~1 MiB
+MEDIUM = json.dumps({"ResponseCode": 0, "Items": ["x" * 1000] * 48}).encode()  # ~48 KiB: read, scanned
+LARGE = json.dumps({"ResponseCode": 0, "Items": ["x" * 1000] * 1040}).encode()  # ~1 MiB: over the cap
 JSON = {"content-type": "application/json"}
 
 
 async def asgi_app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
-    body = LARGE if scope["path"] == "/large" else SMALL
+    body = {"/large": LARGE, "/medium": MEDIUM}.get(scope["path"], SMALL)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -138,11 +140,16 @@ def main() -> None:
     quick = "--quick" in sys.argv
     # (requests per batch, batches): many short batches, alternating bare and resilient.
     small, large, rounds = (20, 2, 5) if quick else (50, 4, 120)
-    for label, body, count in (("small", SMALL, small), ("1 MiB", LARGE, large)):
+    sizes = (
+        ("small", SMALL, "/small", small),
+        ("48 KiB", MEDIUM, "/medium", small),
+        ("1 MiB", LARGE, "/large", large),
+    )
+    for label, body, _, count in sizes:
         sync_case(f"in-process sync  {label}", mock(body), "http://x/", count, rounds)
         async_case(f"in-process async {label}", mock(body), "http://x/", count, rounds)
     with LoopbackServer() as base:
-        for label, path, count in (("small", "/small", small), ("1 MiB", "/large", large)):
+        for label, _, path, count in sizes:
             sync_case(f"loopback sync    {label}", lambda: None, base + path, count, rounds)
             async_case(f"loopback async   {label}", lambda: None, base + path, count, rounds)
 
