@@ -339,8 +339,6 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return isinstance(request.stream, httpx.ByteStream) or hasattr(request, "_content")
 
     def _shrink_timeouts(self, call: _Call) -> None:
-        # From the second attempt on the time left is shorter than the whole deadline: always shrink.
-        call.shrink = True
         # Never zero or below: httpx refuses those, and the deadline check raises before sending.
         limit = max(call.deadline - self._clock(), 0.001)
         if call.policy.retry.attempt_timeout > 0:
@@ -541,7 +539,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return _classifiable(response, b"".join(head), identity, cap)
 
     def _attempt_sync(self, call: _Call, number: int) -> _Attempt:
-        if call.shrink or number > 1:
+        if call.shrink or number > 1:  # from the second attempt on, less than the deadline is left
             self._shrink_timeouts(call)
         try:
             response = self._sync_inner().handle_request(call.request)
@@ -623,7 +621,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return _classifiable(response, b"".join(head), identity, cap)
 
     async def _attempt_async(self, call: _Call, number: int) -> _Attempt:
-        if call.shrink or number > 1:
+        if call.shrink or number > 1:  # from the second attempt on, less than the deadline is left
             self._shrink_timeouts(call)
         try:
             response = await self._async_inner().handle_async_request(call.request)
