@@ -168,18 +168,15 @@ def _simulate(args: argparse.Namespace, out: TextIO) -> int:
     sim = Simulator()
     if args.scenario:
         sim.load_scenario(args.scenario)
-    try:
-        running = serve(sim, host=args.host, port=args.port)
-        url = running.__enter__()
-    except (RuntimeError, OSError) as error:  # a busy port, a host that is not ours
-        raise _BadInput(f"{error} (is the port in use?)") from None
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(serve(sim, host=args.host, port=args.port))
+        except (RuntimeError, OSError) as error:  # a busy port, a host that is not ours
+            raise _BadInput(f"{error} (is the port in use?)") from None
         out.write(f"simulator on {url} (vendors under /updox, /usta, /medable, /hyper); Ctrl-C stops it\n")
         out.flush()
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait(args.seconds)
-    finally:
-        running.__exit__(None, None, None)
     return 0
 
 
