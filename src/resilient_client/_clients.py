@@ -21,6 +21,7 @@ import httpx
 
 from resilient_client._policy import RetryPolicy, resolve_policy
 from resilient_client._redact import Secrets, redact_url
+from resilient_client._scrub import scrub_error, scrubbing_async_stream, scrubbing_stream
 from resilient_client._transport import ATTEMPTS_EXTENSION, OnRetry, ResilientTransport, _RetryBudget
 from resilient_client.errors import ApiError, AuthenticationError
 
@@ -140,9 +141,30 @@ class _VendorClient:
 class _SyncVendorClient(_VendorClient, httpx.Client):
     """An httpx.Client whose transport is a ResilientTransport for ``vendor``."""
 
+    # httpx puts the original request back on an error the transport raised (the transport's own
+    # scrubbing undone) and on one raised while it reads the body: they are scrubbed as they leave
+    # the client, or a stream block, so they carry no credential.
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            return super().send(request, **kwargs)
+        except httpx.RequestError as error:
+            scrub_error(error, self.resilient_transport.secrets)
+            raise
+
+    stream = scrubbing_stream(httpx.Client.stream)
+
 
 class _AsyncVendorClient(_VendorClient, httpx.AsyncClient):
     """An httpx.AsyncClient whose transport is a ResilientTransport for ``vendor``."""
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            return await super().send(request, **kwargs)
+        except httpx.RequestError as error:
+            scrub_error(error, self.resilient_transport.secrets)
+            raise
+
+    stream = scrubbing_async_stream(httpx.AsyncClient.stream)
 
 
 # -- bearer-token vendors: Hyper and USTA -------------------------------------------------------

@@ -27,8 +27,10 @@ from resilient_client._catalog import Catalog, catalog
 from resilient_client._classify import OK, Outcome, classify
 from resilient_client._decision import RETURN, Decision, decide, is_retryable, parse_retry_after
 from resilient_client._envelopes import read_envelope, surely_no_fault
+from resilient_client._log_redaction import protect as protect_logs
 from resilient_client._policy import RetryPolicy, resolve_policy
 from resilient_client._redact import Secrets, redact_url
+from resilient_client._scrub import scrub_error
 
 logger = logging.getLogger("resilient_client")
 
@@ -269,6 +271,11 @@ def _classifiable(
     return probe, body
 
 
+def _redacted_code(code: int | str | None, secrets: Secrets) -> int | str | None:
+    # A vendor may echo what it was sent into the code itself.
+    return secrets.redact(code) if isinstance(code, str) else code
+
+
 def _request_id(response: httpx.Response, headers: tuple[str, ...]) -> str | None:
     for name in headers:
         value: str | None = response.headers.get(name)
@@ -314,6 +321,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self._budget = _RetryBudget(self.policy.budget.ratio, self.policy.budget.burst)
         #: Secret values this transport's errors mask (clients add tokens and passwords here).
         self.secrets = secrets if isinstance(secrets, Secrets) else Secrets(secrets)
+        # httpx and httpcore log this transport's URLs and response headers: mask them there too.
+        protect_logs(self.secrets)
 
     def __repr__(self) -> str:
         return f"ResilientTransport(vendor={self.vendor!r}, policy={self.policy.source!r})"
@@ -416,13 +425,14 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         if outcome.ok:
             return _Attempt(number, RETURN, response)
         if logger.isEnabledFor(logging.DEBUG):
+            known = self.secrets.with_request(call.request)
             logger.debug(
                 "%s %s %s -> %s (code %s, HTTP %s)",
                 self.vendor,
                 call.request.method,
-                redact_url(call.request.url),
+                known.redact(redact_url(call.request.url)),
                 outcome.category,
-                outcome.code,
+                _redacted_code(outcome.code, known),
                 status,
             )
         retry_after = parse_retry_after(response.headers, self._wall_clock(), spec.rate_limit_reset_header)
@@ -436,15 +446,19 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         """Log the retry, spend the budget, call the hook; returns what the hook returned."""
         result: _Attempt = state.outcome.result()  # type: ignore[union-attr]
         response = result.response
+        # The event reaches the user's hook and the log: nothing in it may carry a credential.
+        known = self.secrets.with_request(call.request)
+        if result.error is not None:
+            scrub_error(result.error, known)
         event = RetryEvent(
             vendor=self.vendor,
             method=call.request.method,
-            url=redact_url(call.request.url),
+            url=known.redact(redact_url(call.request.url)),
             attempt=result.number,
             wait=result.decision.wait,
-            cause=result.decision.reason,
+            cause=known.redact(result.decision.reason),
             category=None if result.error else result.outcome.category,
-            code=result.outcome.code,
+            code=_redacted_code(result.outcome.code, known),
             status=None if response is None else response.status_code,
             error=result.error,
         )
@@ -471,6 +485,9 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             note = f"resilient_client: {attempts} attempt(s); {result.decision.reason}"
             result.error.add_note(note)
             result.error.attempts = attempts  # type: ignore[attr-defined]
+            # httpx's error keeps the request (headers, URL, body) it failed on: a redacted copy
+            # takes its place, so no pickle, message or traceback carries a credential.
+            scrub_error(result.error, self.secrets)
             raise result.error
         response = result.response
         assert response is not None
