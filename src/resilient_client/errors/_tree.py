@@ -120,19 +120,19 @@ class Fault:
 
 
 _NO_SECRETS = Secrets()
-Redact = Callable[[str], str]
+_Redact = Callable[[str], str]
 
 
-def _masked(value: str | None, redact: Redact) -> str | None:
+def _masked(value: str | None, redact: _Redact) -> str | None:
     return None if value is None else redact(value)
 
 
-def _masked_code(code: int | str | None, redact: Redact) -> int | str | None:
+def _masked_code(code: int | str | None, redact: _Redact) -> int | str | None:
     # A vendor may echo what it was sent into a code ("invalid key abc123"): text codes are masked too.
     return redact(code) if isinstance(code, str) else code
 
 
-def _masked_fault(fault: Fault, redact: Redact) -> Fault:
+def _masked_fault(fault: Fault, redact: _Redact) -> Fault:
     return attrs.evolve(
         fault,
         code=_masked_code(fault.code, redact),
@@ -168,7 +168,9 @@ class _EntryOf:
     """``cls.entry``: the catalog entry a per-code class stands for, its catalog loaded on first use."""
 
     def __get__(self, instance: ApiError | None, owner: type[ApiError]) -> CatalogEntry | None:
-        if owner._entry is None and owner._vendor is not None and _catalog_loader is not None:
+        # Only a shipped vendor's classes exist before their catalog is loaded (an added vendor's
+        # are built by loading it).
+        if owner._entry is None and owner._vendor in VENDOR_BASES and _catalog_loader is not None:
             _catalog_loader(owner._vendor)
         return owner._entry
 
