@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
+import os
 import re
+import subprocess
+import sys
+import tomllib
+import types
 from pathlib import Path
 
 import httpx
 import pytest
 
 import resilient_client as rc
-from resilient_client import errors
+from resilient_client import _catalog, errors
 from resilient_client.testing import FakeClock
 
 SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
@@ -278,3 +285,121 @@ category = "service_unavailable"
         assert client.get("https://zeta.test/a").status_code == 200
         with pytest.raises(errors.UnknownFaultError):  # a code it lacks under 200 is never success
             client.get("https://zeta.test/a")
+
+
+def test_indexing_a_catalog_finds_a_known_code_and_raises_key_error_for_others() -> None:
+    hyper = rc.catalog("hyper")
+    assert hyper[10] is hyper.lookup(10)
+    assert hyper["10"] is hyper[10]  # normalised as lookup does
+    assert rc.catalog("medable")["kThrottled"].exception is errors.MedableThrottledFault
+    for missing in (99, "nope", True, None):
+        with pytest.raises(KeyError) as caught:
+            hyper[missing]
+        assert caught.value.args == (missing,)
+        assert f"the hyper catalog has no code {missing!r}" in caught.value.__notes__
+
+
+# -- the shipped vendors' classes are static, generated from the catalogs --------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_generator() -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location("generate_errors", ROOT / "scripts" / "generate_errors.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_regenerating_the_shipped_classes_changes_nothing() -> None:
+    generator = load_generator()
+    assert generator.TARGET.read_text(encoding="utf-8") == generator.render(), (
+        "errors/_shipped.py is out of date: run python scripts/generate_errors.py"
+    )
+
+
+def test_a_shipped_catalog_reuses_the_generated_classes() -> None:
+    from resilient_client.errors import _shipped
+
+    for vendor in rc.VENDORS:
+        found = rc.catalog(vendor)
+        classes = [entry.exception for entry in found]
+        classes += [found.error_class(category) for category in errors.CATEGORY_CLASSES]
+        for cls in classes:
+            assert vars(_shipped)[cls.__name__] is cls
+            assert vars(errors)[cls.__name__] is cls  # a module attribute, not served by __getattr__
+    assert errors.Hyper10Error.__bases__ == (errors.HyperError, errors.ResourceLockedError)
+    assert errors.Hyper0Error.__bases__ == (errors.HyperError,) and errors.Hyper0Error.category == "ok"
+
+
+def test_a_shipped_catalog_that_no_longer_matches_its_classes_is_refused() -> None:
+    raw = tomllib.loads((ROOT / "src" / "resilient_client" / "catalogs" / "hyper.toml").read_text())
+    entry = next(e for e in raw["entries"] if e["code"] == 10)
+    entry["category"] = "conflict"  # edited without regenerating errors/_shipped.py
+    raw["entries"].append({"code": 77, "message": "new", "category": "server_error"})
+    with pytest.raises(rc.PolicyError) as caught:
+        _catalog._parse(raw, "hyper.toml")
+    assert [(p.key_path, p.problem) for p in caught.value.problems] == [
+        (f"entries[{i}].code", f"class {name} in resilient_client.errors {_catalog._STALE}")
+        for i, name in (
+            (raw["entries"].index(entry), "Hyper10Error"),
+            (len(raw["entries"]) - 1, "Hyper77Error"),
+        )
+    ]
+    assert "generate_errors.py" in str(caught.value)
+    assert errors.Hyper10Error.category == "locked"
+
+
+def test_an_added_vendor_s_classes_are_served_by_name_once_loaded() -> None:
+    assert "AcmeSlowDownFault" not in vars(errors)
+    acme = rc.load_catalog(DATA / "acme.toml")
+    cls = acme["SLOW_DOWN"].exception
+    assert errors.AcmeSlowDownFault is cls and "AcmeSlowDownFault" in dir(errors)
+    assert cls.__module__ == "resilient_client.errors"
+    assert rc.load_catalog(DATA / "acme.toml")["SLOW_DOWN"].exception is errors.AcmeSlowDownFault  # reload
+
+
+def test_an_added_vendor_cannot_take_a_shipped_class_name(tmp_path: Path) -> None:
+    text = (DATA / "acme.toml").read_text().replace('vendor = "acme"', 'vendor = "acme2"')
+    text = text.replace('exception_prefix = "Acme"', 'exception_prefix = "Hyper"')
+    path = tmp_path / "clash.toml"
+    path.write_text(text)
+    with pytest.raises(rc.PolicyError, match="exception name HyperError is already taken") as caught:
+        rc.load_catalog(path)
+    # Every clash is listed (the vendor base and each per-category class), and nothing is registered.
+    assert len(caught.value.problems) == 1 + len(errors.CATEGORY_CLASSES)
+    assert {p.key_path for p in caught.value.problems} == {"exception_prefix"}
+    assert getattr(errors, "HyperSlowDownFault", None) is None
+    with pytest.raises(ValueError, match="already taken"):
+        errors.register(type("Hyper10Error", (errors.ApiError,), {}))
+
+
+def test_a_per_code_class_finds_its_entry_before_anyone_loaded_its_catalog() -> None:
+    # A fresh interpreter: nothing has asked for the hyper catalog yet.
+    code = (
+        "import resilient_client._catalog as c, resilient_client.errors as e; "
+        "assert 'hyper' not in c._registry; "
+        "assert e.Hyper10Error.entry.code == 10 and e.HyperServerError.entry is None; print('ok')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env)
+    assert done.stdout == "ok\n", done.stderr
+
+
+def test_the_errors_package_imports_nothing_above_redact() -> None:
+    package = ROOT / "src" / "resilient_client" / "errors"
+    for file in package.glob("*.py"):
+        tree = ast.parse(file.read_text())
+        imported = {
+            node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+        }
+        imported |= {
+            alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+        }
+        ours = {name for name in imported if name.startswith("resilient_client")}
+        if_typing = {"resilient_client._catalog"}  # under TYPE_CHECKING only, for annotations
+        allowed = {"resilient_client._redact", "resilient_client.errors"} | if_typing
+        assert {n for n in ours if not n.startswith("resilient_client.errors.")} <= allowed, file.name
+    source = (package / "_tree.py").read_text()
+    assert "if TYPE_CHECKING:\n    from resilient_client._catalog import CatalogEntry\n" in source

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 
 import resilient_client as rc
 from resilient_client import errors
+from resilient_client._redact import Secrets
 from resilient_client.testing import FakeClock, fault_response
 
 SECRETS = [
@@ -137,7 +139,8 @@ def test_str_is_one_readable_line() -> None:
     text = str(caught.value)
     assert text == (
         "hyper 7 (validation): Please fill up the required fields. [HTTP 400] "
-        "on POST https://hyper.test/api/Clients after 1 attempt"
+        "on POST https://hyper.test/api/Clients after 1 attempt; "
+        "not retried: the policy does not retry validation"
     )
 
 
@@ -164,6 +167,7 @@ def test_pickle_round_trip_keeps_class_and_attributes() -> None:
         "details",
         "attempts",
         "retry_after",
+        "reason",
     ):
         assert getattr(restored, name) == getattr(caught.value, name)
     assert restored.request is None and restored.response is None
@@ -209,6 +213,17 @@ def test_the_tree() -> None:
     assert issubclass(errors.SoftFault, errors.ApiError)
     assert issubclass(errors.ApiError, errors.ResilientClientError)
     assert issubclass(errors.PolicyError, errors.ResilientClientError)
+    assert issubclass(errors.RejectedError, errors.ResilientClientError)
+    for refusal in (
+        errors.CircuitOpenError,
+        errors.ThrottledError,
+        errors.GuardTimeoutError,
+        errors.StateUnavailableError,
+    ):
+        assert issubclass(refusal, errors.RejectedError)
+    for cls in (errors.ApiError, errors.RejectedError):
+        assert issubclass(cls, httpx.HTTPError)
+    assert not issubclass(errors.PolicyError, httpx.HTTPError)
     for name in ("UpdoxError", "UstaError", "MedableError", "HyperError"):
         assert issubclass(getattr(errors, name), errors.ApiError)
     with pytest.raises(AttributeError):
@@ -223,3 +238,302 @@ def test_a_multi_line_vendor_message_still_gives_one_line() -> None:
     assert "Security Alert: too many attempts [HTTP 422]" in str(caught.value)
     assert "\n" not in str(caught.value)
     assert caught.value.message == "Security Alert:\n  too many\r\nattempts"
+
+
+# -- every failure of a call is an httpx.HTTPError, and says why the SDK stopped there -----------
+
+URL = "https://api.test/v1/things"
+Answer = httpx.Response | type[Exception]
+
+
+def replay(answers: list[Answer]) -> httpx.MockTransport:
+    """Answers in order, the last one repeating; an exception class is raised afresh each time."""
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = answers[min(len(sent), len(answers) - 1)]
+        sent.append(request)
+        if isinstance(answer, type):
+            raise answer("the network said no")
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    return httpx.MockTransport(handler)
+
+
+def fail_sync(vendor: str, method: str, answers: list[Answer]) -> httpx.HTTPError:
+    transport = rc.ResilientTransport(vendor, transport=replay(answers), **FakeClock().options())
+    # `except httpx.HTTPError` catches every failure of a call, as it did before the transport.
+    with httpx.Client(transport=transport) as client, pytest.raises(httpx.HTTPError) as caught:
+        client.request(method, URL, json={})
+    return caught.value
+
+
+async def fail_async(vendor: str, method: str, answers: list[Answer]) -> httpx.HTTPError:
+    transport = rc.ResilientTransport(vendor, transport=replay(answers), **FakeClock().options())
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(httpx.HTTPError) as caught:
+            await client.request(method, URL, json={})
+    return caught.value
+
+
+REASONS = [
+    pytest.param(
+        "hyper",
+        "GET",
+        [fault_response("hyper", 7)],
+        "not retried: the policy does not retry validation",
+        1,
+        id="category-not-retried",
+    ),
+    pytest.param(
+        "usta", "POST", [httpx.Response(500)], "not retried: POST may have been processed", 1, id="post-500"
+    ),
+    pytest.param("hyper", "GET", [httpx.Response(503)], "4 of 4 attempts made", 4, id="attempts-spent"),
+    pytest.param(
+        "medable",
+        "GET",
+        [fault_response("medable", "kThrottled", retry_after=3600)],
+        "Retry-After 3600 s exceeds retry.max_retry_after 60 s",
+        1,
+        id="retry-after-above-the-cap",
+    ),
+    pytest.param(
+        "medable",
+        "GET",
+        [fault_response("medable", "kThrottled", retry_after=25)],
+        "a 25 s wait would pass the deadline: 5 s left of retry.total_timeout 30 s",
+        2,
+        id="deadline",
+    ),
+    pytest.param("hyper", "POST", [httpx.ConnectError], "4 of 4 attempts made", 4, id="connect-error"),
+    pytest.param(
+        "hyper",
+        "POST",
+        [httpx.ReadTimeout],
+        "not retried: POST may have been processed",
+        1,
+        id="read-timeout",
+    ),
+]
+
+
+def check_reason(error: httpx.HTTPError, reason: str, attempts: int) -> None:
+    assert error.reason == reason  # type: ignore[attr-defined]
+    assert error.attempts == attempts  # type: ignore[attr-defined]
+    if isinstance(error, errors.ApiError):
+        text = str(error)
+        assert text.endswith(f"; {reason}")
+        assert f"on {error.request.method} {URL}" in text  # type: ignore[union-attr]
+        assert f"after {attempts} attempt" in text or reason.startswith(f"{attempts} of ")
+        assert str(pickle.loads(pickle.dumps(error))) == text.replace(f" on {error.request.method} {URL}", "")  # type: ignore[union-attr]
+    else:  # a transport error stays httpx's own, with the reason beside the attempts
+        assert isinstance(error, httpx.TransportError)
+        assert f"resilient_client: {attempts} attempt(s); {reason}" in error.__notes__
+
+
+@pytest.mark.parametrize(("vendor", "method", "answers", "reason", "attempts"), REASONS)
+def test_every_error_says_why_the_sdk_stopped_there(
+    vendor: str, method: str, answers: list[Answer], reason: str, attempts: int
+) -> None:
+    check_reason(fail_sync(vendor, method, answers), reason, attempts)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("vendor", "method", "answers", "reason", "attempts"), REASONS)
+async def test_every_error_says_why_the_sdk_stopped_there_async(
+    vendor: str, method: str, answers: list[Answer], reason: str, attempts: int
+) -> None:
+    check_reason(await fail_async(vendor, method, answers), reason, attempts)
+
+
+def test_attempts_spent_are_said_once_in_str() -> None:
+    error = fail_sync("hyper", "GET", [fault_response("hyper", 50)])
+    assert str(error) == (
+        "hyper 50 (service_unavailable): You can run only one journal request at a time for a specific "
+        f"account. [HTTP 503] on GET {URL}; 4 of 4 attempts made"
+    )
+
+
+def test_a_status_only_fault_says_its_status_once() -> None:
+    proxy_page = httpx.Response(503, text="<html><body>Service Unavailable</body></html>")
+    error = fail_sync("hyper", "GET", [proxy_page])
+    assert isinstance(error, errors.HyperServiceUnavailableError)
+    assert error.message == "Service Unavailable"
+    assert str(error) == (
+        f"hyper (service_unavailable): Service Unavailable [HTTP 503] on GET {URL}; 4 of 4 attempts made"
+    )
+
+
+@pytest.mark.anyio
+async def test_a_failed_call_keeps_its_request_and_a_hand_built_or_unpickled_error_answers_none() -> None:
+    error = await fail_async("hyper", "POST", [fault_response("hyper", 7)])
+    assert isinstance(error, errors.Hyper7Error)
+    assert error.request is not None and error.request.url == URL
+    # httpx.HTTPError.request raises when unset; these errors answer None, as they always did.
+    assert pickle.loads(pickle.dumps(error)).request is None
+    assert errors.Hyper10Error("locked").request is None
+    assert errors.CircuitOpenError().request is None
+
+
+def test_a_shipped_class_knows_its_vendor() -> None:
+    assert errors.Hyper10Error("locked").vendor == "hyper"
+    assert errors.MedableThrottledFault("slow").vendor == "medable"
+    assert errors.RateLimitedError("slow").vendor == ""
+
+
+# -- refusals: the SDK sent nothing ---------------------------------------------------------------
+
+REFUSALS = [
+    pytest.param(errors.RejectedError, {}, "a strategy refused to send the request", "", id="rejected"),
+    pytest.param(
+        errors.CircuitOpenError,
+        {"retry_after": 12.5},
+        "circuit open",
+        "; retry after 12.5 s",
+        id="circuit-open",
+    ),
+    pytest.param(
+        errors.ThrottledError,
+        {"retry_after": 2.0},
+        "the rate limiter's wait would pass the deadline",
+        "; retry after 2 s",
+        id="throttled",
+    ),
+    pytest.param(
+        errors.GuardTimeoutError,
+        {"key": "account 7"},
+        "a guarded key stayed busy",
+        "; key 'account 7'",
+        id="guard",
+    ),
+    pytest.param(
+        errors.StateUnavailableError, {}, "the shared state store did not answer", "", id="state-unavailable"
+    ),
+]
+
+
+@pytest.mark.parametrize(("cls", "facts", "reason", "tail"), REFUSALS)
+def test_a_refusal_is_one_line_and_pickles_without_its_request(
+    cls: type[errors.RejectedError], facts: dict[str, object], reason: str, tail: str
+) -> None:
+    request = httpx.Request(
+        "POST",
+        "https://hyper.test/journal?token=url-sekrit&page=2",
+        headers={"Authorization": "Bearer header-sekrit"},
+    )
+    error = cls(vendor="hyper", request=request, **facts)  # type: ignore[arg-type]
+    assert isinstance(error, httpx.HTTPError)
+    assert error.request is request
+    assert error.reason == reason
+    assert (
+        str(error)
+        == f"hyper: POST https://hyper.test/journal?token=[REDACTED]&page=2 not sent: {reason}{tail}"
+    )
+    restored = pickle.loads(pickle.dumps(error))
+    assert type(restored) is cls
+    assert restored.request is None
+    assert (restored.vendor, restored.reason) == ("hyper", reason)
+    for name, value in facts.items():
+        assert getattr(restored, name) == value
+    assert str(restored) == f"hyper: the request not sent: {reason}{tail}"
+    shown = " ".join([str(error), repr(error), str(restored), repr(restored), str(pickle.dumps(error))])
+    assert "url-sekrit" not in shown and "header-sekrit" not in shown
+    assert repr(error).startswith(f"{cls.__name__}(vendor='hyper', reason={reason!r}")
+
+
+def test_a_refusal_masks_a_secret_in_its_reason_and_key() -> None:
+    secrets = Secrets(["acct-sekrit-55"])
+    error = errors.GuardTimeoutError(
+        "account acct-sekrit-55 stayed busy 30 s", vendor="hyper", key="acct-sekrit-55", secrets=secrets
+    )
+    shown = " ".join([str(error), repr(error), repr(vars(pickle.loads(pickle.dumps(error))))])
+    assert "acct-sekrit-55" not in shown
+    assert error.key == "[REDACTED]"
+
+
+# -- a secret the vendor echoes into any field is masked there ------------------------------------
+
+ECHO = "echo-sekrit-4242"
+ECHOES = [
+    pytest.param(
+        "medable",
+        httpx.Response(400, json={"object": "fault", "code": ECHO, "message": "unknown"}),
+        lambda e: e.code,
+        id="code",
+    ),
+    pytest.param(
+        "usta",
+        httpx.Response(401, json={"error": f"bad_{ECHO}", "error_description": "no"}),
+        lambda e: e.details[0].code,
+        id="detail-code",
+    ),
+    pytest.param(
+        "medable",
+        httpx.Response(
+            400,
+            json={
+                "object": "fault",
+                "code": "kValidationError",
+                "message": "invalid",
+                "faults": [
+                    {"object": "fault", "code": "kInvalidArgument", "message": "m", "path": f"a.{ECHO}"}
+                ],
+            },
+        ),
+        lambda e: e.details[0].path,
+        id="path",
+    ),
+    pytest.param(
+        "medable",
+        httpx.Response(
+            400, json={"object": "fault", "code": "kInvalidArgument", "errCode": ECHO, "message": "invalid"}
+        ),
+        lambda e: e.details[0].subcode,
+        id="subcode",
+    ),
+    pytest.param(
+        "updox",
+        httpx.Response(
+            200,
+            json={
+                "successful": True,
+                "responseCode": 2000,
+                "responseMessage": "OK",
+                "statuses": [{"id": ECHO, "success": False, "code": f"E-{ECHO}", "message": "bad date"}],
+            },
+        ),
+        lambda e: e.details[0].item_id + e.details[0].code,
+        id="item-id-and-code",
+    ),
+    pytest.param(
+        "medable",
+        fault_response("medable", "kInvalidArgument", headers={"X-Request-Id": f"req-{ECHO}"}),
+        lambda e: e.request_id,
+        id="request-id",
+    ),
+]
+
+
+@pytest.mark.parametrize(("vendor", "answer", "field"), ECHOES)
+def test_a_secret_echoed_into_any_field_is_masked(
+    vendor: str, answer: httpx.Response, field: Callable[[errors.ApiError], str]
+) -> None:
+    transport = rc.ResilientTransport(
+        vendor, transport=httpx.MockTransport(lambda r: answer), secrets=(ECHO,)
+    )
+    with httpx.Client(transport=transport) as client, pytest.raises(errors.ApiError) as caught:
+        client.post(URL, json={})
+    error = caught.value
+    assert "[REDACTED]" in field(error)
+    restored = pickle.loads(pickle.dumps(error))
+    shown = " ".join(
+        [
+            str(error),
+            repr(error),
+            repr(error.details),
+            str(pickle.dumps(error)),
+            str(restored),
+            repr(vars(restored)),
+        ]
+    )
+    assert ECHO not in shown

@@ -8,6 +8,7 @@ import types
 
 import resilient_client as rc
 from resilient_client import errors, testing
+from resilient_client.errors import _shipped, _tree
 
 
 def public_names(module: types.ModuleType) -> set[str]:
@@ -34,10 +35,22 @@ def defined_in_source(module: types.ModuleType) -> set[str]:
     return {name for name in names if not name.startswith("_")}
 
 
-def test_errors_all_lists_exactly_the_hand_written_classes() -> None:
-    # The per-(vendor, code) classes are generated from the catalogs; test_catalogs checks those.
+def test_errors_all_lists_exactly_the_hand_written_names() -> None:
+    # The per-(vendor, code) classes are generated into errors/_shipped.py; test_catalogs checks those.
     assert errors.__all__ == sorted(errors.__all__)
-    assert set(errors.__all__) == defined_in_source(errors)
+    assert _tree.__all__ == sorted(_tree.__all__)
+    assert set(_tree.__all__) == defined_in_source(_tree)
+    assert set(errors.__all__) == defined_in_source(_tree) | defined_in_source(errors)
+
+
+def test_the_generated_classes_are_exported_under_their_public_path() -> None:
+    assert _shipped.__all__ == sorted(_shipped.__all__)
+    assert set(_shipped.__all__) == defined_in_source(_shipped)
+    for name in [*_shipped.__all__, *errors.__all__]:
+        found = getattr(errors, name)
+        if inspect.isclass(found):
+            # Tracebacks and pickles name resilient_client.errors, not the private module.
+            assert found.__module__ == "resilient_client.errors", name
 
 
 def test_testing_all_is_sorted_and_complete() -> None:
@@ -46,7 +59,8 @@ def test_testing_all_is_sorted_and_complete() -> None:
 
 
 def test_every_exported_class_has_a_one_line_docstring() -> None:
-    classes = [getattr(errors, n) for n in errors.__all__] + [
+    names = [*errors.__all__, *_shipped.__all__]
+    classes = [getattr(errors, n) for n in names if inspect.isclass(getattr(errors, n))] + [
         getattr(rc, n) for n in rc.__all__ if inspect.isclass(getattr(rc, n))
     ]
     for cls in classes:

@@ -50,6 +50,7 @@ from resilient_client.errors import (
     ApiError,
     Fault,
     PolicyError,
+    RejectedError,
     ResilientClientError,
 )
 
@@ -79,6 +80,7 @@ __all__ = [
     "POLICY_ENV",
     "POLICY_EXTENSION",
     "PolicyError",
+    "RejectedError",
     "ResilientClientError",
     "ResilientTransport",
     "RetryEvent",

@@ -2,8 +2,9 @@
 
 A catalog file (``catalogs/<vendor>.toml``) lists every code of a vendor's error page with its
 message, documented HTTP status, category and group, and describes how the vendor's error envelope
-is read. Loading it builds one exception class per code and one per category for codes it lacks.
-A fifth vendor needs only such a file: ``load_catalog(path)``.
+is read. The four shipped vendors' exception classes (one per code, one per category for codes a
+catalog lacks) are generated into ``errors/_shipped.py`` and reused here; a fifth vendor needs only
+such a file, ``load_catalog(path)``, and gets its classes built when loaded.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ class CatalogEntry:
 
 @attrs.frozen
 class Catalog:
-    """A vendor's error catalog: ``lookup(code)``, iteration in file order, ``len``."""
+    """A vendor's error catalog: ``catalog[code]``, ``lookup(code)``, iteration in file order, ``len``."""
 
     vendor: str
     title: str
@@ -182,6 +183,15 @@ class Catalog:
         """The entry of exactly this code, or None when the catalog lacks it."""
         key = self.normalize(code)
         return None if key is None else self._entries.get(key)
+
+    def __getitem__(self, code: object) -> CatalogEntry:
+        """The entry of exactly this code (``"10"`` finds 10, as ``lookup`` does); KeyError when absent."""
+        entry = self.lookup(code)
+        if entry is None:
+            error = KeyError(code)
+            error.add_note(f"the {self.vendor} catalog has no code {code!r}")
+            raise error
+        return entry
 
     def resolve(self, code: Code) -> CatalogEntry | None:
         """The entry for a code as received: exact, else the code it refines (USTA 200699 -> 2006)."""
@@ -232,36 +242,59 @@ _lock = threading.RLock()
 _registry: dict[str, Catalog] = {}
 
 
-def _register_class(name: str, cls: type[ApiError], file: str, key_path: str) -> None:
-    existing = vars(errors).get(name)
-    if existing is not None and existing is not cls:
-        existing_vendor = getattr(existing, "_vendor", None)
-        if existing_vendor != getattr(cls, "_vendor", None):
-            raise PolicyError(PolicyProblem(file, key_path, f"exception name {name} is already taken"))
-    setattr(errors, name, cls)
+_STALE = "does not match this catalog: run `python scripts/generate_errors.py`"
+
+
+def _shipped_class(name: str, bases: tuple[type[ApiError], ...], category: str) -> type[ApiError] | None:
+    """The generated class of a shipped vendor (errors/_shipped.py), if it matches the catalog."""
+    found = vars(errors).get(name)
+    if not (isinstance(found, type) and issubclass(found, ApiError)):
+        return None
+    return found if found.__bases__ == bases and found.category == category else None
 
 
 def _build(data: _CatalogFile, source: str) -> Catalog:
     problems: list[PolicyProblem] = []
     module = errors.__name__
-    vendor_base = errors.VENDOR_BASES.get(data.vendor)
-    if vendor_base is None:
-        vendor_base = type(
-            f"{data.exception_prefix}Error",
-            (ApiError,),
-            {"__doc__": f"Base of every fault answered by {data.title}.", "__module__": module},
-        )
+    # A shipped vendor's classes are written out in errors/_shipped.py (so type checkers know them):
+    # reused here, never built again. A vendor added with load_catalog() gets classes built now.
+    shipped = data.vendor in errors.VENDOR_BASES
+
+    def make(
+        name: str, bases: tuple[type[ApiError], ...], category: str, doc: str, key_path: str
+    ) -> type[ApiError]:
+        if shipped:
+            found = _shipped_class(name, bases, category)
+            if found is None:
+                problems.append(
+                    PolicyProblem(source, key_path, f"class {name} in resilient_client.errors {_STALE}")
+                )
+                return ApiError
+            return found
+        taken = getattr(errors, name, None)
+        if taken is not None and getattr(taken, "_vendor", None) != data.vendor:  # loading again is fine
+            problems.append(PolicyProblem(source, key_path, f"exception name {name} is already taken"))
+        namespace: dict[str, object] = {"__doc__": doc, "__module__": module, "_vendor": data.vendor}
+        if category == "ok":
+            namespace["category"] = "ok"
+        return type(name, bases, namespace)
+
+    vendor_base = errors.VENDOR_BASES.get(data.vendor) or make(
+        f"{data.exception_prefix}Error",
+        (ApiError,),
+        "unknown",
+        f"Base of every fault answered by {data.title}.",
+        "exception_prefix",
+    )
+
     category_errors: dict[str, type[ApiError]] = {}
     for category, category_cls in errors.CATEGORY_CLASSES.items():
-        name = f"{data.exception_prefix}{category_cls.__name__}"
-        category_errors[category] = type(
-            name,
+        category_errors[category] = make(
+            f"{data.exception_prefix}{category_cls.__name__}",
             (vendor_base, category_cls),
-            {
-                "__doc__": f"{data.title}: {category} for a code its catalog lacks.",
-                "__module__": module,
-                "_vendor": data.vendor,
-            },
+            category,
+            f"{data.title}: {category} for a code its catalog lacks.",
+            "exception_prefix",
         )
     entries: dict[Code, CatalogEntry] = {}
     names: dict[str, str] = {}
@@ -282,18 +315,8 @@ def _build(data: _CatalogFile, source: str) -> Catalog:
         bases: tuple[type[ApiError], ...] = (
             (vendor_base,) if item.category == "ok" else (vendor_base, errors.CATEGORY_CLASSES[item.category])
         )
-        cls: type[ApiError] = type(
-            name,
-            bases,
-            {
-                "__doc__": f"{data.title} {item.code}: {item.message}",
-                "__module__": module,
-                "_vendor": data.vendor,
-            },
-        )
-        if item.category == "ok":
-            cls.category = "ok"
-        entry = CatalogEntry(
+        cls = make(name, bases, item.category, f"{data.title} {item.code}: {item.message}", key_path)
+        entries[item.code] = CatalogEntry(
             vendor=data.vendor,
             code=item.code,
             message=item.message,
@@ -302,8 +325,6 @@ def _build(data: _CatalogFile, source: str) -> Catalog:
             group=item.group,
             exception=cls,
         )
-        cls.entry = entry
-        entries[item.code] = entry
     if problems:
         raise PolicyError(problems)
     catalog = Catalog(
@@ -321,11 +342,11 @@ def _build(data: _CatalogFile, source: str) -> Catalog:
         entries=entries,
         category_errors=category_errors,
     )
-    if data.vendor not in errors.VENDOR_BASES:
-        vendor_base._vendor = data.vendor  # type: ignore[attr-defined]
-        _register_class(vendor_base.__name__, vendor_base, source, "exception_prefix")
-    for cls in (*category_errors.values(), *(e.exception for e in entries.values())):
-        _register_class(cls.__name__, cls, source, "entries")
+    if not shipped:
+        for cls in (vendor_base, *category_errors.values(), *(e.exception for e in entries.values())):
+            errors.register(cls)
+    for entry in entries.values():
+        entry.exception._entry = entry
     return catalog
 
 
@@ -376,7 +397,5 @@ def catalog(vendor: str) -> Catalog:
     return found
 
 
-def load_shipped_catalogs() -> None:
-    """Load the four shipped catalogs, so their generated exception classes exist."""
-    for vendor in VENDORS:
-        catalog(vendor)
+# A per-code class asked for its ``entry`` before its catalog was loaded loads it through this.
+errors.set_catalog_loader(catalog)

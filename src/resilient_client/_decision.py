@@ -176,7 +176,7 @@ def decide(
         if outcome.category in SOFT_CATEGORIES and policy.returns(outcome.category, code):
             return Decision("return", reason=f"the policy returns {outcome.category}")
         if not is_retryable(policy, outcome):
-            return Decision("raise", reason=f"{outcome.category} is not retried")
+            return Decision("raise", reason=f"not retried: the policy does not retry {outcome.category}")
         rule = policy.rule(code) if code is not None else None
         any_method = (
             rule.any_method
@@ -186,34 +186,39 @@ def decide(
         what = outcome.category
     elif error is not None:
         if not settings.transport_errors or not isinstance(error, NOT_SENT_ERRORS + MAYBE_SENT_ERRORS):
-            return Decision("raise", reason=f"{type(error).__name__} is not retried")
+            return Decision(
+                "raise",
+                reason=f"not retried: {type(error).__name__} is not a transient transport error"
+                if settings.transport_errors
+                else "not retried: retry.transport_errors is off",
+            )
         any_method = isinstance(error, NOT_SENT_ERRORS)
         what = type(error).__name__
     else:
         raise ValueError("decide() needs an outcome or an error")
 
     if not any_method and not is_idempotent(policy, method, operation):
-        return Decision(
-            "raise",
-            reason=f"{what} after a {method} that may have been processed: not idempotent",
-        )
+        return Decision("raise", reason=f"not retried: {method} may have been processed")
     if not replayable:
-        return Decision("raise", reason="the request body is a one-shot stream")
+        return Decision("raise", reason="not retried: the request body is a one-shot stream")
     if attempt >= settings.max_attempts:
-        return Decision("raise", reason=f"all {settings.max_attempts} attempts made")
+        return Decision("raise", reason=f"{attempt} of {settings.max_attempts} attempts made")
     if not budget_left:
         return Decision("raise", reason="the retry budget is spent")
     if retry_after is not None:
         if retry_after > settings.max_retry_after:
             return Decision(
                 "raise",
-                reason=f"server asked {retry_after:g} s, above the {settings.max_retry_after:g} s cap",
+                reason=f"Retry-After {retry_after:g} s exceeds "
+                f"retry.max_retry_after {settings.max_retry_after:g} s",
             )
         wait = retry_after
     else:
         wait = backoff(policy, attempt, code, random)
     if wait >= time_left:
         return Decision(
-            "raise", reason=f"a {wait:.3g} s wait would pass the deadline ({time_left:.3g} s left)"
+            "raise",
+            reason=f"a {wait:.3g} s wait would pass the deadline: {max(time_left, 0.0):.3g} s left "
+            f"of retry.total_timeout {settings.total_timeout:g} s",
         )
     return Decision("retry", wait=wait, reason=f"{what}: retrying in {wait:.3g} s")

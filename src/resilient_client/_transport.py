@@ -481,10 +481,11 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def _finish(self, call: _Call, result: _Attempt) -> httpx.Response:
         attempts = result.number
+        reason = result.decision.reason
         if result.error is not None:
-            note = f"resilient_client: {attempts} attempt(s); {result.decision.reason}"
-            result.error.add_note(note)
+            result.error.add_note(f"resilient_client: {attempts} attempt(s); {reason}")
             result.error.attempts = attempts  # type: ignore[attr-defined]
+            result.error.reason = reason  # type: ignore[attr-defined]
             # httpx's error keeps the request (headers, URL, body) it failed on: a redacted copy
             # takes its place, so no pickle, message or traceback carries a credential.
             scrub_error(result.error, self.secrets)
@@ -498,7 +499,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         error_class = outcome.error_class
         assert error_class is not None
         raise error_class(
-            outcome.message or f"HTTP {response.status_code} {response.reason_phrase}".strip(),
+            # A status-only fault (a proxy's HTML 503) says its status once, in str()'s "[HTTP 503]".
+            outcome.message or response.reason_phrase,
             vendor=self.vendor,
             code=outcome.code,
             http_status=response.status_code,
@@ -507,6 +509,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             attempts=attempts,
             retry_after=result.retry_after,
             request_id=_request_id(response, self.catalog.envelope.request_id_headers),
+            reason=reason,
             request=call.request,
             response=response,
             secrets=self.secrets.with_request(call.request),

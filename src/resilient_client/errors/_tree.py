@@ -1,59 +1,20 @@
-"""Everything resilient-client raises itself.
+"""The hand-written exception tree (drawn in ``resilient_client.errors``).
 
-The tree::
-
-    ResilientClientError                 root of everything the SDK raises itself
-     ├─ PolicyError                      a policy or catalog file is invalid: file, key path, problem
-     └─ ApiError                         the vendor answered with a fault
-         ├─ BadRequestError              bad_request (400)
-         │   └─ ValidationError          validation (400)
-         ├─ AuthenticationError          authentication (401)
-         ├─ PermissionDeniedError        permission_denied (403)
-         ├─ NotFoundError                not_found (404)
-         ├─ ConflictError                conflict (409)
-         ├─ GoneError                    gone (410)
-         ├─ PayloadTooLargeError         payload_too_large (413)
-         ├─ UnsupportedMediaTypeError    unsupported_media_type (415)
-         ├─ UnprocessableError           unprocessable (422)
-         ├─ ResourceLockedError          locked (423)
-         ├─ RateLimitedError             rate_limited (429)
-         ├─ RequestTimeoutError          request_timeout (408)
-         ├─ ServerError                  server_error (500)
-         ├─ NotImplementedApiError       not_implemented (501)
-         ├─ ServiceUnavailableError      service_unavailable (503)
-         ├─ UnknownFaultError            unknown: a failure the catalog cannot name
-         ├─ SoftFault                    a fault carried by a 2xx response
-         │   ├─ IncompleteSuccess        incomplete_success
-         │   ├─ NoResults                no_results
-         │   ├─ VerificationRequired     verification_required
-         │   ├─ NotReady                 not_ready (202)
-         │   └─ PartialFailure           partial_failure: items of a batch failed
-         ├─ UpdoxError, UstaError, MedableError, HyperError     one base per vendor
-         │
-         ├─ one class per (vendor, code), e.g. Hyper10Error(HyperError, ResourceLockedError),
-         │  MedableThrottledFault(MedableError, RateLimitedError); ``catalog(v).lookup(code).exception``
-         └─ one class per (vendor, category) for codes a catalog lacks, e.g. HyperServerError
-
-The per-code and per-(vendor, category) classes are built from the catalog data files when a catalog
-is loaded; they live in this module's namespace (``resilient_client.errors.Hyper10Error``), so
-``except`` works on a vendor, a category or one exact code.
-
-Transport failures are not wrapped: they stay httpx's own exceptions (``httpx.ConnectError``...), with
-the number of attempts made in a PEP 678 note and in an ``attempts`` attribute.
+Imports nothing of the package but ``_redact``: the catalog loader, above it, hands this tree what it
+generates through ``register`` (in the package face) and ``set_catalog_loader`` (here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
+import httpx
 
 from resilient_client._redact import Secrets, redact_url
 
 if TYPE_CHECKING:
-    import httpx
-
     from resilient_client._catalog import CatalogEntry
 
 __all__ = [
@@ -61,9 +22,11 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "CATEGORY_CLASSES",
+    "CircuitOpenError",
     "ConflictError",
     "Fault",
     "GoneError",
+    "GuardTimeoutError",
     "HyperError",
     "IncompleteSuccess",
     "MedableError",
@@ -77,12 +40,15 @@ __all__ = [
     "PolicyError",
     "PolicyProblem",
     "RateLimitedError",
+    "RejectedError",
     "RequestTimeoutError",
     "ResilientClientError",
     "ResourceLockedError",
     "ServerError",
     "ServiceUnavailableError",
     "SoftFault",
+    "StateUnavailableError",
+    "ThrottledError",
     "UnknownFaultError",
     "UnprocessableError",
     "UnsupportedMediaTypeError",
@@ -91,6 +57,7 @@ __all__ = [
     "VENDOR_BASES",
     "ValidationError",
     "VerificationRequired",
+    "set_catalog_loader",
 ]
 
 
@@ -153,12 +120,86 @@ class Fault:
 
 
 _NO_SECRETS = Secrets()
+_Redact = Callable[[str], str]
 
 
-class ApiError(ResilientClientError):
-    """The vendor answered with a fault."""
+def _masked(value: str | None, redact: _Redact) -> str | None:
+    return None if value is None else redact(value)
+
+
+def _masked_code(code: int | str | None, redact: _Redact) -> int | str | None:
+    # A vendor may echo what it was sent into a code ("invalid key abc123"): text codes are masked too.
+    return redact(code) if isinstance(code, str) else code
+
+
+def _masked_fault(fault: Fault, redact: _Redact) -> Fault:
+    return attrs.evolve(
+        fault,
+        code=_masked_code(fault.code, redact),
+        message=redact(fault.message),
+        path=_masked(fault.path, redact),
+        reason=_masked(fault.reason, redact),
+        item_id=_masked(fault.item_id, redact),
+        subcode=_masked(fault.subcode, redact),
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _where(request: httpx.Request | None) -> str:
+    return "" if request is None else f"{request.method} {redact_url(request.url)}"
+
+
+_catalog_loader: Callable[[str], object] | None = None
+
+
+def set_catalog_loader(load: Callable[[str], object]) -> None:
+    """Install how a vendor's catalog is loaded, so a per-code class finds its ``entry`` on first use.
+
+    The catalog module installs it when imported; users have no reason to call this.
+    """
+    global _catalog_loader
+    _catalog_loader = load
+
+
+class _EntryOf:
+    """``cls.entry``: the catalog entry a per-code class stands for, its catalog loaded on first use."""
+
+    def __get__(self, instance: ApiError | None, owner: type[ApiError]) -> CatalogEntry | None:
+        # Only a shipped vendor's classes exist before their catalog is loaded (an added vendor's
+        # are built by loading it).
+        if owner._entry is None and owner._vendor in VENDOR_BASES and _catalog_loader is not None:
+            _catalog_loader(owner._vendor)
+        return owner._entry
+
+
+class _HTTPErrorOfACall(httpx.HTTPError):
+    """An ``httpx.HTTPError`` whose ``request`` is None when unknown instead of raising."""
+
+    # httpx's getter raises when no request is set; ours answers None (an error built by hand, or
+    # unpickled: pickles never carry the request), as this SDK's errors always did.
+    @property  # type: ignore[override]
+    def request(self) -> httpx.Request | None:
+        """The request of the failed call; None on an error built by hand or unpickled."""
+        return self._request
+
+    @request.setter
+    def request(self, request: httpx.Request | None) -> None:
+        self._request = request
+
+
+class ApiError(ResilientClientError, _HTTPErrorOfACall):
+    """The vendor answered with a fault (also an ``httpx.HTTPError``)."""
 
     category: ClassVar[str] = "unknown"
+    #: The vendor id of a vendor base and everything under it; None on the cross-vendor classes.
+    _vendor: ClassVar[str | None] = None
+    #: Set by the catalog loader on a per-code class.
+    _entry: ClassVar[CatalogEntry | None] = None
+    #: The catalog entry this class stands for (per-code classes only; None on the others).
+    entry: ClassVar[_EntryOf] = _EntryOf()
     vendor: str
     code: int | str | None
     message: str
@@ -168,10 +209,9 @@ class ApiError(ResilientClientError):
     attempts: int
     retry_after: float | None
     request_id: str | None
-    request: httpx.Request | None
     response: httpx.Response | None
-    #: The catalog entry this class stands for (per-code classes only).
-    entry: ClassVar[CatalogEntry | None] = None
+    #: Why the SDK stopped there, in words: "not retried: POST may have been processed".
+    reason: str
 
     def __init__(
         self,
@@ -185,53 +225,51 @@ class ApiError(ResilientClientError):
         attempts: int = 1,
         retry_after: float | None = None,
         request_id: str | None = None,
+        reason: str = "",
         request: httpx.Request | None = None,
         response: httpx.Response | None = None,
         secrets: Secrets | None = None,
     ) -> None:
         redact = (secrets or _NO_SECRETS).redact
-        self.vendor = vendor
-        self.code = code
         self.message = redact(message)
+        super().__init__(self.message)  # first: httpx.HTTPError.__init__ clears the request
+        self.vendor = vendor or self._vendor or ""
+        self.code = _masked_code(code, redact)
         self.http_status = http_status
         self.retryable = retryable
-        self.details = tuple(
-            attrs.evolve(
-                f,
-                message=redact(f.message),
-                reason=None if f.reason is None else redact(f.reason),
-            )
-            for f in details
-        )
+        self.details = tuple(_masked_fault(f, redact) for f in details)
         self.attempts = attempts
         self.retry_after = retry_after
-        self.request_id = request_id
+        self.request_id = _masked(request_id, redact)
+        self.reason = redact(reason)
         self.request = request
         self.response = response
-        super().__init__(self.message)
 
     def __str__(self) -> str:
         code = "" if self.code is None else " " + "".join(str(self.code).split())
-        head = f"{self.vendor or 'api'}{code} ({self.category})"
-        status = "" if self.http_status is None else f" [HTTP {self.http_status}]"
-        where = ""
+        parts = [_one_line(self.message)]  # one line, whatever the vendor put in it
+        if self.http_status is not None:
+            parts.append(f"[HTTP {self.http_status}]")
         if self.request is not None:
-            where = f" on {self.request.method} {redact_url(self.request.url)}"
-        tries = "attempt" if self.attempts == 1 else "attempts"
-        message = " ".join(self.message.split())  # one line, whatever the vendor put in it
-        return f"{head}: {message}{status}{where} after {self.attempts} {tries}"
+            parts.append(f"on {_where(self.request)}")
+        reason = _one_line(self.reason)
+        if not reason.startswith(f"{self.attempts} of "):  # "4 of 4 attempts made" says it already
+            parts.append(f"after {self.attempts} {'attempt' if self.attempts == 1 else 'attempts'}")
+        text = f"{self.vendor or 'api'}{code} ({self.category}): " + " ".join(p for p in parts if p)
+        return f"{text}; {reason}" if reason else text
 
     def __repr__(self) -> str:
         url = None if self.request is None else redact_url(self.request.url)
         return (
             f"{type(self).__name__}(vendor={self.vendor!r}, code={self.code!r}, "
             f"category={self.category!r}, http_status={self.http_status!r}, "
-            f"message={self.message!r}, attempts={self.attempts!r}, url={url!r})"
+            f"message={self.message!r}, attempts={self.attempts!r}, reason={self.reason!r}, url={url!r})"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickles hold no request or response: their headers and bodies may carry secrets.
-        # The class is found again through the catalogs, which rebuild the generated classes.
+        # The class is found again by name in resilient_client.errors (vendors added with
+        # load_catalog() need their catalog loaded again first).
         state = {
             "vendor": self.vendor,
             "code": self.code,
@@ -242,6 +280,7 @@ class ApiError(ResilientClientError):
             "attempts": self.attempts,
             "retry_after": self.retry_after,
             "request_id": self.request_id,
+            "reason": self.reason,
         }
         return (_rebuild_api_error, (type(self).__module__, type(self).__qualname__, state))
 
@@ -399,17 +438,25 @@ class PartialFailure(SoftFault):
 class UpdoxError(ApiError):
     """Base of every fault answered by the Updox API."""
 
+    _vendor = "updox"
+
 
 class UstaError(ApiError):
     """Base of every fault answered by the USTA API."""
+
+    _vendor = "usta"
 
 
 class MedableError(ApiError):
     """Base of every fault answered by the Medable Cortex API."""
 
+    _vendor = "medable"
+
 
 class HyperError(ApiError):
     """Base of every fault answered by the Hyper API."""
+
+    _vendor = "hyper"
 
 
 #: category name -> the cross-vendor class raised for it.
@@ -450,15 +497,99 @@ VENDOR_BASES: dict[str, type[ApiError]] = {
 }
 
 
-def __getattr__(name: str) -> type[ApiError]:
-    # Generated classes appear once their catalog is loaded; asking for one loads the shipped ones.
-    if name.startswith("_") or not name[:1].isupper():
-        raise AttributeError(f"module 'resilient_client.errors' has no attribute {name!r}")
-    from resilient_client._catalog import load_shipped_catalogs
+class RejectedError(ResilientClientError, _HTTPErrorOfACall):
+    """The SDK sent nothing: a strategy refused the attempt (also an ``httpx.HTTPError``)."""
 
-    load_shipped_catalogs()
-    found = globals().get(name)
-    if found is None:
-        raise AttributeError(f"module 'resilient_client.errors' has no attribute {name!r}")
-    cls: type[ApiError] = found
-    return cls
+    #: The reason given when the strategy gives none of its own.
+    default_reason: ClassVar[str] = "a strategy refused to send the request"
+    vendor: str
+    #: Why the request was not sent, in words: "circuit open".
+    reason: str
+    #: Seconds after which the refusal may lift (None when unknown).
+    retry_after: float | None
+
+    def __init__(
+        self,
+        reason: str | None = None,
+        *,
+        vendor: str = "",
+        retry_after: float | None = None,
+        request: httpx.Request | None = None,
+        secrets: Secrets | None = None,
+    ) -> None:
+        self.reason = (secrets or _NO_SECRETS).redact(reason or self.default_reason)
+        super().__init__(self.reason)  # first: httpx.HTTPError.__init__ clears the request
+        self.vendor = vendor
+        self.retry_after = retry_after
+        self.request = request
+
+    def _facts(self) -> dict[str, Any]:
+        """What the refusal says besides its reason: shown in ``str``/``repr``, kept in pickles."""
+        return {"retry_after": self.retry_after}
+
+    def __str__(self) -> str:
+        what = _where(self.request) or "the request"
+        text = f"{self.vendor or 'api'}: {what} not sent: {_one_line(self.reason)}"
+        if self.retry_after is not None:
+            text += f"; retry after {self.retry_after:g} s"
+        return text
+
+    def __repr__(self) -> str:
+        url = None if self.request is None else redact_url(self.request.url)
+        facts = "".join(f", {name}={value!r}" for name, value in self._facts().items())
+        return f"{type(self).__name__}(vendor={self.vendor!r}, reason={self.reason!r}{facts}, url={url!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Like ApiError's: no request in a pickle.
+        state = {"reason": self.reason, "vendor": self.vendor, **self._facts()}
+        return (_rebuild_rejected, (type(self), state))
+
+
+def _rebuild_rejected(cls: type[RejectedError], state: Mapping[str, Any]) -> RejectedError:
+    return cls(**state)
+
+
+class CircuitOpenError(RejectedError):
+    """The vendor's circuit is open; ``retry_after`` is the seconds until a probe may go."""
+
+    default_reason = "circuit open"
+
+
+class ThrottledError(RejectedError):
+    """The rate limiter's wait would pass the deadline; ``retry_after`` is that wait."""
+
+    default_reason = "the rate limiter's wait would pass the deadline"
+
+
+class GuardTimeoutError(RejectedError):
+    """A guarded key (one Hyper account, say) stayed busy past the wait allowed; ``key`` names it."""
+
+    default_reason = "a guarded key stayed busy"
+    #: The guarded key that stayed busy (masked like any text that may hold a secret).
+    key: str | None
+
+    def __init__(
+        self,
+        reason: str | None = None,
+        *,
+        vendor: str = "",
+        key: str | None = None,
+        retry_after: float | None = None,
+        request: httpx.Request | None = None,
+        secrets: Secrets | None = None,
+    ) -> None:
+        super().__init__(reason, vendor=vendor, retry_after=retry_after, request=request, secrets=secrets)
+        self.key = _masked(key, (secrets or _NO_SECRETS).redact)
+
+    def _facts(self) -> dict[str, Any]:
+        return {**super()._facts(), "key": self.key}
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return text if self.key is None else f"{text}; key {_one_line(self.key)!r}"
+
+
+class StateUnavailableError(RejectedError):
+    """The shared state store (Redis) did not answer and ``[state] on_unavailable = "raise"``."""
+
+    default_reason = "the shared state store did not answer"
