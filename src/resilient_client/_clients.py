@@ -465,8 +465,8 @@ class _UstaHabits(_VendorClient):
 
 
 class HyperClient(_HyperHabits, _SyncBearerClient):
-    """httpx.Client for the Hyper API: bearer token (``token=``, ``token_provider=`` or
-    ``RESILIENT_CLIENT_HYPER_TOKEN``), refreshed once on code 6 or a gateway 401."""
+    """httpx.Client for the Hyper API: a bearer token, required (``token=``, ``token_provider=`` or
+    ``RESILIENT_CLIENT_HYPER_TOKEN``), asked again once on code 6 or a gateway 401."""
 
 
 class AsyncHyperClient(_HyperHabits, _AsyncBearerClient):
@@ -474,8 +474,8 @@ class AsyncHyperClient(_HyperHabits, _AsyncBearerClient):
 
 
 class UstaClient(_UstaHabits, _SyncBearerClient):
-    """httpx.Client for the USTA API: bearer token (``token=``, ``token_provider=`` or
-    ``RESILIENT_CLIENT_USTA_TOKEN``), refreshed once on 401, OAuth ``invalid_token`` or 4003."""
+    """httpx.Client for the USTA API: a bearer token, required (``token=``, ``token_provider=`` or
+    ``RESILIENT_CLIENT_USTA_TOKEN``), asked again once on 401, OAuth ``invalid_token`` or 4003."""
 
 
 class AsyncUstaClient(_UstaHabits, _AsyncBearerClient):
@@ -550,7 +550,9 @@ class _UpdoxHabits(_VendorClient):
 
 class UpdoxClient(_UpdoxHabits, _SyncVendorClient):
     """httpx.Client for the Updox API: ``call("MessageList", {...})`` POSTs to ``/api/io/MessageList``
-    with the auth block added (``application_id=`` ... or ``RESILIENT_CLIENT_UPDOX_APPLICATION_ID``...)."""
+    with the auth block added. ``application_id=`` and ``application_password=`` are required (or
+    ``RESILIENT_CLIENT_UPDOX_APPLICATION_ID`` / ``..._PASSWORD``); ``account_id=`` and ``user_id=``
+    (or ``..._ACCOUNT_ID`` / ``..._USER_ID``) only for account-level calls."""
 
     def __init__(
         self,
@@ -727,7 +729,7 @@ class _MedableHabits(_VendorClient):
 
 class MedableClient(_MedableHabits, _SyncVendorClient):
     """httpx.Client for Medable Cortex: ``Medable-Client-Key`` on every request (``client_key=`` or
-    ``RESILIENT_CLIENT_MEDABLE_CLIENT_KEY``), session cookies kept, the CSRF token echoed back."""
+    ``RESILIENT_CLIENT_MEDABLE_CLIENT_KEY``, required), session cookies kept, the CSRF token echoed."""
 
     def __init__(
         self,
