@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
+import resilient_client as rc
 from resilient_client.cli import main
 from resilient_client.testing import no_waits
 
@@ -148,3 +152,246 @@ def test_policy_check_of_a_file_that_is_not_utf8(tmp_path: Path) -> None:
     status, _out, err = run("policy", "check", str(bad))
     assert status == 1
     assert f"{bad}: not UTF-8 text" in err
+
+
+# -- the command as users meet it: versions, any case, the client's own policy, no tracebacks -------
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out == f"resilient-client {rc.__version__}\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        pytest.param(["codes", "HYPER", "10"], "Hyper10Error", id="codes-upper"),
+        pytest.param(["codes", "Medable", "kThrottled"], "MedableThrottledFault", id="codes-mixed"),
+        pytest.param(["policy", "show", "UPDOX"], 'vendor = "updox"', id="show-upper"),
+        pytest.param(["policy", "show", "default"], "# effective policy from", id="show-default"),
+        pytest.param(["policy", "show", "Default"], "[retry]", id="show-default-mixed"),
+    ],
+)
+def test_vendor_and_policy_names_in_any_case(argv: list[str], expected: str) -> None:
+    status, out, err = run(*argv)
+    assert status == 0, err
+    assert expected in out
+
+
+def test_policy_show_default_is_the_shipped_default() -> None:
+    status, out, _ = run("policy", "show", "default")
+    assert status == 0
+    assert "vendor =" not in out  # the default policy is for no vendor in particular
+    assert "max_attempts = 4" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "category", "exception", "falls_back"),
+    [
+        pytest.param(
+            ["codes", "usta", "200699"],
+            "server_error",
+            "Usta2006Error",
+            "200699 is not in the catalog: it refines 2006",
+            id="usta-six-digits",
+        ),
+        pytest.param(
+            ["codes", "updox", "4999"],
+            "bad_request",
+            "UpdoxBadRequestError",
+            "from 4000 to 4999",
+            id="updox-4xxx",
+        ),
+        pytest.param(
+            ["codes", "updox", "5999"],
+            "server_error",
+            "UpdoxServerError",
+            "from 5000 to 5999",
+            id="updox-5xxx",
+        ),
+    ],
+)
+def test_codes_explains_what_a_code_the_catalog_lacks_falls_back_to(
+    argv: list[str], category: str, exception: str, falls_back: str
+) -> None:
+    status, out, err = run(*argv, "--json")
+    assert status == 0, err
+    record = json.loads(out)
+    assert record["code"] == int(argv[2])  # the code as received, not the one it refines
+    assert record["category"] == category
+    assert record["exception"] == f"resilient_client.errors.{exception}"
+    assert falls_back in record["falls_back"]
+    status, text, _ = run(*argv)
+    assert status == 0
+    assert f"falls back   {record['falls_back']}\n" in text
+
+
+def test_a_fallback_code_is_explained_as_the_classifier_reads_it() -> None:
+    # The explanation and a real response carrying the code agree on class and category.
+    from resilient_client.testing import fault_response
+
+    body = fault_response("usta", 2006).json()
+    body["errors"][0]["errorCode"] = 200699
+    transport = rc.ResilientTransport(
+        "usta", transport=httpx.MockTransport(lambda r: httpx.Response(400, json=body))
+    )
+    with httpx.Client(transport=transport) as client, pytest.raises(rc.errors.UstaError) as caught:
+        client.post("https://usta.test/v1/players", json={})
+    _, out, _ = run("codes", "usta", "200699", "--json")
+    record = json.loads(out)
+    assert record["exception"].rpartition(".")[2] == type(caught.value).__name__
+    assert record["category"] == caught.value.category
+
+
+def _policy_file(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("variables", "explicit", "retried"),
+    [
+        pytest.param({}, None, "any", id="shipped"),
+        pytest.param({"RESILIENT_CLIENT_POLICY": "general.toml"}, None, "idempotent", id="general-env"),
+        pytest.param(
+            {"RESILIENT_CLIENT_POLICY": "general.toml", "RESILIENT_CLIENT_HYPER_POLICY": "hyper-off.toml"},
+            None,
+            "no",
+            id="vendor-env-wins",
+        ),
+        pytest.param(
+            {"RESILIENT_CLIENT_HYPER_POLICY": "hyper-off.toml"}, "hyper", "any", id="explicit-name-wins"
+        ),
+        pytest.param({}, "general.toml", "idempotent", id="explicit-file"),
+    ],
+)
+def test_codes_explains_under_the_policy_a_client_would_use(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variables: dict[str, str],
+    explicit: str | None,
+    retried: str,
+) -> None:
+    for name in ("RESILIENT_CLIENT_POLICY", "RESILIENT_CLIENT_HYPER_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+    _policy_file(tmp_path, "general.toml", '[retry]\nany_method_categories = ["rate_limited"]\n')
+    _policy_file(
+        tmp_path, "hyper-off.toml", 'extends = "hyper"\nvendor = "hyper"\n[codes.10]\nretry = false\n'
+    )
+    for name, file in variables.items():
+        monkeypatch.setenv(name, str(tmp_path / file))
+    policy_arg = explicit if explicit is None or "." not in explicit else str(tmp_path / explicit)
+    argv = ["codes", "hyper", "10", "--json"] + ([] if policy_arg is None else ["--policy", policy_arg])
+    status, out, err = run(*argv)
+    assert status == 0, err
+    record = json.loads(out)
+    assert record["retried"] == retried
+    with rc.HyperClient(token="t-1234", policy=policy_arg) as client:
+        assert record["policy"] == client.resilient_transport.policy.source
+
+
+def test_codes_refuses_a_policy_for_another_vendor_as_a_client_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    usta = _policy_file(tmp_path, "usta.toml", 'extends = "usta"\nvendor = "usta"\n')
+    monkeypatch.setenv("RESILIENT_CLIENT_POLICY", str(usta))
+    monkeypatch.delenv("RESILIENT_CLIENT_HYPER_POLICY", raising=False)
+    with pytest.raises(rc.PolicyError) as refused:
+        rc.HyperClient(token="t-1234")
+    status, out, err = run("codes", "hyper", "10")
+    assert status == 1
+    assert err == f"{refused.value.problems[0]}\n"
+    assert "policy is for 'usta', not 'hyper'" in err
+    assert out == ""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param([], id="top"),
+        pytest.param(["codes"], id="codes"),
+        pytest.param(["policy"], id="policy"),
+        pytest.param(["policy", "show"], id="policy-show"),
+        pytest.param(["policy", "check"], id="policy-check"),
+        pytest.param(["simulate"], id="simulate"),
+        pytest.param(["demo"], id="demo"),
+    ],
+)
+def test_help_is_plain_text(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main([*argv, "--help"])
+    assert caught.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: resilient-client" in text
+    assert "``" not in text
+    assert not re.search(r":[a-z]+:`", text), text
+
+
+def test_help_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "resilient-client codes usta 200699" in text
+    assert "--version" in text
+
+
+@pytest.mark.parametrize("argv", [["codes", "medable"], ["codes", "medable", "--json"], ["--help"]])
+def test_a_closed_pipe_is_no_traceback(argv: list[str]) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader went away before the first byte, as `| head -0` would
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "resilient_client", *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode in (0, 1)  # --help exits through argparse
+
+
+@pytest.mark.parametrize("command", [["simulate", "--seconds", "0"], ["demo"]])
+def test_a_missing_server_extra_is_one_line(command: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # `import uvicorn` now fails as if not installed
+    status, _, err = run(*command)
+    assert status == 1
+    assert err.count("\n") == 1
+    assert "pip install 'resilient-client[server]'" in err
+    assert "port in use" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "message"),
+    [
+        pytest.param(["policy", "check", "missing.toml"], 1, "missing.toml: file not found", id="check"),
+        pytest.param(["codes", "hyper", "10", "--policy", "missing.toml"], 1, "file not found", id="codes"),
+        pytest.param(["codes", "hyper", "10", "--policy", "."], 1, "cannot read", id="a-directory"),
+        pytest.param(["policy", "show", "nope"], 2, "shipped policies: default, updox", id="show"),
+        pytest.param(
+            ["simulate", "--scenario", "nope", "--seconds", "0"], 2, "unknown scenario", id="scenario"
+        ),
+        pytest.param(["codes", "usta", "7777"], 2, "classified by its HTTP status", id="no-fallback"),
+    ],
+)
+def test_bad_files_and_names_are_one_line(argv: list[str], status: int, message: str) -> None:
+    got, out, err = run(*argv)
+    assert got == status
+    assert err.count("\n") == 1
+    assert message in err
+    assert "Traceback" not in err + out
+
+
+def test_an_unexpected_error_is_one_line_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(vendor: str) -> None:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(rc, "catalog", broken)
+    status, _, err = run("codes", "hyper", "10")
+    assert status == 1
+    assert err == "resilient-client: unexpected KeyError: 'boom'\n"

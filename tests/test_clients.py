@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
+import os
 import pickle
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +39,23 @@ def recorder(*responses: httpx.Response) -> tuple[list[httpx.Request], Handler]:
 
 def fresh(answer: httpx.Response) -> httpx.Response:
     return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+
+CREDENTIALS: dict[type[Any], dict[str, str]] = {
+    rc.HyperClient: {"token": "tok-hyper"},
+    rc.AsyncHyperClient: {"token": "tok-hyper"},
+    rc.UstaClient: {"token": "tok-usta"},
+    rc.AsyncUstaClient: {"token": "tok-usta"},
+    rc.UpdoxClient: {"application_id": "app-id", "application_password": "app-secret-pw"},
+    rc.AsyncUpdoxClient: {"application_id": "app-id", "application_password": "app-secret-pw"},
+    rc.MedableClient: {"client_key": "client-key-xyz"},
+    rc.AsyncMedableClient: {"client_key": "client-key-xyz"},
+}
+SYNC_CLIENTS = [rc.HyperClient, rc.UstaClient, rc.UpdoxClient, rc.MedableClient]
+ASYNC_CLIENTS = [rc.AsyncHyperClient, rc.AsyncUstaClient, rc.AsyncUpdoxClient, rc.AsyncMedableClient]
+# The clients that own httpx's auth= (the vendor's credentials): they do not take another one.
+OWN_AUTH = {rc.HyperClient, rc.AsyncHyperClient, rc.UstaClient, rc.AsyncUstaClient}
+OWN_AUTH |= {rc.UpdoxClient, rc.AsyncUpdoxClient}
 
 
 HYPER_OK = httpx.Response(200, json={"ResponseCode": 0, "ResponseMsgEng": "Success"})
@@ -239,19 +260,59 @@ async def test_async_token_provider_is_awaited_and_refreshed() -> None:
     assert [r.headers["authorization"] for r in seen] == ["Bearer async-one", "Bearer async-two"]
 
 
-def test_an_async_token_provider_in_a_sync_client_is_a_clear_error() -> None:
-    async def provider() -> str:
+def test_a_sync_provider_that_returns_a_coroutine_is_a_clear_error() -> None:
+    # Only calling it tells: the constructor cannot see that a plain lambda hands back a coroutine.
+    async def fetch() -> str:
         return "never"
 
     with (
         rc.HyperClient(
             base_url="https://hyper.test",
-            token_provider=provider,
+            token_provider=lambda: fetch(),  # type: ignore[arg-type,return-value]
             transport=httpx.MockTransport(lambda r: fresh(HYPER_OK)),
         ) as client,
-        pytest.raises(TypeError, match="async token provider"),
+        pytest.raises(TypeError, match="async token provider needs the Async client"),
     ):
         client.get("/x")
+
+
+@pytest.mark.parametrize(
+    ("returned", "error", "message"),
+    [
+        pytest.param(None, TypeError, "token_provider returned None", id="none"),
+        pytest.param(1234, TypeError, "token_provider returned int", id="int"),
+        pytest.param(b"bytes-token", TypeError, "token_provider returned bytes", id="bytes"),
+        pytest.param("", ValueError, "token_provider returned an empty str", id="empty"),
+    ],
+)
+def test_a_provider_that_returns_no_token_is_a_clear_error_at_first_use(
+    returned: object, error: type[Exception], message: str
+) -> None:
+    seen, handler = recorder(HYPER_OK)
+    with rc.HyperClient(
+        base_url="https://hyper.test",
+        token_provider=lambda: returned,  # type: ignore[arg-type,return-value]
+        transport=httpx.MockTransport(handler),
+    ) as client:
+        with pytest.raises(error, match=message) as caught:
+            client.get("/x")
+    assert seen == []  # nothing was sent without a token
+    assert "bytes-token" not in str(caught.value)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("returned", "shown"), [(None, "None"), (1234, "int")])
+async def test_an_async_provider_that_returns_no_token_is_a_clear_error(returned: object, shown: str) -> None:
+    async def provider() -> object:
+        return returned
+
+    async with rc.AsyncUstaClient(
+        base_url="https://usta.test",
+        token_provider=provider,  # type: ignore[arg-type]
+        transport=httpx.MockTransport(lambda r: fresh(USTA_OK)),
+    ) as client:
+        with pytest.raises(TypeError, match=f"token_provider returned {shown};"):
+            await client.get("/x")
 
 
 # -- Updox ----------------------------------------------------------------------------------------
@@ -327,6 +388,7 @@ def test_updox_read_calls_are_retried_but_writes_are_not() -> None:
         base_url="https://updox.test",
         transport=httpx.MockTransport(handler),
         transport_options=clock.options(),
+        **UPDOX_CREDENTIALS,
     ) as client:
         assert client.call("MessageList")["responseCode"] == 2000
         assert len(seen) == 2
@@ -351,6 +413,7 @@ def test_updox_partial_failure_lists_the_failed_items() -> None:
         rc.UpdoxClient(
             base_url="https://updox.test",
             transport=httpx.MockTransport(lambda r: httpx.Response(200, json=body)),
+            **UPDOX_CREDENTIALS,
         ) as client,
         pytest.raises(rc.errors.PartialFailure) as caught,
     ):
@@ -364,7 +427,9 @@ def test_updox_partial_failure_lists_the_failed_items() -> None:
 def test_updox_method_names_are_checked() -> None:
     with (
         rc.UpdoxClient(
-            base_url="https://updox.test", transport=httpx.MockTransport(lambda r: fresh(USTA_OK))
+            base_url="https://updox.test",
+            transport=httpx.MockTransport(lambda r: fresh(USTA_OK)),
+            **UPDOX_CREDENTIALS,
         ) as client,
         pytest.raises(ValueError, match="not an Updox method"),
     ):
@@ -513,13 +578,13 @@ def test_policy_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert len(seen) == 2
 
 
-def test_every_client_builds_from_base_url_and_transport_alone() -> None:
-    for cls in (rc.UpdoxClient, rc.UstaClient, rc.MedableClient, rc.HyperClient):
-        with cls(
-            base_url="https://v.test", transport=httpx.MockTransport(lambda r: fresh(USTA_OK))
-        ) as client:
-            assert client.resilient_transport.vendor == cls.vendor
-            assert repr(client) == f"{cls.__name__}(base_url='https://v.test')"
+@pytest.mark.parametrize("cls", [*CREDENTIALS], ids=lambda c: c.__name__)
+def test_every_client_builds_from_base_url_transport_and_its_credentials(cls: type[Any]) -> None:
+    client = cls(
+        base_url="https://v.test", transport=httpx.MockTransport(lambda r: fresh(USTA_OK)), **CREDENTIALS[cls]
+    )
+    assert client.resilient_transport.vendor == cls.vendor
+    assert repr(client) == f"{cls.__name__}(base_url='https://v.test')"
 
 
 def test_secrets_are_masked_per_client_not_per_process() -> None:
@@ -536,9 +601,213 @@ def test_secrets_are_masked_per_client_not_per_process() -> None:
     with (
         rc.MedableClient(
             base_url="https://m.test",
+            client_key="key-2",
             transport=httpx.MockTransport(lambda r: fault_response("medable", "kInvalidCredentials")),
         ) as second,
         pytest.raises(rc.errors.AuthenticationError) as caught,
     ):
         second.get("/x")
     assert caught.value.message == "Invalid email/password combination."
+
+
+# -- constructors: every parameter visible, every wrong argument refused when the client is built --
+
+
+@pytest.fixture
+def no_credentials_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("RESILIENT_CLIENT_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize("cls", SYNC_CLIENTS + ASYNC_CLIENTS, ids=lambda c: c.__name__)
+def test_every_httpx_option_is_an_explicit_parameter_with_httpx_default(cls: type[Any]) -> None:
+    base = httpx.AsyncClient if cls in ASYNC_CLIENTS else httpx.Client
+    ours = inspect.signature(cls.__init__).parameters
+    assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in ours.values()), "a **kwargs hides options"
+    for name, theirs in inspect.signature(base.__init__).parameters.items():
+        if name == "self" or (name == "auth" and cls in OWN_AUTH):
+            continue
+        assert name in ours, f"{cls.__name__} lacks httpx's {name}="
+        assert ours[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert ours[name].default == theirs.default, name
+    for name in ("policy", "on_retry", "transport_options", *CREDENTIALS[cls]):
+        assert ours[name].kind is inspect.Parameter.KEYWORD_ONLY
+    if cls in OWN_AUTH:
+        assert "auth" not in ours
+
+
+MISSING = [
+    pytest.param(rc.HyperClient, {}, "token", "RESILIENT_CLIENT_HYPER_TOKEN", id="hyper"),
+    pytest.param(rc.AsyncHyperClient, {}, "token", "RESILIENT_CLIENT_HYPER_TOKEN", id="async-hyper"),
+    pytest.param(rc.UstaClient, {"token": ""}, "token", "RESILIENT_CLIENT_USTA_TOKEN", id="usta-empty"),
+    pytest.param(rc.AsyncUstaClient, {}, "token", "RESILIENT_CLIENT_USTA_TOKEN", id="async-usta"),
+    pytest.param(rc.MedableClient, {}, "client_key", "RESILIENT_CLIENT_MEDABLE_CLIENT_KEY", id="medable"),
+    pytest.param(
+        rc.AsyncMedableClient, {}, "client_key", "RESILIENT_CLIENT_MEDABLE_CLIENT_KEY", id="async-medable"
+    ),
+    pytest.param(
+        rc.UpdoxClient, {}, "application_id", "RESILIENT_CLIENT_UPDOX_APPLICATION_ID", id="updox-nothing"
+    ),
+    pytest.param(
+        rc.AsyncUpdoxClient,
+        {"application_id": "app-id"},
+        "application_password",
+        "RESILIENT_CLIENT_UPDOX_APPLICATION_PASSWORD",
+        id="async-updox-no-password",
+    ),
+]
+
+
+@pytest.mark.usefixtures("no_credentials_in_env")
+@pytest.mark.parametrize(("cls", "given", "keyword", "variable"), MISSING)
+def test_a_missing_credential_is_refused_at_construction_naming_keyword_and_variable(
+    cls: type[Any], given: dict[str, str], keyword: str, variable: str
+) -> None:
+    with pytest.raises(TypeError) as caught:
+        cls(base_url="https://v.test", transport=httpx.MockTransport(lambda r: fresh(USTA_OK)), **given)
+    assert f"{cls.__name__}: no {keyword}: pass {keyword}=" in str(caught.value)
+    assert variable in str(caught.value)
+
+
+@pytest.mark.usefixtures("no_credentials_in_env")
+def test_updox_needs_only_the_application_credentials() -> None:
+    seen, handler = recorder(httpx.Response(200, json={"successful": True, "responseCode": 2000}))
+    with rc.UpdoxClient(
+        base_url="https://updox.test", transport=httpx.MockTransport(handler), **CREDENTIALS[rc.UpdoxClient]
+    ) as client:
+        client.call("PingWithApplicationAuth")
+    assert json.loads(seen[0].content)["auth"] == {
+        "applicationId": "app-id",
+        "applicationPassword": "app-secret-pw",
+    }
+
+
+async def _async_hook(event: object) -> None:
+    return None
+
+
+class _AsyncCallable:
+    async def __call__(self, *args: object) -> str:
+        return "token"
+
+
+WRONG_FOR_A_SYNC_CLIENT = [
+    pytest.param({"on_retry": _async_hook}, "on_retry= is an async function", id="async-on-retry"),
+    pytest.param(
+        {"on_retry": functools.partial(_async_hook)}, "on_retry= is an async function", id="async-partial"
+    ),
+    pytest.param({"on_retry": "print"}, "on_retry= must be callable, got str", id="str-on-retry"),
+    pytest.param(
+        {"event_hooks": {"request": [_async_hook]}},
+        "event_hooks['request'][0]= is an async function",
+        id="async-event-hook",
+    ),
+    pytest.param(
+        {"event_hooks": {"response": [print, None]}},
+        "event_hooks['response'][1]= must be callable, got None",
+        id="none-event-hook",
+    ),
+    pytest.param(
+        {"event_hooks": {"requests": [print]}}, "event_hooks: unknown event 'requests'", id="misspelled-event"
+    ),
+    pytest.param(
+        {"event_hooks": {"request": print}}, "event_hooks['request'] must be a list", id="hook-not-a-list"
+    ),
+    pytest.param(
+        {"transport_options": {"clok": time.monotonic}},
+        "transport_options: unknown key 'clok'; known: async_sleep, clock",
+        id="option-key",
+    ),
+    pytest.param({"policy": 3}, "policy= must be a RetryPolicy, a path or", id="policy-type"),
+    pytest.param(
+        {"transport": httpx.ASGITransport(app=lambda *a: None)},
+        "transport= must be an httpx.BaseTransport (with handle_request), got ASGITransport",
+        id="async-transport",
+    ),
+    pytest.param(
+        {"mounts": {"https://x.test": object()}},
+        "mounts['https://x.test']= must be an httpx.BaseTransport",
+        id="mount-type",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), WRONG_FOR_A_SYNC_CLIENT)
+@pytest.mark.parametrize("cls", SYNC_CLIENTS, ids=lambda c: c.__name__)
+def test_a_wrong_argument_is_refused_at_construction(
+    cls: type[Any], kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(TypeError) as caught:
+        cls(base_url="https://v.test", **CREDENTIALS[cls], **kwargs)
+    assert str(caught.value).startswith(f"{cls.__name__}: {message}")
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "message"),
+    [
+        pytest.param(
+            rc.HyperClient,
+            {"token_provider": _AsyncCallable()},
+            "token_provider= is an async",
+            id="async-obj",
+        ),
+        pytest.param(rc.UstaClient, {"token_provider": "tok"}, "token_provider= must be callable", id="str"),
+        pytest.param(
+            rc.AsyncUstaClient, {"token_provider": 42}, "token_provider= must be callable", id="async-int"
+        ),
+        pytest.param(
+            rc.AsyncHyperClient,
+            {"token": "t-1", "token_provider": lambda: "t-2"},
+            "pass token= or token_provider=, not both",
+            id="both",
+        ),
+        pytest.param(rc.HyperClient, {"token": 1234}, "token= must be a str, got int", id="token-int"),
+        pytest.param(
+            rc.MedableClient, {"client_key": b"k"}, "client_key= must be a str, got bytes", id="key"
+        ),
+        pytest.param(
+            rc.UpdoxClient,
+            {"application_id": 7, "application_password": "pw"},
+            "application_id= must be a str, got int",
+            id="updox-id",
+        ),
+        pytest.param(
+            rc.AsyncHyperClient,
+            {"token": "t-1", "event_hooks": {"response": 1}},
+            "event_hooks['response'] must be a list",
+            id="async-hooks",
+        ),
+        pytest.param(
+            rc.AsyncMedableClient,
+            {"client_key": "k-1", "transport": httpx.HTTPTransport()},
+            "transport= must be an httpx.AsyncBaseTransport",
+            id="sync-transport-in-async-client",
+        ),
+    ],
+)
+def test_wrong_credentials_and_providers_are_refused_at_construction(
+    cls: type[Any], kwargs: dict[str, Any], message: str, no_credentials_in_env: None
+) -> None:
+    with pytest.raises(TypeError) as caught:
+        cls(base_url="https://v.test", **kwargs)
+    assert str(caught.value).startswith(f"{cls.__name__}: {message}")
+
+
+@pytest.mark.anyio
+async def test_async_clients_take_async_hooks_and_providers() -> None:
+    events: list[str] = []
+
+    async def on_request(request: httpx.Request) -> None:
+        events.append(request.url.path)
+
+    async with rc.AsyncHyperClient(
+        base_url="https://hyper.test",
+        token_provider=_AsyncCallable(),
+        on_retry=_async_hook,
+        event_hooks={"request": [on_request]},
+        transport=httpx.MockTransport(lambda r: fresh(HYPER_OK)),
+    ) as client:
+        response = await client.get("/x")
+    assert response.request.headers["authorization"] == "Bearer token"
+    assert events == ["/x"]

@@ -633,10 +633,9 @@ async def test_async_credentials_from_the_environment(
     assert async_sim.sim.last_headers[vendor, "/whoami"][header] == expected
 
 
-def test_without_a_key_or_token_nothing_is_sent(sync_sim: Harness) -> None:
-    # The control for the environment cases: with neither kwarg nor variable, no header at all.
-    with sync_sim.client(rc.MedableClient) as medable, sync_sim.client(rc.HyperClient) as hyper:
-        medable.get("/whoami")
-        hyper.get("/whoami")
-    assert "medable-client-key" not in sync_sim.sim.last_headers["medable", "/whoami"]
-    assert "authorization" not in sync_sim.sim.last_headers["hyper", "/whoami"]
+def test_without_a_key_or_token_no_client_is_built_and_nothing_is_sent(sync_sim: Harness) -> None:
+    # The control for the environment cases: with neither kwarg nor variable, the constructor refuses.
+    for cls, variable in ((rc.MedableClient, "MEDABLE_CLIENT_KEY"), (rc.HyperClient, "HYPER_TOKEN")):
+        with pytest.raises(TypeError, match=f"RESILIENT_CLIENT_{variable}"):
+            sync_sim.client(cls)
+    assert not sync_sim.sim.requests

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -91,5 +93,55 @@ async def test_ok_with_a_body_unknown_vendor_and_reset() -> None:
         sim.script("nobody", "/q", [])
     with pytest.raises(ValueError, match="unknown scenario"):
         sim.load_scenario("nope")
+    for name in SCENARIOS:
+        sim.load_scenario(name)
+
+
+@pytest.mark.parametrize(
+    ("vendor", "step", "error", "message"),
+    [
+        pytest.param(
+            "hyper", Fault("hyper", 99), ValueError, "hyper step 1: hyper has no code 99", id="code"
+        ),
+        pytest.param(
+            "usta", Fault("usta", 200699), ValueError, "usta has no code 200699 in its catalog", id="fallback"
+        ),
+        pytest.param(
+            "medable",
+            Fault("medable", "kthrottled"),
+            ValueError,
+            "medable has no code 'kthrottled'",
+            id="case",
+        ),
+        pytest.param(
+            "usta",
+            Fault("hyper", 10),
+            ValueError,
+            "Fault('hyper', 10) is not a usta fault",
+            id="other-vendor",
+        ),
+        pytest.param(
+            "hyper",
+            Fault("acme", "SLOW"),
+            ValueError,
+            "Fault('acme', 'SLOW') is not a hyper fault (the simulator serves",
+            id="unknown-vendor",
+        ),
+        pytest.param(
+            "hyper", {"ResponseCode": 10}, TypeError, "expected a Fault, Reply or Ok, got dict", id="dict"
+        ),
+    ],
+)
+def test_a_fault_the_catalog_cannot_produce_is_refused_when_scripted(
+    vendor: str, step: object, error: type[Exception], message: str
+) -> None:
+    sim = Simulator()
+    with pytest.raises(error, match=re.escape(message)):
+        sim.script(vendor, "/x", [Ok(), step])  # type: ignore[list-item]
+    assert not sim._scripts  # nothing half-scripted
+
+
+def test_every_named_scenario_scripts_cleanly() -> None:
+    sim = Simulator()
     for name in SCENARIOS:
         sim.load_scenario(name)

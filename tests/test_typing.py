@@ -1,4 +1,5 @@
-"""Type checkers see the shipped exception classes as real classes: right names pass, a misspelling fails."""
+"""The public API as ``mypy --strict`` sees it: tests/typing/ must check clean, and a misspelled
+exception class, a misspelled keyword or a wrong type must be an error a user's type checker reports."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-API = ROOT / "tests" / "typing" / "api.py"
+TYPING = ROOT / "tests" / "typing"
 
-MISSPELLED = """\
+MISTAKES = """\
 import resilient_client as rc
 
+rc.HyperClient(token="t", folow_redirects=True)
+rc.AsyncMedableClient(client_key="k", timeouts=3)
+rc.UpdoxClient(application_id="a", application_password="p", on_retry=print, policy=3)
 try:
     pass
 except rc.errors.RateLimitError:
@@ -20,33 +24,39 @@ except rc.errors.RateLimitError:
 """
 
 
-def test_mypy_accepts_the_public_api_and_rejects_a_misspelled_class(tmp_path: Path) -> None:
-    misspelled = tmp_path / "misspelled.py"
-    misspelled.write_text(MISSPELLED)
-    # One mypy run checks both files (about 6 s); no cache is written, so no run sees a stale one.
+def test_mypy_accepts_the_public_api_and_rejects_mistakes(tmp_path: Path) -> None:
+    mistakes = tmp_path / "mistakes.py"
+    mistakes.write_text(MISTAKES)
+    # One mypy run checks every file (about 6 s); a fresh cache, so no run sees a stale one.
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "mypy",
-            "--strict",
             "--config-file",
             str(ROOT / "pyproject.toml"),
+            "--strict",
             "--cache-dir",
-            os.devnull,
+            str(tmp_path / "cache"),
             "--no-error-summary",
-            str(API),
-            str(misspelled),
+            *map(str, sorted(TYPING.glob("*.py"))),
+            str(mistakes),
         ],
-        env={**os.environ, "MYPYPATH": str(ROOT / "src")},  # this checkout's package, not an installed one
         cwd=ROOT,
+        env={**os.environ, "MYPYPATH": str(ROOT / "src")},  # this checkout's package, not an installed one
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+    lines = result.stdout.splitlines()
     assert result.returncode == 1, result.stdout + result.stderr
-    assert result.stdout.splitlines() == [
-        f'{misspelled}:5: error: Module has no attribute "RateLimitError"; '
-        'maybe "RateLimitedError"?  [attr-defined]'
+    assert not [line for line in lines if "tests/typing/" in line], result.stdout
+    expected = [
+        'mistakes.py:3: error: Unexpected keyword argument "folow_redirects" for "HyperClient"',
+        'mistakes.py:4: error: Unexpected keyword argument "timeouts" for "AsyncMedableClient"',
+        'mistakes.py:5: error: Argument "policy" to "UpdoxClient" has incompatible type "int"',
+        'mistakes.py:8: error: Module has no attribute "RateLimitError"; maybe "RateLimitedError"?',
     ]
+    for text in expected:
+        assert any(text in line for line in lines), result.stdout

@@ -5,6 +5,10 @@ Each is a subclass of ``httpx.Client`` / ``httpx.AsyncClient``, so every httpx f
 (a mock in tests); the ResilientTransport always wraps it. Credentials are keyword arguments or come
 from environment variables (README: "Vendor clients"); they never appear in a repr, a log line or an
 error.
+
+Every public constructor spells out its parameters (httpx's own included) so that IDEs and
+``mypy --strict`` see them, and checks them when the client is built: a missing credential, an async
+callable given to a sync client, or a value of the wrong type raises there, not at the first request.
 """
 
 from __future__ import annotations
@@ -13,11 +17,21 @@ import contextlib
 import inspect
 import json
 import os
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator, Mapping
-from pathlib import Path
+import ssl
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
+from httpx._config import DEFAULT_LIMITS, DEFAULT_MAX_REDIRECTS, DEFAULT_TIMEOUT_CONFIG
+from httpx._types import (
+    AuthTypes,
+    CertTypes,
+    CookieTypes,
+    HeaderTypes,
+    ProxyTypes,
+    QueryParamTypes,
+    TimeoutTypes,
+)
 
 from resilient_client._policy import RetryPolicy, resolve_policy
 from resilient_client._redact import Secrets, redact_url
@@ -26,18 +40,43 @@ from resilient_client._transport import ATTEMPTS_EXTENSION, OnRetry, ResilientTr
 from resilient_client.errors import ApiError, AuthenticationError
 
 TokenProvider = Callable[[], str | Awaitable[str]]
-PolicyArg = RetryPolicy | str | Path | None
-InnerTransport = httpx.BaseTransport | httpx.AsyncBaseTransport | None
+PolicyArg = RetryPolicy | str | os.PathLike[str] | None
+#: httpx calls a sync client's hooks with the request or the response; an async client awaits them.
+EventHooks = Mapping[str, Sequence[Callable[..., object]]]
+AsyncEventHooks = Mapping[str, Sequence[Callable[..., Awaitable[object]]]]
 
 _ENV_PREFIX = "RESILIENT_CLIENT_"
+_EVENTS = ("request", "response")
+# What ``transport_options=`` may set on each ResilientTransport; the client sets the rest itself.
+_TRANSPORT_OPTIONS = frozenset({"clock", "wall_clock", "sleep", "async_sleep", "random"})
+
+
+def _env_name(vendor: str, name: str) -> str:
+    return f"{_ENV_PREFIX}{vendor.upper()}_{name}"
 
 
 def _env(vendor: str, name: str) -> str | None:
-    return os.environ.get(f"{_ENV_PREFIX}{vendor.upper()}_{name}") or None
+    return os.environ.get(_env_name(vendor, name)) or None
+
+
+def _is_async_callable(value: object) -> bool:
+    """True for an ``async def`` function, a partial of one, or an object whose ``__call__`` is one."""
+    if inspect.iscoroutinefunction(value):
+        return True
+    return callable(value) and inspect.iscoroutinefunction(type(value).__call__)
+
+
+def _type_name(value: object) -> str:
+    return "None" if value is None else type(value).__name__
 
 
 class _BearerAuth(httpx.Auth):
-    """Bearer token, fixed or from a provider; ``invalidate()`` makes a provider be asked again."""
+    """Bearer token, fixed or from a provider; ``invalidate()`` makes a provider be asked again.
+
+    A provider is asked at the first request, not when the client is built: it usually fetches a
+    token over the network (an OAuth exchange), and an async one cannot be awaited in ``__init__``.
+    What it returns is checked then.
+    """
 
     def __init__(self, fixed: str | None, provider: TokenProvider | None, secrets: Secrets) -> None:
         self._provider = provider
@@ -58,64 +97,142 @@ class _BearerAuth(httpx.Auth):
         if self._token:
             request.headers["Authorization"] = f"Bearer {self._token}"
 
+    def _keep(self, token: object) -> None:
+        # Never the value itself in the message: a wrong value may still be a secret.
+        if not isinstance(token, str):
+            raise TypeError(f"token_provider returned {_type_name(token)}; it must return the token as a str")
+        if not token:
+            raise ValueError("token_provider returned an empty str; it must return the token")
+        self._token = token
+        self._secrets.add(token)
+
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self._token is None and self._provider is not None:
             token = self._provider()
             if inspect.isawaitable(token):
+                if inspect.iscoroutine(token):
+                    token.close()  # never awaited: close it rather than leak a warning
                 raise TypeError("an async token provider needs the Async client")
-            self._token = token
-            self._secrets.add(token)
+            self._keep(token)
         self._apply(request)
         yield request
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         if self._token is None and self._provider is not None:
             token = self._provider()
-            self._token = await token if inspect.isawaitable(token) else token
-            self._secrets.add(self._token)
+            self._keep(await token if inspect.isawaitable(token) else token)
         self._apply(request)
         yield request
 
 
-def _bearer_auth(
-    vendor: str, token: str | None, provider: TokenProvider | None, secrets: Secrets
-) -> _BearerAuth:
-    return _BearerAuth(token or _env(vendor, "TOKEN"), provider, secrets)
-
-
 class _VendorClient:
-    """What the eight vendor clients share: the vendor id and a repr without secrets."""
+    """What the eight vendor clients share: the vendor id, argument checks and a repr without secrets."""
 
     vendor: ClassVar[str]
+    _is_async: ClassVar[bool]
     base_url: httpx.URL
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={redact_url(self.base_url)!r})"
+        # A constructor that refused its arguments leaves no base URL behind: say so, do not raise.
+        base_url = getattr(self, "_base_url", None)
+        shown = "<not built>" if base_url is None else repr(redact_url(base_url))
+        return f"{type(self).__name__}(base_url={shown})"
 
     def __init__(
         self,
         *,
-        policy: PolicyArg = None,
-        transport: InnerTransport = None,
-        mounts: Mapping[str, InnerTransport] | None = None,
-        on_retry: OnRetry | None = None,
-        secrets: Secrets | None = None,
-        transport_options: Mapping[str, Any] | None = None,
-        **kwargs: Any,
+        policy: PolicyArg,
+        on_retry: OnRetry | None,
+        transport_options: Mapping[str, Any] | None,
+        secrets: Secrets,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None,
+        mounts: Mapping[str, httpx.BaseTransport | httpx.AsyncBaseTransport | None] | None,
+        event_hooks: Mapping[str, Sequence[Callable[..., object]]] | None,
+        **httpx_options: Any,
     ) -> None:
+        self._check_policy(policy)
+        if on_retry is not None:
+            self._check_callable("on_retry", on_retry)
+        self._check_transport("transport", transport)
+        for pattern, inner in (mounts or {}).items():
+            self._check_transport(f"mounts[{pattern!r}]", inner)
+        self._check_event_hooks(event_hooks)
         self._shared_budget: _RetryBudget | None = None
         self._resilient_options: dict[str, Any] = {
             "policy": resolve_policy(policy, self.vendor),
             "on_retry": on_retry,
-            "secrets": secrets or Secrets(),
-            **(transport_options or {}),
+            "secrets": secrets,
+            **self._checked_transport_options(transport_options),
         }
         if mounts is not None:
             mounts = {pattern: inner and self._resilient(inner) for pattern, inner in mounts.items()}
         # The next class in the MRO is httpx.Client or httpx.AsyncClient; it calls the two
         # _init_*transport hooks below, so every transport it builds (with verify=, cert=, limits=,
         # http2=, proxy= and the environment's proxies) is wrapped, as is the injected one.
-        super().__init__(transport=transport, mounts=mounts, **kwargs)  # type: ignore[call-arg]
+        super().__init__(  # type: ignore[call-arg]
+            transport=transport, mounts=mounts, event_hooks=event_hooks, **httpx_options
+        )
+
+    # -- argument checks: a wrong argument fails here, not at the first request -----------------
+
+    def _refuse(self, problem: str) -> TypeError:
+        return TypeError(f"{type(self).__name__}: {problem}")
+
+    def _check_callable(self, name: str, value: object) -> None:
+        if not callable(value):
+            raise self._refuse(f"{name}= must be callable, got {_type_name(value)}")
+        if _is_async_callable(value) and not self._is_async:
+            raise self._refuse(
+                f"{name}= is an async function, which a sync client cannot await; "
+                f"use Async{type(self).__name__} or pass a plain function"
+            )
+
+    def _check_policy(self, policy: object) -> None:
+        if policy is not None and not isinstance(policy, RetryPolicy | str | os.PathLike):
+            raise self._refuse(
+                f"policy= must be a RetryPolicy, a path or a shipped policy's name, got {_type_name(policy)}"
+            )
+
+    def _check_transport(self, name: str, transport: object) -> None:
+        method = "handle_async_request" if self._is_async else "handle_request"
+        if transport is not None and not callable(getattr(transport, method, None)):
+            kind = "httpx.AsyncBaseTransport" if self._is_async else "httpx.BaseTransport"
+            raise self._refuse(f"{name}= must be an {kind} (with {method}), got {_type_name(transport)}")
+
+    def _check_event_hooks(self, event_hooks: object) -> None:
+        if event_hooks is None:
+            return
+        if not isinstance(event_hooks, Mapping):
+            raise self._refuse(f"event_hooks= must be a mapping, got {_type_name(event_hooks)}")
+        for event, hooks in event_hooks.items():
+            if event not in _EVENTS:
+                raise self._refuse(
+                    f"event_hooks: unknown event {event!r}; httpx calls 'request' and 'response'"
+                )
+            if isinstance(hooks, str | bytes) or not isinstance(hooks, Sequence):
+                raise self._refuse(f"event_hooks[{event!r}] must be a list of callables")
+            for index, hook in enumerate(hooks):
+                self._check_callable(f"event_hooks[{event!r}][{index}]", hook)
+
+    def _checked_transport_options(self, options: Mapping[str, Any] | None) -> dict[str, Any]:
+        unknown = sorted(set(options or {}) - _TRANSPORT_OPTIONS)
+        if unknown:
+            raise self._refuse(
+                f"transport_options: unknown key {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(sorted(_TRANSPORT_OPTIONS))}"
+            )
+        return dict(options or {})
+
+    def _credential(self, keyword: str, value: object, env: str, *, required: bool = True) -> str | None:
+        """The value given, else the environment variable's; a required one missing raises."""
+        if value is not None and not isinstance(value, str):
+            raise self._refuse(f"{keyword}= must be a str, got {_type_name(value)}")
+        found = value or _env(self.vendor, env)
+        if required and not found:
+            raise self._refuse(f"no {keyword}: pass {keyword}= or set {_env_name(self.vendor, env)}")
+        return found
+
+    # -- every transport the client builds or is given is wrapped -------------------------------
 
     def _resilient(self, inner: httpx.BaseTransport | httpx.AsyncBaseTransport) -> ResilientTransport:
         transport = ResilientTransport(self.vendor, transport=inner, **self._resilient_options)
@@ -141,6 +258,8 @@ class _VendorClient:
 class _SyncVendorClient(_VendorClient, httpx.Client):
     """An httpx.Client whose transport is a ResilientTransport for ``vendor``."""
 
+    _is_async = False
+
     # httpx puts the original request back on an error the transport raised (the transport's own
     # scrubbing undone) and on one raised while it reads the body: they are scrubbed as they leave
     # the client, or a stream block, so they carry no credential.
@@ -156,6 +275,8 @@ class _SyncVendorClient(_VendorClient, httpx.Client):
 
 class _AsyncVendorClient(_VendorClient, httpx.AsyncClient):
     """An httpx.AsyncClient whose transport is a ResilientTransport for ``vendor``."""
+
+    _is_async = True
 
     async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         try:
@@ -191,6 +312,19 @@ def _counting_attempts(spent: int) -> Iterator[Callable[[httpx.Response], httpx.
 class _BearerMixin(_VendorClient):
     _bearer: _BearerAuth
 
+    def _bearer_auth(self, token: object, token_provider: object, secrets: Secrets) -> _BearerAuth:
+        if token_provider is None:
+            fixed = self._credential("token", token, "TOKEN", required=False)
+            if not fixed:
+                raise self._refuse(
+                    f"no token: pass token= or token_provider=, or set {_env_name(self.vendor, 'TOKEN')}"
+                )
+            return _BearerAuth(fixed, None, secrets)
+        if token is not None:
+            raise self._refuse("pass token= or token_provider=, not both")
+        self._check_callable("token_provider", token_provider)
+        return _BearerAuth(None, token_provider, secrets)  # type: ignore[arg-type]
+
     def _should_refresh(self, error: ApiError, request: httpx.Request) -> bool:
         return (
             isinstance(error, AuthenticationError)
@@ -206,12 +340,55 @@ class _SyncBearerClient(_BearerMixin, _SyncVendorClient):
         *,
         base_url: httpx.URL | str = "",
         token: str | None = None,
-        token_provider: TokenProvider | None = None,
-        **kwargs: Any,
+        token_provider: Callable[[], str] | None = None,
+        policy: PolicyArg = None,
+        on_retry: OnRetry | None = None,
+        transport_options: Mapping[str, Any] | None = None,
+        params: QueryParamTypes | None = None,
+        headers: HeaderTypes | None = None,
+        cookies: CookieTypes | None = None,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: CertTypes | None = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        proxy: ProxyTypes | None = None,
+        mounts: Mapping[str, httpx.BaseTransport | None] | None = None,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT_CONFIG,
+        follow_redirects: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        event_hooks: EventHooks | None = None,
+        transport: httpx.BaseTransport | None = None,
+        default_encoding: str | Callable[[bytes], str] = "utf-8",
     ) -> None:
         secrets = Secrets()
-        self._bearer = _bearer_auth(self.vendor, token, token_provider, secrets)
-        super().__init__(base_url=base_url, auth=self._bearer, secrets=secrets, **kwargs)
+        self._bearer = self._bearer_auth(token, token_provider, secrets)
+        super().__init__(
+            policy=policy,
+            on_retry=on_retry,
+            transport_options=transport_options,
+            secrets=secrets,
+            base_url=base_url,
+            auth=self._bearer,
+            params=params,
+            headers=headers,
+            cookies=cookies,
+            verify=verify,
+            cert=cert,
+            trust_env=trust_env,
+            http1=http1,
+            http2=http2,
+            proxy=proxy,
+            mounts=mounts,
+            timeout=timeout,
+            follow_redirects=follow_redirects,
+            limits=limits,
+            max_redirects=max_redirects,
+            event_hooks=event_hooks,
+            transport=transport,
+            default_encoding=default_encoding,
+        )
 
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         try:
@@ -233,11 +410,54 @@ class _AsyncBearerClient(_BearerMixin, _AsyncVendorClient):
         base_url: httpx.URL | str = "",
         token: str | None = None,
         token_provider: TokenProvider | None = None,
-        **kwargs: Any,
+        policy: PolicyArg = None,
+        on_retry: OnRetry | None = None,
+        transport_options: Mapping[str, Any] | None = None,
+        params: QueryParamTypes | None = None,
+        headers: HeaderTypes | None = None,
+        cookies: CookieTypes | None = None,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: CertTypes | None = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        proxy: ProxyTypes | None = None,
+        mounts: Mapping[str, httpx.AsyncBaseTransport | None] | None = None,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT_CONFIG,
+        follow_redirects: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        event_hooks: AsyncEventHooks | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        default_encoding: str | Callable[[bytes], str] = "utf-8",
     ) -> None:
         secrets = Secrets()
-        self._bearer = _bearer_auth(self.vendor, token, token_provider, secrets)
-        super().__init__(base_url=base_url, auth=self._bearer, secrets=secrets, **kwargs)
+        self._bearer = self._bearer_auth(token, token_provider, secrets)
+        super().__init__(
+            policy=policy,
+            on_retry=on_retry,
+            transport_options=transport_options,
+            secrets=secrets,
+            base_url=base_url,
+            auth=self._bearer,
+            params=params,
+            headers=headers,
+            cookies=cookies,
+            verify=verify,
+            cert=cert,
+            trust_env=trust_env,
+            http1=http1,
+            http2=http2,
+            proxy=proxy,
+            mounts=mounts,
+            timeout=timeout,
+            follow_redirects=follow_redirects,
+            limits=limits,
+            max_redirects=max_redirects,
+            event_hooks=event_hooks,
+            transport=transport,
+            default_encoding=default_encoding,
+        )
 
     async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         try:
@@ -267,8 +487,8 @@ class _UstaHabits(_VendorClient):
 
 
 class HyperClient(_HyperHabits, _SyncBearerClient):
-    """httpx.Client for the Hyper API: bearer token (``token=``, ``token_provider=`` or
-    ``RESILIENT_CLIENT_HYPER_TOKEN``), refreshed once on code 6 or a gateway 401."""
+    """httpx.Client for the Hyper API: a bearer token, required (``token=``, ``token_provider=`` or
+    ``RESILIENT_CLIENT_HYPER_TOKEN``), asked again once on code 6 or a gateway 401."""
 
 
 class AsyncHyperClient(_HyperHabits, _AsyncBearerClient):
@@ -276,8 +496,8 @@ class AsyncHyperClient(_HyperHabits, _AsyncBearerClient):
 
 
 class UstaClient(_UstaHabits, _SyncBearerClient):
-    """httpx.Client for the USTA API: bearer token (``token=``, ``token_provider=`` or
-    ``RESILIENT_CLIENT_USTA_TOKEN``), refreshed once on 401, OAuth ``invalid_token`` or 4003."""
+    """httpx.Client for the USTA API: a bearer token, required (``token=``, ``token_provider=`` or
+    ``RESILIENT_CLIENT_USTA_TOKEN``), asked again once on 401, OAuth ``invalid_token`` or 4003."""
 
 
 class AsyncUstaClient(_UstaHabits, _AsyncBearerClient):
@@ -321,19 +541,23 @@ class _UpdoxAuth(httpx.Auth):
 class _UpdoxHabits(_VendorClient):
     vendor = "updox"
 
-    @staticmethod
     def _updox_auth(
+        self,
         application_id: str | None,
         application_password: str | None,
         account_id: str | None,
         user_id: str | None,
         secrets: Secrets,
     ) -> _UpdoxAuth:
+        # The application's credentials are needed by every call but Ping; the account and the
+        # user only by account-level calls, so those two may be left out.
         given = {
-            "applicationId": application_id or _env("updox", "APPLICATION_ID"),
-            "applicationPassword": application_password or _env("updox", "APPLICATION_PASSWORD"),
-            "accountId": account_id or _env("updox", "ACCOUNT_ID"),
-            "userId": user_id or _env("updox", "USER_ID"),
+            "applicationId": self._credential("application_id", application_id, "APPLICATION_ID"),
+            "applicationPassword": self._credential(
+                "application_password", application_password, "APPLICATION_PASSWORD"
+            ),
+            "accountId": self._credential("account_id", account_id, "ACCOUNT_ID", required=False),
+            "userId": self._credential("user_id", user_id, "USER_ID", required=False),
         }
         block = {k: v for k, v in given.items() if v}
         secrets.add(block.get("applicationPassword"))
@@ -348,7 +572,9 @@ class _UpdoxHabits(_VendorClient):
 
 class UpdoxClient(_UpdoxHabits, _SyncVendorClient):
     """httpx.Client for the Updox API: ``call("MessageList", {...})`` POSTs to ``/api/io/MessageList``
-    with the auth block added (``application_id=`` ... or ``RESILIENT_CLIENT_UPDOX_APPLICATION_ID``...)."""
+    with the auth block added. ``application_id=`` and ``application_password=`` are required (or
+    ``RESILIENT_CLIENT_UPDOX_APPLICATION_ID`` / ``..._PASSWORD``); ``account_id=`` and ``user_id=``
+    (or ``..._ACCOUNT_ID`` / ``..._USER_ID``) only for account-level calls."""
 
     def __init__(
         self,
@@ -358,11 +584,54 @@ class UpdoxClient(_UpdoxHabits, _SyncVendorClient):
         application_password: str | None = None,
         account_id: str | None = None,
         user_id: str | None = None,
-        **kwargs: Any,
+        policy: PolicyArg = None,
+        on_retry: OnRetry | None = None,
+        transport_options: Mapping[str, Any] | None = None,
+        params: QueryParamTypes | None = None,
+        headers: HeaderTypes | None = None,
+        cookies: CookieTypes | None = None,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: CertTypes | None = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        proxy: ProxyTypes | None = None,
+        mounts: Mapping[str, httpx.BaseTransport | None] | None = None,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT_CONFIG,
+        follow_redirects: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        event_hooks: EventHooks | None = None,
+        transport: httpx.BaseTransport | None = None,
+        default_encoding: str | Callable[[bytes], str] = "utf-8",
     ) -> None:
         secrets = Secrets()
         auth = self._updox_auth(application_id, application_password, account_id, user_id, secrets)
-        super().__init__(base_url=base_url, auth=auth, secrets=secrets, **kwargs)
+        super().__init__(
+            policy=policy,
+            on_retry=on_retry,
+            transport_options=transport_options,
+            secrets=secrets,
+            base_url=base_url,
+            auth=auth,
+            params=params,
+            headers=headers,
+            cookies=cookies,
+            verify=verify,
+            cert=cert,
+            trust_env=trust_env,
+            http1=http1,
+            http2=http2,
+            proxy=proxy,
+            mounts=mounts,
+            timeout=timeout,
+            follow_redirects=follow_redirects,
+            limits=limits,
+            max_redirects=max_redirects,
+            event_hooks=event_hooks,
+            transport=transport,
+            default_encoding=default_encoding,
+        )
 
     def call(self, method: str, payload: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         """POST ``payload`` to ``/api/io/<method>`` and return the decoded JSON answer."""
@@ -384,11 +653,54 @@ class AsyncUpdoxClient(_UpdoxHabits, _AsyncVendorClient):
         application_password: str | None = None,
         account_id: str | None = None,
         user_id: str | None = None,
-        **kwargs: Any,
+        policy: PolicyArg = None,
+        on_retry: OnRetry | None = None,
+        transport_options: Mapping[str, Any] | None = None,
+        params: QueryParamTypes | None = None,
+        headers: HeaderTypes | None = None,
+        cookies: CookieTypes | None = None,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: CertTypes | None = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        proxy: ProxyTypes | None = None,
+        mounts: Mapping[str, httpx.AsyncBaseTransport | None] | None = None,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT_CONFIG,
+        follow_redirects: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        event_hooks: AsyncEventHooks | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        default_encoding: str | Callable[[bytes], str] = "utf-8",
     ) -> None:
         secrets = Secrets()
         auth = self._updox_auth(application_id, application_password, account_id, user_id, secrets)
-        super().__init__(base_url=base_url, auth=auth, secrets=secrets, **kwargs)
+        super().__init__(
+            policy=policy,
+            on_retry=on_retry,
+            transport_options=transport_options,
+            secrets=secrets,
+            base_url=base_url,
+            auth=auth,
+            params=params,
+            headers=headers,
+            cookies=cookies,
+            verify=verify,
+            cert=cert,
+            trust_env=trust_env,
+            http1=http1,
+            http2=http2,
+            proxy=proxy,
+            mounts=mounts,
+            timeout=timeout,
+            follow_redirects=follow_redirects,
+            limits=limits,
+            max_redirects=max_redirects,
+            event_hooks=event_hooks,
+            transport=transport,
+            default_encoding=default_encoding,
+        )
 
     async def call(self, method: str, payload: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         """POST ``payload`` to ``/api/io/<method>`` and return the decoded JSON answer."""
@@ -409,13 +721,13 @@ CSRF_HEADER = "Medable-Csrf-Token"
 class _MedableHabits(_VendorClient):
     vendor = "medable"
 
-    @staticmethod
-    def _key_headers(client_key: str | None, headers: Any, secrets: Secrets) -> httpx.Headers:
+    def _key_headers(
+        self, client_key: str | None, headers: HeaderTypes | None, secrets: Secrets
+    ) -> httpx.Headers:
         merged = httpx.Headers(headers)
-        key = client_key or _env("medable", "CLIENT_KEY")
+        key = self._credential("client_key", client_key, "CLIENT_KEY")
         secrets.add(key)
-        if key:
-            merged[CLIENT_KEY_HEADER] = key
+        merged[CLIENT_KEY_HEADER] = key or ""
         return merged
 
     @staticmethod
@@ -439,14 +751,62 @@ class _MedableHabits(_VendorClient):
 
 class MedableClient(_MedableHabits, _SyncVendorClient):
     """httpx.Client for Medable Cortex: ``Medable-Client-Key`` on every request (``client_key=`` or
-    ``RESILIENT_CLIENT_MEDABLE_CLIENT_KEY``), session cookies kept, the CSRF token echoed back."""
+    ``RESILIENT_CLIENT_MEDABLE_CLIENT_KEY``, required), session cookies kept, the CSRF token echoed."""
 
     def __init__(
-        self, *, base_url: httpx.URL | str = "", client_key: str | None = None, **kwargs: Any
+        self,
+        *,
+        base_url: httpx.URL | str = "",
+        client_key: str | None = None,
+        policy: PolicyArg = None,
+        on_retry: OnRetry | None = None,
+        transport_options: Mapping[str, Any] | None = None,
+        auth: AuthTypes | None = None,
+        params: QueryParamTypes | None = None,
+        headers: HeaderTypes | None = None,
+        cookies: CookieTypes | None = None,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: CertTypes | None = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        proxy: ProxyTypes | None = None,
+        mounts: Mapping[str, httpx.BaseTransport | None] | None = None,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT_CONFIG,
+        follow_redirects: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        event_hooks: EventHooks | None = None,
+        transport: httpx.BaseTransport | None = None,
+        default_encoding: str | Callable[[bytes], str] = "utf-8",
     ) -> None:
         secrets = Secrets()
-        headers = self._key_headers(client_key, kwargs.pop("headers", None), secrets)
-        super().__init__(base_url=base_url, headers=headers, secrets=secrets, **kwargs)
+        key_headers = self._key_headers(client_key, headers, secrets)
+        super().__init__(
+            policy=policy,
+            on_retry=on_retry,
+            transport_options=transport_options,
+            secrets=secrets,
+            base_url=base_url,
+            auth=auth,
+            params=params,
+            headers=key_headers,
+            cookies=cookies,
+            verify=verify,
+            cert=cert,
+            trust_env=trust_env,
+            http1=http1,
+            http2=http2,
+            proxy=proxy,
+            mounts=mounts,
+            timeout=timeout,
+            follow_redirects=follow_redirects,
+            limits=limits,
+            max_redirects=max_redirects,
+            event_hooks=event_hooks,
+            transport=transport,
+            default_encoding=default_encoding,
+        )
 
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         try:
@@ -480,11 +840,59 @@ class AsyncMedableClient(_MedableHabits, _AsyncVendorClient):
     """httpx.AsyncClient for Medable Cortex (see MedableClient)."""
 
     def __init__(
-        self, *, base_url: httpx.URL | str = "", client_key: str | None = None, **kwargs: Any
+        self,
+        *,
+        base_url: httpx.URL | str = "",
+        client_key: str | None = None,
+        policy: PolicyArg = None,
+        on_retry: OnRetry | None = None,
+        transport_options: Mapping[str, Any] | None = None,
+        auth: AuthTypes | None = None,
+        params: QueryParamTypes | None = None,
+        headers: HeaderTypes | None = None,
+        cookies: CookieTypes | None = None,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: CertTypes | None = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        proxy: ProxyTypes | None = None,
+        mounts: Mapping[str, httpx.AsyncBaseTransport | None] | None = None,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT_CONFIG,
+        follow_redirects: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        event_hooks: AsyncEventHooks | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        default_encoding: str | Callable[[bytes], str] = "utf-8",
     ) -> None:
         secrets = Secrets()
-        headers = self._key_headers(client_key, kwargs.pop("headers", None), secrets)
-        super().__init__(base_url=base_url, headers=headers, secrets=secrets, **kwargs)
+        key_headers = self._key_headers(client_key, headers, secrets)
+        super().__init__(
+            policy=policy,
+            on_retry=on_retry,
+            transport_options=transport_options,
+            secrets=secrets,
+            base_url=base_url,
+            auth=auth,
+            params=params,
+            headers=key_headers,
+            cookies=cookies,
+            verify=verify,
+            cert=cert,
+            trust_env=trust_env,
+            http1=http1,
+            http2=http2,
+            proxy=proxy,
+            mounts=mounts,
+            timeout=timeout,
+            follow_redirects=follow_redirects,
+            limits=limits,
+            max_redirects=max_redirects,
+            event_hooks=event_hooks,
+            transport=transport,
+            default_encoding=default_encoding,
+        )
 
     async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         try:

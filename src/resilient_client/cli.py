@@ -3,7 +3,7 @@
     resilient-client codes hyper 10          # one code: meaning, category, retried or not and why
     resilient-client codes medable --json    # the whole catalog, for scripts
     resilient-client policy check my.toml    # the problems of a policy file, or its effective policy
-    resilient-client policy show hyper       # the shipped policy of a vendor
+    resilient-client policy show hyper       # the shipped policy of a vendor (or "default")
     resilient-client demo                    # the clients against the simulator
     resilient-client simulate --port 8080    # the simulator as a loopback server
 
@@ -28,38 +28,59 @@ import resilient_client as rc
 
 EXIT_BAD_INPUT = 2
 EXIT_BAD_POLICY = 1
+#: Something around the input failed: a missing extra, an unexpected error.
+EXIT_FAILURE = 1
 SOFT = ("incomplete_success", "no_results", "verification_required", "not_ready", "partial_failure")
 
+# Plain text for --help: argparse prints it as is, so no reST markup here.
+DESCRIPTION = (
+    "Explain a vendor's error codes under the policy its clients use, check policy files, "
+    "run the demo and the vendor simulator."
+)
+EXAMPLES = """\
+examples:
+  resilient-client codes hyper 10          one code: meaning, category, retried or not and why
+  resilient-client codes usta 200699       a code the catalog lacks: what it falls back to
+  resilient-client codes medable --json    the whole catalog, for scripts
+  resilient-client policy check my.toml    the problems of a policy file, or its effective policy
+  resilient-client policy show default     a shipped policy: default, updox, usta, medable, hyper
+  resilient-client demo                    the vendor clients against the simulator
+  resilient-client simulate --port 8080    the simulator on a loopback port
+"""
 
-def _vendor_policy(vendor: str) -> rc.RetryPolicy:
-    # What a client built with no policy= would use.
-    from_env = os.environ.get(rc.POLICY_ENV)
-    return rc.load_policy(from_env) if from_env else rc.load_policy(vendor)
+
+def client_policy(vendor: str, policy: str | None = None) -> rc.RetryPolicy:
+    """The policy a client of ``vendor`` uses, resolved and checked exactly as its transport does:
+    ``policy`` (a path or a shipped name), else ``RESILIENT_CLIENT_<VENDOR>_POLICY``, else
+    ``RESILIENT_CLIENT_POLICY``, else the vendor's shipped policy; a PolicyError when it does not
+    fit the vendor."""
+    return rc.ResilientTransport(vendor, policy=policy).policy
 
 
-def explain(entry: rc.CatalogEntry, policy: rc.RetryPolicy) -> tuple[str, str]:
-    """(``any`` | ``idempotent`` | ``no``, why) for a code under a policy."""
-    rule = policy.rule(entry.code)
-    where = f"codes.{entry.code}"
-    if entry.category == "ok":
+def explain(code: object, category: str, policy: rc.RetryPolicy) -> tuple[str, str]:
+    """(``any`` | ``idempotent`` | ``no``, why) for a response carrying ``code`` that the classifier
+    put in ``category``, under a policy (whose ``codes`` rules match the code as received)."""
+    rule = policy.rule(code)
+    where = f"codes.{code}"
+    if category == "ok":
         return "no", "not retried: a success code, nothing is raised"
-    if entry.category in SOFT and policy.returns(entry.category, entry.code):
+    if category in SOFT and policy.returns(category, code):
         return "no", "not retried: a soft fault the policy returns to the caller instead of raising"
     if rule is not None and rule.retry is not None:
         retried, because = rule.retry, f"{where}.retry = {str(rule.retry).lower()}"
     else:
-        retried = entry.category in policy.retry.categories
-        because = f"{entry.category} is {'' if retried else 'not '}in retry.categories"
+        retried = category in policy.retry.categories
+        because = f"{category} is {'' if retried else 'not '}in retry.categories"
     if not retried:
         return "no", f"not retried: {because}"
     if rule is not None and rule.any_method is not None:
         any_method, how = rule.any_method, f"{where}.any_method = {str(rule.any_method).lower()}"
     else:
-        any_method = entry.category in policy.retry.any_method_categories
+        any_method = category in policy.retry.any_method_categories
         how = (
-            f"{entry.category} says the vendor did not apply the request"
+            f"{category} says the vendor did not apply the request"
             if any_method
-            else (f"{entry.category}: the vendor may have applied the request")
+            else (f"{category}: the vendor may have applied the request")
         )
     if any_method:
         return "any", f"retried for any method ({because}; {how})"
@@ -69,46 +90,84 @@ def explain(entry: rc.CatalogEntry, policy: rc.RetryPolicy) -> tuple[str, str]:
     return "idempotent", f"retried for idempotent methods only: {methods}{extra} ({because}; {how})"
 
 
-def _entry_record(entry: rc.CatalogEntry, policy: rc.RetryPolicy) -> dict[str, Any]:
-    retried, why = explain(entry, policy)
+def _record(
+    catalog: rc.Catalog,
+    code: Any,
+    entry: rc.CatalogEntry | None,
+    category: str,
+    policy: rc.RetryPolicy,
+    falls_back: str | None = None,
+) -> dict[str, Any]:
+    retried, why = explain(code, category, policy)
+    exception = catalog.error_class(category, entry)
     return {
-        "vendor": entry.vendor,
-        "code": entry.code,
-        "message": entry.message,
-        "http_status": entry.http_status,
-        "category": entry.category,
-        "group": entry.group,
-        "exception": f"{entry.exception.__module__}.{entry.exception.__name__}",
+        "vendor": catalog.vendor,
+        "code": code,
+        "message": entry.message if entry is not None else "not in the catalog",
+        "falls_back": falls_back,
+        "http_status": entry.http_status if entry is not None else None,
+        "category": category,
+        "group": entry.group if entry is not None else None,
+        "exception": f"{exception.__module__}.{exception.__name__}",
         "retried": retried,
         "why": why,
+        "policy": policy.source,
     }
+
+
+def _code_record(catalog: rc.Catalog, given: str, policy: rc.RetryPolicy) -> dict[str, Any]:
+    """What a response carrying ``given`` becomes, as the classifier reads it: the exact entry, else
+    the code it refines (USTA 200699 -> 2006), else the catalog's range for it (Updox 4xxx)."""
+    vendor = catalog.vendor
+    code = catalog.normalize(given)
+    entry = None if code is None else catalog.lookup(code)
+    if code is None:
+        pass
+    elif entry is not None:
+        return _record(catalog, entry.code, entry, entry.category, policy)
+    elif (refined := catalog.resolve(code)) is not None:
+        note = f"{code} is not in the catalog: it refines {refined.code}, whose entry applies"
+        return _record(catalog, code, refined, refined.category, policy, note)
+    else:
+        for fallback in catalog.fallback_ranges:
+            if isinstance(code, int) and fallback.first <= code <= fallback.last:
+                note = (
+                    f"{code} is not in the catalog: a failed response carrying it is classified "
+                    f"{fallback.category}, as every code from {fallback.first} to {fallback.last}"
+                )
+                return _record(catalog, code, None, fallback.category, policy, note)
+    raise _BadInput(
+        f"{vendor} has no code {given!r} and nothing it falls back to (a response carrying it is "
+        f"classified by its HTTP status); `resilient-client codes {vendor}` lists the codes"
+    )
+
+
+_LABELS = {"why": "retried", "falls_back": "falls back"}
 
 
 def _codes(args: argparse.Namespace, out: TextIO) -> int:
     catalog = rc.catalog(args.vendor)
-    policy = _vendor_policy(args.vendor)
+    policy = client_policy(args.vendor, args.policy)
     if args.code is not None:
-        entry = catalog.lookup(args.code)
-        if entry is None:
-            raise _BadInput(
-                f"{args.vendor} has no code {args.code!r}; `resilient-client codes {args.vendor}` lists them"
-            )
-        record = _entry_record(entry, policy)
+        record = _code_record(catalog, args.code, policy)
         if args.json:
             json.dump(record, out, indent=2)
             out.write("\n")
             return 0
-        for key in ("vendor", "code", "message", "http_status", "category", "group", "exception", "why"):
-            label = "retried" if key == "why" else key.replace("_", " ")
+        for key in ("vendor", "code", "message", "falls_back", "http_status", "category", "group",
+                    "exception", "why", "policy"):  # fmt: skip
+            if key == "falls_back" and record[key] is None:
+                continue
+            label = _LABELS.get(key, key.replace("_", " "))
             value = "none documented" if record[key] is None else record[key]
             out.write(f"{label:12s} {value}\n")
         return 0
-    records = [_entry_record(entry, policy) for entry in catalog]
+    records = [_record(catalog, entry.code, entry, entry.category, policy) for entry in catalog]
     if args.json:
         json.dump(records, out, indent=2)
         out.write("\n")
         return 0
-    out.write(f"{catalog.title}: {len(records)} codes\n")
+    out.write(f"{catalog.title}: {len(records)} codes, under the policy {policy.source}\n")
     out.write(f"{'code':>30s}  {'status':6s}  {'category':22s}  {'retried':10s}  exception\n")
     for r in records:
         status = "-" if r["http_status"] is None else str(r["http_status"])
@@ -147,9 +206,7 @@ def render_policy(policy: rc.RetryPolicy) -> str:
 
 def _policy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.policy_command == "show":
-        rc.catalog(args.target)  # an unknown vendor is bad input
-        out.write(render_policy(rc.load_policy(args.target)))
-        return 0
+        return _show_policy(args.target, out)
     try:
         policy = rc.load_policy(args.target)
     except rc.PolicyError as error:
@@ -157,6 +214,14 @@ def _policy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             err.write(f"{problem}\n")
         return EXIT_BAD_POLICY
     out.write(render_policy(policy))
+    return 0
+
+
+def _show_policy(name: str, out: TextIO) -> int:
+    shipped = ("default", *rc.VENDORS)
+    if name not in shipped:
+        raise _BadInput(f"unknown vendor or policy {name!r}; shipped policies: {', '.join(shipped)}")
+    out.write(render_policy(rc.load_policy(name)))
     return 0
 
 
@@ -185,47 +250,96 @@ class _BadInput(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="resilient-client", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="resilient-client",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {rc.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     codes = sub.add_parser("codes", help="explain one code of a vendor, or list its catalog")
-    codes.add_argument("vendor", help=", ".join(rc.VENDORS))
+    # Vendor ids are lowercase; HYPER or Hyper mean the same vendor.
+    codes.add_argument("vendor", type=str.lower, help=", ".join(rc.VENDORS) + " (any case)")
     codes.add_argument("code", nargs="?", help="a code, e.g. 10 or kThrottled")
     codes.add_argument("--json", action="store_true", help="print JSON")
-    policy = sub.add_parser("policy", help="check a policy file or show a vendor's policy")
+    codes.add_argument(
+        "--policy",
+        metavar="FILE_OR_NAME",
+        help="explain under this policy; default: the one a client would use "
+        "(RESILIENT_CLIENT_<VENDOR>_POLICY, else RESILIENT_CLIENT_POLICY, else the shipped one)",
+    )
+    policy = sub.add_parser("policy", help="check a policy file or show a shipped policy")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     policy_sub.add_parser("check", help="validate a file; print its effective policy").add_argument(
         "target", metavar="FILE"
     )
-    policy_sub.add_parser("show", help="print a vendor's shipped policy").add_argument(
-        "target", metavar="VENDOR"
+    policy_sub.add_parser("show", help="print a shipped policy, every key").add_argument(
+        "target", metavar="NAME", type=str.lower, help="default, " + ", ".join(rc.VENDORS)
     )
     sub.add_parser("demo", help="run the vendor clients against the simulator")
     simulate = sub.add_parser("simulate", help="run the vendor simulator on a loopback port")
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=8080)
-    simulate.add_argument("--scenario", help="one of: outage, throttled, transient")
+    simulate.add_argument("--scenario", type=str.lower, help="one of: outage, throttled, transient")
     simulate.add_argument("--seconds", type=float, default=None, help=argparse.SUPPRESS)
     return parser
 
 
+def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.command == "codes":
+        return _codes(args, out)
+    if args.command == "policy":
+        return _policy(args, out, err)
+    if args.command == "demo":
+        from resilient_client._demo import run
+
+        return run(lambda line: print(line, file=out))
+    return _simulate(args, out)
+
+
+def _say(err: TextIO, text: str) -> None:
+    with contextlib.suppress(OSError):  # stderr closed too: nothing left to tell
+        err.write(f"{text}\n")
+
+
+def _stop_writing_to(out: TextIO) -> None:
+    """After the reader of ``out`` went away (``| head``): point its descriptor at /dev/null, so the
+    interpreter's last flush at exit does not fail too."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Run the command; returns the exit status."""
+    """Run the command; returns the exit status: 0, 1 (a bad policy, a missing extra, a failure)
+    or 2 (bad input). Never a traceback."""
     out = out or sys.stdout
     err = err or sys.stderr
-    args = _parser().parse_args(argv)
     try:
-        if args.command == "codes":
-            return _codes(args, out)
-        if args.command == "policy":
-            return _policy(args, out, err)
-        if args.command == "demo":
-            from resilient_client._demo import run
-
-            return run(lambda line: print(line, file=out))
-        return _simulate(args, out)
+        status = _run(_parser().parse_args(argv), out, err)
+        out.flush()
+        return status
+    except BrokenPipeError:
+        # The reader stopped reading (``| head``): not an error worth a message.
+        _stop_writing_to(out)
+        return EXIT_FAILURE
+    except rc.PolicyError as error:
+        for problem in error.problems:
+            _say(err, str(problem))
+        return EXIT_BAD_POLICY
     except (_BadInput, ValueError) as error:
-        err.write(f"resilient-client: {error}\n")
+        _say(err, f"resilient-client: {error}")
         return EXIT_BAD_INPUT
+    except ImportError as error:  # an optional part (an extra) is not installed
+        _say(err, f"resilient-client: {error}")
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # the last resort: one line, never a traceback
+        _say(err, f"resilient-client: unexpected {type(error).__name__}: {error}")
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":  # pragma: no cover

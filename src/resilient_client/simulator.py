@@ -122,6 +122,8 @@ class Simulator:
         order, then as usual; with ``repeat=True`` the last step answers forever."""
         if vendor not in rc.VENDORS:
             raise ValueError(f"unknown vendor {vendor!r}; the simulator serves {', '.join(rc.VENDORS)}")
+        for index, step in enumerate(steps):
+            _check_step(vendor, index, step)
         key = (vendor, path if path == "*" else "/" + path.lstrip("/"))
         with self._lock:
             self._scripts[key] = deque(steps)
@@ -215,6 +217,24 @@ class Simulator:
         return step.status or status, payload, extra
 
 
+def _check_step(vendor: str, index: int, step: object) -> None:
+    """Refuse, when scripted, a step the simulator could not answer: a fault of another vendor, or
+    a code the vendor's catalog lacks (a Reply sends any body you like)."""
+    where = f"{vendor} step {index}"
+    if not isinstance(step, Fault | Reply | Ok):
+        raise TypeError(f"{where}: expected a Fault, Reply or Ok, got {type(step).__name__}")
+    if not isinstance(step, Fault):
+        return
+    if step.vendor != vendor:
+        known = "" if step.vendor in rc.VENDORS else f" (the simulator serves {', '.join(rc.VENDORS)})"
+        raise ValueError(f"{where}: Fault({step.vendor!r}, {step.code!r}) is not a {vendor} fault{known}")
+    if rc.catalog(vendor).lookup(step.code) is None:
+        raise ValueError(
+            f"{where}: {vendor} has no code {step.code!r} in its catalog, so the simulator cannot send "
+            f"it; script a Reply with the exact body instead (`resilient-client codes {vendor}` lists them)"
+        )
+
+
 def _is_success(vendor: str, payload: Any) -> bool:
     if not isinstance(payload, dict):
         return True
@@ -263,13 +283,14 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 def serve(app: Simulator, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Run ``app`` on a real loopback server in a background thread; yields its base URL.
 
-    ``port=0`` picks a free port. Needs uvicorn: ``pip install 'resilient-client[server]'``.
+    ``port=0`` picks a free port. Needs uvicorn: ``pip install 'resilient-client[server]'``, else
+    ModuleNotFoundError.
     """
     try:
         import uvicorn
-    except ImportError:  # pragma: no cover - the server extra is part of dev
-        raise RuntimeError(
-            "the simulator's server needs uvicorn: pip install 'resilient-client[server]'"
+    except ImportError:
+        raise ModuleNotFoundError(
+            "the simulator's server needs uvicorn: pip install 'resilient-client[server]'", name="uvicorn"
         ) from None
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
 
