@@ -87,24 +87,31 @@ async def test_a_429_with_retry_after_pauses_every_request_of_the_host(
     clock.sleep(1.0)
     other = await ops.acquire(clock.monotonic(), 30.0)  # another request of the same host
     assert other == Ticket(pytest.approx(9.0), granted=False)
-    assert await ops.acquire(clock.monotonic(), 5.0) == Throttled(pytest.approx(9.0))
+    refused = await ops.acquire(clock.monotonic(), 5.0)
+    assert refused == Throttled(pytest.approx(9.0), "the server's Retry-After pause would pass the deadline")
     clock.sleep(other.wait)
     assert await waits(ops, clock, 1) == [0.0]
 
 
 @pytest.mark.parametrize(
-    ("settings", "rate_limited"),
+    ("settings", "rate_limited", "retry_after"),
     [
-        pytest.param({"pause_on_retry_after": False}, True, id="pausing-turned-off"),
-        pytest.param({}, False, id="retry-after-on-another-fault"),
+        pytest.param({"pause_on_retry_after": False}, True, 10.0, id="pausing-turned-off"),
+        pytest.param({}, False, 10.0, id="retry-after-on-another-fault"),
+        pytest.param({}, True, 0.0, id="retry-after-zero"),
+        pytest.param({}, True, -5.0, id="retry-after-negative"),
     ],
 )
 async def test_no_pause_without_a_429_or_with_pausing_off(
-    twin: Callable[[object], Any], clock: Clock, settings: dict[str, Any], rate_limited: bool
+    twin: Callable[[object], Any],
+    clock: Clock,
+    settings: dict[str, Any],
+    rate_limited: bool,
+    retry_after: float,
 ) -> None:
     ops = twin(make(adaptive=False, **settings))
     first = await ops.acquire(clock.monotonic(), 30.0)
-    await ops.record(first, rate_limited=rate_limited, retry_after=10.0, now=clock.monotonic())
+    await ops.record(first, rate_limited=rate_limited, retry_after=retry_after, now=clock.monotonic())
     assert await waits(ops, clock, 1) == [0.0]
 
 

@@ -100,7 +100,9 @@ class Limiter:
 
     @staticmethod
     def _after_pause(paused: float, time_left: float) -> Ticket | Throttled:
-        return Throttled(paused) if paused > time_left else Ticket(paused, granted=False)
+        if paused > time_left:
+            return Throttled(paused, "the server's Retry-After pause would pass the deadline")
+        return Ticket(paused, granted=False)
 
     def _after_reserve(self, answer: RateTicket, time_left: float) -> Ticket | Throttled:
         if answer.wait > 0 and answer.wait > time_left:
@@ -116,7 +118,12 @@ class Limiter:
         return None if rate == answer.rate else rate
 
     def _pauses(self, rate_limited: bool, retry_after: float | None) -> bool:
-        return rate_limited and bool(retry_after) and self.settings.pause_on_retry_after
+        return (
+            rate_limited
+            and retry_after is not None
+            and retry_after > 0
+            and self.settings.pause_on_retry_after
+        )
 
     # -- sync -----------------------------------------------------------------------------------
 
