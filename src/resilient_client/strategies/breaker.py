@@ -1,0 +1,187 @@
+"""The circuit breaker: Polly's circuit state controller, over a StateStore.
+
+Closed, it lets every call through and counts outcomes over a sliding window; when at least
+``minimum_throughput`` outcomes were seen and ``failure_ratio`` of them failed, it opens. Open, it
+refuses every call (``CircuitOpen``: nothing is sent) for ``break_duration``. Then it turns half-open
+and lets exactly ``half_open_probes`` calls through, across threads, tasks and (with a shared store)
+processes: a probe that succeeds closes it, one that fails opens it again for twice as long, up to
+``max_break_duration``.
+
+Every transition is a compare-and-set on the circuit's epoch, so of many callers that judge the same
+circuit at once only the first moves it; the others' outcomes are still counted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+
+import attrs
+
+from resilient_client._settings import BreakerOverride, BreakerSettings
+from resilient_client.stores import Circuit, CircuitState, StateStore
+
+__all__ = ["FAILURE_CATEGORIES", "Breaker", "CircuitOpen", "Permit"]
+
+#: Categories that say the vendor is unwell. ``rate_limited``, ``locked``, ``not_ready``, 4xx and soft
+#: faults are answers from a working vendor, so they are successes here.
+FAILURE_CATEGORIES = frozenset({"server_error", "service_unavailable", "request_timeout"})
+
+#: A probe's slot outlives the time left to its call by this much, then frees itself: a probe whose
+#: process died cannot keep the circuit half-open for ever, and a live one never loses its slot.
+PROBE_LEASE_MARGIN = 5.0
+
+
+@attrs.frozen
+class Permit:
+    """A call the breaker let through; hand it back to ``record`` with the call's outcome."""
+
+    #: The circuit's epoch when the call was let through; only a transition from it is applied.
+    epoch: int
+    #: The probe slot's token when the call is a half-open probe, else None.
+    probe: str | None = None
+    #: The break that preceded this probe (the next one, if it fails, is twice as long).
+    break_duration: float = 0.0
+
+
+@attrs.frozen
+class CircuitOpen:
+    """The breaker refused the call: nothing may be sent for ``retry_after`` seconds."""
+
+    retry_after: float
+    reason: str = "circuit open"
+
+
+class Breaker:
+    """A circuit breaker over one store key (per vendor and host).
+
+    ``overrides`` maps codes (as strings, as policy tables write them) to ``"ignore"`` (no evidence
+    either way) or ``"failure"``.
+    """
+
+    __slots__ = ("key", "overrides", "settings", "store")
+
+    def __init__(
+        self,
+        settings: BreakerSettings,
+        store: StateStore,
+        key: str,
+        overrides: Mapping[str, BreakerOverride] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.key = key
+        self.overrides: Mapping[str, BreakerOverride] = dict(overrides or {})
+
+    def __repr__(self) -> str:
+        return f"Breaker(key={self.key!r})"
+
+    # -- no I/O ---------------------------------------------------------------------------------
+
+    def failed(
+        self, category: str | None, code: object = None, *, transport_error: bool = False
+    ) -> bool | None:
+        """Whether an attempt's outcome counts against the vendor: True (a failure), False (a
+        success), or None (no evidence: a code overridden to ``"ignore"``, such as hyper 50, which says
+        another journal call of the account is running, not that the vendor is unwell)."""
+        override = None if code is None else self.overrides.get(str(code))
+        if override is not None:
+            return None if override == "ignore" else True
+        return transport_error or category in FAILURE_CATEGORIES
+
+    def _lease(self, time_left: float) -> float:
+        return max(0.0, time_left) + PROBE_LEASE_MARGIN
+
+    @staticmethod
+    def _admitted(taken: bool, circuit: Circuit, token: str) -> Permit | CircuitOpen:
+        if taken:
+            return Permit(circuit.epoch, token, circuit.break_duration)
+        if circuit.state == "closed":  # closed by another caller between our two steps
+            return Permit(circuit.epoch)
+        return CircuitOpen(circuit.retry_after)
+
+    def _should_open(self, failures: int, total: int) -> bool:
+        settings = self.settings
+        return total >= settings.minimum_throughput and failures / total >= settings.failure_ratio
+
+    def _next_break(self, permit: Permit) -> float:
+        """The first break is ``break_duration``; each failed probe doubles it, up to the maximum."""
+        settings = self.settings
+        if permit.break_duration <= 0:
+            return settings.break_duration
+        return min(settings.max_break_duration, max(settings.break_duration, 2 * permit.break_duration))
+
+    # -- sync -----------------------------------------------------------------------------------
+
+    def admit(self, now: float, time_left: float) -> Permit | CircuitOpen:
+        """Let a call through (a Permit) or refuse it (CircuitOpen); ``time_left`` is the call's,
+        and bounds how long a probe slot is held if its outcome never comes back."""
+        circuit = self.store.circuit(self.key, now)
+        if circuit.state == "closed":
+            return Permit(circuit.epoch)
+        token = uuid.uuid4().hex
+        taken, circuit = self.store.try_probe(
+            self.key, token, self.settings.half_open_probes, self._lease(time_left), now
+        )
+        return self._admitted(taken, circuit, token)
+
+    def record(self, permit: Permit, failed: bool | None, now: float) -> None:
+        """Count a permitted call's outcome (see ``failed``) and move the circuit if it must.
+
+        ``failed=None`` is no evidence: nothing is counted and a probe's slot is freed. Pass it too
+        when the call sent nothing (a later strategy refused it).
+        """
+        store, key = self.store, self.key
+        if failed is None:
+            if permit.probe is not None:
+                store.release_probe(key, permit.probe, now)
+            return
+        failures, total = store.record_outcome(key, failed, self.settings.sampling_duration, now)
+        if permit.probe is not None:
+            if failed:
+                store.open_circuit(key, permit.epoch, self._next_break(permit), now)
+            else:
+                store.close_circuit(key, permit.epoch, now)
+        elif failed and self._should_open(failures, total):
+            store.open_circuit(key, permit.epoch, self.settings.break_duration, now)
+
+    def state(self, now: float) -> CircuitState:
+        """``"closed"``, ``"open"`` or ``"half_open"`` (open stays open until a call asks to probe)."""
+        return self.store.circuit(self.key, now).state
+
+    def reset(self, now: float) -> None:
+        """Close the circuit and forget its outcomes, whatever its state."""
+        self.store.reset_circuit(self.key, now)
+
+    # -- async twins --------------------------------------------------------------------------------
+
+    async def aadmit(self, now: float, time_left: float) -> Permit | CircuitOpen:
+        circuit = await self.store.acircuit(self.key, now)
+        if circuit.state == "closed":
+            return Permit(circuit.epoch)
+        token = uuid.uuid4().hex
+        taken, circuit = await self.store.atry_probe(
+            self.key, token, self.settings.half_open_probes, self._lease(time_left), now
+        )
+        return self._admitted(taken, circuit, token)
+
+    async def arecord(self, permit: Permit, failed: bool | None, now: float) -> None:
+        store, key = self.store, self.key
+        if failed is None:
+            if permit.probe is not None:
+                await store.arelease_probe(key, permit.probe, now)
+            return
+        failures, total = await store.arecord_outcome(key, failed, self.settings.sampling_duration, now)
+        if permit.probe is not None:
+            if failed:
+                await store.aopen_circuit(key, permit.epoch, self._next_break(permit), now)
+            else:
+                await store.aclose_circuit(key, permit.epoch, now)
+        elif failed and self._should_open(failures, total):
+            await store.aopen_circuit(key, permit.epoch, self.settings.break_duration, now)
+
+    async def astate(self, now: float) -> CircuitState:
+        return (await self.store.acircuit(self.key, now)).state
+
+    async def areset(self, now: float) -> None:
+        await self.store.areset_circuit(self.key, now)

@@ -1,0 +1,131 @@
+"""Guards: at most ``limit`` attempts in flight per key, such as one journal call per Hyper account.
+
+Hyper answers code 50 while another journal request of the same account runs, so sending a second
+one only earns a fault and a retry. A guard names the operations it covers (globs) and where the key
+comes from: the request's JSON body fields, or ``request.extensions["resilient_client.guard_key"]``
+set by the caller. A request may name several keys (one per field present); they are held together,
+all at once or none, so two requests can never each hold one key while waiting for the other.
+
+The hold is a lease in the store (the call's time left plus a margin), taken for one attempt and
+released once the attempt is classified, never across a backoff wait. While the keys are busy the
+shell asks again after ``next_try``; past ``max_wait`` or the call's deadline it raises
+GuardTimeoutError, sending nothing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Sequence
+
+from resilient_client._settings import GuardSettings
+from resilient_client.stores import StateStore, state_key
+
+__all__ = ["GUARD_KEY_EXTENSION", "Guard"]
+
+#: ``request.extensions`` key: the guard key(s) of this request (a string or a sequence of strings),
+#: used instead of the body fields by every guard whose operations match.
+GUARD_KEY_EXTENSION = "resilient_client.guard_key"
+#: A hold outlives the time left to its call by this much, then frees itself: a crashed process never
+#: holds an account for ever, and a live call never loses its hold.
+LEASE_MARGIN = 5.0
+#: The first pause before asking for busy keys again; it doubles up to ``POLL_MAX``.
+POLL_FIRST = 0.005
+POLL_MAX = 0.1
+
+
+def _canonical(value: object) -> str:
+    """A value's text for a key: strings as they are, anything else as compact sorted JSON."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+class Guard:
+    """One ``[guards.<name>]`` table over a store, its keys under ``namespace`` (the vendor's)."""
+
+    __slots__ = ("name", "namespace", "settings", "store")
+
+    def __init__(self, name: str, settings: GuardSettings, store: StateStore, namespace: str) -> None:
+        self.name = name
+        self.settings = settings
+        self.store = store
+        self.namespace = namespace
+
+    def __repr__(self) -> str:
+        return f"Guard(name={self.name!r}, operations={self.settings.operations!r})"
+
+    # -- no I/O ---------------------------------------------------------------------------------
+
+    def covers(self, operation: str) -> bool:
+        """Whether the guard's operation globs match ``operation`` (case-sensitive)."""
+        return any(fnmatch.fnmatchcase(operation, glob) for glob in self.settings.operations)
+
+    def keys_for(
+        self, operation: str, body: bytes | None, extension: object = None
+    ) -> tuple[str, ...] | None:
+        """The store keys a request must hold, in a fixed (sorted) order, or None when it is not guarded.
+
+        ``extension`` is ``request.extensions.get(GUARD_KEY_EXTENSION)``; when given it replaces
+        the body fields. ``body`` is the request's content when it was read (a one-shot stream is
+        not read for a key). A covered request whose body is not a JSON object, or names none of
+        the key fields, is not guarded: there is nothing to hold it by.
+        """
+        if not self.covers(operation):
+            return None
+        parts: list[tuple[str, ...]]
+        if extension is not None:
+            parts = [(value,) for value in self._extension_values(extension)]
+        else:
+            parts = [(field, _canonical(value)) for field, value in self._body_fields(body)]
+        # The namespace is a key already: only the parts added here are quoted.
+        names = {f"{self.namespace}/{state_key(self.name, *part)}" for part in parts}
+        return tuple(sorted(names)) or None
+
+    @staticmethod
+    def _extension_values(extension: object) -> Sequence[str]:
+        if isinstance(extension, str):
+            return (extension,)
+        if isinstance(extension, Sequence) and all(isinstance(v, str) for v in extension):
+            return extension
+        raise TypeError(
+            f'request.extensions["{GUARD_KEY_EXTENSION}"] must be a string or a sequence of strings, '
+            f"not {type(extension).__name__}"
+        )
+
+    def _body_fields(self, body: bytes | None) -> list[tuple[str, object]]:
+        if not body or not self.settings.key_fields:
+            return []
+        try:
+            document = json.loads(body)
+        except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)
+            return []
+        if not isinstance(document, dict):
+            return []
+        return [(f, document[f]) for f in self.settings.key_fields if document.get(f) is not None]
+
+    def lease(self, time_left: float) -> float:
+        """How long a hold lasts if it is never released."""
+        return max(0.0, time_left) + LEASE_MARGIN
+
+    def next_try(self, tries: int, waited: float, time_left: float) -> float | None:
+        """The pause before asking again for busy keys after ``tries`` refusals and ``waited``
+        seconds, or None when waiting more would pass ``max_wait`` or the deadline."""
+        remaining = min(self.settings.max_wait - waited, time_left)
+        if remaining <= 0:
+            return None
+        return min(POLL_FIRST * 2.0 ** min(tries, 30), POLL_MAX, remaining)
+
+    # -- sync and async -------------------------------------------------------------------------
+
+    def try_enter(self, keys: Sequence[str], token: str, time_left: float, now: float) -> bool:
+        """Hold every key for ``token`` (all or none); False while any is at its limit."""
+        return self.store.try_acquire(keys, self.settings.limit, self.lease(time_left), token, now)
+
+    def leave(self, keys: Sequence[str], token: str, now: float) -> None:
+        """Release ``token``'s holds (once the attempt is classified)."""
+        self.store.release(keys, token, now)
+
+    async def atry_enter(self, keys: Sequence[str], token: str, time_left: float, now: float) -> bool:
+        return await self.store.atry_acquire(keys, self.settings.limit, self.lease(time_left), token, now)
+
+    async def aleave(self, keys: Sequence[str], token: str, now: float) -> None:
+        await self.store.arelease(keys, token, now)

@@ -1,0 +1,190 @@
+"""The rate limiter: a fixed pace, a learned one (botocore's adaptive mode), and Retry-After pauses.
+
+Before each attempt the limiter says how long to wait for a permit: the end of a pause (a server's
+``Retry-After`` on a 429 pauses every request of the vendor and host, not only the one that got it),
+or the pacing of a token bucket at the lower of the fixed rate (``requests`` per ``period``) and the
+learned rate. A wait that would pass the call's deadline is refused at once (``Throttled``, nothing
+sent): the shell raises ThrottledError instead of sleeping in vain.
+
+Learning follows botocore's ``ClientRateLimiter`` and ``CubicCalculator``: a ``rate_limited`` answer
+makes the rate the key was sending at the new ``max_rate`` and drops the rate to ``BETA`` of it; the
+successes after it raise the rate along a cubic curve that is back at ``max_rate`` after
+``cbrt(max_rate * (1 - BETA) / SCALE)`` seconds and probes beyond it. Only the first throttle of a
+version lowers the rate: the other 429s answering sends paced under the old rate say nothing new (in
+botocore each one would lower it again, so 32 threads throttled together would floor it).
+
+Why the learned rate is two store operations and not one update function: a Redis store must run
+each read-modify-write as one Lua script, so a Python function cannot be its atomic step. The hot
+step (reserve a send, count it) is the store's ``limiter_acquire``; the rare step (a new rate) is
+computed here, with no I/O, and written with ``limiter_learn``, a compare-and-set on the version.
+So the only arithmetic a store must mirror is a token bucket and a counter, never the cubic curve.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+from resilient_client._settings import RateLimitSettings
+from resilient_client.stores import RateTicket, StateStore
+
+__all__ = ["BETA", "MIN_RATE", "SCALE", "Limiter", "Throttled", "Ticket", "lowered", "recovered"]
+
+#: Multiplicative decrease on a throttle (botocore's ``_BETA``).
+BETA = 0.7
+#: Steepness of the cubic recovery, in requests per second per second cubed (botocore's ``_SCALE_CONSTANT``).
+SCALE = 0.4
+#: The learned rate never goes below this (botocore's ``TokenBucket._MIN_RATE``); a vendor slower than
+#: that is held back by its fixed rate and its Retry-After pauses.
+MIN_RATE = 0.5
+
+
+def lowered(ticket: RateTicket) -> tuple[float, float]:
+    """(rate, max_rate) after a throttle: the rate the key was sending at becomes ``max_rate``."""
+    sending = ticket.sent_rate if ticket.rate <= 0 else min(ticket.sent_rate, ticket.rate)
+    max_rate = max(MIN_RATE, sending)
+    return max(MIN_RATE, BETA * max_rate), max_rate
+
+
+def recovered(ticket: RateTicket) -> float:
+    """The learned rate ``since_throttle`` seconds after the last throttle, on botocore's cubic curve.
+
+    It is capped at twice the rate the key is sending at (but never below ``max_rate``), as botocore
+    does, so a key that sends little does not bank a rate it never tried.
+    """
+    zero_point = math.cbrt(ticket.max_rate * (1 - BETA) / SCALE)
+    rate = SCALE * (ticket.since_throttle - zero_point) ** 3 + ticket.max_rate
+    return max(MIN_RATE, min(rate, max(ticket.max_rate, 2 * ticket.sent_rate)))
+
+
+@attrs.frozen
+class Ticket:
+    """Wait ``wait`` seconds, then send (``granted``) or ask again (a pause was in force)."""
+
+    wait: float
+    granted: bool = True
+    #: The store's answer, kept for ``record`` (None when nothing is learned from this send).
+    rate: RateTicket | None = None
+
+
+@attrs.frozen
+class Throttled:
+    """The wait for a permit (``retry_after`` seconds) would pass the call's deadline: send nothing."""
+
+    retry_after: float
+    reason: str = "rate limit wait would pass the deadline"
+
+
+_GO = Ticket(0.0)
+
+
+class Limiter:
+    """A rate limiter over one store key (per vendor and host)."""
+
+    __slots__ = ("key", "settings", "store")
+
+    def __init__(self, settings: RateLimitSettings, store: StateStore, key: str) -> None:
+        self.settings = settings
+        self.store = store
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"Limiter(key={self.key!r})"
+
+    # -- no I/O ---------------------------------------------------------------------------------
+
+    @property
+    def _paces(self) -> bool:
+        return self.settings.rate > 0 or self.settings.adaptive
+
+    @staticmethod
+    def _after_pause(paused: float, time_left: float) -> Ticket | Throttled:
+        if paused > time_left:
+            return Throttled(paused, "the server's Retry-After pause would pass the deadline")
+        return Ticket(paused, granted=False)
+
+    def _after_reserve(self, answer: RateTicket, time_left: float) -> Ticket | Throttled:
+        if answer.wait > 0 and answer.wait > time_left:
+            return Throttled(answer.wait)
+        return Ticket(answer.wait, rate=answer if self.settings.adaptive else None)
+
+    @staticmethod
+    def _recovery(answer: RateTicket) -> float | None:
+        """The rate a success lets the key climb back to, or None when there is nothing to write."""
+        if answer.rate <= 0:
+            return None
+        rate = recovered(answer)
+        return None if rate == answer.rate else rate
+
+    def _pauses(self, rate_limited: bool, retry_after: float | None) -> bool:
+        return (
+            rate_limited
+            and retry_after is not None
+            and retry_after > 0
+            and self.settings.pause_on_retry_after
+        )
+
+    # -- sync -----------------------------------------------------------------------------------
+
+    def acquire(self, now: float, time_left: float) -> Ticket | Throttled:
+        """How long to wait before sending, or Throttled when that would pass the deadline."""
+        if self.settings.pause_on_retry_after:
+            paused = self.store.paused_for(self.key, now)
+            if paused > 0:
+                return self._after_pause(paused, time_left)
+        if not self._paces:
+            return _GO
+        settings = self.settings
+        answer = self.store.limiter_acquire(self.key, settings.rate, settings.burst, max(0.0, time_left), now)
+        return self._after_reserve(answer, time_left)
+
+    def record(self, ticket: Ticket, *, rate_limited: bool, retry_after: float | None, now: float) -> None:
+        """Learn from the answer to a granted send: a 429 lowers the rate (and with ``retry_after``
+        pauses the key), any other answer lets it recover. Not called for transport errors."""
+        if self._pauses(rate_limited, retry_after):
+            self.store.pause(self.key, retry_after or 0.0, now)
+        answer = ticket.rate
+        if answer is None:
+            return
+        if rate_limited:
+            # Lowered from the rate sent now, when the 429 arrives (as botocore measures it), not at
+            # this send: the first sends of a burst saw little of it. The version is the send's, so
+            # of the 429s answering sends paced at one rate only the first lowers it.
+            rate, max_rate = lowered(self.store.limiter_state(self.key, now))
+            self.store.limiter_learn(self.key, answer.version, rate, max_rate, True, now)
+            return
+        recovery = self._recovery(answer)
+        if recovery is not None:
+            self.store.limiter_learn(self.key, answer.version, recovery, answer.max_rate, False, now)
+
+    # -- async twins --------------------------------------------------------------------------------
+
+    async def aacquire(self, now: float, time_left: float) -> Ticket | Throttled:
+        if self.settings.pause_on_retry_after:
+            paused = await self.store.apaused_for(self.key, now)
+            if paused > 0:
+                return self._after_pause(paused, time_left)
+        if not self._paces:
+            return _GO
+        settings = self.settings
+        answer = await self.store.alimiter_acquire(
+            self.key, settings.rate, settings.burst, max(0.0, time_left), now
+        )
+        return self._after_reserve(answer, time_left)
+
+    async def arecord(
+        self, ticket: Ticket, *, rate_limited: bool, retry_after: float | None, now: float
+    ) -> None:
+        if self._pauses(rate_limited, retry_after):
+            await self.store.apause(self.key, retry_after or 0.0, now)
+        answer = ticket.rate
+        if answer is None:
+            return
+        if rate_limited:
+            rate, max_rate = lowered(await self.store.alimiter_state(self.key, now))
+            await self.store.alimiter_learn(self.key, answer.version, rate, max_rate, True, now)
+            return
+        recovery = self._recovery(answer)
+        if recovery is not None:
+            await self.store.alimiter_learn(self.key, answer.version, recovery, answer.max_rate, False, now)

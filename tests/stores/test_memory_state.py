@@ -1,0 +1,74 @@
+"""MemoryState beyond the shared contract: idle keys are forgotten, so memory stays bounded."""
+
+from __future__ import annotations
+
+import pytest
+
+from resilient_client.stores import MemoryState
+from resilient_client.stores.memory import _SWEEP_EVERY
+
+
+def held_records(store: MemoryState) -> int:
+    """Records of every kind the store keeps (private: memory is what this file is about)."""
+    kinds = (store._buckets, store._windows, store._circuits, store._leases, store._pauses, store._rates)
+    return sum(len(records) for records in kinds)
+
+
+def test_keys_idle_past_the_idle_time_are_swept_away() -> None:
+    store = MemoryState(idle_seconds=60.0)
+    for n in range(_SWEEP_EVERY - 1):
+        store.deposit(f"budget/{n}", 1.0, 10.0, 0.0)
+    assert held_records(store) == _SWEEP_EVERY - 1
+    store.deposit("budget/late", 1.0, 10.0, 61.0)  # the operation that sweeps
+    assert held_records(store) == 1
+
+
+def test_a_key_in_use_is_kept() -> None:
+    store = MemoryState(idle_seconds=60.0)
+    store.try_spend("busy", 1.0, 10.0, 0.0)
+    for n in range(_SWEEP_EVERY):
+        store.deposit("busy", 0.0, 10.0, 50.0 + n * 0.01)
+    assert store.deposit("busy", 0.0, 10.0, 70.0) == 9.0  # not forgotten (it would be full again)
+
+
+def test_state_that_still_matters_outlives_the_idle_time() -> None:
+    store = MemoryState(idle_seconds=60.0)
+    store.pause("paused", 3600.0, 0.0)
+    store.try_acquire(["held"], 1, 600.0, "holder", 0.0)
+    store.open_circuit("broken", 0, 300.0, 0.0)
+    for n in range(_SWEEP_EVERY):
+        store.deposit(f"other/{n}", 1.0, 10.0, 120.0)
+    assert store.paused_for("paused", 120.0) == 3480.0
+    assert not store.try_acquire(["held"], 1, 600.0, "other", 120.0)
+    assert store.circuit("broken", 120.0).state == "open"
+
+
+def test_forgetting_a_key_is_the_same_as_never_having_seen_it() -> None:
+    store = MemoryState(idle_seconds=60.0)
+    store.open_circuit("broken", 0, 10.0, 0.0)
+    for n in range(_SWEEP_EVERY):
+        store.deposit(f"other/{n}", 1.0, 10.0, 100.0)
+    assert store.circuit("broken", 100.0).state == "closed"
+    assert held_records(store) == _SWEEP_EVERY
+
+
+def test_a_release_of_the_last_holder_drops_the_key() -> None:
+    store = MemoryState()
+    store.try_acquire(["a", "b"], 1, 30.0, "t", 0.0)
+    store.release(["a", "b"], "t", 0.0)
+    assert held_records(store) == 0
+
+
+@pytest.mark.parametrize("idle", [0.0, -1.0, float("inf"), float("nan")])
+def test_the_idle_time_must_be_a_positive_finite_number(idle: float) -> None:
+    with pytest.raises(ValueError, match="idle_seconds must be a positive number"):
+        MemoryState(idle_seconds=idle)
+
+
+def test_acquiring_no_key_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one key"):
+        MemoryState().try_acquire([], 1, 30.0, "t", 0.0)
+
+
+def test_repr_shows_the_idle_time() -> None:
+    assert repr(MemoryState(idle_seconds=30.0)) == "MemoryState(idle_seconds=30.0)"
