@@ -1,5 +1,70 @@
 """The resilience strategies, outermost first: retry (asking the budget) -> circuit breaker -> rate
-limiter -> guard -> send. Each module holds one strategy's logic over a StateStore, with no I/O of
-its own beyond the store and no clock of its own (callers pass ``now``); the sync and async shells
-that sleep and send live with the pipeline.
+limiter -> guard -> send. Each module holds one strategy: its logic over a StateStore, with no I/O of
+its own beyond the store and no clock of its own (callers pass ``now``), and its thin sync and async
+shells (``handle``/``ahandle``) that wait and call the next layer.
+
+``build`` composes them for one transport; a strategy its policy turns off is not built at all, so it
+costs nothing per attempt. Adding a strategy is one module here and one line in ``build``.
 """
+
+from __future__ import annotations
+
+from resilient_client._clock import Clock
+from resilient_client._pipeline import AsyncNext, Hooks, Next, Strategy, chain
+from resilient_client._policy import RetryPolicy
+from resilient_client._settings import BreakerOverride
+from resilient_client.stores import StateStore, state_key
+from resilient_client.strategies.breaker import BreakerStrategy
+from resilient_client.strategies.guard import Guard, GuardStrategy
+from resilient_client.strategies.limiter import LimiterStrategy
+from resilient_client.strategies.retry import RetryStrategy
+
+__all__ = ["Pipeline", "build"]
+
+
+class Pipeline:
+    """One transport's strategies: the retry driver, the breaker (for ``transport.breaker``), and the
+    attempt functions that pass the inner strategies down to the leaf."""
+
+    __slots__ = ("attempt", "aattempt", "breaker", "retry", "strategies")
+
+    def __init__(
+        self,
+        retry: RetryStrategy,
+        breaker: BreakerStrategy,
+        strategies: tuple[Strategy, ...],
+        leaf: Next,
+        aleaf: AsyncNext,
+    ) -> None:
+        self.retry = retry
+        self.breaker = breaker
+        self.strategies = strategies
+        self.attempt, self.aattempt = chain(strategies, leaf, aleaf)
+
+
+def _breaker_overrides(policy: RetryPolicy) -> dict[str, BreakerOverride]:
+    return {code: rule.breaker for code, rule in policy.codes.items() if rule.breaker is not None}
+
+
+def build(
+    policy: RetryPolicy,
+    store: StateStore,
+    vendor: str,
+    hooks: Hooks,
+    clock: Clock,
+    leaf: Next,
+    aleaf: AsyncNext,
+) -> Pipeline:
+    """The pipeline a policy asks for, over ``store``, ending in ``leaf``/``aleaf``."""
+    strategies: list[Strategy] = []
+    # Built when off too: ``transport.breaker`` then reads "closed" and resets nothing.
+    breaker = BreakerStrategy(policy.breaker, store, vendor, _breaker_overrides(policy), hooks, clock)
+    if policy.breaker.enabled:
+        strategies.append(breaker)
+    if policy.rate_limit.enabled:
+        strategies.append(LimiterStrategy(policy.rate_limit, store, vendor))
+    if policy.guards:
+        namespace = state_key("guard", vendor)
+        guards = [Guard(name, settings, store, namespace) for name, settings in policy.guards.items()]
+        strategies.append(GuardStrategy(guards, vendor))
+    return Pipeline(RetryStrategy(store, vendor, hooks), breaker, tuple(strategies), leaf, aleaf)

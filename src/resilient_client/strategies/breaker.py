@@ -16,12 +16,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 
+import anyio
 import attrs
 
+from resilient_client._clock import Clock
+from resilient_client._pipeline import AsyncNext, Attempt, BreakerEvent, Call, Hooks, Next, rejected
 from resilient_client._settings import BreakerOverride, BreakerSettings
-from resilient_client.stores import Circuit, CircuitState, StateStore
+from resilient_client.errors import CircuitOpenError
+from resilient_client.stores import Circuit, CircuitState, StateStore, state_key
 
-__all__ = ["FAILURE_CATEGORIES", "Breaker", "CircuitOpen", "Permit"]
+__all__ = ["FAILURE_CATEGORIES", "Breaker", "BreakerStrategy", "CircuitOpen", "Permit"]
 
 #: Categories that say the vendor is unwell. ``rate_limited``, ``locked``, ``not_ready``, 4xx and soft
 #: faults are answers from a working vendor, so they are successes here.
@@ -50,6 +54,10 @@ class CircuitOpen:
 
     retry_after: float
     reason: str = "circuit open"
+
+
+def _moved(applied: bool, state: CircuitState) -> CircuitState | None:
+    return state if applied else None
 
 
 class Breaker:
@@ -125,25 +133,26 @@ class Breaker:
         )
         return self._admitted(taken, circuit, token)
 
-    def record(self, permit: Permit, failed: bool | None, now: float) -> None:
+    def record(self, permit: Permit, failed: bool | None, now: float) -> CircuitState | None:
         """Count a permitted call's outcome (see ``failed``) and move the circuit if it must.
 
         ``failed=None`` is no evidence: nothing is counted and a probe's slot is freed. Pass it too
-        when the call sent nothing (a later strategy refused it).
+        when the call sent nothing (a later strategy refused it). Returns the state this call moved
+        the circuit to, or None when it moved nothing (so each transition is reported once).
         """
         store, key = self.store, self.key
         if failed is None:
             if permit.probe is not None:
                 store.release_probe(key, permit.probe, now)
-            return
+            return None
         failures, total = store.record_outcome(key, failed, self.settings.sampling_duration, now)
         if permit.probe is not None:
             if failed:
-                store.open_circuit(key, permit.epoch, self._next_break(permit), now)
-            else:
-                store.close_circuit(key, permit.epoch, now)
-        elif failed and self._should_open(failures, total):
-            store.open_circuit(key, permit.epoch, self.settings.break_duration, now)
+                return _moved(store.open_circuit(key, permit.epoch, self._next_break(permit), now), "open")
+            return _moved(store.close_circuit(key, permit.epoch, now), "closed")
+        if failed and self._should_open(failures, total):
+            return _moved(store.open_circuit(key, permit.epoch, self.settings.break_duration, now), "open")
+        return None
 
     def state(self, now: float) -> CircuitState:
         """``"closed"``, ``"open"`` or ``"half_open"`` (open stays open until a call asks to probe)."""
@@ -165,23 +174,139 @@ class Breaker:
         )
         return self._admitted(taken, circuit, token)
 
-    async def arecord(self, permit: Permit, failed: bool | None, now: float) -> None:
+    async def arecord(self, permit: Permit, failed: bool | None, now: float) -> CircuitState | None:
         store, key = self.store, self.key
         if failed is None:
             if permit.probe is not None:
                 await store.arelease_probe(key, permit.probe, now)
-            return
+            return None
         failures, total = await store.arecord_outcome(key, failed, self.settings.sampling_duration, now)
         if permit.probe is not None:
             if failed:
-                await store.aopen_circuit(key, permit.epoch, self._next_break(permit), now)
-            else:
-                await store.aclose_circuit(key, permit.epoch, now)
-        elif failed and self._should_open(failures, total):
-            await store.aopen_circuit(key, permit.epoch, self.settings.break_duration, now)
+                opened = await store.aopen_circuit(key, permit.epoch, self._next_break(permit), now)
+                return _moved(opened, "open")
+            return _moved(await store.aclose_circuit(key, permit.epoch, now), "closed")
+        if failed and self._should_open(failures, total):
+            opened = await store.aopen_circuit(key, permit.epoch, self.settings.break_duration, now)
+            return _moved(opened, "open")
+        return None
 
     async def astate(self, now: float) -> CircuitState:
         return (await self.store.acircuit(self.key, now)).state
 
     async def areset(self, now: float) -> None:
         await self.store.areset_circuit(self.key, now)
+
+
+class BreakerStrategy:
+    """The breaker in the pipeline: one ``Breaker`` per host of the vendor, thin sync and async shells.
+
+    Also what ``transport.breaker`` is: ``state`` (of the host called last) and ``reset()``.
+    """
+
+    __slots__ = ("_breakers", "_clock", "_hooks", "_last", "overrides", "settings", "store", "vendor")
+
+    def __init__(
+        self,
+        settings: BreakerSettings,
+        store: StateStore,
+        vendor: str,
+        overrides: Mapping[str, BreakerOverride],
+        hooks: Hooks,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.vendor = vendor
+        self.overrides = overrides
+        self._hooks = hooks
+        self._clock = clock
+        self._breakers: dict[str, Breaker] = {}
+        self._last = ""
+
+    def __repr__(self) -> str:
+        return f"BreakerStrategy(vendor={self.vendor!r}, state={self.state!r})"
+
+    def for_host(self, host: str) -> Breaker:
+        """The breaker of one host (its state is in the store, shared by whoever uses the key)."""
+        breaker = self._breakers.get(host)
+        if breaker is None:
+            key = state_key("breaker", self.vendor, host)
+            breaker = self._breakers[host] = Breaker(self.settings, self.store, key, self.overrides)
+        self._last = host
+        return breaker
+
+    @property
+    def state(self) -> CircuitState:
+        """The circuit of the host called last: ``"closed"``, ``"open"`` or ``"half_open"``."""
+        return self.for_host(self._last).state(self._clock.monotonic())
+
+    def reset(self) -> None:
+        """Close the circuit of every host this transport called, and forget their outcomes."""
+        now = self._clock.monotonic()
+        for breaker in (self._breakers or {"": self.for_host("")}).values():
+            breaker.reset(now)
+
+    # -- no I/O ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _evidence(breaker: Breaker, attempt: Attempt) -> bool | None:
+        if attempt.rejection is not None:
+            return None  # a later strategy sent nothing: no news of the vendor
+        if attempt.error is not None:
+            return breaker.failed(None, transport_error=True)
+        return breaker.failed(attempt.outcome.category, attempt.outcome.code)
+
+    def _refused(self, call: Call, number: int, refusal: CircuitOpen) -> Attempt:
+        error = CircuitOpenError(
+            refusal.reason,
+            vendor=self.vendor,
+            retry_after=refusal.retry_after,
+            request=call.request,
+            secrets=call.secrets,
+        )
+        return rejected(number, error, "breaker")
+
+    def _report(self, call: Call, moved: CircuitState | None) -> None:
+        if moved is not None and self._hooks.breaker:
+            event = BreakerEvent(self.vendor, call.host, moved)
+            for hook in self._hooks.breaker:
+                hook(event)
+
+    # -- shells ---------------------------------------------------------------------------------
+
+    def handle(self, call: Call, number: int, next: Next) -> Attempt:
+        breaker = self.for_host(call.host)
+        clock = call.clock
+        now = clock.monotonic()
+        permit = breaker.admit(now, call.deadline - now)
+        if isinstance(permit, CircuitOpen):
+            return self._refused(call, number, permit)
+        if permit.probe is not None:
+            self._report(call, "half_open")
+        try:
+            attempt = next(call, number)
+        except BaseException:
+            breaker.record(permit, None, clock.monotonic())  # frees a probe's slot
+            raise
+        self._report(call, breaker.record(permit, self._evidence(breaker, attempt), clock.monotonic()))
+        return attempt
+
+    async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
+        breaker = self.for_host(call.host)
+        clock = call.clock
+        now = clock.monotonic()
+        permit = await breaker.aadmit(now, call.deadline - now)
+        if isinstance(permit, CircuitOpen):
+            return self._refused(call, number, permit)
+        if permit.probe is not None:
+            self._report(call, "half_open")
+        try:
+            attempt = await next(call, number)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await breaker.arecord(permit, None, clock.monotonic())
+            raise
+        moved = await breaker.arecord(permit, self._evidence(breaker, attempt), clock.monotonic())
+        self._report(call, moved)
+        return attempt

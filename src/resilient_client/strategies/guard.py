@@ -16,12 +16,18 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import uuid
 from collections.abc import Sequence
 
+import anyio
+import httpx
+
+from resilient_client._pipeline import AsyncNext, Attempt, Call, Next, rejected
 from resilient_client._settings import GuardSettings
+from resilient_client.errors import GuardTimeoutError
 from resilient_client.stores import StateStore, state_key
 
-__all__ = ["GUARD_KEY_EXTENSION", "Guard"]
+__all__ = ["GUARD_KEY_EXTENSION", "Guard", "GuardStrategy"]
 
 #: ``request.extensions`` key: the guard key(s) of this request (a string or a sequence of strings),
 #: used instead of the body fields by every guard whose operations match.
@@ -129,3 +135,110 @@ class Guard:
 
     async def aleave(self, keys: Sequence[str], token: str, now: float) -> None:
         await self.store.arelease(keys, token, now)
+
+
+class GuardStrategy:
+    """The guards in the pipeline: hold every key a request names for one attempt, then let go.
+
+    Guards are taken one after another in name order (each all-at-once), so two requests never
+    wait on each other's keys. Their waits are real even under ``rc.set_testing(True)``: they end
+    when the call holding the key ends.
+    """
+
+    __slots__ = ("guards", "vendor")
+
+    def __init__(self, guards: Sequence[Guard], vendor: str) -> None:
+        self.guards = tuple(sorted(guards, key=lambda guard: guard.name))
+        self.vendor = vendor
+
+    def __repr__(self) -> str:
+        return f"GuardStrategy(vendor={self.vendor!r}, guards={[g.name for g in self.guards]!r})"
+
+    # -- no I/O ---------------------------------------------------------------------------------
+
+    def _holds(self, call: Call) -> list[tuple[Guard, tuple[str, ...]]]:
+        """The (guard, keys) pairs this request must hold, in a fixed order."""
+        request = call.request
+        operation = call.operation
+        extension = request.extensions.get(GUARD_KEY_EXTENSION)
+        holds = []
+        body: bytes | None = None
+        read = False
+        for guard in self.guards:
+            if not guard.covers(operation):
+                continue
+            if not read and extension is None:
+                body = _content(request)
+                read = True
+            keys = guard.keys_for(operation, body, extension)
+            if keys is not None:
+                holds.append((guard, keys))
+        return holds
+
+    def _refused(self, call: Call, number: int, guard: Guard, keys: tuple[str, ...], waited: float) -> Attempt:
+        reason = f"guard {guard.name!r}: the key stayed busy for {waited:.3g} s"
+        error = GuardTimeoutError(
+            reason, vendor=self.vendor, key=", ".join(keys), request=call.request, secrets=call.secrets
+        )
+        return rejected(number, error, "guard")
+
+    # -- shells ---------------------------------------------------------------------------------
+
+    def handle(self, call: Call, number: int, next: Next) -> Attempt:
+        holds = self._holds(call)
+        if not holds:
+            return next(call, number)
+        clock = call.clock
+        token = uuid.uuid4().hex
+        held: list[tuple[Guard, tuple[str, ...]]] = []
+        try:
+            for guard, keys in holds:
+                start = clock.monotonic()
+                tries = 0
+                while not guard.try_enter(keys, token, call.deadline - clock.monotonic(), clock.monotonic()):
+                    now = clock.monotonic()
+                    pause = guard.next_try(tries, now - start, call.deadline - now)
+                    if pause is None:
+                        return self._refused(call, number, guard, keys, now - start)
+                    clock.sleep(pause)
+                    tries += 1
+                held.append((guard, keys))
+            return next(call, number)
+        finally:
+            for guard, keys in reversed(held):
+                guard.leave(keys, token, clock.monotonic())
+
+    async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
+        holds = self._holds(call)
+        if not holds:
+            return await next(call, number)
+        clock = call.clock
+        token = uuid.uuid4().hex
+        held: list[tuple[Guard, tuple[str, ...]]] = []
+        try:
+            for guard, keys in holds:
+                start = clock.monotonic()
+                tries = 0
+                while not await guard.atry_enter(
+                    keys, token, call.deadline - clock.monotonic(), clock.monotonic()
+                ):
+                    now = clock.monotonic()
+                    pause = guard.next_try(tries, now - start, call.deadline - now)
+                    if pause is None:
+                        return self._refused(call, number, guard, keys, now - start)
+                    await clock.asleep(pause)
+                    tries += 1
+                held.append((guard, keys))
+            return await next(call, number)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for guard, keys in reversed(held):
+                    await guard.aleave(keys, token, clock.monotonic())
+
+
+def _content(request: httpx.Request) -> bytes | None:
+    """The request body when it is held in memory (a one-shot stream is never read for a key)."""
+    try:
+        return request.content
+    except httpx.RequestNotRead:
+        return None

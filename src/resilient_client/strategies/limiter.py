@@ -26,10 +26,22 @@ import math
 
 import attrs
 
+from resilient_client._pipeline import AsyncNext, Attempt, Call, Next, is_testing, rejected
 from resilient_client._settings import RateLimitSettings
-from resilient_client.stores import RateTicket, StateStore
+from resilient_client.errors import ThrottledError
+from resilient_client.stores import RateTicket, StateStore, state_key
 
-__all__ = ["BETA", "MIN_RATE", "SCALE", "Limiter", "Throttled", "Ticket", "lowered", "recovered"]
+__all__ = [
+    "BETA",
+    "MIN_RATE",
+    "SCALE",
+    "Limiter",
+    "LimiterStrategy",
+    "Throttled",
+    "Ticket",
+    "lowered",
+    "recovered",
+]
 
 #: Multiplicative decrease on a throttle (botocore's ``_BETA``).
 BETA = 0.7
@@ -188,3 +200,89 @@ class Limiter:
         recovery = self._recovery(answer)
         if recovery is not None:
             await self.store.alimiter_learn(self.key, answer.version, recovery, answer.max_rate, False, now)
+
+
+class LimiterStrategy:
+    """The limiter in the pipeline: one ``Limiter`` per host of the vendor, thin sync and async shells.
+
+    Under ``rc.set_testing(True)`` its waits (pacing and pauses) are skipped, like retry waits.
+    """
+
+    __slots__ = ("_limiters", "settings", "store", "vendor")
+
+    def __init__(self, settings: RateLimitSettings, store: StateStore, vendor: str) -> None:
+        self.settings = settings
+        self.store = store
+        self.vendor = vendor
+        self._limiters: dict[str, Limiter] = {}
+
+    def __repr__(self) -> str:
+        return f"LimiterStrategy(vendor={self.vendor!r})"
+
+    def for_host(self, host: str) -> Limiter:
+        limiter = self._limiters.get(host)
+        if limiter is None:
+            key = state_key("limiter", self.vendor, host)
+            limiter = self._limiters[host] = Limiter(self.settings, self.store, key)
+        return limiter
+
+    # -- no I/O ---------------------------------------------------------------------------------
+
+    def _refused(self, call: Call, number: int, refusal: Throttled) -> Attempt:
+        error = ThrottledError(
+            refusal.reason,
+            vendor=self.vendor,
+            retry_after=refusal.retry_after,
+            request=call.request,
+            secrets=call.secrets,
+        )
+        return rejected(number, error, "rate_limit")
+
+    @staticmethod
+    def _heard(attempt: Attempt) -> bool:
+        """Whether the vendor answered (a transport error or a refusal teaches nothing of its rate)."""
+        return attempt.rejection is None and attempt.error is None
+
+    # -- shells ---------------------------------------------------------------------------------
+
+    def handle(self, call: Call, number: int, next: Next) -> Attempt:
+        limiter = self.for_host(call.host)
+        clock = call.clock
+        while True:
+            now = clock.monotonic()
+            ticket = limiter.acquire(now, call.deadline - now)
+            if isinstance(ticket, Throttled):
+                return self._refused(call, number, ticket)
+            if is_testing():
+                break
+            if ticket.wait > 0:
+                clock.sleep(ticket.wait)
+            if ticket.granted:
+                break
+        attempt = next(call, number)
+        if self._heard(attempt):
+            rate_limited = attempt.outcome.category == "rate_limited"
+            limiter.record(ticket, rate_limited=rate_limited, retry_after=attempt.retry_after, now=clock.monotonic())
+        return attempt
+
+    async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
+        limiter = self.for_host(call.host)
+        clock = call.clock
+        while True:
+            now = clock.monotonic()
+            ticket = await limiter.aacquire(now, call.deadline - now)
+            if isinstance(ticket, Throttled):
+                return self._refused(call, number, ticket)
+            if is_testing():
+                break
+            if ticket.wait > 0:
+                await clock.asleep(ticket.wait)
+            if ticket.granted:
+                break
+        attempt = await next(call, number)
+        if self._heard(attempt):
+            rate_limited = attempt.outcome.category == "rate_limited"
+            await limiter.arecord(
+                ticket, rate_limited=rate_limited, retry_after=attempt.retry_after, now=clock.monotonic()
+            )
+        return attempt

@@ -1,0 +1,416 @@
+"""The resilience pipeline: one request's context, one attempt's result, events, hooks, composition.
+
+Each attempt passes a chain of strategies, outermost first::
+
+    retry (strategies/retry.py: tenacity; the budget is asked before each retry)
+      └─ breaker (strategies/breaker.py)  refuses while the vendor's host is failing
+         └─ limiter (strategies/limiter.py)  waits for a permit; a 429's Retry-After pauses the host
+            └─ guard (strategies/guard.py)  at most ``limit`` attempts in flight per key
+               └─ leaf (the transport)  send -> read the body -> classify -> Attempt
+
+A strategy is a pair of methods, ``handle(call, number, next)`` and ``ahandle(call, number, next)``,
+around no-I/O logic of its own; it returns an ``Attempt`` instead of raising (Polly's ``Outcome``), so a
+refusal is an Attempt carrying a ``RejectedError`` that the retry strategy can weigh against the last
+vendor answer. No strategy logs or calls user code: each reports what happened to ``Hooks``, which
+hand it to logging, ``on_retry`` and instrumentation.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+import attrs
+import httpx
+
+from resilient_client._classify import OK, Outcome
+from resilient_client._clock import Clock
+from resilient_client._decision import Decision
+from resilient_client._policy import RetryPolicy
+from resilient_client._redact import Secrets, redact_url
+from resilient_client.errors import RejectedError
+
+__all__ = [
+    "ATTEMPTS_EXTENSION",
+    "CALLER_TIMEOUT_EXTENSION",
+    "OPERATION_EXTENSION",
+    "POLICY_EXTENSION",
+    "AsyncNext",
+    "Attempt",
+    "AttemptEvent",
+    "BreakerEvent",
+    "Call",
+    "Hook",
+    "Hooks",
+    "Next",
+    "OnRetry",
+    "RejectionEvent",
+    "RetryEvent",
+    "Strategy",
+    "chain",
+    "is_testing",
+    "set_testing",
+]
+
+#: ``request.extensions`` key: a RetryPolicy (or a policy file path) for this request only.
+POLICY_EXTENSION = "resilient_client.policy"
+#: ``request.extensions`` key: the operation name matched by ``idempotent_operations`` and guards.
+OPERATION_EXTENSION = "resilient_client.operation"
+#: ``request.extensions`` key: the caller's own timeouts, kept there once an attempt shrank them.
+CALLER_TIMEOUT_EXTENSION = "resilient_client.caller_timeout"
+#: ``response.extensions`` key: how many attempts the request took.
+ATTEMPTS_EXTENSION = "resilient_client.attempts"
+
+_TIMEOUT_KEYS = ("connect", "read", "write", "pool")
+_testing = False
+
+
+def set_testing(enabled: bool) -> None:
+    """Turn waits off (``True``) or back on, for users' own tests: retries still happen, at once.
+
+    Off are the waits a strategy chooses (retry backoff, a server's Retry-After, rate-limit pacing
+    and pauses); a guard still waits for the call that holds its key, since that ends by itself.
+    """
+    global _testing
+    _testing = enabled
+
+
+def is_testing() -> bool:
+    """True while ``set_testing(True)`` is in force."""
+    return _testing
+
+
+def _longest(timeouts: Any) -> float:
+    """The longest of httpx's four timeouts; infinite when one is missing or None (no timeout)."""
+    if not isinstance(timeouts, dict) or len(timeouts) < len(_TIMEOUT_KEYS):
+        return math.inf
+    values = timeouts.values()
+    return math.inf if None in values else float(max(values))
+
+
+class Call:
+    """One request's fixed context across its attempts (a plain slotted class: it is on the success
+    path). ``hook_data`` is scratch space for hooks that follow a call (a tracing span, say)."""
+
+    __slots__ = (
+        "clock",
+        "deadline",
+        "hook_data",
+        "host",
+        "policy",
+        "replayable",
+        "request",
+        "secrets",
+        "shrink",
+        "timeouts",
+        "vendor",
+    )
+
+    def __init__(
+        self,
+        request: httpx.Request,
+        policy: RetryPolicy,
+        clock: Clock,
+        vendor: str,
+        replayable: bool,
+        secrets: Secrets,
+    ) -> None:
+        self.request = request
+        #: The transport's known secrets: what a refusal's message must mask.
+        self.secrets = secrets
+        self.policy = policy
+        self.clock = clock
+        self.vendor = vendor
+        self.host = request.url.host
+        self.replayable = replayable
+        self.deadline = clock.monotonic() + policy.retry.total_timeout
+        self.hook_data: dict[str, Any] | None = None
+        #: The caller's own timeouts (kept under CALLER_TIMEOUT_EXTENSION once shrunk, so a request
+        #: sent again starts from them, not from a shrunk leftover).
+        extensions = request.extensions
+        self.timeouts: Any = extensions.get(CALLER_TIMEOUT_EXTENSION) or extensions.get("timeout")
+        # Usually the caller's timeouts (httpx's 5 s) end long before the deadline: nothing to shrink.
+        self.shrink = policy.retry.attempt_timeout > 0 or policy.retry.total_timeout < _longest(self.timeouts)
+
+    @property
+    def operation(self) -> str:
+        """The name ``idempotent_operations`` and guards match: the extension, else the last path
+        segment."""
+        named = self.request.extensions.get(OPERATION_EXTENSION)
+        if isinstance(named, str):
+            return named
+        return self.request.url.path.rstrip("/").rpartition("/")[2]
+
+    def time_left(self, now: float | None = None) -> float:
+        """Seconds until the deadline (negative once it has passed)."""
+        return self.deadline - (self.clock.monotonic() if now is None else now)
+
+    def shrink_timeouts(self) -> None:
+        """Cut httpx's four timeouts to the time left (and ``attempt_timeout``) for the next attempt."""
+        # Never zero or below: httpx refuses those, and the deadline check raises before sending.
+        limit = max(self.time_left(), 0.001)
+        if self.policy.retry.attempt_timeout > 0:
+            limit = min(limit, self.policy.retry.attempt_timeout)
+        current = self.timeouts or {}
+        # The shrunk timeouts stay on the request: httpcore reads them again for the body the
+        # caller reads after we return, which the deadline covers too.
+        self.request.extensions[CALLER_TIMEOUT_EXTENSION] = current
+        self.request.extensions["timeout"] = {
+            key: limit if current.get(key) is None else min(current[key], limit) for key in _TIMEOUT_KEYS
+        }
+
+
+@attrs.define
+class Attempt:
+    """One attempt's result: a response, a transport error or a refusal, what it means, what next.
+
+    ``rejection`` is set when a strategy refused to send (nothing reached the vendor); ``number`` is
+    then the attempt that was refused.
+    """
+
+    number: int
+    decision: Decision
+    response: httpx.Response | None = None
+    outcome: Outcome = OK
+    error: Exception | None = None
+    retry_after: float | None = None
+    rejection: RejectedError | None = None
+    #: The strategy that refused (``"breaker"``, ``"rate_limit"``, ``"guard"``, ``"budget"``).
+    rejected_by: str | None = None
+
+
+def rejected(number: int, error: RejectedError, strategy: str) -> Attempt:
+    """The Attempt a strategy returns when it refuses to send."""
+    return Attempt(number, Decision("raise", reason=error.reason), rejection=error, rejected_by=strategy)
+
+
+Next = Callable[[Call, int], Attempt]
+AsyncNext = Callable[[Call, int], Awaitable[Attempt]]
+
+
+class Strategy(Protocol):
+    """One layer of the pipeline: a sync and an async shell around no-I/O logic."""
+
+    def handle(self, call: Call, number: int, next: Next) -> Attempt: ...
+
+    async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt: ...
+
+
+def chain(strategies: Sequence[Strategy], leaf: Next, aleaf: AsyncNext) -> tuple[Next, AsyncNext]:
+    """The attempt functions that pass ``strategies`` (outermost first) and end in the leaf.
+
+    Built once per transport; with no strategy the leaf itself is returned, so a pipeline of
+    disabled strategies costs nothing per attempt.
+    """
+    run, arun = leaf, aleaf
+    for strategy in reversed(strategies):
+        run = _bind(strategy, run)
+        arun = _abind(strategy, arun)
+    return run, arun
+
+
+def _bind(strategy: Strategy, next: Next) -> Next:
+    handle = strategy.handle
+    return lambda call, number: handle(call, number, next)
+
+
+def _abind(strategy: Strategy, next: AsyncNext) -> AsyncNext:
+    handle = strategy.ahandle
+    return lambda call, number: handle(call, number, next)
+
+
+# -- events ---------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class RetryEvent:
+    """What the ``on_retry`` hook receives before each wait."""
+
+    vendor: str
+    method: str
+    url: str
+    attempt: int
+    wait: float
+    cause: str
+    category: str | None
+    code: int | str | None
+    status: int | None
+    error: BaseException | None = attrs.field(repr=False, default=None)
+
+
+class AttemptEvent:
+    """One attempt was sent and classified: what it got and what the pipeline decided.
+
+    Built for every attempt while a hook listens, so it holds references and works its fields out
+    when asked (the URL redacted, the code masked).
+    """
+
+    __slots__ = ("_attempt", "_call", "duration")
+
+    def __init__(self, call: Call, attempt: Attempt, duration: float) -> None:
+        self._call = call
+        self._attempt = attempt
+        #: Seconds from sending to classifying (the body the transport read included).
+        self.duration = duration
+
+    def __repr__(self) -> str:
+        return (
+            f"AttemptEvent(vendor={self.vendor!r}, method={self.method!r}, attempt={self.attempt}, "
+            f"decision={self.decision!r}, category={self.category!r}, code={self.code!r}, "
+            f"status={self.status!r})"
+        )
+
+    @property
+    def vendor(self) -> str:
+        return self._call.vendor
+
+    @property
+    def method(self) -> str:
+        return self._call.request.method
+
+    @property
+    def url(self) -> str:
+        """The URL with its password and secret query values masked."""
+        return self._call.secrets.redact(redact_url(self._call.request.url))
+
+    @property
+    def attempt(self) -> int:
+        return self._attempt.number
+
+    @property
+    def decision(self) -> str:
+        """``"return"``, ``"raise"`` or ``"retry"``."""
+        return self._attempt.decision.action
+
+    @property
+    def reason(self) -> str:
+        return self._call.secrets.redact(self._attempt.decision.reason)
+
+    @property
+    def category(self) -> str | None:
+        """The outcome's category (``"ok"`` for a success); None after a transport error."""
+        return None if self._attempt.error is not None else self._attempt.outcome.category
+
+    @property
+    def code(self) -> int | str | None:
+        code = self._attempt.outcome.code
+        return self._call.secrets.redact(code) if isinstance(code, str) else code
+
+    @property
+    def status(self) -> int | None:
+        response = self._attempt.response
+        return None if response is None else response.status_code
+
+    @property
+    def error_type(self) -> str | None:
+        """The transport error's class name (``"ConnectError"``), or None."""
+        error = self._attempt.error
+        return None if error is None else type(error).__name__
+
+    @property
+    def retry_after(self) -> float | None:
+        return self._attempt.retry_after
+
+
+@attrs.frozen
+class RejectionEvent:
+    """A strategy refused to send an attempt (nothing reached the vendor)."""
+
+    vendor: str
+    method: str
+    url: str
+    attempt: int
+    strategy: str
+    reason: str
+    retry_after: float | None
+
+
+@attrs.frozen
+class BreakerEvent:
+    """A circuit changed state: ``"closed"`` -> ``"open"`` -> ``"half_open"`` -> ``"closed"`` or ``"open"``."""
+
+    vendor: str
+    host: str
+    state: str
+
+
+OnRetry = Callable[[RetryEvent], object]
+
+
+class Hook:
+    """Receives the pipeline's events; override the methods you need (the others cost nothing).
+
+    Methods run in the request's thread or task; ``on_retry`` may return an awaitable, awaited by an
+    async client. A hook that raises fails the call, as ``on_retry`` always did.
+    """
+
+    def on_call_start(self, call: Call) -> None:
+        """A request entered the pipeline."""
+
+    def on_attempt_start(self, call: Call, number: int) -> None:
+        """Attempt ``number`` is about to be sent (every strategy let it through)."""
+
+    def on_attempt(self, call: Call, event: AttemptEvent) -> None:
+        """An attempt ended and was classified."""
+
+    def on_retry(self, call: Call, event: RetryEvent) -> object:
+        """A retry will be sent after ``event.wait`` seconds."""
+        return None
+
+    def on_rejection(self, call: Call, event: RejectionEvent) -> None:
+        """A strategy refused to send."""
+
+    def on_breaker(self, event: BreakerEvent) -> None:
+        """A circuit changed state."""
+
+    def on_call_end(self, call: Call, error: BaseException | None) -> None:
+        """The request left the pipeline: with its response (``error`` None) or raising ``error``."""
+
+
+def _overrides(hook: Hook, name: str) -> bool:
+    return getattr(type(hook), name) is not getattr(Hook, name)
+
+
+class Hooks:
+    """The hooks of one transport, sorted by event once, so an event nobody listens to costs one
+    truth test."""
+
+    __slots__ = ("all", "attempt", "attempt_start", "breaker", "call_end", "call_start", "rejection", "retry")
+
+    def __init__(self, hooks: Iterable[Hook] = ()) -> None:
+        self.all = tuple(hooks)
+
+        def listening(name: str) -> tuple[Any, ...]:
+            return tuple(getattr(h, name) for h in self.all if _overrides(h, name))
+
+        self.call_start = listening("on_call_start")
+        self.attempt_start = listening("on_attempt_start")
+        self.attempt = listening("on_attempt")
+        self.retry = listening("on_retry")
+        self.rejection = listening("on_rejection")
+        self.breaker = listening("on_breaker")
+        self.call_end = listening("on_call_end")
+
+    def plus(self, more: Iterable[Hook]) -> Hooks:
+        return Hooks((*self.all, *more))
+
+    def retrying(self, call: Call, event: RetryEvent) -> list[Awaitable[object]]:
+        """Tell every retry hook; returns what they returned that must be awaited."""
+        pending = []
+        for hook in self.retry:
+            returned = hook(call, event)
+            if inspect.isawaitable(returned):
+                pending.append(returned)
+        return pending
+
+
+class OnRetryHook(Hook):
+    """The ``on_retry=`` callable of a transport or client, as a hook."""
+
+    def __init__(self, callback: OnRetry) -> None:
+        self.callback = callback
+
+    def on_retry(self, call: Call, event: RetryEvent) -> object:
+        return self.callback(event)

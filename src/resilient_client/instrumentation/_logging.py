@@ -1,0 +1,57 @@
+"""The ``resilient_client`` logger as a hook: one INFO line per retry, one DEBUG line per fault.
+
+Secrets: every text is redacted with what the request carried before it is formatted, and the
+logger's records pass the package's log redaction filter too.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from resilient_client._pipeline import AttemptEvent, Call, Hook, RejectionEvent, RetryEvent
+
+logger = logging.getLogger("resilient_client")
+
+
+class LoggingHook(Hook):
+    """Logs retries at INFO, faults and refusals at DEBUG (secrets redacted)."""
+
+    def on_attempt(self, call: Call, event: AttemptEvent) -> None:
+        if event.category in (None, "ok") or not logger.isEnabledFor(logging.DEBUG):
+            return
+        logger.debug(
+            "%s %s %s -> %s (code %s, HTTP %s)",
+            event.vendor,
+            event.method,
+            event.url,
+            event.category,
+            event.code,
+            event.status,
+        )
+
+    def on_retry(self, call: Call, event: RetryEvent) -> None:
+        what = event.category or type(event.error).__name__
+        code = "" if event.code is None else f" {event.code}"
+        logger.info(
+            "retry %s %s %s: attempt %d/%d failed with %s%s; waiting %.3f s",
+            event.vendor,
+            event.method,
+            event.url,
+            event.attempt,
+            call.policy.retry.max_attempts,
+            what,
+            code,
+            event.wait,
+        )
+
+    def on_rejection(self, call: Call, event: RejectionEvent) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s %s: attempt %d not sent: %s (%s)",
+                event.vendor,
+                event.method,
+                event.url,
+                event.attempt,
+                event.reason,
+                event.strategy,
+            )

@@ -1,0 +1,220 @@
+"""The retry strategy, outermost in the pipeline: tenacity drives the attempts once a retry is needed.
+
+The first attempt runs outside tenacity, so the success path builds no tenacity object. When an
+attempt's decision (``_decision.decide``, made by the leaf with the attempt's outcome) says retry, the
+budget is asked for a token (one atomic step), the hooks hear of the retry (logging, ``on_retry``,
+instrumentation), and tenacity sleeps the decided wait and runs the next attempt through the inner
+strategies. A refusal by an inner strategy on a retry never hides the vendor's answer: the last
+vendor attempt is what the call ends with, its reason naming the refusal; only a first attempt that
+was refused ends with the refusal itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any
+
+import attrs
+import tenacity
+
+from resilient_client._decision import Decision
+from resilient_client._pipeline import (
+    AsyncNext,
+    Attempt,
+    Call,
+    Hooks,
+    Next,
+    RejectionEvent,
+    RetryEvent,
+    is_testing,
+)
+from resilient_client._policy import RetryPolicy
+from resilient_client._redact import redact_url
+from resilient_client._scrub import scrub_error
+from resilient_client._settings import BudgetSettings
+from resilient_client.stores import StateStore, state_key
+from resilient_client.strategies.budget import Budget
+
+__all__ = ["RetryStrategy"]
+
+
+class RetryStrategy:
+    """Drives a call's attempts; ``budget(policy)`` is the retry budget of a policy's numbers."""
+
+    __slots__ = ("_budgets", "hooks", "store", "vendor")
+
+    def __init__(self, store: StateStore, vendor: str, hooks: Hooks) -> None:
+        self.store = store
+        self.vendor = vendor
+        self.hooks = hooks
+        self._budgets: dict[BudgetSettings, Budget] = {}
+
+    def __repr__(self) -> str:
+        return f"RetryStrategy(vendor={self.vendor!r})"
+
+    def budget(self, policy: RetryPolicy) -> Budget:
+        """The budget a policy's requests share: one bucket per vendor and (ratio, burst), so a
+        per-request policy with numbers of its own spends from a bucket of its own."""
+        settings = policy.budget
+        budget = self._budgets.get(settings)
+        if budget is None:
+            key = state_key("budget", self.vendor, f"{settings.ratio:g}", f"{settings.burst:g}")
+            budget = self._budgets[settings] = Budget(settings, self.store, key)
+        return budget
+
+    # -- no I/O ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _out_of_time(call: Call, last: Attempt) -> Attempt | None:
+        """The last attempt, now final, when the deadline passed while waiting (a slow hook, a late
+        sleep): no attempt starts after the deadline."""
+        if call.clock.monotonic() < call.deadline:
+            return None
+        reason = f"the total deadline passed before attempt {last.number + 1}"
+        return attrs.evolve(last, decision=Decision("raise", reason=reason))
+
+    @staticmethod
+    def _refused(last: Attempt, refusal: Attempt) -> Attempt:
+        """The last vendor answer, final, with the refusal of the retry as its reason."""
+        assert refusal.rejection is not None
+        reason = f"retry not sent: {refusal.rejection.reason}"
+        return attrs.evolve(last, decision=Decision("raise", reason=reason))
+
+    @staticmethod
+    def _unfunded(result: Attempt) -> Attempt:
+        return attrs.evolve(result, decision=Decision("raise", reason="not retried: the retry budget is spent"))
+
+    def _heard(self, call: Call, result: Attempt) -> Attempt:
+        """Tell the hooks of a refusal (the one event the inner strategies leave to this one)."""
+        rejection = result.rejection
+        if rejection is not None and self.hooks.rejection:
+            event = RejectionEvent(
+                vendor=self.vendor,
+                method=call.request.method,
+                url=call.secrets.redact(redact_url(call.request.url)),
+                attempt=result.number,
+                strategy=result.rejected_by or "",
+                reason=rejection.reason,
+                retry_after=rejection.retry_after,
+            )
+            for hook in self.hooks.rejection:
+                hook(call, event)
+        return result
+
+    def _event(self, call: Call, result: Attempt) -> RetryEvent:
+        # The event reaches the user's hook and the log: nothing in it may carry a credential.
+        known = call.secrets.with_request(call.request)
+        if result.error is not None:
+            scrub_error(result.error, known)
+        response = result.response
+        code = result.outcome.code
+        return RetryEvent(
+            vendor=self.vendor,
+            method=call.request.method,
+            url=known.redact(redact_url(call.request.url)),
+            attempt=result.number,
+            wait=result.decision.wait,
+            cause=known.redact(result.decision.reason),
+            category=None if result.error else result.outcome.category,
+            code=known.redact(code) if isinstance(code, str) else code,
+            status=None if response is None else response.status_code,
+            error=result.error,
+        )
+
+    @staticmethod
+    def _retrying_kwargs() -> dict[str, Any]:
+        def wait(state: tenacity.RetryCallState) -> float:
+            result: Attempt = state.outcome.result()  # type: ignore[union-attr]
+            return 0.0 if is_testing() else result.decision.wait
+
+        return {
+            "retry": tenacity.retry_if_result(lambda r: r.decision.action == "retry"),
+            "wait": wait,
+            "stop": tenacity.stop_never,
+            "reraise": True,
+        }
+
+    # -- sync -----------------------------------------------------------------------------------
+
+    def run(self, call: Call, attempt: Next) -> Attempt:
+        """Every attempt of ``call``, each through ``attempt`` (the inner strategies and the leaf)."""
+        budget = self.budget(call.policy)
+        if budget.enabled:
+            budget.deposit(call.clock.monotonic())
+        last = self._heard(call, attempt(call, 1))
+        if last.decision.action != "retry":
+            return last
+        if not budget.try_spend(call.clock.monotonic()):
+            return self._unfunded(last)
+        pending = [last]
+
+        def next_attempt() -> Attempt:
+            nonlocal last
+            if pending:
+                return pending.pop()
+            final = self._out_of_time(call, last)
+            if final is not None:
+                return final
+            result = self._heard(call, attempt(call, last.number + 1))
+            if result.rejection is not None:
+                return self._refused(last, result)
+            if result.decision.action == "retry" and not budget.try_spend(call.clock.monotonic()):
+                result = self._unfunded(result)
+            last = result
+            return result
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            result: Attempt = state.outcome.result()  # type: ignore[union-attr]
+            if self.hooks.retry and self.hooks.retrying(call, self._event(call, result)):
+                raise TypeError("an async on_retry hook needs an httpx.AsyncClient")
+
+        def sleep(seconds: float) -> None:
+            if seconds > 0 and not is_testing():
+                call.clock.sleep(seconds)
+
+        retrying = tenacity.Retrying(sleep=sleep, before_sleep=before_sleep, **self._retrying_kwargs())
+        result: Attempt = retrying(next_attempt)
+        return result
+
+    # -- async ----------------------------------------------------------------------------------
+
+    async def arun(self, call: Call, attempt: AsyncNext) -> Attempt:
+        budget = self.budget(call.policy)
+        if budget.enabled:
+            await budget.adeposit(call.clock.monotonic())
+        last = self._heard(call, await attempt(call, 1))
+        if last.decision.action != "retry":
+            return last
+        if not await budget.atry_spend(call.clock.monotonic()):
+            return self._unfunded(last)
+        pending = [last]
+
+        async def next_attempt() -> Attempt:
+            nonlocal last
+            if pending:
+                return pending.pop()
+            final = self._out_of_time(call, last)
+            if final is not None:
+                return final
+            result = self._heard(call, await attempt(call, last.number + 1))
+            if result.rejection is not None:
+                return self._refused(last, result)
+            if result.decision.action == "retry" and not await budget.atry_spend(call.clock.monotonic()):
+                result = self._unfunded(result)
+            last = result
+            return result
+
+        async def before_sleep(state: tenacity.RetryCallState) -> None:
+            result: Attempt = state.outcome.result()  # type: ignore[union-attr]
+            if self.hooks.retry:
+                pending_hooks: list[Awaitable[object]] = self.hooks.retrying(call, self._event(call, result))
+                for returned in pending_hooks:
+                    await returned
+
+        async def sleep(seconds: float) -> None:
+            if seconds > 0 and not is_testing():
+                await call.clock.asleep(seconds)
+
+        retrying = tenacity.AsyncRetrying(sleep=sleep, before_sleep=before_sleep, **self._retrying_kwargs())
+        result: Attempt = await retrying(next_attempt)
+        return result
