@@ -371,7 +371,7 @@ def test_a_missing_server_extra_is_one_line(command: list[str], monkeypatch: pyt
     [
         pytest.param(["policy", "check", "missing.toml"], 1, "missing.toml: file not found", id="check"),
         pytest.param(["codes", "hyper", "10", "--policy", "missing.toml"], 1, "file not found", id="codes"),
-        pytest.param(["codes", "hyper", "10", "--policy", "."], 1, "cannot read", id="a-directory"),
+        pytest.param(["codes", "hyper", "10", "--policy", "."], 1, "not a regular file", id="a-directory"),
         pytest.param(["policy", "show", "nope"], 2, "shipped policies: default, updox", id="show"),
         pytest.param(
             ["simulate", "--scenario", "nope", "--seconds", "0"], 2, "unknown scenario", id="scenario"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from resilient_client.simulator import Simulator, serve
-from resilient_client.testing import no_waits
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -40,13 +40,18 @@ def test_instantiate_clients(simulator: tuple[str, Simulator], capsys: pytest.Ca
 
 
 def test_configure_policy(simulator: tuple[str, Simulator], capsys: pytest.CaptureFixture[str]) -> None:
+    # real-sleep: the example's point is that its policy's max_wait = 0.2 caps every wait, hyper's
+    # code 10 included, so it runs with the real waits: five retries wait at most 1 s in all.
     url, sim = simulator
-    with no_waits():
-        load("configure_policy").main(url, sim)
+    started = time.monotonic()
+    load("configure_policy").main(url, sim)
+    elapsed = time.monotonic() - started
     out = capsys.readouterr().out
     assert "max_attempts=6" in out
+    assert "hyper 10 (locked): retried for any method, waits at most 0.2, 0.2, 0.2, 0.2, 0.2 s" in out
     assert "journal attempts: 6" in out
     assert "clients ResponseCode: 2" in out
+    assert elapsed < 4.0  # 1 s of waits at most, plus loopback requests on a busy machine
 
 
 def test_catch_errors(simulator: tuple[str, Simulator], capsys: pytest.CaptureFixture[str]) -> None:

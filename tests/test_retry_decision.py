@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import resilient_client as rc
+from resilient_client._decision import backoff
 
 POLICY = rc.RetryPolicy()
 
@@ -196,7 +198,10 @@ NOW = 1_700_000_000.0
     [
         pytest.param({"Retry-After": "3"}, 3.0, id="seconds"),
         pytest.param({"Retry-After": "1.5"}, 1.5, id="decimal"),
-        pytest.param({"Retry-After": "0"}, 0.0, id="zero"),
+        pytest.param({"Retry-After": "0"}, None, id="zero-is-no-wait"),
+        pytest.param({"Retry-After": "0.0"}, None, id="zero-float-is-no-wait"),
+        pytest.param({"Retry-After-Ms": "0"}, None, id="zero-millis-is-no-wait"),
+        pytest.param({"Retry-After": "0", "Retry-After-Ms": "250"}, 0.25, id="zero-and-millis"),
         pytest.param({"Retry-After-Ms": "250"}, 0.25, id="millis"),
         pytest.param({"Retry-After-Ms": "250", "Retry-After": "9"}, 9.0, id="longest-wins-seconds"),
         pytest.param({"Retry-After-Ms": "9500", "Retry-After": "9"}, 9.5, id="longest-wins-millis"),
@@ -208,7 +213,10 @@ NOW = 1_700_000_000.0
             30.0,
             id="http-date-vs-date-header",
         ),
-        pytest.param({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0, id="past-date"),
+        pytest.param({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, None, id="past-date-is-no-wait"),
+        pytest.param({"X-Rate-Limit-Reset": str(int(NOW) - 20)}, None, id="past-reset-is-no-wait"),
+        pytest.param({"Retry-After-Ms": "-250"}, None, id="negative-millis"),
+        pytest.param({"Retry-After": "1_000"}, None, id="underscores-are-no-number"),
         pytest.param({"X-Rate-Limit-Reset": "12"}, 12.0, id="reset-delay"),
         pytest.param({"X-Rate-Limit-Reset": str(int(NOW) + 20)}, 20.0, id="reset-epoch-seconds"),
         pytest.param({"X-Rate-Limit-Reset": str(int(NOW * 1000) + 5000)}, 5.0, id="reset-epoch-millis"),
@@ -285,3 +293,130 @@ def test_every_wait_respects_server_cap_deadline_and_jitter(
         assert 0.0 <= decision.wait <= ceiling
         if settings_.jitter == "none":
             assert decision.wait == ceiling
+
+
+# --- Retry-After: RFC 9110's three date forms, zones, headers sent twice, "no wait" (issue 8) ---
+
+# NOW is Tue, 14 Nov 2023 22:13:20 GMT.
+DATES = [
+    pytest.param("Tue, 14 Nov 2023 22:13:30 GMT", id="imf-fixdate"),
+    pytest.param("Tuesday, 14-Nov-23 22:13:30 GMT", id="rfc850"),
+    pytest.param("Tue Nov 14 22:13:30 2023", id="asctime"),
+    pytest.param("Tue, 14 Nov 2023 22:13:30", id="imf-without-zone"),
+    pytest.param("Tue, 14 Nov 2023 22:13:30 -0000", id="imf-unknown-zone"),
+    pytest.param("Tue, 14 Nov 2023 23:13:30 +0100", id="imf-with-offset"),
+]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata", "Pacific/Kiritimati"])
+@pytest.mark.parametrize("date", DATES)
+def test_every_http_date_form_is_read_as_utc_whatever_the_time_zone(
+    monkeypatch: pytest.MonkeyPatch, date: str, zone: str
+) -> None:
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        assert rc.parse_retry_after(httpx.Headers({"Retry-After": date}), NOW, None) == pytest.approx(10.0)
+        # The response's own Date header, in any form, is read the same way.
+        asked = {"Retry-After": "Tue, 14 Nov 2023 22:14:00 GMT", "Date": date}
+        assert rc.parse_retry_after(httpx.Headers(asked), NOW, None) == pytest.approx(30.0)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@pytest.mark.parametrize(
+    ("year", "expected"),
+    [
+        pytest.param("23", 10.0, id="this-year"),
+        pytest.param("94", None, id="last-century-is-past"),
+        pytest.param("70", 1e9, id="47-years-ahead-is-the-future"),
+    ],
+)
+def test_an_rfc850_two_digit_year_follows_rfc_9110(year: str, expected: float | None) -> None:
+    headers = httpx.Headers({"Retry-After": f"Tuesday, 14-Nov-{year} 22:13:30 GMT"})
+    found = rc.parse_retry_after(headers, NOW, None)
+    assert found == (None if expected is None else pytest.approx(expected))
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param([("Retry-After", "5"), ("Retry-After", "5")], 5.0, id="sent-twice"),
+        pytest.param([("Retry-After", "5, 5")], 5.0, id="joined-by-a-proxy"),
+        pytest.param([("Retry-After", "3"), ("Retry-After", "7")], 7.0, id="longest-of-two"),
+        pytest.param([("Retry-After", "0, 0")], None, id="zero-twice"),
+        pytest.param([("Retry-After", "soon, 4")], 4.0, id="one-readable"),
+        pytest.param(
+            [
+                ("Retry-After", "Tue, 14 Nov 2023 22:13:30 GMT"),
+                ("Retry-After", "Tue, 14 Nov 2023 22:13:30 GMT"),
+            ],
+            10.0,
+            id="date-twice",
+        ),
+        pytest.param([("Retry-After", "Tue, 14 Nov 2023 22:13:25 GMT, 9")], 9.0, id="date-and-seconds"),
+        pytest.param([("Retry-After", "Tue Nov 14 22:13:25 2023, 9")], 9.0, id="asctime-and-seconds"),
+        pytest.param(
+            [("Retry-After", "Tue Nov 14 22:13:35 2023"), ("Retry-After", "Tue Nov 14 22:13:30 2023")],
+            15.0,
+            id="asctime-twice",
+        ),
+        pytest.param([("Retry-After-Ms", "100"), ("Retry-After-Ms", "300")], 0.3, id="millis-twice"),
+        pytest.param([("X-Rate-Limit-Reset", "4"), ("X-Rate-Limit-Reset", "6")], 6.0, id="reset-twice"),
+        pytest.param([("Retry-After", "1, " + "9" * 300)], None, id="junk-too-long"),
+        pytest.param([("Retry-After", "9" * 300)], 1e9, id="long-digits-are-huge"),
+    ],
+)
+def test_a_header_sent_twice_is_read(headers: list[tuple[str, str]], expected: float | None) -> None:
+    found = rc.parse_retry_after(httpx.Headers(headers), NOW, "x-rate-limit-reset")
+    assert found == (None if expected is None else pytest.approx(expected))
+    # A plain mapping (no get_list) with the values joined reads the same.
+    joined: dict[str, str] = {}
+    for name, value in headers:
+        joined[name.lower()] = f"{joined[name.lower()]}, {value}" if name.lower() in joined else value
+    assert rc.parse_retry_after(joined, NOW, "x-rate-limit-reset") == found
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "Wed, 21 Oct 2015 07:28:00 GMT"])
+def test_a_server_repeating_no_wait_gets_the_jittered_backoff_not_a_hammering(value: str) -> None:
+    retry_after = rc.parse_retry_after(httpx.Headers({"Retry-After": value}), NOW, None)
+    assert retry_after is None
+    waits = [decide("rate_limited", attempt=n, retry_after=retry_after).wait for n in (1, 2, 3)]
+    assert waits == [0.25, 0.5, 1.0]  # 0.5 * 2 ** (n - 1), drawn at 0.5
+
+
+def test_non_ascii_digits_are_no_number() -> None:
+    assert rc.parse_retry_after({"retry-after": "\u0661\u0660"}, NOW, None) is None
+
+
+def test_a_huge_server_wait_still_raises_at_once() -> None:
+    for value in ("9" * 5000, "1e999", "Fri, 01 Jan 9999 00:00:00 GMT"):
+        retry_after = rc.parse_retry_after(httpx.Headers({"Retry-After": value}), NOW, None)
+        assert retry_after == 1e9
+        assert decide("rate_limited", retry_after=retry_after).action == "raise"
+
+
+# --- retry.max_wait caps every backoff wait, a code's own ones included ---
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    max_wait=st.floats(0, 20),
+    code_initial=st.one_of(st.none(), st.floats(0, 100)),
+    code_max=st.one_of(st.none(), st.floats(0, 100)),
+    attempt=st.integers(1, 99),
+    draw=st.floats(0, 1),
+)
+def test_no_backoff_wait_passes_retry_max_wait(
+    max_wait: float, code_initial: float | None, code_max: float | None, attempt: int, draw: float
+) -> None:
+    policy = rc.RetryPolicy(
+        retry=rc.RetrySettings(max_wait=max_wait, max_attempts=100),
+        codes={"10": rc.CodeRule(initial_wait=code_initial, max_wait=code_max)},
+    )
+    for code in (10, 11):
+        wait = backoff(policy, attempt, code, lambda: draw)
+        assert 0.0 <= wait <= max_wait
+        if code == 10 and code_max is not None:
+            assert wait <= code_max

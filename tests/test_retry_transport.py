@@ -587,7 +587,7 @@ def test_the_loop_never_waits_less_than_asked_more_than_capped_or_past_the_deadl
     assert sum(clock.sleeps) == pytest.approx(sum(e.wait for e in events))  # every wait was slept
     for event in events:
         wait, server_asked = event.wait, asked[event.attempt - 1]
-        if server_asked is not None:
+        if server_asked:  # Retry-After: 0 is no server wait: the backoff applies (SPEC 4)
             assert server_asked <= wait <= cap  # never early, never beyond the cap
         else:
             assert 0 <= wait <= max_wait

@@ -201,6 +201,28 @@ def render_policy(policy: rc.RetryPolicy) -> str:
         set_keys = {k: v for k, v in rule.items() if v is not None}
         lines.append(f"\n[codes.{code}]")
         lines.extend(f"{key} = {_toml_value(value)}" for key, value in set_keys.items())
+    return "\n".join(lines) + "\n" + render_waits(policy)
+
+
+def render_waits(policy: rc.RetryPolicy) -> str:
+    """Each code's effective backoff (``RetryPolicy.effective_waits``), as TOML comments."""
+    rows = policy.effective_waits()
+    codes = ["other" if r.code is None else str(r.code) for r in rows]
+    width = max(map(len, codes))
+    drawn = "each wait drawn below its ceiling" if policy.retry.jitter == "full" else "no jitter"
+    lines = [
+        f"\n# Effective backoff in seconds ({drawn}). retry.max_wait caps every code;",
+        "# a server's Retry-After replaces the backoff, capped by retry.max_retry_after.",
+        f"# {'code':{width}s}  {'category':22s}  {'retried':10s}  {'initial':>7s}  {'cap':>7s}  waits",
+    ]
+    for code, r in zip(codes, rows, strict=True):
+        if r.retried == "no":
+            initial = cap = waits = "-"
+        else:
+            initial, cap = f"{r.initial_wait:g}", f"{r.max_wait:g}"
+            waits = ", ".join(f"{w:g}" for w in r.waits[:8]) + (", ..." if len(r.waits) > 8 else "")
+        category = r.category or "-"
+        lines.append(f"# {code:{width}s}  {category:22s}  {r.retried:10s}  {initial:>7s}  {cap:>7s}  {waits}")
     return "\n".join(lines) + "\n"
 
 
