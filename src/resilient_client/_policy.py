@@ -20,6 +20,15 @@ from typing import Any, ClassVar, Literal
 import attrs
 
 from resilient_client._catalog import CATEGORIES, SOFT_CATEGORIES, Catalog, catalog
+from resilient_client._settings import (
+    IN_CODE,
+    BreakerOverride,
+    BreakerSettings,
+    BudgetSettings,
+    GuardSettings,
+    RateLimitSettings,
+    StateSettings,
+)
 from resilient_client._structure import (
     check,
     each,
@@ -40,8 +49,6 @@ POLICY_ENV = "RESILIENT_CLIENT_POLICY"
 #: The per-vendor variable (``RESILIENT_CLIENT_HYPER_POLICY``), which wins over ``POLICY_ENV``.
 VENDOR_POLICY_ENV = "RESILIENT_CLIENT_{vendor}_POLICY"
 _MAX_EXTENDS = 32
-#: How a policy built in code is named in messages, where a file would be.
-IN_CODE = "<code>"
 
 _FAULT_CATEGORIES = tuple(c for c in CATEGORIES if c != "ok")
 _METHODS = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "POST", "PATCH", "TRACE", "CONNECT")
@@ -123,6 +130,9 @@ class CodeRule:
     outcome: Literal["raise", "return"] | None = None
     initial_wait: float | None = attrs.field(default=None, metadata=rules(*_OPT_NON_NEGATIVE))
     max_wait: float | None = attrs.field(default=None, metadata=rules(*_OPT_NON_NEGATIVE))
+    #: How the circuit breaker counts this code: ``"ignore"`` (no evidence either way) or
+    #: ``"failure"``; unset, its category decides.
+    breaker: BreakerOverride | None = None
 
     def __attrs_post_init__(self) -> None:
         validate_instance(self, IN_CODE, self._table)
@@ -173,25 +183,6 @@ class RetrySettings:
         metadata=rules(each(lambda v: v in _METHODS, _unknown("method", _METHODS, " (upper case)"))),
     )
     idempotent_operations: tuple[str, ...] = ()
-
-    def __attrs_post_init__(self) -> None:
-        validate_instance(self, IN_CODE, self._table)
-
-
-@refuse_unknown_keywords("budget")
-@attrs.frozen
-class BudgetSettings:
-    """The ``[budget]`` table: a retry budget shared by the requests of one transport."""
-
-    _table: ClassVar[str] = "budget"
-
-    ratio: float = attrs.field(default=0.0, metadata=rules(check(lambda v: 0 <= v <= 100, "must be 0..100")))
-    burst: float = attrs.field(
-        default=10.0,
-        metadata=rules(
-            check(lambda v: v >= 1, "must be >= 1"), check(lambda v: v <= 10**9, "must be <= 1e9")
-        ),
-    )
 
     def __attrs_post_init__(self) -> None:
         validate_instance(self, IN_CODE, self._table)
@@ -254,6 +245,10 @@ class RetryPolicy:
     )
     budget: BudgetSettings = BudgetSettings()
     body: BodySettings = BodySettings()
+    breaker: BreakerSettings = BreakerSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    guards: dict[str, GuardSettings] = attrs.field(factory=dict)
+    state: StateSettings = StateSettings()
     #: Where the policy came from, for messages (a file path, or "<default>").
     source: str = attrs.field(default="<default>", eq=False, metadata={"file_key": False})
 

@@ -117,7 +117,8 @@ class Breaker:
         settings = self.settings
         if permit.break_duration <= 0:
             return settings.break_duration
-        return min(settings.max_break_duration, max(settings.break_duration, 2 * permit.break_duration))
+        longest = max(settings.max_break_duration, settings.break_duration)
+        return min(longest, max(settings.break_duration, 2 * permit.break_duration))
 
     # -- sync -----------------------------------------------------------------------------------
 
