@@ -15,13 +15,15 @@ from __future__ import annotations
 import functools
 import importlib
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 import httpx
 
 Clock = Callable[[], float]
 Plan = Literal["done", "in_place", "stream"]
+#: A piece of a body on its way through the decoders (the raw body is sliced, not copied).
+Chunk = bytes | memoryview
 
 #: Decoded bytes asked of a decompressor at a time.
 _STEP = 8192
@@ -131,15 +133,14 @@ def replay_rest(response: httpx.Response, head: list[bytes], rest: Any) -> httpx
     )
 
 
-def _slices(data: bytes) -> Iterator[bytes]:
+def _slices(data: bytes) -> list[Chunk]:
     """The raw body in pieces of ``_STEP`` bytes: a decompressor keeps a copy of the input it has
     not consumed yet, so it is fed a little at a time."""
     view = memoryview(data)
-    for start in range(0, len(data), _STEP):
-        yield view[start : start + _STEP]  # type: ignore[misc]
+    return [view[start : start + _STEP] for start in range(0, len(data), _STEP)]
 
 
-def _inflate(chunks: Iterable[bytes], wbits: int) -> Iterator[bytes]:
+def _inflate(chunks: Iterable[Chunk], wbits: int) -> Iterator[bytes]:
     """zlib's output in pieces of at most ``_STEP`` bytes, each asked for only once the one before
     was taken: whoever stops taking them stops the decoding."""
     decompressor = zlib.decompressobj(wbits)
@@ -153,7 +154,7 @@ def _inflate(chunks: Iterable[bytes], wbits: int) -> Iterator[bytes]:
             return
 
 
-def _deflate(chunks: list[bytes]) -> Iterator[bytes]:
+def _deflate(chunks: Sequence[Chunk]) -> Iterator[bytes]:
     pieces = _inflate(chunks, zlib.MAX_WBITS)
     try:
         first = next(pieces, b"")
@@ -164,7 +165,7 @@ def _deflate(chunks: list[bytes]) -> Iterator[bytes]:
     yield from pieces
 
 
-def _unbrotli(chunks: Iterable[bytes]) -> Iterator[bytes]:
+def _unbrotli(chunks: Iterable[Chunk]) -> Iterator[bytes]:
     decompressor = _brotli.Decompressor()
     for chunk in chunks:
         piece = decompressor.process(chunk, output_buffer_limit=_STEP)
@@ -177,14 +178,14 @@ def _unbrotli(chunks: Iterable[bytes]) -> Iterator[bytes]:
             return
 
 
-_DECODERS: dict[str, Callable[[list[bytes]], Iterator[bytes]]] = {
+_DECODERS: dict[str, Callable[[Sequence[Chunk]], Iterator[bytes]]] = {
     "gzip": lambda chunks: _inflate(chunks, zlib.MAX_WBITS | 16),
     "deflate": _deflate,
     "br": _unbrotli,
 }
 
 
-def _decode_layer(encoding: str, chunks: list[bytes], cap: int) -> list[bytes] | None:
+def _decode_layer(encoding: str, chunks: Sequence[Chunk], cap: int) -> list[bytes] | None:
     """One layer decoded, in pieces, or None once it passes ``cap`` bytes: decoding stops there,
     so the rest of a bomb is never expanded."""
     kept = []
@@ -230,16 +231,15 @@ def decode_capped(response: httpx.Response, raw: bytes, cap: int) -> bytes | Non
         return None
     if not layers:
         return raw
-    chunks: list[bytes] | None = list(_slices(raw))
+    chunks: Sequence[Chunk] = _slices(raw)
     for encoding in layers:
-        assert chunks is not None
         try:
-            chunks = _decode_layer(encoding, chunks, cap)
+            decoded = _decode_layer(encoding, chunks, cap)
         except _DECODE_ERRORS:  # a corrupt body
             return None
-        if chunks is None:
+        if decoded is None:
             return None
-    assert chunks is not None
+        chunks = decoded
     return b"".join(chunks)
 
 
