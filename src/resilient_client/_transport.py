@@ -1,9 +1,10 @@
 """ResilientTransport: the I/O shell around an inner httpx transport, sync and async.
 
-Each attempt sends the request through the inner transport, reads the body only when it can carry
-an envelope (JSON or an error status) and only up to the policy's cap, classifies it, and asks the
-pure retry decision what to do. tenacity drives the loop once a retry is needed, so the success path
-pays for one classification and nothing else.
+Each attempt sends the request through the inner transport (every network operation of httpx's own
+transports bounded by the total deadline: see ``_deadline``), reads the body only when it can carry
+an envelope (JSON or an error status) and only up to the policy's cap (see ``_body``), classifies
+it, and asks the pure retry decision what to do. tenacity drives the loop once a retry is needed,
+so the success path pays for one classification and nothing else.
 """
 
 from __future__ import annotations
