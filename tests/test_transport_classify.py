@@ -270,14 +270,22 @@ def test_a_gzip_success_is_decoded_once(declared: bool, monkeypatch: pytest.Monk
 
     from httpx._decoders import GZipDecoder
 
-    decoded: list[int] = []
-    original = GZipDecoder.decode
+    from resilient_client import _body
 
-    def counting(self: GZipDecoder, data: bytes) -> bytes:
-        decoded.append(len(data))
-        return original(self, data)
+    by_httpx: list[int] = []
+    by_transport: list[int] = []
+    original_httpx, original_transport = GZipDecoder.decode, _body._inflate
 
-    monkeypatch.setattr(GZipDecoder, "decode", counting)
+    def counting_httpx(self: GZipDecoder, data: bytes) -> bytes:
+        by_httpx.append(len(data))
+        return original_httpx(self, data)
+
+    def counting_transport(chunks: list[bytes], wbits: int) -> Iterator[bytes]:
+        by_transport.append(sum(len(c) for c in chunks))
+        return original_transport(chunks, wbits)
+
+    monkeypatch.setattr(GZipDecoder, "decode", counting_httpx)
+    monkeypatch.setattr(_body, "_inflate", counting_transport)
     body = json.dumps({"ResponseCode": 0, "Data": [1, 2]}).encode()
     raw = gzip.compress(body)
     headers = {"content-type": "application/json", "content-encoding": "gzip"}
@@ -286,4 +294,6 @@ def test_a_gzip_success_is_decoded_once(declared: bool, monkeypatch: pytest.Monk
     inner = httpx.MockTransport(lambda r: httpx.Response(200, stream=RecordingStream([raw]), headers=headers))
     with httpx.Client(transport=rc.ResilientTransport("hyper", transport=inner)) as client:
         assert client.get("https://hyper.test/x").content == body
-    assert decoded == [len(raw)]
+    # The transport's bounded decoder did the only decoding; the caller's read reused its bytes.
+    assert by_transport == [len(raw)]
+    assert by_httpx == []

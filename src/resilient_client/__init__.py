@@ -54,7 +54,7 @@ from resilient_client.errors import (
     ResilientClientError,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ATTEMPTS_EXTENSION",

@@ -234,11 +234,36 @@ def surely_no_fault(spec: EnvelopeSpec, body: bytes) -> bool:
     """True when a byte scan proves a 2xx body holds no fault of this vendor (no decoding needed).
 
     A ``\\u`` escape could spell a key the scan looks for (``"Respons\\u0065Code"``): such a body is
-    always decoded.
+    always decoded. So is a body in UTF-16 or UTF-32 (``json.loads`` reads those too), where the
+    keys are not the ASCII bytes the scan looks for.
     """
     quick = _QUICK_OK.get(spec.reader)
-    # One-byte search first: most bodies hold no backslash at all, and memchr is far faster.
-    return quick is not None and (b"\\" not in body or b"\\u" not in body) and quick(body)
+    return (
+        quick is not None
+        and _ascii_compatible(body)
+        # One-byte search first: most bodies hold no backslash at all, and memchr is far faster.
+        and (b"\\" not in body or b"\\u" not in body)
+        and quick(body)
+    )
+
+
+def _ascii_compatible(body: bytes) -> bool:
+    """False for a body ``json.loads`` would read as UTF-16 or UTF-32 (see ``json.detect_encoding``):
+    one that opens with a UTF-16/32 byte order mark, or with a NUL among its first two bytes (JSON
+    text starts with an ASCII character, so a NUL there is half of a wide one)."""
+    return body[:2] not in _WIDE_STARTS  # one set lookup: this runs on every success
+
+
+def _wide_starts() -> frozenset[bytes]:
+    marks = (0x00, 0xFE, 0xFF)  # first bytes of the BOMs FF FE, FE FF, FF FE 00 00, 00 00 FE FF
+    return frozenset(
+        [bytes((first,)) for first in marks]
+        + [bytes((first, second)) for first in marks for second in range(256)]
+        + [bytes((first, 0x00)) for first in range(256)]
+    )
+
+
+_WIDE_STARTS = _wide_starts()
 
 
 def decode_json(body: bytes) -> Any:

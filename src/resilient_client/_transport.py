@@ -1,28 +1,31 @@
 """ResilientTransport: the I/O shell around an inner httpx transport, sync and async.
 
-Each attempt sends the request through the inner transport, reads the body only when it can carry
-an envelope (JSON or an error status) and only up to the policy's cap, classifies it, and asks the
-pure retry decision what to do. tenacity drives the loop once a retry is needed, so the success path
-pays for one classification and nothing else.
+Each attempt sends the request through the inner transport (every network operation of httpx's own
+transports bounded by the total deadline: see ``_deadline``), reads the body only when it can carry
+an envelope (JSON or an error status) and only up to the policy's cap (see ``_body``), classifies
+it, and asks the pure retry decision what to do. tenacity drives the loop once a retry is needed,
+so the success path pays for one classification and nothing else.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 import math
 import random as _random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import attrs
 import httpx
 import tenacity
 
+from resilient_client import _deadline
+from resilient_client._body import read_async, read_sync
+from resilient_client._body import request_id as _request_id
 from resilient_client._catalog import Catalog, catalog
 from resilient_client._classify import OK, Outcome, classify
 from resilient_client._decision import RETURN, Decision, decide, is_retryable, parse_retry_after
@@ -143,145 +146,20 @@ class _RetryBudget:
         self.tokens -= 1.0
 
 
-class _DeadlineStream(httpx.SyncByteStream, httpx.AsyncByteStream):
-    """The original stream, checked against the deadline after every chunk but the last: a body
-    that has fully arrived is never thrown away."""
-
-    def __init__(self, stream: Any, check: Callable[[_Call], None], call: _Call, length: int) -> None:
-        self._stream = stream
-        self._check = check
-        self._call = call
-        self._left = length
-
-    def _arrived(self, chunk: bytes) -> None:
-        self._left -= len(chunk)
-        if self._left > 0:
-            self._check(self._call)
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._stream:
-            self._arrived(chunk)
-            yield chunk
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream:
-            self._arrived(chunk)
-            yield chunk
-
-    def close(self) -> None:
-        self._stream.close()
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
-class _PrefixedStream(httpx.SyncByteStream, httpx.AsyncByteStream):
-    """The raw chunks already read, then the rest of the original stream, unbuffered."""
-
-    def __init__(self, head: list[bytes], response: httpx.Response, rest: Any) -> None:
-        self._head = head
-        self._response = response
-        self._rest = rest
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._head
-        yield from self._rest
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self._head:
-            yield chunk
-        async for chunk in self._rest:
-            yield chunk
-
-    def close(self) -> None:
-        self._response.close()
-
-    async def aclose(self) -> None:
-        await self._response.aclose()
-
-
-@functools.lru_cache(maxsize=256)
-def _may_carry_envelope(content_type: str | None) -> bool:
-    if content_type is None:
-        return True
-    media = content_type.partition(";")[0].strip().lower()
-    # Vendors' PHP and Java stacks send JSON as text/html or text/plain too: any text can carry one.
-    return media.endswith(("/json", "+json")) or media.startswith("text/")
-
-
-def _wants_body(response: httpx.Response, method: str) -> bool:
-    """True when the body can carry an envelope: JSON or text content, or any error status."""
-    status = response.status_code
-    if method == "HEAD" or status in (204, 304):
-        return False
-    return status >= 400 or _may_carry_envelope(response.headers.get("content-type"))
-
-
-def _declared(response: httpx.Response) -> tuple[int | None, bool]:
-    """(the declared Content-Length, if readable; identity encoding?) of a body not read yet."""
-    headers = response.headers
-    length = headers.get("content-length")
-    encoding = headers.get("content-encoding")
-    declared = int(length) if length is not None and length.isdigit() and len(length) <= 18 else None
-    return declared, encoding is None or encoding.strip().lower() in ("", "identity")
-
-
-def _content_if_read(response: httpx.Response, cap: int) -> bytes | None:
-    # A response built from bytes (MockTransport, respx) arrives already read; the cap still holds.
-    try:
-        content = response.content
-    except httpx.ResponseNotRead:
-        return None
-    return content if len(content) <= cap else None
-
-
-def _replay(response: httpx.Response, raw: bytes) -> httpx.Response:
-    # No request= here: the client sets it on the response it gets back, as for any transport.
-    return httpx.Response(
-        response.status_code,
-        headers=response.headers,
-        stream=httpx.ByteStream(raw),
-        extensions=response.extensions,
+def _default_inners() -> tuple[httpx.HTTPTransport, httpx.AsyncHTTPTransport]:
+    """httpx's own transports, as ``httpx.Client()`` builds them: at construction, so that neither
+    the TLS context (tens of ms) nor the first pool (a one-time import) is paid inside the first
+    request's deadline, nor makes that request outlast it. One TLS context serves both."""
+    context = httpx.create_ssl_context()
+    return (
+        _deadline.bind(httpx.HTTPTransport(verify=context)),
+        _deadline.bind(httpx.AsyncHTTPTransport(verify=context)),
     )
-
-
-def _classifiable(
-    response: httpx.Response, raw: bytes, identity: bool, cap: int
-) -> tuple[httpx.Response, bytes | None]:
-    """The body decoded for classification, at most ``cap`` of it (a gzip bomb stops there).
-
-    The caller gets a response holding the same bytes, decoded once: read, as ``response.read()``
-    leaves it, or unread (the raw bytes) when decoding stopped at the cap or failed.
-    """
-    if identity:
-        return _replay(response, raw), raw
-    decoded = bytearray()
-    probe = _replay(response, raw)
-    try:
-        for chunk in probe.iter_bytes():
-            decoded += chunk
-            if len(decoded) > cap:
-                return _replay(response, raw), None
-    except httpx.DecodingError:
-        # The caller meets httpx's own DecodingError when it reads, as with bare httpx.
-        return _replay(response, raw), None
-    body = bytes(decoded)
-    # What Response.read() stores: the caller's read() returns it instead of decoding again.
-    probe._content = body
-    return probe, body
 
 
 def _redacted_code(code: int | str | None, secrets: Secrets) -> int | str | None:
     # A vendor may echo what it was sent into the code itself.
     return secrets.redact(code) if isinstance(code, str) else code
-
-
-def _request_id(response: httpx.Response, headers: tuple[str, ...]) -> str | None:
-    for name in headers:
-        value: str | None = response.headers.get(name)
-        if value:
-            return value[:200]
-    return None
 
 
 class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
@@ -309,9 +187,11 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self.vendor = self.catalog.vendor
         self._spec = self.catalog.envelope
         self.policy = resolve_policy(policy, self.vendor).checked_for(self.catalog)
-        self._inner = transport
-        self._sync_default: httpx.HTTPTransport | None = None
-        self._async_default: httpx.AsyncHTTPTransport | None = None
+        self._inner = _deadline.bind(transport)
+        # Built now, not by the first request: a TLS context costs tens of ms (see _default_inners).
+        defaults = (None, None) if transport is not None else _default_inners()
+        self._sync_default: httpx.HTTPTransport | None = defaults[0]
+        self._async_default: httpx.AsyncHTTPTransport | None = defaults[1]
         self.on_retry = on_retry
         self._clock = clock
         self._wall_clock = wall_clock
@@ -359,30 +239,6 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         call.request.extensions["timeout"] = {
             key: limit if current.get(key) is None else min(current[key], limit) for key in _TIMEOUT_KEYS
         }
-
-    def _read_plan(
-        self, call: _Call, response: httpx.Response
-    ) -> tuple[Literal["done", "in_place", "stream"], bytes | None, bool]:
-        """How the shells read a body, without I/O: ("done", body or None, _) when nothing is left to
-        read; ("in_place", ...) for an identity body known to fit (its stream now cut at the
-        deadline); ("stream", None, identity?) for the rest, read chunk by chunk up to the cap."""
-        if not _wants_body(response, call.request.method):
-            return "done", None, True
-        cap = call.policy.body.max_read_bytes
-        if response.is_stream_consumed:
-            return "done", _content_if_read(response, cap), True
-        length, identity = _declared(response)
-        if length is not None and length > cap:
-            return "done", None, True
-        if length is not None and identity:
-            response.stream = _DeadlineStream(response.stream, self._check_deadline, call, length)
-            return "in_place", None, True
-        return "stream", None, identity
-
-    def _check_deadline(self, call: _Call) -> None:
-        """httpx times each read, not the whole body: a body that trickles in is cut at the deadline."""
-        if self._clock() > call.deadline:
-            raise httpx.ReadTimeout("the total deadline passed while reading the body", request=call.request)
 
     def _out_of_time(self, call: _Call, last: _Attempt) -> _Attempt | None:
         """The last attempt, now final, when the deadline passed while waiting (a slow hook, a late
@@ -535,41 +391,30 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return self._inner
         if self._inner is not None:
             raise TypeError(f"{type(self._inner).__name__} cannot serve a sync httpx.Client")
-        if self._sync_default is None:
-            self._sync_default = httpx.HTTPTransport()
+        assert self._sync_default is not None
         return self._sync_default
-
-    def _read_sync(self, call: _Call, response: httpx.Response) -> tuple[httpx.Response, bytes | None]:
-        plan, body, identity = self._read_plan(call, response)
-        if plan == "done":
-            return response, body
-        if plan == "in_place":
-            return response, response.read()
-        cap = call.policy.body.max_read_bytes
-        head: list[bytes] = []
-        size = 0
-        raw = response.iter_raw()
-        for chunk in raw:
-            head.append(chunk)
-            size += len(chunk)
-            if size > cap:
-                return _replay_rest(response, head, raw), None
-            self._check_deadline(call)
-        response.close()
-        return _classifiable(response, b"".join(head), identity, cap)
 
     def _attempt_sync(self, call: _Call, number: int) -> _Attempt:
         if call.shrink or number > 1:  # from the second attempt on, less than the deadline is left
             self._shrink_timeouts(call)
+        inner = self._sync_inner()
+        request = call.request
+        # httpx's own transport bounds each network operation by the time left (see _deadline).
+        bound = _deadline.current.set(_deadline.Deadline(call.deadline, self._clock))
         try:
-            response = self._sync_inner().handle_request(call.request)
-        except httpx.TransportError as exc:
-            return self._judge_error(call, number, exc)
-        try:
-            response, body = self._read_sync(call, response)
-        except httpx.TransportError as exc:
-            response.close()
-            return self._judge_error(call, number, exc)
+            try:
+                response = inner.handle_request(request)
+            except httpx.TransportError as exc:
+                return self._judge_error(call, number, exc)
+            try:
+                response, body = read_sync(
+                    response, request, call.policy.body.max_read_bytes, self._clock, call.deadline
+                )
+            except httpx.TransportError as exc:
+                response.close()
+                return self._judge_error(call, number, exc)
+        finally:
+            _deadline.current.reset(bound)
         result = self._judge(call, number, response, body)
         if result.decision.action != "return":
             # Discarded or kept inside an error: either way nobody reads more of its stream.
@@ -617,41 +462,29 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return self._inner
         if self._inner is not None:
             raise TypeError(f"{type(self._inner).__name__} cannot serve an httpx.AsyncClient")
-        if self._async_default is None:
-            self._async_default = httpx.AsyncHTTPTransport()
+        assert self._async_default is not None
         return self._async_default
-
-    async def _read_async(self, call: _Call, response: httpx.Response) -> tuple[httpx.Response, bytes | None]:
-        plan, body, identity = self._read_plan(call, response)
-        if plan == "done":
-            return response, body
-        if plan == "in_place":
-            return response, await response.aread()
-        cap = call.policy.body.max_read_bytes
-        head: list[bytes] = []
-        size = 0
-        raw = response.aiter_raw()
-        async for chunk in raw:
-            head.append(chunk)
-            size += len(chunk)
-            if size > cap:
-                return _replay_rest(response, head, raw), None
-            self._check_deadline(call)
-        await response.aclose()
-        return _classifiable(response, b"".join(head), identity, cap)
 
     async def _attempt_async(self, call: _Call, number: int) -> _Attempt:
         if call.shrink or number > 1:  # from the second attempt on, less than the deadline is left
             self._shrink_timeouts(call)
+        inner = self._async_inner()
+        request = call.request
+        bound = _deadline.current.set(_deadline.Deadline(call.deadline, self._clock))
         try:
-            response = await self._async_inner().handle_async_request(call.request)
-        except httpx.TransportError as exc:
-            return self._judge_error(call, number, exc)
-        try:
-            response, body = await self._read_async(call, response)
-        except httpx.TransportError as exc:
-            await response.aclose()
-            return self._judge_error(call, number, exc)
+            try:
+                response = await inner.handle_async_request(request)
+            except httpx.TransportError as exc:
+                return self._judge_error(call, number, exc)
+            try:
+                response, body = await read_async(
+                    response, request, call.policy.body.max_read_bytes, self._clock, call.deadline
+                )
+            except httpx.TransportError as exc:
+                await response.aclose()
+                return self._judge_error(call, number, exc)
+        finally:
+            _deadline.current.reset(bound)
         result = self._judge(call, number, response, body)
         if result.decision.action != "return":
             await response.aclose()
@@ -691,12 +524,3 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             await self._inner.aclose()
         if self._async_default is not None:
             await self._async_default.aclose()
-
-
-def _replay_rest(response: httpx.Response, head: list[bytes], rest: Any) -> httpx.Response:
-    return httpx.Response(
-        response.status_code,
-        headers=response.headers,
-        stream=_PrefixedStream(head, response, rest),
-        extensions=response.extensions,
-    )

@@ -16,15 +16,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 
 import resilient_client as rc
+
+if TYPE_CHECKING:
+    from resilient_client.simulator import Simulator
 
 EXIT_BAD_INPUT = 2
 EXIT_BAD_POLICY = 1
@@ -248,23 +252,68 @@ def _show_policy(name: str, out: TextIO) -> int:
 
 
 def _simulate(args: argparse.Namespace, out: TextIO) -> int:
-    from resilient_client.simulator import Simulator, serve
+    from resilient_client.simulator import JOURNAL_ACCOUNT_FIELD, STATS_PATH, serve
 
     if not 0 <= args.port <= 65535:
         raise _BadInput(f"--port {args.port}: must be between 0 and 65535")
-    sim = Simulator()
-    if args.scenario:
-        sim.load_scenario(args.scenario)
+    sim = _simulator_from(args)
     with contextlib.ExitStack() as stack:
         try:
             url = stack.enter_context(serve(sim, host=args.host, port=args.port))
         except (RuntimeError, OSError) as error:  # a busy port, a host that is not ours
             raise _BadInput(f"{error} (is the port in use?)") from None
         out.write(f"simulator on {url} (vendors under /updox, /usta, /medable, /hyper); Ctrl-C stops it\n")
+        for vendor, limit in sim.snapshot()["rate_limits"].items():
+            out.write(
+                f"  {vendor}: {limit['requests']} requests per {limit['period']:g} s per client IP, "
+                "then 429 with Retry-After\n"
+            )
+        if sim.journal_latency:
+            out.write(
+                f"  hyper journal calls take {sim.journal_latency:g} s; another of the same "
+                f"{JOURNAL_ACCOUNT_FIELD} meanwhile gets code 50\n"
+            )
+        out.write(f"  counters: GET {url}{STATS_PATH}\n")
         out.flush()
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait(args.seconds)
     return 0
+
+
+def _simulator_from(args: argparse.Namespace) -> Simulator:
+    """The simulator the ``simulate`` options describe (a scenario, rate limits, journal latency)."""
+    from resilient_client.simulator import Simulator
+
+    try:
+        latency = float(args.journal_latency)
+    except ValueError:
+        raise _BadInput(f"--journal-latency {args.journal_latency!r}: expected seconds, e.g. 0.05") from None
+    if not math.isfinite(latency) or latency < 0:
+        raise _BadInput(
+            f"--journal-latency {args.journal_latency}: expected a finite number of seconds, 0 or more"
+        )
+    sim = Simulator(journal_latency=latency)
+    if args.scenario:
+        sim.load_scenario(args.scenario)
+    for text in args.rate_limit:
+        vendor, _, rate = text.rpartition(":")
+        count, _, period = rate.partition("/")
+        try:
+            requests, seconds = int(count), float(period)
+        except ValueError:
+            raise _BadInput(
+                f"--rate-limit {text!r}: expected [VENDOR:]N/PERIOD, N requests per PERIOD seconds "
+                "(e.g. 20/60 or hyper:20/60)"
+            ) from None
+        if requests < 1:
+            raise _BadInput(f"--rate-limit {text!r}: requests must be 1 or more")
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise _BadInput(f"--rate-limit {text!r}: period must be more than 0 seconds")
+        try:
+            sim.rate_limit(vendor.lower() or "hyper", requests, seconds)
+        except ValueError as error:
+            raise _BadInput(f"--rate-limit {text!r}: {error}") from None
+    return sim
 
 
 class _BadInput(Exception):
@@ -304,6 +353,21 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=8080)
     simulate.add_argument("--scenario", type=str.lower, help="one of: outage, throttled, transient")
+    simulate.add_argument(
+        "--rate-limit",
+        metavar="[VENDOR:]N/PERIOD",
+        action="append",
+        default=[],
+        help="let N requests per PERIOD seconds through per client IP, then answer 429 with "
+        "Retry-After, as Hyper's gateway does (e.g. 20/60; vendor hyper unless named; repeatable)",
+    )
+    simulate.add_argument(
+        "--journal-latency",
+        metavar="SECONDS",
+        default="0",
+        help="Hyper journal calls (paths containing 'journal', any case) take this long; another one "
+        "naming the same AccountNo in its JSON body meanwhile gets code 50 (default 0)",
+    )
     simulate.add_argument("--seconds", type=float, default=None, help=argparse.SUPPRESS)
     return parser
 

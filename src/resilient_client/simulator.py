@@ -13,13 +13,26 @@ applied, so a test can prove a POST was applied once::
 
 Medable habits: ``POST /medable/accounts/login`` opens a session (``md.sid`` cookie) and hands out a
 ``Medable-Csrf-Token`` header; later requests carrying the session must echo that token, or they get
-kCSRFTokenMismatch. Uses only the package's public names.
+kCSRFTokenMismatch.
+
+The habits the SDK's resilience strategies exist for, off until switched on::
+
+    sim = Simulator(clock=fake_clock)           # the rate limit's windows follow this clock
+    sim.rate_limit("hyper", 20, period=60.0)    # Hyper's gateway: 20 requests a minute per client IP
+    sim.journal_latency = 0.05                  # journal calls take this long; an overlap gets code 50
+    sim.outage("hyper", status=503)             # every hyper request answers 503 until outage(..., None)
+    sim.rate_limited["hyper"], sim.outage_answers["hyper"], sim.overlaps["A1"], sim.max_in_flight["A1"]
+
+``GET /_simulator/stats`` answers ``snapshot()`` as JSON: what the server saw from every client of a
+fleet, readable from another process. Uses only the package's public names.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http
 import json
+import math
 import secrets
 import threading
 import time
@@ -27,17 +40,26 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import anyio
 import attrs
 
 import resilient_client as rc
 from resilient_client.testing import fault_body
 
-__all__ = ["SCENARIOS", "Fault", "Ok", "Reply", "Simulator", "serve"]
+__all__ = ["JOURNAL_ACCOUNT_FIELD", "SCENARIOS", "STATS_PATH", "Fault", "Ok", "Reply", "Simulator", "serve"]
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+#: The JSON body field that names the account of a Hyper journal call. Its value is compared as the
+#: SDK's guards compare keys: a string as it is, anything else as its JSON text (7 and "7" are one).
+JOURNAL_ACCOUNT_FIELD = "AccountNo"
+#: ``GET`` here answers ``Simulator.snapshot()`` as JSON (not a vendor path, counted nowhere).
+STATS_PATH = "/_simulator/stats"
+#: What Hyper's gateway says with its 429: undocumented, so nothing the SDK can read a code from.
+GATEWAY_THROTTLED_BODY = {"message": "API rate limit exceeded"}
 
 
 @attrs.frozen
@@ -70,6 +92,8 @@ class Ok:
 
 
 Step = Fault | Reply | Ok
+#: (HTTP status, JSON-ready body or raw bytes, response headers).
+Answer = tuple[int, Any, dict[str, str]]
 
 
 def _success_body(vendor: str, path: str, method: str) -> dict[str, Any]:
@@ -103,25 +127,124 @@ SCENARIOS: dict[str, dict[str, tuple[str, list[Step], bool]]] = {
 
 
 class Simulator:
-    """The ASGI app. Script faults per (vendor, path); read the counters; ``reset()`` between runs."""
+    """The ASGI app. Script faults per (vendor, path); switch habits on (``rate_limit``, ``outage``,
+    ``journal_latency``); read the counters or ``snapshot()``; ``reset()`` between runs.
 
-    def __init__(self) -> None:
+    ``clock`` (seconds, monotonic) times the rate limit's windows, so a test moves time instead of
+    waiting; ``asleep`` is how a journal call waits out ``journal_latency`` (``anyio.sleep``). The
+    counters are written under one lock: the loopback server runs the app in its own thread, and
+    tests may call it from many.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        journal_latency: float = 0.0,
+        asleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        if not callable(clock):
+            raise TypeError(f"Simulator(clock=...): expected a callable returning seconds, got {clock!r}")
+        if not callable(asleep):
+            raise TypeError(f"Simulator(asleep=...): expected an async sleep function, got {asleep!r}")
         self._lock = threading.Lock()
+        self._clock = clock
+        self._asleep = asleep
+        self._journal_latency = _seconds("Simulator(journal_latency=...)", journal_latency)
         self._scripts: dict[tuple[str, str], deque[Step]] = {}
         self._repeat: set[tuple[str, str]] = set()
         self._csrf: dict[str, str] = {}
-        #: Requests received, by (vendor, path).
+        self._limits: dict[str, tuple[int, float]] = {}
+        #: Times of the requests each (vendor, client IP) window let through, oldest first.
+        self._windows: dict[tuple[str, str], deque[float]] = {}
+        self._outages: dict[str, int] = {}
+        self._journal_in_flight: Counter[str] = Counter()
+        #: Requests received, by (vendor, path): every one that reached the server, refused or not.
         self.requests: Counter[tuple[str, str]] = Counter()
         #: Writes (POST, PUT, PATCH, DELETE) answered with success, i.e. applied, by (vendor, path).
         self.side_effects: Counter[tuple[str, str]] = Counter()
         #: The headers of the last request, by (vendor, path), lower-case names.
         self.last_headers: dict[tuple[str, str], dict[str, str]] = {}
+        #: Requests the rate limit refused with a 429, by vendor.
+        self.rate_limited: Counter[str] = Counter()
+        #: Requests answered by an outage, by vendor.
+        self.outage_answers: Counter[str] = Counter()
+        #: Hyper journal requests that arrived while another one of the same account was being
+        #: processed (each got code 50), by account.
+        self.overlaps: Counter[str] = Counter()
+        #: The most Hyper journal requests of one account at the server at once (the refused
+        #: ones included), by account: 1 means the calls never overlapped.
+        self.max_in_flight: Counter[str] = Counter()
+
+    @property
+    def journal_latency(self) -> float:
+        """Seconds a Hyper journal request takes to process (0: answered at once); another journal
+        request of the same account arriving meanwhile gets code 50."""
+        return self._journal_latency
+
+    @journal_latency.setter
+    def journal_latency(self, seconds: float) -> None:
+        self._journal_latency = _seconds("Simulator.journal_latency", seconds)
+
+    def rate_limit(self, vendor: str, requests: int | None, period: float = 60.0) -> None:
+        """Let through at most ``requests`` requests of ``vendor`` per client IP in any ``period``
+        seconds (a sliding window); past that, answer 429 with ``Retry-After`` (whole seconds until
+        the window frees a slot) and the gateway's undocumented body. ``requests=None`` lifts it.
+        Refused requests do not use up the window."""
+        where = f"rate_limit({vendor!r}, ...)"
+        _check_vendor(vendor)
+        if requests is not None:
+            if isinstance(requests, bool) or not isinstance(requests, int):
+                raise TypeError(f"{where}: requests must be a whole number or None, got {requests!r}")
+            if requests < 1:
+                raise ValueError(f"{where}: requests must be 1 or more (None lifts it), got {requests}")
+            period = _seconds(f"{where}: period", period)
+            if period == 0:
+                raise ValueError(f"{where}: period must be more than 0 seconds")
+        with self._lock:
+            for key in [key for key in self._windows if key[0] == vendor]:
+                del self._windows[key]
+            if requests is None:
+                self._limits.pop(vendor, None)
+            else:
+                self._limits[vendor] = (requests, period)
+
+    def outage(self, vendor: str, status: int | None = 503) -> None:
+        """Answer every request of ``vendor`` with ``status`` (an error status) and a proxy's HTML
+        page until ``outage(vendor, None)``; scripts and habits wait until then."""
+        _check_vendor(vendor)
+        if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
+            raise TypeError(f"outage({vendor!r}, ...): status must be an HTTP status or None, got {status!r}")
+        if status is not None and not 400 <= status <= 599:
+            raise ValueError(f"outage({vendor!r}, {status}): status must be an error status, 400 to 599")
+        with self._lock:
+            if status is None:
+                self._outages.pop(vendor, None)
+            else:
+                self._outages[vendor] = status
+
+    def snapshot(self) -> dict[str, Any]:
+        """One consistent, JSON-ready copy of the counters and switches (``GET /_simulator/stats``)."""
+        with self._lock:
+            return {
+                "requests": _by_vendor(self.requests),
+                "side_effects": _by_vendor(self.side_effects),
+                "rate_limited": dict(self.rate_limited),
+                "outage_answers": dict(self.outage_answers),
+                "journal": {
+                    "overlaps": dict(self.overlaps),
+                    "max_in_flight": dict(self.max_in_flight),
+                    "in_flight": {k: v for k, v in self._journal_in_flight.items() if v > 0},
+                    "latency": self._journal_latency,
+                },
+                "rate_limits": {v: {"requests": n, "period": p} for v, (n, p) in self._limits.items()},
+                "outages": dict(self._outages),
+            }
 
     def script(self, vendor: str, path: str, steps: Sequence[Step], *, repeat: bool = False) -> None:
         """Answer the next requests to ``path`` (``"*"``: any path of the vendor) with ``steps``, in
         order, then as usual; with ``repeat=True`` the last step answers forever."""
-        if vendor not in rc.VENDORS:
-            raise ValueError(f"unknown vendor {vendor!r}; the simulator serves {', '.join(rc.VENDORS)}")
+        _check_vendor(vendor)
         for index, step in enumerate(steps):
             _check_step(vendor, index, step)
         key = (vendor, path if path == "*" else "/" + path.lstrip("/"))
@@ -140,14 +263,22 @@ class Simulator:
             self.script(vendor, path, steps, repeat=repeat)
 
     def reset(self) -> None:
-        """Forget scripts, sessions and counters."""
+        """Forget scripts, sessions, rate limits, outages and counters (the clock and
+        ``journal_latency`` stay)."""
         with self._lock:
             self._scripts.clear()
             self._repeat.clear()
             self._csrf.clear()
+            self._limits.clear()
+            self._windows.clear()
+            self._outages.clear()
             self.requests.clear()
             self.side_effects.clear()
             self.last_headers.clear()
+            self.rate_limited.clear()
+            self.outage_answers.clear()
+            self.overlaps.clear()
+            self.max_in_flight.clear()
 
     def _next_step(self, vendor: str, path: str) -> Step | None:
         with self._lock:
@@ -165,6 +296,9 @@ class Simulator:
             return
         body = await _read_body(receive)
         method = scope["method"]
+        if scope["path"] == STATS_PATH:
+            await self._respond_stats(send, method)
+            return
         vendor, _, rest = scope["path"].lstrip("/").partition("/")
         path = "/" + rest
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -175,7 +309,11 @@ class Simulator:
         with self._lock:
             self.requests[key] += 1
             self.last_headers[key] = headers
-        status, payload, extra = self._answer(vendor, path, method, headers, body)
+        client = scope.get("client")
+        answer = self._gateway(vendor, client[0] if client else "unknown")
+        if answer is None and vendor == "hyper" and "journal" in path.lower():
+            answer = await self._journal(path, method, headers, body)
+        status, payload, extra = answer or self._answer(vendor, path, method, headers, body)
         if method in WRITES and status < 300 and _is_success(vendor, payload):
             with self._lock:
                 self.side_effects[key] += 1
@@ -184,9 +322,67 @@ class Simulator:
             extra.setdefault("content-type", "application/json")
         await _respond(send, status, raw, extra)
 
-    def _answer(
-        self, vendor: str, path: str, method: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, Any, dict[str, str]]:
+    def _gateway(self, vendor: str, client_ip: str) -> Answer | None:
+        """The answer of what stands in front of the vendor (an outage, the rate limit), or None to
+        let the request through."""
+        with self._lock:
+            status = self._outages.get(vendor)
+            if status is not None:
+                self.outage_answers[vendor] += 1
+                return status, _error_page(status), {"content-type": "text/html"}
+            limit = self._limits.get(vendor)
+            if limit is None:
+                return None
+            allowed, period = limit
+            now = self._clock()
+            window = self._windows.setdefault((vendor, client_ip), deque())
+            while window and window[0] <= now - period:
+                window.popleft()
+            if len(window) < allowed:
+                window.append(now)
+                return None
+            self.rate_limited[vendor] += 1
+            # Rounded first so float noise (59.000000001) does not ask for a second more than needed.
+            wait = max(1, math.ceil(round(window[0] + period - now, 6)))
+        return 429, dict(GATEWAY_THROTTLED_BODY), {"Retry-After": str(wait)}
+
+    async def _journal(self, path: str, method: str, headers: dict[str, str], body: bytes) -> Answer:
+        """A Hyper journal request: processed for ``journal_latency`` seconds, one at a time per
+        account; one arriving while another of its account is processed gets code 50 at once."""
+        account = _journal_account(body)
+        latency = self._journal_latency
+        if account is None:
+            if latency:
+                await self._asleep(latency)
+            return self._answer("hyper", path, method, headers, body)
+        with self._lock:
+            self._journal_in_flight[account] += 1
+            at_once = self._journal_in_flight[account]
+            self.max_in_flight[account] = max(self.max_in_flight[account], at_once)
+            if at_once > 1:
+                self.overlaps[account] += 1
+        try:
+            if at_once > 1:
+                # Hyper sends this one under 200 (its page says 503): the body code is the truth.
+                return 200, fault_body("hyper", 50)[1], {}
+            if latency:
+                await self._asleep(latency)
+            return self._answer("hyper", path, method, headers, body)
+        finally:
+            # Released before the answer is sent: once a client has read it, the account is free.
+            with self._lock:
+                self._journal_in_flight[account] -= 1
+                if self._journal_in_flight[account] <= 0:
+                    del self._journal_in_flight[account]
+
+    async def _respond_stats(self, send: Send, method: str) -> None:
+        if method != "GET":
+            await _respond(send, 405, b"GET only", {"content-type": "text/plain", "allow": "GET"})
+            return
+        body = json.dumps(self.snapshot()).encode()
+        await _respond(send, 200, body, {"content-type": "application/json"})
+
+    def _answer(self, vendor: str, path: str, method: str, headers: dict[str, str], body: bytes) -> Answer:
         step = self._next_step(vendor, path)
         if vendor == "medable" and step is None:
             session = _cookie(headers.get("cookie", ""), "md.sid")
@@ -215,6 +411,48 @@ class Simulator:
             if step.vendor == "medable":
                 extra.update({"X-Rate-Limit-Limit": "100", "X-Rate-Limit-Remaining": "0"})
         return step.status or status, payload, extra
+
+
+def _check_vendor(vendor: str) -> None:
+    if vendor not in rc.VENDORS:
+        raise ValueError(f"unknown vendor {vendor!r}; the simulator serves {', '.join(rc.VENDORS)}")
+
+
+def _seconds(where: str, value: object) -> float:
+    """``value`` as a finite, non-negative number of seconds, or a TypeError/ValueError saying where."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{where}: expected seconds (a number), got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{where}: expected a finite number of seconds, 0 or more, got {value!r}")
+    return float(value)
+
+
+def _journal_account(body: bytes) -> str | None:
+    """The account a journal request names in its JSON body, as the SDK's guards key it; None
+    when the body is not a JSON object or names none."""
+    try:
+        document = json.loads(body) if body else None
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser's depth
+        return None
+    value = document.get(JOURNAL_ACCOUNT_FIELD) if isinstance(document, dict) else None
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _error_page(status: int) -> bytes:
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return f"<html><body><h1>{status} {phrase}</h1></body></html>".encode()
+
+
+def _by_vendor(counts: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    nested: dict[str, dict[str, int]] = {}
+    for (vendor, path), count in counts.items():
+        nested.setdefault(vendor, {})[path] = count
+    return nested
 
 
 def _check_step(vendor: str, index: int, step: object) -> None:

@@ -1,0 +1,188 @@
+"""The total deadline over every network operation of httpx's own transports, sync and async.
+
+httpx times each network operation on its own: a server that trickles its headers one byte at a
+time restarts the read timeout with every byte and can hold a call for as long as it likes. Here
+the network backend of httpx's ``HTTPTransport`` / ``AsyncHTTPTransport`` (httpcore's
+``NetworkBackend``) is wrapped once: while a ``ResilientTransport`` attempt runs, it hands the
+deadline through a context variable, and every connect, TLS handshake, read and write then waits
+at most the time left (``min(timeout, deadline - now)``), or raises at once when none is left. The
+errors are httpcore's own timeouts, so the caller gets httpx's ``ConnectTimeout``, ``ReadTimeout``
+or ``WriteTimeout`` for the phase that ran out, with the request attached. The pool wait is the
+first phase of an attempt: its timeout is already shrunk to the time left when the attempt starts.
+
+Why not a cancel scope (``anyio.fail_after``) around the attempt? It costs 10-20 microseconds per
+request on asyncio and trio (a timer scheduled and cancelled), as much as the transport's whole
+success path; it does not exist for sync clients; and it cannot tell which phase ran out. The wrapper
+costs a context-variable lookup per network operation, and outside an attempt (another client
+sharing the transport, or the caller reading a body passed through) it changes nothing.
+
+An inner transport that is not httpx's (``MockTransport``, ``ASGITransport``, a user's own) has no
+network backend to wrap: there the deadline bounds what the ``ResilientTransport`` itself does
+(no attempt starts after it, each attempt's timeouts shrink to the time left, and the body it reads
+for classification is cut at it), not a wait inside the inner transport.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ssl
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+import httpcore
+import httpx
+
+#: Write this much at a time, so a long upload to a slow reader is bounded too.
+_WRITE_PIECE = 65536
+
+
+class Deadline:
+    """When the current attempt must be over, by the transport's (injectable) clock."""
+
+    __slots__ = ("at", "clock")
+
+    def __init__(self, at: float, clock: Callable[[], float]) -> None:
+        self.at = at
+        self.clock = clock
+
+
+#: The deadline of the attempt running in this thread or task; None outside an attempt.
+current: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
+    "resilient_client.deadline", default=None
+)
+
+
+def _bounded(timeout: float | None, error: type[httpcore.TimeoutException]) -> float | None:
+    """The timeout for one network operation: its own, or the time left when that is shorter."""
+    deadline = current.get()
+    if deadline is None:
+        return timeout
+    left = deadline.at - deadline.clock()
+    if left <= 0:
+        raise error("the total deadline passed")
+    return left if timeout is None or timeout > left else timeout
+
+
+class _Stream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        for start in range(0, len(buffer), _WRITE_PIECE):
+            piece = buffer if len(buffer) <= _WRITE_PIECE else buffer[start : start + _WRITE_PIECE]
+            self._stream.write(piece, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _Stream(self._stream.start_tls(ssl_context, server_hostname, bounded))
+
+    def get_extra_info(self, info: str) -> object:
+        return self._stream.get_extra_info(info)
+
+
+class _Backend(httpcore.NetworkBackend):
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _Stream(self._backend.connect_tcp(host, port, bounded, local_address, socket_options))
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _Stream(self._backend.connect_unix_socket(path, bounded, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+class _AsyncStream(httpcore.AsyncNetworkStream):
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        for start in range(0, len(buffer), _WRITE_PIECE):
+            piece = buffer if len(buffer) <= _WRITE_PIECE else buffer[start : start + _WRITE_PIECE]
+            await self._stream.write(piece, _bounded(timeout, httpcore.WriteTimeout))
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _AsyncStream(await self._stream.start_tls(ssl_context, server_hostname, bounded))
+
+    def get_extra_info(self, info: str) -> object:
+        return self._stream.get_extra_info(info)
+
+
+class _AsyncBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, backend: httpcore.AsyncNetworkBackend) -> None:
+        self._backend = backend
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        stream = await self._backend.connect_tcp(host, port, bounded, local_address, socket_options)
+        return _AsyncStream(stream)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _AsyncStream(await self._backend.connect_unix_socket(path, bounded, socket_options))
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+T = TypeVar("T")
+
+
+def bind(transport: T) -> T:
+    """``transport`` itself, its network backend wrapped once when it is httpx's own transport
+    (proxies and mounts built by httpx included); any other transport is left as it is."""
+    if not isinstance(transport, httpx.HTTPTransport | httpx.AsyncHTTPTransport):
+        return transport
+    pool = getattr(transport, "_pool", None)
+    if isinstance(pool, httpcore.ConnectionPool) and not isinstance(pool._network_backend, _Backend):
+        pool._network_backend = _Backend(pool._network_backend)
+    elif isinstance(pool, httpcore.AsyncConnectionPool) and not isinstance(
+        pool._network_backend, _AsyncBackend
+    ):
+        pool._network_backend = _AsyncBackend(pool._network_backend)
+    return transport
