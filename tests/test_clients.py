@@ -191,7 +191,7 @@ def test_attempts_count_a_refresh_that_ends_in_a_transport_error() -> None:
     assert getattr(caught.value, "attempts", None) == 2
 
 
-def test_every_transport_of_a_client_shares_one_retry_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_transport_of_a_client_shares_one_state_store(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     mounted = httpx.MockTransport(lambda r: HYPER_OK)
     with rc.HyperClient(
@@ -201,7 +201,7 @@ def test_every_transport_of_a_client_shares_one_retry_budget(monkeypatch: pytest
         other = client._transport_for_url(httpx.URL("https://other.test/x"))
         assert isinstance(proxied, rc.ResilientTransport) and isinstance(other, rc.ResilientTransport)
         assert proxied is not client.resilient_transport
-        assert proxied._budget is other._budget is client.resilient_transport._budget
+        assert proxied.state is other.state is client.resilient_transport.state
 
 
 def test_connection_options_reach_the_transport_the_client_builds(monkeypatch: pytest.MonkeyPatch) -> None:

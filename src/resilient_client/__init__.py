@@ -25,16 +25,24 @@ from resilient_client._clients import (
     UpdoxClient,
     UstaClient,
 )
+from resilient_client._clock import Clock
 from resilient_client._decision import Decision, decide, parse_retry_after
 from resilient_client._envelopes import Envelope, read_envelope
+from resilient_client._pipeline import AttemptEvent, BreakerEvent, Hook, RejectionEvent
 from resilient_client._policy import (
     POLICY_ENV,
     BodySettings,
-    BudgetSettings,
     CodeRule,
     RetryPolicy,
     RetrySettings,
     load_policy,
+)
+from resilient_client._settings import (
+    BreakerSettings,
+    BudgetSettings,
+    GuardSettings,
+    RateLimitSettings,
+    StateSettings,
 )
 from resilient_client._transport import (
     ATTEMPTS_EXTENSION,
@@ -53,6 +61,7 @@ from resilient_client.errors import (
     RejectedError,
     ResilientClientError,
 )
+from resilient_client.stores import MemoryState, StateStore
 
 __version__ = "0.2.0"
 
@@ -63,29 +72,40 @@ __all__ = [
     "AsyncMedableClient",
     "AsyncUpdoxClient",
     "AsyncUstaClient",
+    "AttemptEvent",
     "BodySettings",
+    "BreakerEvent",
+    "BreakerSettings",
     "BudgetSettings",
     "CALLER_TIMEOUT_EXTENSION",
     "Catalog",
     "CatalogEntry",
+    "Clock",
     "CodeRule",
     "Decision",
     "Envelope",
     "EnvelopeSpec",
     "Fault",
+    "GuardSettings",
+    "Hook",
     "HyperClient",
     "MedableClient",
+    "MemoryState",
     "OPERATION_EXTENSION",
     "Outcome",
     "POLICY_ENV",
     "POLICY_EXTENSION",
     "PolicyError",
+    "RateLimitSettings",
     "RejectedError",
+    "RejectionEvent",
     "ResilientClientError",
     "ResilientTransport",
     "RetryEvent",
     "RetryPolicy",
     "RetrySettings",
+    "StateSettings",
+    "StateStore",
     "UpdoxClient",
     "UstaClient",
     "VENDORS",

@@ -33,11 +33,13 @@ from httpx._types import (
     TimeoutTypes,
 )
 
+from resilient_client._pipeline import Hook
 from resilient_client._policy import RetryPolicy, resolve_policy
 from resilient_client._redact import Secrets, redact_url
 from resilient_client._scrub import scrub_error, scrubbing_async_stream, scrubbing_stream
-from resilient_client._transport import ATTEMPTS_EXTENSION, OnRetry, ResilientTransport, _RetryBudget
+from resilient_client._transport import ATTEMPTS_EXTENSION, OnRetry, ResilientTransport
 from resilient_client.errors import ApiError, AuthenticationError
+from resilient_client.stores import MemoryState, StateStore
 
 TokenProvider = Callable[[], str | Awaitable[str]]
 PolicyArg = RetryPolicy | str | os.PathLike[str] | None
@@ -143,6 +145,8 @@ class _VendorClient:
         *,
         policy: PolicyArg,
         on_retry: OnRetry | None,
+        state: StateStore | None,
+        hooks: Sequence[Hook],
         transport_options: Mapping[str, Any] | None,
         secrets: Secrets,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None,
@@ -157,11 +161,17 @@ class _VendorClient:
         for pattern, inner in (mounts or {}).items():
             self._check_transport(f"mounts[{pattern!r}]", inner)
         self._check_event_hooks(event_hooks)
-        self._shared_budget: _RetryBudget | None = None
+        for index, hook in enumerate(hooks):
+            if not isinstance(hook, Hook):
+                raise self._refuse(f"hooks[{index}] must be a resilient_client.Hook, got {_type_name(hook)}")
         self._resilient_options: dict[str, Any] = {
             "policy": resolve_policy(policy, self.vendor),
             "on_retry": on_retry,
             "secrets": secrets,
+            # One store for every transport the client builds (mounts and proxies too): one budget,
+            # one circuit per host, one rate, one set of guards.
+            "state": MemoryState() if state is None else state,
+            "hooks": tuple(hooks),
             **self._checked_transport_options(transport_options),
         }
         if mounts is not None:
@@ -235,12 +245,7 @@ class _VendorClient:
     # -- every transport the client builds or is given is wrapped -------------------------------
 
     def _resilient(self, inner: httpx.BaseTransport | httpx.AsyncBaseTransport) -> ResilientTransport:
-        transport = ResilientTransport(self.vendor, transport=inner, **self._resilient_options)
-        # One client, one retry budget, whichever mount or proxy a request goes through.
-        if self._shared_budget is None:
-            self._shared_budget = transport._budget
-        transport._budget = self._shared_budget
-        return transport
+        return ResilientTransport(self.vendor, transport=inner, **self._resilient_options)
 
     def _init_transport(self, *args: Any, **kwargs: Any) -> ResilientTransport:
         inner = kwargs.get("transport") or super()._init_transport(*args, **kwargs)  # type: ignore[misc]
@@ -343,6 +348,8 @@ class _SyncBearerClient(_BearerMixin, _SyncVendorClient):
         token_provider: Callable[[], str] | None = None,
         policy: PolicyArg = None,
         on_retry: OnRetry | None = None,
+        state: StateStore | None = None,
+        hooks: Sequence[Hook] = (),
         transport_options: Mapping[str, Any] | None = None,
         params: QueryParamTypes | None = None,
         headers: HeaderTypes | None = None,
@@ -367,6 +374,8 @@ class _SyncBearerClient(_BearerMixin, _SyncVendorClient):
         super().__init__(
             policy=policy,
             on_retry=on_retry,
+            state=state,
+            hooks=hooks,
             transport_options=transport_options,
             secrets=secrets,
             base_url=base_url,
@@ -412,6 +421,8 @@ class _AsyncBearerClient(_BearerMixin, _AsyncVendorClient):
         token_provider: TokenProvider | None = None,
         policy: PolicyArg = None,
         on_retry: OnRetry | None = None,
+        state: StateStore | None = None,
+        hooks: Sequence[Hook] = (),
         transport_options: Mapping[str, Any] | None = None,
         params: QueryParamTypes | None = None,
         headers: HeaderTypes | None = None,
@@ -436,6 +447,8 @@ class _AsyncBearerClient(_BearerMixin, _AsyncVendorClient):
         super().__init__(
             policy=policy,
             on_retry=on_retry,
+            state=state,
+            hooks=hooks,
             transport_options=transport_options,
             secrets=secrets,
             base_url=base_url,
@@ -586,6 +599,8 @@ class UpdoxClient(_UpdoxHabits, _SyncVendorClient):
         user_id: str | None = None,
         policy: PolicyArg = None,
         on_retry: OnRetry | None = None,
+        state: StateStore | None = None,
+        hooks: Sequence[Hook] = (),
         transport_options: Mapping[str, Any] | None = None,
         params: QueryParamTypes | None = None,
         headers: HeaderTypes | None = None,
@@ -610,6 +625,8 @@ class UpdoxClient(_UpdoxHabits, _SyncVendorClient):
         super().__init__(
             policy=policy,
             on_retry=on_retry,
+            state=state,
+            hooks=hooks,
             transport_options=transport_options,
             secrets=secrets,
             base_url=base_url,
@@ -655,6 +672,8 @@ class AsyncUpdoxClient(_UpdoxHabits, _AsyncVendorClient):
         user_id: str | None = None,
         policy: PolicyArg = None,
         on_retry: OnRetry | None = None,
+        state: StateStore | None = None,
+        hooks: Sequence[Hook] = (),
         transport_options: Mapping[str, Any] | None = None,
         params: QueryParamTypes | None = None,
         headers: HeaderTypes | None = None,
@@ -679,6 +698,8 @@ class AsyncUpdoxClient(_UpdoxHabits, _AsyncVendorClient):
         super().__init__(
             policy=policy,
             on_retry=on_retry,
+            state=state,
+            hooks=hooks,
             transport_options=transport_options,
             secrets=secrets,
             base_url=base_url,
@@ -760,6 +781,8 @@ class MedableClient(_MedableHabits, _SyncVendorClient):
         client_key: str | None = None,
         policy: PolicyArg = None,
         on_retry: OnRetry | None = None,
+        state: StateStore | None = None,
+        hooks: Sequence[Hook] = (),
         transport_options: Mapping[str, Any] | None = None,
         auth: AuthTypes | None = None,
         params: QueryParamTypes | None = None,
@@ -785,6 +808,8 @@ class MedableClient(_MedableHabits, _SyncVendorClient):
         super().__init__(
             policy=policy,
             on_retry=on_retry,
+            state=state,
+            hooks=hooks,
             transport_options=transport_options,
             secrets=secrets,
             base_url=base_url,
@@ -846,6 +871,8 @@ class AsyncMedableClient(_MedableHabits, _AsyncVendorClient):
         client_key: str | None = None,
         policy: PolicyArg = None,
         on_retry: OnRetry | None = None,
+        state: StateStore | None = None,
+        hooks: Sequence[Hook] = (),
         transport_options: Mapping[str, Any] | None = None,
         auth: AuthTypes | None = None,
         params: QueryParamTypes | None = None,
@@ -871,6 +898,8 @@ class AsyncMedableClient(_MedableHabits, _AsyncVendorClient):
         super().__init__(
             policy=policy,
             on_retry=on_retry,
+            state=state,
+            hooks=hooks,
             transport_options=transport_options,
             secrets=secrets,
             base_url=base_url,

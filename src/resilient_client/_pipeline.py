@@ -329,7 +329,7 @@ class RejectionEvent:
 
 @attrs.frozen
 class BreakerEvent:
-    """A circuit changed state: ``"closed"`` -> ``"open"`` -> ``"half_open"`` -> ``"closed"`` or ``"open"``."""
+    """A circuit changed state: ``"open"``, ``"half_open"`` (a probe goes) or ``"closed"``."""
 
     vendor: str
     host: str

@@ -243,12 +243,12 @@ class RetryPolicy:
     codes: dict[str, CodeRule] = attrs.field(
         factory=dict, metadata=rules(each(_is_code_key, _code_key_problem))
     )
-    budget: BudgetSettings = BudgetSettings()
+    budget: BudgetSettings = attrs.field(factory=BudgetSettings)
     body: BodySettings = BodySettings()
-    breaker: BreakerSettings = BreakerSettings()
-    rate_limit: RateLimitSettings = RateLimitSettings()
+    breaker: BreakerSettings = attrs.field(factory=BreakerSettings)
+    rate_limit: RateLimitSettings = attrs.field(factory=RateLimitSettings)
     guards: dict[str, GuardSettings] = attrs.field(factory=dict)
-    state: StateSettings = StateSettings()
+    state: StateSettings = attrs.field(factory=StateSettings)
     #: Where the policy came from, for messages (a file path, or "<default>").
     source: str = attrs.field(default="<default>", eq=False, metadata={"file_key": False})
 

@@ -116,7 +116,6 @@ class GuardSettings:
 
     #: Globs (``fnmatch``, case-sensitive) over the operation name, e.g. ``["*Journal*"]``.
     operations: tuple[str, ...] = attrs.field(
-        default=(),
         metadata=rules(
             check(bool, "must list at least one operation glob"),
             each(bool, "must not be empty"),

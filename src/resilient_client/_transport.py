@@ -1,149 +1,66 @@
 """ResilientTransport: the I/O shell around an inner httpx transport, sync and async.
 
-Each attempt sends the request through the inner transport (every network operation of httpx's own
-transports bounded by the total deadline: see ``_deadline``), reads the body only when it can carry
-an envelope (JSON or an error status) and only up to the policy's cap (see ``_body``), classifies
-it, and asks the pure retry decision what to do. tenacity drives the loop once a retry is needed,
-so the success path pays for one classification and nothing else.
+It composes the resilience pipeline (``strategies``: retry -> breaker -> rate limiter -> guard) and
+supplies its leaf: send the request through the inner transport (every network operation of httpx's
+own transports bounded by the total deadline: see ``_deadline``), read the body only when it can
+carry an envelope and only up to the policy's cap (see ``_body``), classify it and ask the pure retry
+decision what to do. The success path pays for one classification and the enabled strategies' store
+operations; tenacity is built only once a retry is needed.
 """
 
 from __future__ import annotations
 
-import inspect
-import logging
-import math
 import random as _random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-import anyio
-import attrs
 import httpx
-import tenacity
 
 from resilient_client import _deadline
 from resilient_client._body import read_async, read_sync
 from resilient_client._body import request_id as _request_id
 from resilient_client._catalog import Catalog, catalog
-from resilient_client._classify import OK, Outcome, classify
-from resilient_client._decision import RETURN, Decision, decide, is_retryable, parse_retry_after
+from resilient_client._classify import classify
+from resilient_client._clock import Clock
+from resilient_client._decision import RETURN, decide, is_retryable, parse_retry_after
 from resilient_client._envelopes import read_envelope, surely_no_fault
 from resilient_client._log_redaction import protect as protect_logs
+from resilient_client._pipeline import (
+    ATTEMPTS_EXTENSION,
+    CALLER_TIMEOUT_EXTENSION,
+    OPERATION_EXTENSION,
+    POLICY_EXTENSION,
+    Attempt,
+    AttemptEvent,
+    Call,
+    Hook,
+    Hooks,
+    OnRetry,
+    OnRetryHook,
+    RetryEvent,
+    is_testing,
+    set_testing,
+)
 from resilient_client._policy import RetryPolicy, resolve_policy
-from resilient_client._redact import Secrets, redact_url
+from resilient_client._redact import Secrets
 from resilient_client._scrub import scrub_error
+from resilient_client.instrumentation import LoggingHook
+from resilient_client.stores import MemoryState, StateStore
+from resilient_client.strategies import Pipeline, build
+from resilient_client.strategies.breaker import BreakerStrategy
 
-logger = logging.getLogger("resilient_client")
-
-#: ``request.extensions`` key: a RetryPolicy (or a policy file path) for this request only.
-POLICY_EXTENSION = "resilient_client.policy"
-#: ``request.extensions`` key: the operation name matched by ``idempotent_operations``.
-OPERATION_EXTENSION = "resilient_client.operation"
-#: ``request.extensions`` key: the caller's own timeouts, kept there once an attempt shrank them.
-CALLER_TIMEOUT_EXTENSION = "resilient_client.caller_timeout"
-#: ``response.extensions`` key: how many attempts the request took.
-ATTEMPTS_EXTENSION = "resilient_client.attempts"
-
-_TIMEOUT_KEYS = ("connect", "read", "write", "pool")
-_testing = False
-
-
-def set_testing(enabled: bool) -> None:
-    """Turn waits off (``True``) or back on, for users' own tests: retries still happen, at once."""
-    global _testing
-    _testing = enabled
-
-
-def is_testing() -> bool:
-    """True while ``set_testing(True)`` is in force."""
-    return _testing
-
-
-@attrs.frozen
-class RetryEvent:
-    """What the ``on_retry`` hook receives before each wait."""
-
-    vendor: str
-    method: str
-    url: str
-    attempt: int
-    wait: float
-    cause: str
-    category: str | None
-    code: int | str | None
-    status: int | None
-    error: BaseException | None = attrs.field(repr=False, default=None)
-
-
-OnRetry = Callable[[RetryEvent], object]
-
-
-@attrs.define
-class _Attempt:
-    """One attempt's result: a response or a transport error, what it means, what to do next."""
-
-    number: int
-    decision: Decision
-    response: httpx.Response | None = None
-    outcome: Outcome = OK
-    error: Exception | None = None
-    retry_after: float | None = None
-
-
-class _Call:
-    """One request's fixed context across its attempts (a plain slotted class: it is on the success path)."""
-
-    __slots__ = ("deadline", "policy", "replayable", "request", "shrink", "timeouts")
-
-    def __init__(
-        self, request: httpx.Request, policy: RetryPolicy, deadline: float, replayable: bool
-    ) -> None:
-        self.request = request
-        self.policy = policy
-        self.deadline = deadline
-        self.replayable = replayable
-        #: The caller's own timeouts (kept under CALLER_TIMEOUT_EXTENSION once shrunk, so a request
-        #: sent again starts from them, not from a shrunk leftover).
-        extensions = request.extensions
-        self.timeouts: Any = extensions.get(CALLER_TIMEOUT_EXTENSION) or extensions.get("timeout")
-        # Usually the caller's timeouts (httpx's 5 s) end long before the deadline: nothing to shrink.
-        self.shrink = policy.retry.attempt_timeout > 0 or policy.retry.total_timeout < _longest(self.timeouts)
-
-    @property
-    def operation(self) -> str:
-        """The name ``idempotent_operations`` matches: the extension, else the last path segment."""
-        named = self.request.extensions.get(OPERATION_EXTENSION)
-        if isinstance(named, str):
-            return named
-        return self.request.url.path.rstrip("/").rpartition("/")[2]
-
-
-def _longest(timeouts: Any) -> float:
-    """The longest of httpx's four timeouts; infinite when one is missing or None (no timeout)."""
-    if not isinstance(timeouts, dict) or len(timeouts) < len(_TIMEOUT_KEYS):
-        return math.inf
-    values = timeouts.values()
-    return math.inf if None in values else float(max(values))
-
-
-class _RetryBudget:
-    """A token bucket: each request adds ``ratio`` tokens (up to ``burst``), each retry takes one."""
-
-    def __init__(self, ratio: float, burst: float) -> None:
-        self.ratio = ratio
-        self.burst = burst
-        self.tokens = burst
-
-    def deposit(self) -> None:
-        self.tokens = min(self.burst, self.tokens + self.ratio)
-
-    def available(self) -> bool:
-        return self.tokens >= 1.0
-
-    def withdraw(self) -> None:
-        self.tokens -= 1.0
+__all__ = [
+    "ATTEMPTS_EXTENSION",
+    "CALLER_TIMEOUT_EXTENSION",
+    "OPERATION_EXTENSION",
+    "POLICY_EXTENSION",
+    "OnRetry",
+    "ResilientTransport",
+    "RetryEvent",
+    "is_testing",
+    "set_testing",
+]
 
 
 def _default_inners() -> tuple[httpx.HTTPTransport, httpx.AsyncHTTPTransport]:
@@ -157,16 +74,17 @@ def _default_inners() -> tuple[httpx.HTTPTransport, httpx.AsyncHTTPTransport]:
     )
 
 
-def _redacted_code(code: int | str | None, secrets: Secrets) -> int | str | None:
-    # A vendor may echo what it was sent into the code itself.
-    return secrets.redact(code) if isinstance(code, str) else code
-
-
 class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
-    """An httpx transport that classifies every response by the vendor's catalog and retries.
+    """An httpx transport that classifies every response by the vendor's catalog, retries, and
+    guards the vendor with a circuit breaker, a rate limiter and per-key guards (as its policy says).
 
     One class for ``httpx.Client`` and ``httpx.AsyncClient`` (as ``httpx.MockTransport`` is). It wraps
-    ``transport`` (default: httpx's own HTTP transport of the matching kind).
+    ``transport`` (default: httpx's own HTTP transport of the matching kind). ``state`` holds what the
+    strategies remember (budget tokens, circuits, rates, guard leases): a ``MemoryState`` of its own
+    by default; hand several transports one store to share it (a vendor client does, for its mounts
+    and proxies). ``clock`` is a ``Clock``, or the monotonic time function as in 0.1 (with
+    ``wall_clock``, ``sleep``, ``async_sleep`` and ``random`` beside it). ``hooks`` receive every
+    event (attempts, retries, refusals, breaker changes); ``on_retry`` is the short form of one.
     """
 
     def __init__(
@@ -176,12 +94,14 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         policy: RetryPolicy | str | Path | None = None,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         on_retry: OnRetry | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
-        async_sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        async_sleep: Callable[[float], Awaitable[None]] | None = None,
         random: Callable[[], float] = _random.random,
         secrets: Secrets | tuple[str | None, ...] = (),
+        state: StateStore | None = None,
+        hooks: Sequence[Hook] = (),
     ) -> None:
         self.catalog = vendor if isinstance(vendor, Catalog) else catalog(vendor)
         self.vendor = self.catalog.vendor
@@ -192,24 +112,42 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         defaults = (None, None) if transport is not None else _default_inners()
         self._sync_default: httpx.HTTPTransport | None = defaults[0]
         self._async_default: httpx.AsyncHTTPTransport | None = defaults[1]
-        self.on_retry = on_retry
-        self._clock = clock
-        self._wall_clock = wall_clock
-        self._sleep = sleep
-        self._async_sleep = async_sleep
-        self._random = random
-        self._budget = _RetryBudget(self.policy.budget.ratio, self.policy.budget.burst)
+        self.clock = (
+            clock
+            if isinstance(clock, Clock)
+            else Clock.from_options(
+                clock=clock, wall_clock=wall_clock, sleep=sleep, async_sleep=async_sleep, random=random
+            )
+        )
         #: Secret values this transport's errors mask (clients add tokens and passwords here).
         self.secrets = secrets if isinstance(secrets, Secrets) else Secrets(secrets)
         # httpx and httpcore log this transport's URLs and response headers: mask them there too.
         protect_logs(self.secrets)
+        #: The store behind the strategies' state.
+        self.state: StateStore = MemoryState() if state is None else state
+        self.on_retry = on_retry
+        self.hooks = Hooks([LoggingHook(), *hooks, *([OnRetryHook(on_retry)] if on_retry else [])])
+        self._pipeline: Pipeline = build(
+            self.policy,
+            self.state,
+            self.vendor,
+            self.hooks,
+            self.clock,
+            self._attempt_sync,
+            self._attempt_async,
+        )
 
     def __repr__(self) -> str:
         return f"ResilientTransport(vendor={self.vendor!r}, policy={self.policy.source!r})"
 
+    @property
+    def breaker(self) -> BreakerStrategy:
+        """The circuit breaker: ``.state`` (``"closed"``, ``"open"``, ``"half_open"``) and ``.reset()``."""
+        return self._pipeline.breaker
+
     # -- shared, no I/O --------------------------------------------------------------------
 
-    def _start(self, request: httpx.Request) -> _Call:
+    def _start(self, request: httpx.Request) -> Call:
         override = request.extensions.get(POLICY_EXTENSION)
         if override is None:
             policy = self.policy
@@ -217,125 +155,83 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             policy = override.checked_for(self.catalog)
         else:
             policy = resolve_policy(override, self.vendor).checked_for(self.catalog)
-        if policy.budget.ratio > 0:
-            self._budget.deposit()
         # Replayability is asked before sending: a transport that reads a one-shot body makes it look
         # replayable afterwards.
-        return _Call(request, policy, self._clock() + policy.retry.total_timeout, self._replayable(request))
+        call = Call(request, policy, self.clock, self.vendor, self._replayable(request), self.secrets)
+        for hook in self.hooks.call_start:
+            hook(call)
+        return call
 
     @staticmethod
     def _replayable(request: httpx.Request) -> bool:
         return isinstance(request.stream, httpx.ByteStream) or hasattr(request, "_content")
 
-    def _shrink_timeouts(self, call: _Call) -> None:
-        # Never zero or below: httpx refuses those, and the deadline check raises before sending.
-        limit = max(call.deadline - self._clock(), 0.001)
-        if call.policy.retry.attempt_timeout > 0:
-            limit = min(limit, call.policy.retry.attempt_timeout)
-        current = call.timeouts or {}
-        # The shrunk timeouts stay on the request: httpcore reads them again for the body the
-        # caller reads after we return, which the deadline covers too.
-        call.request.extensions[CALLER_TIMEOUT_EXTENSION] = current
-        call.request.extensions["timeout"] = {
-            key: limit if current.get(key) is None else min(current[key], limit) for key in _TIMEOUT_KEYS
-        }
-
-    def _out_of_time(self, call: _Call, last: _Attempt) -> _Attempt | None:
-        """The last attempt, now final, when the deadline passed while waiting (a slow hook, a late
-        sleep): no attempt starts after the deadline."""
-        if self._clock() < call.deadline:
-            return None
-        reason = f"the total deadline passed before attempt {last.number + 1}"
-        return attrs.evolve(last, decision=Decision("raise", reason=reason))
-
-    def _decide(
-        self,
-        call: _Call,
-        number: int,
-        outcome: Outcome | None,
-        error: Exception | None,
-        retry_after: float | None,
-    ) -> Decision:
-        policy = call.policy
-        return decide(
-            policy,
-            outcome=outcome,
-            error=error,
-            method=call.request.method,
-            operation=call.operation,
-            attempt=number,
-            time_left=call.deadline - self._clock(),
-            retry_after=retry_after,
-            replayable=call.replayable,
-            budget_left=self._budget.available() if policy.budget.ratio > 0 else True,
-            random=self._random,
-        )
-
-    def _judge(self, call: _Call, number: int, response: httpx.Response, body: bytes | None) -> _Attempt:
+    def _judge(self, call: Call, number: int, response: httpx.Response, body: bytes | None) -> Attempt:
         status = response.status_code
         if status < 300 and (body is None or surely_no_fault(self._spec, body)):
-            return _Attempt(number, RETURN, response)  # the success path: nothing to decode
+            return Attempt(number, RETURN, response)  # the success path: nothing to decode
         spec = self._spec
         envelope = None if body is None else read_envelope(spec, body)
         outcome = classify(self.catalog, status, envelope)
         if outcome.ok:
-            return _Attempt(number, RETURN, response)
-        if logger.isEnabledFor(logging.DEBUG):
-            known = self.secrets.with_request(call.request)
-            logger.debug(
-                "%s %s %s -> %s (code %s, HTTP %s)",
-                self.vendor,
-                call.request.method,
-                known.redact(redact_url(call.request.url)),
-                outcome.category,
-                _redacted_code(outcome.code, known),
-                status,
-            )
-        retry_after = parse_retry_after(response.headers, self._wall_clock(), spec.rate_limit_reset_header)
-        decision = self._decide(call, number, outcome, None, retry_after)
-        return _Attempt(number, decision, response, outcome, retry_after=retry_after)
-
-    def _judge_error(self, call: _Call, number: int, error: Exception) -> _Attempt:
-        return _Attempt(number, self._decide(call, number, None, error, None), error=error)
-
-    def _before_sleep(self, call: _Call, state: tenacity.RetryCallState) -> object:
-        """Log the retry, spend the budget, call the hook; returns what the hook returned."""
-        result: _Attempt = state.outcome.result()  # type: ignore[union-attr]
-        response = result.response
-        # The event reaches the user's hook and the log: nothing in it may carry a credential.
-        known = self.secrets.with_request(call.request)
-        if result.error is not None:
-            scrub_error(result.error, known)
-        event = RetryEvent(
-            vendor=self.vendor,
+            return Attempt(number, RETURN, response)
+        retry_after = parse_retry_after(response.headers, call.clock.wall(), spec.rate_limit_reset_header)
+        decision = decide(
+            call.policy,
+            outcome=outcome,
             method=call.request.method,
-            url=known.redact(redact_url(call.request.url)),
-            attempt=result.number,
-            wait=result.decision.wait,
-            cause=known.redact(result.decision.reason),
-            category=None if result.error else result.outcome.category,
-            code=_redacted_code(result.outcome.code, known),
-            status=None if response is None else response.status_code,
-            error=result.error,
+            operation=call.operation,
+            attempt=number,
+            time_left=call.time_left(),
+            retry_after=retry_after,
+            replayable=call.replayable,
+            random=call.clock.random,
         )
-        if call.policy.budget.ratio > 0:
-            self._budget.withdraw()
-        what = event.category or type(event.error).__name__
-        code = "" if event.code is None else f" {event.code}"
-        logger.info(
-            "retry %s %s %s: attempt %d/%d failed with %s%s; waiting %.3f s",
-            self.vendor,
-            event.method,
-            event.url,
-            event.attempt,
-            call.policy.retry.max_attempts,
-            what,
-            code,
-            event.wait,
-        )
-        return None if self.on_retry is None else self.on_retry(event)
+        return Attempt(number, decision, response, outcome, retry_after=retry_after)
 
-    def _finish(self, call: _Call, result: _Attempt) -> httpx.Response:
+    def _judge_error(self, call: Call, number: int, error: Exception) -> Attempt:
+        decision = decide(
+            call.policy,
+            outcome=None,
+            error=error,
+            method=call.request.method,
+            operation=call.operation,
+            attempt=number,
+            time_left=call.time_left(),
+            retry_after=None,
+            replayable=call.replayable,
+            random=call.clock.random,
+        )
+        return Attempt(number, decision, error=error)
+
+    def _started(self, call: Call, number: int) -> float:
+        """Tell the hooks an attempt is being sent; its start time, when a hook wants durations."""
+        hooks = self.hooks
+        for hook in hooks.attempt_start:
+            hook(call, number)
+        return call.clock.monotonic() if hooks.attempt else 0.0
+
+    def _ended(self, call: Call, result: Attempt, started: float) -> Attempt:
+        if self.hooks.attempt:
+            event = AttemptEvent(call, result, call.clock.monotonic() - started)
+            for hook in self.hooks.attempt:
+                hook(call, event)
+        return result
+
+    def _finish(self, call: Call, result: Attempt) -> httpx.Response:
+        try:
+            response = self._outcome(call, result)
+        except BaseException as exc:
+            for hook in self.hooks.call_end:
+                hook(call, exc)
+            raise
+        for hook in self.hooks.call_end:
+            hook(call, None)
+        return response
+
+    def _outcome(self, call: Call, result: Attempt) -> httpx.Response:
+        if result.rejection is not None:
+            raise result.rejection  # the first attempt was refused: nothing was ever sent
         attempts = result.number
         reason = result.decision.reason
         if result.error is not None:
@@ -371,19 +267,6 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             secrets=self.secrets.with_request(call.request),
         )
 
-    @staticmethod
-    def _retrying_kwargs() -> dict[str, Any]:
-        def wait(state: tenacity.RetryCallState) -> float:
-            result: _Attempt = state.outcome.result()  # type: ignore[union-attr]
-            return 0.0 if _testing else result.decision.wait
-
-        return {
-            "retry": tenacity.retry_if_result(lambda r: r.decision.action == "retry"),
-            "wait": wait,
-            "stop": tenacity.stop_never,
-            "reraise": True,
-        }
-
     # -- sync shell ------------------------------------------------------------------------
 
     def _sync_inner(self) -> httpx.BaseTransport:
@@ -394,60 +277,40 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         assert self._sync_default is not None
         return self._sync_default
 
-    def _attempt_sync(self, call: _Call, number: int) -> _Attempt:
+    def _attempt_sync(self, call: Call, number: int) -> Attempt:
+        """The pipeline's leaf: send, read, classify, decide."""
         if call.shrink or number > 1:  # from the second attempt on, less than the deadline is left
-            self._shrink_timeouts(call)
+            call.shrink_timeouts()
         inner = self._sync_inner()
         request = call.request
+        monotonic = call.clock.monotonic
+        started = self._started(call, number)
         # httpx's own transport bounds each network operation by the time left (see _deadline).
-        bound = _deadline.current.set(_deadline.Deadline(call.deadline, self._clock))
+        bound = _deadline.current.set(_deadline.Deadline(call.deadline, monotonic))
         try:
             try:
                 response = inner.handle_request(request)
             except httpx.TransportError as exc:
-                return self._judge_error(call, number, exc)
+                return self._ended(call, self._judge_error(call, number, exc), started)
             try:
                 response, body = read_sync(
-                    response, request, call.policy.body.max_read_bytes, self._clock, call.deadline
+                    response, request, call.policy.body.max_read_bytes, monotonic, call.deadline
                 )
             except httpx.TransportError as exc:
                 response.close()
-                return self._judge_error(call, number, exc)
+                return self._ended(call, self._judge_error(call, number, exc), started)
         finally:
             _deadline.current.reset(bound)
         result = self._judge(call, number, response, body)
         if result.decision.action != "return":
             # Discarded or kept inside an error: either way nobody reads more of its stream.
             response.close()
-        return result
+        return self._ended(call, result, started)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         call = self._start(request)
-        return self._finish(call, self._attempts_sync(call))
-
-    def _attempts_sync(self, call: _Call) -> _Attempt:
-        last = self._attempt_sync(call, 1)
-        if last.decision.action != "retry":
-            return last
-        pending = [last]
-
-        def attempt() -> _Attempt:
-            nonlocal last
-            if pending:
-                return pending.pop()
-            last = self._out_of_time(call, last) or self._attempt_sync(call, last.number + 1)
-            return last
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            if inspect.isawaitable(self._before_sleep(call, state)):
-                raise TypeError("an async on_retry hook needs an httpx.AsyncClient")
-
-        def sleep(seconds: float) -> None:
-            if seconds > 0 and not _testing:
-                self._sleep(seconds)
-
-        retrying = tenacity.Retrying(sleep=sleep, before_sleep=before_sleep, **self._retrying_kwargs())
-        return retrying(attempt)
+        pipeline = self._pipeline
+        return self._finish(call, pipeline.retry.run(call, pipeline.attempt))
 
     def close(self) -> None:
         if isinstance(self._inner, httpx.BaseTransport):
@@ -465,59 +328,37 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         assert self._async_default is not None
         return self._async_default
 
-    async def _attempt_async(self, call: _Call, number: int) -> _Attempt:
-        if call.shrink or number > 1:  # from the second attempt on, less than the deadline is left
-            self._shrink_timeouts(call)
+    async def _attempt_async(self, call: Call, number: int) -> Attempt:
+        if call.shrink or number > 1:
+            call.shrink_timeouts()
         inner = self._async_inner()
         request = call.request
-        bound = _deadline.current.set(_deadline.Deadline(call.deadline, self._clock))
+        monotonic = call.clock.monotonic
+        started = self._started(call, number)
+        bound = _deadline.current.set(_deadline.Deadline(call.deadline, monotonic))
         try:
             try:
                 response = await inner.handle_async_request(request)
             except httpx.TransportError as exc:
-                return self._judge_error(call, number, exc)
+                return self._ended(call, self._judge_error(call, number, exc), started)
             try:
                 response, body = await read_async(
-                    response, request, call.policy.body.max_read_bytes, self._clock, call.deadline
+                    response, request, call.policy.body.max_read_bytes, monotonic, call.deadline
                 )
             except httpx.TransportError as exc:
                 await response.aclose()
-                return self._judge_error(call, number, exc)
+                return self._ended(call, self._judge_error(call, number, exc), started)
         finally:
             _deadline.current.reset(bound)
         result = self._judge(call, number, response, body)
         if result.decision.action != "return":
             await response.aclose()
-        return result
+        return self._ended(call, result, started)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         call = self._start(request)
-        return self._finish(call, await self._attempts_async(call))
-
-    async def _attempts_async(self, call: _Call) -> _Attempt:
-        last = await self._attempt_async(call, 1)
-        if last.decision.action != "retry":
-            return last
-        pending = [last]
-
-        async def attempt() -> _Attempt:
-            nonlocal last
-            if pending:
-                return pending.pop()
-            last = self._out_of_time(call, last) or await self._attempt_async(call, last.number + 1)
-            return last
-
-        async def before_sleep(state: tenacity.RetryCallState) -> None:
-            returned = self._before_sleep(call, state)
-            if inspect.isawaitable(returned):
-                await returned
-
-        async def sleep(seconds: float) -> None:
-            if seconds > 0 and not _testing:
-                await self._async_sleep(seconds)
-
-        retrying = tenacity.AsyncRetrying(sleep=sleep, before_sleep=before_sleep, **self._retrying_kwargs())
-        return await retrying(attempt)
+        pipeline = self._pipeline
+        return self._finish(call, await pipeline.retry.arun(call, pipeline.aattempt))
 
     async def aclose(self) -> None:
         if isinstance(self._inner, httpx.AsyncBaseTransport):

@@ -198,9 +198,13 @@ def render_policy(policy: rc.RetryPolicy) -> str:
     if vendor is not None:
         lines.append(f"vendor = {_toml_value(vendor)}")
     codes = data.pop("codes")
+    guards = data.pop("guards")
     for table, values in data.items():
         lines.append(f"\n[{table}]")
         lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
+    for name, guard in guards.items():
+        lines.append(f"\n[guards.{name}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in guard.items())
     for code, rule in codes.items():
         set_keys = {k: v for k, v in rule.items() if v is not None}
         lines.append(f"\n[codes.{code}]")

@@ -26,7 +26,7 @@ class Pipeline:
     """One transport's strategies: the retry driver, the breaker (for ``transport.breaker``), and the
     attempt functions that pass the inner strategies down to the leaf."""
 
-    __slots__ = ("attempt", "aattempt", "breaker", "retry", "strategies")
+    __slots__ = ("aattempt", "attempt", "breaker", "retry", "strategies")
 
     def __init__(
         self,

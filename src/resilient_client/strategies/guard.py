@@ -175,7 +175,9 @@ class GuardStrategy:
                 holds.append((guard, keys))
         return holds
 
-    def _refused(self, call: Call, number: int, guard: Guard, keys: tuple[str, ...], waited: float) -> Attempt:
+    def _refused(
+        self, call: Call, number: int, guard: Guard, keys: tuple[str, ...], waited: float
+    ) -> Attempt:
         reason = f"guard {guard.name!r}: the key stayed busy for {waited:.3g} s"
         error = GuardTimeoutError(
             reason, vendor=self.vendor, key=", ".join(keys), request=call.request, secrets=call.secrets

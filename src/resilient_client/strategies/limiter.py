@@ -262,7 +262,9 @@ class LimiterStrategy:
         attempt = next(call, number)
         if self._heard(attempt):
             rate_limited = attempt.outcome.category == "rate_limited"
-            limiter.record(ticket, rate_limited=rate_limited, retry_after=attempt.retry_after, now=clock.monotonic())
+            limiter.record(
+                ticket, rate_limited=rate_limited, retry_after=attempt.retry_after, now=clock.monotonic()
+            )
         return attempt
 
     async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:

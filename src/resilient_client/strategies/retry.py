@@ -82,7 +82,9 @@ class RetryStrategy:
 
     @staticmethod
     def _unfunded(result: Attempt) -> Attempt:
-        return attrs.evolve(result, decision=Decision("raise", reason="not retried: the retry budget is spent"))
+        return attrs.evolve(
+            result, decision=Decision("raise", reason="not retried: the retry budget is spent")
+        )
 
     def _heard(self, call: Call, result: Attempt) -> Attempt:
         """Tell the hooks of a refusal (the one event the inner strategies leave to this one)."""
