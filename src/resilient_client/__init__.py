@@ -53,6 +53,8 @@ from resilient_client.errors import (
     RejectedError,
     ResilientClientError,
 )
+from resilient_client.stores import MemoryState
+from resilient_client.stores.redis import RedisState  # imports redis only when one is built
 
 __version__ = "0.1.0"
 
@@ -75,11 +77,13 @@ __all__ = [
     "Fault",
     "HyperClient",
     "MedableClient",
+    "MemoryState",
     "OPERATION_EXTENSION",
     "Outcome",
     "POLICY_ENV",
     "POLICY_EXTENSION",
     "PolicyError",
+    "RedisState",
     "RejectedError",
     "ResilientClientError",
     "ResilientTransport",
