@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench clean
+.PHONY: test redis-server lint typecheck pytest demo bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -12,7 +12,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP) lint typecheck pytest
+test: redis-server $(STAMP) lint typecheck pytest
+
+# The tests start their own redis-server (a free loopback port, nothing saved); this only makes sure
+# the program is there, installing Debian's package when run as root (as CI is).
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
+	  else \
+	    echo "redis-server is missing: install it with 'sudo apt-get install -y redis-server' (the tests start their own)"; \
+	    exit 1; \
+	  fi; \
+	}
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples scripts
@@ -21,16 +33,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: redis-server $(STAMP)
 	$(BIN)/pytest
 
 demo: $(STAMP)
 	$(BIN)/resilient-client demo
 
-bench: $(STAMP)
+bench: redis-server $(STAMP)
 	$(BIN)/python bench/classify.py
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/reliability.py
+	$(BIN)/python bench/redis_store.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache

@@ -1,11 +1,14 @@
-"""Shared fixtures: the async backends every async test runs on."""
+"""Shared fixtures: the async backends every async test runs on, and a real redis-server."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+
+import redis_process as redis_process_module
+from redis_process import RedisProcess
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -34,3 +37,18 @@ class Twin:
 def twin(request: pytest.FixtureRequest) -> Callable[[object], Twin]:
     """``twin(obj)``: a Twin of ``obj``, once driving its sync methods and once their async twins."""
     return lambda target: Twin(target, request.param == "async")
+
+
+@pytest.fixture(scope="session")
+def redis_process() -> Iterator[RedisProcess]:
+    """The session's real redis-server (tests/redis_process.py), started on first use."""
+    process = redis_process_module.shared()
+    yield process
+    process.close()
+
+
+@pytest.fixture
+def redis_url(redis_process: RedisProcess) -> str:
+    """The URL of the session's redis-server, flushed for this test."""
+    redis_process.flush()
+    return redis_process.url

@@ -62,6 +62,7 @@ from resilient_client.errors import (
     ResilientClientError,
 )
 from resilient_client.stores import MemoryState, StateStore
+from resilient_client.stores.redis import RedisState  # imports redis only when one is built
 
 __version__ = "0.2.0"
 
@@ -97,6 +98,7 @@ __all__ = [
     "POLICY_EXTENSION",
     "PolicyError",
     "RateLimitSettings",
+    "RedisState",
     "RejectedError",
     "RejectionEvent",
     "ResilientClientError",

@@ -2,8 +2,9 @@
 
 To add a store, add one line to STORES: a factory taking the test's Timeline. Tests pass
 ``timeline.now`` as every operation's ``now`` and move time with ``timeline.advance``; a store that
-reads its own clock (Redis's TIME) must let its factory shift that clock on ``advance`` (for Redis, a
-test-only offset added to TIME), so no test waits for real.
+reads its own clock (Redis's TIME) must let its factory put it on the timeline, so no test waits for
+real and the exact figures hold (RedisState's factory, ``redis_process.contract_store``, makes its
+scripts take ``now`` instead of TIME; test_redis_state.py checks the server's clock).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from redis_process import contract_store
 from resilient_client.stores import MemoryState, StateStore
 
 
@@ -36,6 +38,7 @@ class Timeline:
 
 STORES = [
     pytest.param(lambda timeline: MemoryState(), id="memory"),
+    pytest.param(contract_store, id="redis"),
 ]
 
 _keys = itertools.count()

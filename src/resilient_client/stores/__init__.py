@@ -1,7 +1,8 @@
 """State stores: where the strategies keep tokens, counts, circuit states, leases and learned rates.
 
-``MemoryState`` (in process) is the default; a Redis store with the same protocol shares the state
-across a fleet. See ``StateStore`` for the operations and why they take ``now``.
+``MemoryState`` (in process) is the default; ``RedisState`` (``stores/redis.py``, extra ``redis``)
+shares the same state across a fleet. See ``StateStore`` for the operations and why they take
+``now``.
 """
 
 from resilient_client.stores._protocol import Circuit, CircuitState, RateTicket, StateStore, state_key

@@ -1,0 +1,385 @@
+"""The Lua scripts of RedisState: each StateStore operation is one script (atomic, one round trip).
+
+Each script is ``PRELUDE`` followed by its body, and mirrors the operation of the same name in
+``memory.py`` step for step, so the two stores give the same numbers.
+
+Calling convention. ``ARGV[1]`` is a pinned time or ``''``; ``ARGV[2]`` seconds added to the server's
+clock; ``ARGV[3]`` the idle seconds after which a key is forgotten; the operation's own arguments
+follow from ``ARGV[4]``. Outside the tests ``ARGV[1]`` is ``''`` and ``ARGV[2]`` is ``0``: the time
+is the Redis server's ``TIME``, the one clock a fleet shares.
+
+Numbers. A reply's integers come back as Redis integers, but Redis truncates a Lua number to an
+integer on the way out, so every fractional value is returned (and stored) as text formatted with
+``%.17g``, which reads back as the very same double.
+
+Records (see the README's table of keys):
+
+* bucket: a string, the level. Absent: full.
+* window: a hash; ``width`` and, per bucket index ``i`` (``floor(now / width)``), ``f<i>`` failures
+  and ``n<i>`` outcomes.
+* circuit: a hash; ``state``, ``epoch``, ``break_ends`` (server time), ``break_duration`` and one
+  ``probe:<token>`` field per probe slot, holding the end of its lease.
+* lease: a hash; one field per holder token, holding the end of its lease.
+* pause: a string, the server time the pause ends.
+* rate: a hash with the fields of memory.py's ``_Rate``; no ``tokens`` field means a full bucket.
+* serial: the store-wide counter (INCR) that circuit epochs and rate versions are drawn from.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PRELUDE", "SCRIPTS"]
+
+PRELUDE = r"""
+local now
+if ARGV[1] ~= '' then
+  now = tonumber(ARGV[1])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[2])
+end
+local idle = tonumber(ARGV[3])
+
+local function num(x)
+  return string.format('%.17g', x)
+end
+
+-- Keep a key for the idle time from now, and at least until `ends` (a lease, a break, a pause).
+local function touch(key, ends)
+  redis.call('PEXPIRE', key, math.ceil(math.max(idle, ends - now) * 1000))
+end
+
+local function load_circuit(key)
+  local c = {state = 'closed', epoch = 0, break_ends = 0, break_duration = 0, probes = {}}
+  local fields = redis.call('HGETALL', key)
+  for i = 1, #fields, 2 do
+    local name, value = fields[i], fields[i + 1]
+    if string.sub(name, 1, 6) == 'probe:' then
+      c.probes[string.sub(name, 7)] = tonumber(value)
+    elseif name == 'state' then
+      c.state = value
+    else
+      c[name] = tonumber(value)
+    end
+  end
+  return c
+end
+
+local function view(c)
+  local retry_after = 0
+  if c.state == 'open' then
+    retry_after = math.max(0, c.break_ends - now)
+  elseif c.state == 'half_open' then
+    local earliest = nil
+    for _, ends in pairs(c.probes) do
+      if earliest == nil or ends < earliest then earliest = ends end
+    end
+    if earliest ~= nil then retry_after = math.max(0, earliest - now) end
+  end
+  return {c.state, c.epoch, num(retry_after), num(c.break_duration)}
+end
+
+local function save_circuit(key, c, keep_until)
+  local fields = {'state', c.state, 'epoch', c.epoch, 'break_ends', num(c.break_ends),
+                  'break_duration', num(c.break_duration)}
+  for token, ends in pairs(c.probes) do
+    fields[#fields + 1] = 'probe:' .. token
+    fields[#fields + 1] = num(ends)
+  end
+  redis.call('DEL', key)
+  redis.call('HSET', key, unpack(fields))
+  touch(key, keep_until)
+end
+
+-- The circuit moves to a new state with a new epoch; every probe slot is freed.
+local function move(c, state, break_ends, break_duration, serial)
+  c.state = state
+  c.epoch = redis.call('INCR', serial)
+  c.break_ends = break_ends
+  c.break_duration = break_duration
+  c.probes = {}
+end
+
+local function load_rate(key, create)
+  local fields = redis.call('HGETALL', key)
+  if #fields == 0 then
+    if not create then return nil end
+    return {refilled_at = now, ceiling = 0, rate = 0, max_rate = 0, throttled_at = now, version = 0,
+            slot = math.floor(now), count = 0, previous = 0}
+  end
+  local r = {}
+  for i = 1, #fields, 2 do r[fields[i]] = tonumber(fields[i + 1]) end
+  return r
+end
+
+local function save_rate(key, r)
+  local fields = {'refilled_at', num(r.refilled_at), 'ceiling', num(r.ceiling), 'rate', num(r.rate),
+                  'max_rate', num(r.max_rate), 'throttled_at', num(r.throttled_at),
+                  'version', r.version, 'slot', num(r.slot), 'count', r.count,
+                  'previous', r.previous}
+  if r.tokens ~= nil then
+    fields[#fields + 1] = 'tokens'
+    fields[#fields + 1] = num(r.tokens)
+  end
+  redis.call('DEL', key)
+  redis.call('HSET', key, unpack(fields))
+  touch(key, 0)
+end
+
+local function roll(r)
+  local slot = math.floor(now)
+  if slot ~= r.slot then
+    if slot == r.slot + 1 then r.previous = r.count else r.previous = 0 end
+    r.count = 0
+    r.slot = slot
+  end
+end
+
+local function pace(r)
+  local p = 0
+  if r.ceiling > 0 then p = r.ceiling end
+  if r.rate > 0 and (p == 0 or r.rate < p) then p = r.rate end
+  return p
+end
+
+local function ticket(r, wait)
+  local since = 0
+  if r.rate > 0 then since = now - r.throttled_at end
+  local sent = r.previous * math.max(0, 1 - (now - r.slot)) + r.count
+  return {num(wait), r.version, num(r.rate), num(r.max_rate), num(since), num(sent)}
+end
+"""
+
+_DEPOSIT = r"""
+local cap = tonumber(ARGV[5])
+local level = math.min(tonumber(redis.call('GET', KEYS[1]) or ARGV[5]), cap)
+level = math.min(cap, level + tonumber(ARGV[4]))
+redis.call('SET', KEYS[1], num(level))
+touch(KEYS[1], 0)
+return num(level)
+"""
+
+_TRY_SPEND = r"""
+local cost = tonumber(ARGV[4])
+local level = math.min(tonumber(redis.call('GET', KEYS[1]) or ARGV[5]), tonumber(ARGV[5]))
+local spent = 0
+if level >= cost then
+  level = level - cost
+  spent = 1
+end
+redis.call('SET', KEYS[1], num(level))
+touch(KEYS[1], 0)
+return spent
+"""
+
+_RECORD_OUTCOME = r"""
+local width = tonumber(ARGV[5]) / 10
+local stored = redis.call('HGET', KEYS[1], 'width')
+if not stored or tonumber(stored) ~= width then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'width', num(width))
+end
+local current = math.floor(now / width)
+redis.call('HINCRBY', KEYS[1], 'f' .. num(current), tonumber(ARGV[4]))
+redis.call('HINCRBY', KEYS[1], 'n' .. num(current), 1)
+local failures, total = 0, 0
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local name = fields[i]
+  local kind = string.sub(name, 1, 1)
+  if kind == 'f' or kind == 'n' then
+    if tonumber(string.sub(name, 2)) <= current - 10 then
+      redis.call('HDEL', KEYS[1], name)
+    elseif kind == 'f' then
+      failures = failures + tonumber(fields[i + 1])
+    else
+      total = total + tonumber(fields[i + 1])
+    end
+  end
+end
+touch(KEYS[1], 0)
+return {failures, total}
+"""
+
+_CIRCUIT = r"""
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {'closed', 0, '0', '0'}
+end
+return view(load_circuit(KEYS[1]))
+"""
+
+_TRY_PROBE = r"""
+local token, limit, lease = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local c = load_circuit(KEYS[1])
+if c.state == 'open' and now >= c.break_ends then
+  c.state = 'half_open'
+  c.epoch = redis.call('INCR', KEYS[2])
+  c.probes = {}
+end
+local taken = 0
+if c.state == 'half_open' then
+  local live, count = {}, 0
+  for t, ends in pairs(c.probes) do
+    if ends > now then
+      live[t] = ends
+      count = count + 1
+    end
+  end
+  if live[token] ~= nil or count < limit then
+    live[token] = now + lease
+    taken = 1
+  end
+  c.probes = live
+end
+local keep = math.max(c.break_ends, 0)
+for _, ends in pairs(c.probes) do keep = math.max(keep, ends) end
+save_circuit(KEYS[1], c, keep)
+local answer = view(c)
+table.insert(answer, 1, taken)
+return answer
+"""
+
+_RELEASE_PROBE = r"""
+redis.call('HDEL', KEYS[1], 'probe:' .. ARGV[4])
+return 0
+"""
+
+_OPEN_CIRCUIT = r"""
+local c = load_circuit(KEYS[1])
+if c.epoch ~= tonumber(ARGV[4]) then return 0 end
+local seconds = tonumber(ARGV[5])
+move(c, 'open', now + seconds, seconds, KEYS[2])
+save_circuit(KEYS[1], c, c.break_ends)
+return 1
+"""
+
+# KEYS: the circuit, the serial, the circuit's window of outcomes (cleared on closing).
+_CLOSE_CIRCUIT = r"""
+local c = load_circuit(KEYS[1])
+if ARGV[4] ~= 'any' and c.epoch ~= tonumber(ARGV[4]) then return 0 end
+move(c, 'closed', 0, 0, KEYS[2])
+redis.call('DEL', KEYS[3])
+save_circuit(KEYS[1], c, 0)
+return 1
+"""
+
+# KEYS: every lease key wanted, sorted and without duplicates. All are taken, or none.
+_TRY_ACQUIRE = r"""
+local limit, lease, token = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local last_end = {}
+for i, key in ipairs(KEYS) do
+  local fields = redis.call('HGETALL', key)
+  local count, mine, latest = 0, false, now + lease
+  for j = 1, #fields, 2 do
+    local holder, ends = fields[j], tonumber(fields[j + 1])
+    if ends <= now then
+      redis.call('HDEL', key, holder)
+    else
+      count = count + 1
+      if holder == token then mine = true end
+      if holder ~= token and ends > latest then latest = ends end
+    end
+  end
+  if not mine and count >= limit then return 0 end
+  last_end[i] = latest
+end
+for i, key in ipairs(KEYS) do
+  redis.call('HSET', key, token, num(now + lease))
+  touch(key, last_end[i])
+end
+return 1
+"""
+
+# Only the holder's own field is deleted: a hold is released by its token and by nothing else.
+_RELEASE = r"""
+for _, key in ipairs(KEYS) do
+  redis.call('HDEL', key, ARGV[4])
+end
+return 0
+"""
+
+_PAUSE = r"""
+local ends = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now + tonumber(ARGV[4]))
+redis.call('SET', KEYS[1], num(ends))
+touch(KEYS[1], ends)
+return 0
+"""
+
+_PAUSED_FOR = r"""
+local ends = redis.call('GET', KEYS[1])
+if not ends then return '0' end
+return num(math.max(0, tonumber(ends) - now))
+"""
+
+_LIMITER_ACQUIRE = r"""
+local ceiling, burst, max_wait = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local r = load_rate(KEYS[1], true)
+roll(r)
+local p = pace(r)
+if p > 0 and r.tokens ~= nil then
+  r.tokens = math.min(burst, r.tokens + (now - r.refilled_at) * p)
+else
+  r.tokens = burst
+end
+r.refilled_at = now
+r.ceiling = ceiling
+p = pace(r)
+local wait = 0
+if p > 0 then
+  local tokens = math.min(burst, r.tokens) - 1
+  if tokens < 0 then wait = -tokens / p end
+  if wait > max_wait then
+    save_rate(KEYS[1], r)
+    return ticket(r, wait)
+  end
+  r.tokens = tokens
+end
+r.count = r.count + 1
+save_rate(KEYS[1], r)
+return ticket(r, wait)
+"""
+
+_LIMITER_STATE = r"""
+local r = load_rate(KEYS[1], false)
+if r == nil then return {'0', 0, '0', '0', '0', '0'} end
+roll(r)
+return ticket(r, 0)
+"""
+
+_LIMITER_LEARN = r"""
+local r = load_rate(KEYS[1], true)
+roll(r)
+if r.version ~= tonumber(ARGV[4]) then return 0 end
+local p = pace(r)
+if p > 0 and r.tokens ~= nil then r.tokens = r.tokens + (now - r.refilled_at) * p end
+r.refilled_at = now
+r.rate = tonumber(ARGV[5])
+r.max_rate = tonumber(ARGV[6])
+if ARGV[7] == '1' then
+  r.throttled_at = now
+  r.version = redis.call('INCR', KEYS[2])
+end
+save_rate(KEYS[1], r)
+return 1
+"""
+
+#: operation name -> the whole script (prelude and body)
+SCRIPTS: dict[str, str] = {
+    name: PRELUDE + body
+    for name, body in {
+        "deposit": _DEPOSIT,
+        "try_spend": _TRY_SPEND,
+        "record_outcome": _RECORD_OUTCOME,
+        "circuit": _CIRCUIT,
+        "try_probe": _TRY_PROBE,
+        "release_probe": _RELEASE_PROBE,
+        "open_circuit": _OPEN_CIRCUIT,
+        "close_circuit": _CLOSE_CIRCUIT,
+        "try_acquire": _TRY_ACQUIRE,
+        "release": _RELEASE,
+        "pause": _PAUSE,
+        "paused_for": _PAUSED_FOR,
+        "limiter_acquire": _LIMITER_ACQUIRE,
+        "limiter_state": _LIMITER_STATE,
+        "limiter_learn": _LIMITER_LEARN,
+    }.items()
+}

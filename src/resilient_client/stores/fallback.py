@@ -1,0 +1,140 @@
+"""Fallback: what a shared store does while it does not answer (``[state] on_unavailable``).
+
+``"local"`` (the default): the operation runs on an in-process MemoryState instead, so an outage of
+the shared store never fails a call by itself; the process is on its own (its own budget, circuits
+and leases) until the shared store answers again. ``"raise"``: the operation raises
+StateUnavailableError (a RejectedError: the SDK sends nothing).
+
+While the store is down it is tried again at most once per ``probe_interval`` seconds, by one caller
+(the probe), whose operation goes to the shared store; every other caller stays local (or is refused)
+at once, without waiting for a store that is likely still gone. The interval is measured on the
+operations' ``now`` (the callers' monotonic clock, which a fake clock drives in tests). One warning
+is logged when the store stops answering and one line when it answers again: never one per call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Literal, TypeVar
+
+from resilient_client._redact import redact_text
+from resilient_client.errors import StateUnavailableError
+from resilient_client.stores.memory import MemoryState
+
+__all__ = ["OnUnavailable", "Fallback"]
+
+OnUnavailable = Literal["local", "raise"]
+_T = TypeVar("_T")
+
+logger = logging.getLogger("resilient_client")
+
+
+class Fallback:
+    """Runs each operation on the shared store, or, while it is down, on ``local`` (or refuses)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        unavailable: tuple[type[BaseException], ...],
+        on_unavailable: OnUnavailable,
+        idle_seconds: float,
+        redact: Callable[[str], str] = redact_text,
+        probe_interval: float = 1.0,
+    ) -> None:
+        #: How logs and errors name the shared store (a URL without its password).
+        self.name = name
+        self.unavailable = unavailable
+        self.on_unavailable = on_unavailable
+        self.probe_interval = probe_interval
+        #: Masks the store's secrets (its password) in an error's text before it is logged.
+        self.redact = redact
+        self.local = MemoryState(idle_seconds=idle_seconds)
+        # Held for a few assignments, never across a call to the store.
+        self._lock = threading.Lock()
+        self._down = False
+        self._next_probe = 0.0
+
+    @property
+    def down(self) -> bool:
+        """True while the shared store is considered gone (operations run locally or are refused)."""
+        return self._down
+
+    def call(self, now: float, shared: Callable[[], _T], local: Callable[[MemoryState], _T]) -> _T:
+        if not self._may_try(now):
+            return self._without_store(now, local)
+        try:
+            result = shared()
+        except self.unavailable as exc:
+            self._failed(now, exc)
+            return self._without_store(now, local, exc)
+        self._answered()
+        return result
+
+    async def acall(
+        self, now: float, shared: Callable[[], Awaitable[_T]], local: Callable[[MemoryState], _T]
+    ) -> _T:
+        if not self._may_try(now):
+            return self._without_store(now, local)
+        try:
+            result = await shared()
+        except self.unavailable as exc:
+            self._failed(now, exc)
+            return self._without_store(now, local, exc)
+        self._answered()
+        return result
+
+    def _may_try(self, now: float) -> bool:
+        """Whether this caller goes to the shared store: always while it is up; while it is down,
+        only the first caller after the probe interval (who then sets the next probe time)."""
+        if not self._down:  # the common case, read without the lock (a stale read costs one try)
+            return True
+        with self._lock:
+            if not self._down:
+                return True
+            if now < self._next_probe:
+                return False
+            self._next_probe = now + self.probe_interval
+            return True
+
+    def _failed(self, now: float, exc: BaseException) -> None:
+        with self._lock:
+            self._next_probe = now + self.probe_interval
+            if self._down:
+                logger.debug(
+                    "shared state store %s still does not answer (%s)", self.name, type(exc).__name__
+                )
+                return
+            self._down = True
+        then = "using in-process state" if self.on_unavailable == "local" else "refusing calls"
+        logger.warning(
+            "shared state store %s did not answer (%s: %s); %s until it does (trying again every %g s)",
+            self.name,
+            type(exc).__name__,
+            self.redact(str(exc)),
+            then,
+            self.probe_interval,
+        )
+
+    def _answered(self) -> None:
+        if not self._down:  # the common case, read without the lock: a stale read only delays the log
+            return
+        with self._lock:
+            if not self._down:
+                return
+            self._down = False
+        logger.info("shared state store %s answers again; using it again", self.name)
+
+    def _without_store(
+        self, now: float, local: Callable[[MemoryState], _T], cause: BaseException | None = None
+    ) -> _T:
+        if self.on_unavailable == "local":
+            return local(self.local)
+        with self._lock:
+            retry_after = max(0.0, self._next_probe - now)
+        error = StateUnavailableError(
+            f"the shared state store {self.name} did not answer", retry_after=retry_after
+        )
+        raise error from cause

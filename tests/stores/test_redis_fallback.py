@@ -1,0 +1,140 @@
+"""RedisState when Redis does not answer: in-process state with one warning, or StateUnavailableError;
+back to Redis once it answers, tried at most once a second.
+
+Each test stops and starts (or freezes) a redis-server of its own, so the session's server is left
+alone. ``now`` drives the probe interval, so the tests move it instead of waiting a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from redis_process import RedisProcess
+from resilient_client.errors import RejectedError, StateUnavailableError
+from resilient_client.stores.redis import RedisState
+
+pytestmark = pytest.mark.anyio
+
+PASSWORD = "fallback-secret-pw"
+
+
+@pytest.fixture
+def server() -> Iterator[RedisProcess]:
+    process = RedisProcess(password=PASSWORD).start()
+    yield process
+    process.close()
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "resilient_client" and r.levelno == logging.WARNING
+    ]
+
+
+def retries_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "still does not answer" in r.getMessage()]
+
+
+async def timed(call: Any) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = await call
+    return result, time.perf_counter() - started
+
+
+async def test_an_outage_moves_to_local_state_with_one_warning_and_back_when_redis_answers(
+    server: RedisProcess, twin: Callable[[object], Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="resilient_client")
+    ops = twin(RedisState(server.url))
+    assert await ops.try_spend("budget", 2.0, 3.0, 0.0)
+    assert await ops.deposit("budget", 0.0, 3.0, 0.0) == 1.0  # in Redis
+
+    server.stop()
+    level, took = await timed(ops.try_spend("budget", 1.0, 3.0, 10.0))
+    assert level is True and took < 0.5  # refused at once by the closed port: no retries, no backoff
+    assert await ops.deposit("budget", 0.0, 3.0, 10.2) == 2.0  # in-process: a new bucket, full, spent once
+    assert await ops.try_spend("budget", 1.0, 3.0, 10.5)
+    assert await ops.deposit("budget", 0.0, 3.0, 11.0) == 1.0  # 1 s later: tried Redis again, still gone
+    assert await ops.deposit("budget", 0.0, 3.0, 11.9) == 1.0
+    assert len(retries_of(caplog)) == 1  # the calls between two tries went local at once
+
+    server.start()
+    assert await ops.deposit("budget", 0.0, 3.0, 11.95) == 1.0  # not tried before the next second
+    assert await ops.deposit("budget", 0.0, 3.0, 12.0) == 3.0  # Redis again (restarted empty: full)
+    assert await ops.try_spend("budget", 1.0, 3.0, 12.1)
+    assert await ops.deposit("budget", 0.0, 3.0, 12.2) == 2.0
+
+    warnings = warnings_of(caplog)
+    assert len(warnings) == 1, warnings
+    assert "redis://:[REDACTED]@127.0.0.1" in warnings[0]
+    assert "using in-process state" in warnings[0]
+    assert any("answers again" in r.getMessage() for r in caplog.records)
+    assert PASSWORD not in caplog.text
+
+
+async def test_every_outage_warns_once(
+    server: RedisProcess, twin: Callable[[object], Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    ops = twin(RedisState(server.url))
+    for outage in range(2):
+        server.stop()
+        for step in range(5):
+            await ops.deposit("k", 0.0, 1.0, outage * 100 + step * 0.5)
+        server.start()
+        await ops.deposit("k", 0.0, 1.0, outage * 100 + 50)
+    assert len(warnings_of(caplog)) == 2
+
+
+async def test_raise_refuses_while_redis_is_gone_and_says_when_it_is_tried_again(
+    server: RedisProcess, twin: Callable[[object], Any]
+) -> None:
+    ops = twin(RedisState(server.url, on_unavailable="raise"))
+    assert await ops.try_spend("budget", 1.0, 3.0, 0.0)
+    server.stop()
+    with pytest.raises(StateUnavailableError) as caught:
+        await ops.try_spend("budget", 1.0, 3.0, 5.0)
+    assert isinstance(caught.value, RejectedError)
+    assert caught.value.retry_after == 1.0
+    assert "the shared state store redis://:[REDACTED]@127.0.0.1" in str(caught.value)
+    assert PASSWORD not in str(caught.value) and PASSWORD not in repr(caught.value)
+    with pytest.raises(StateUnavailableError) as again:
+        await ops.try_spend("budget", 1.0, 3.0, 5.75)
+    assert again.value.retry_after == pytest.approx(0.25)
+    assert again.value.__cause__ is None  # refused without trying Redis
+    server.start()
+    assert await ops.try_spend("budget", 1.0, 3.0, 6.0)
+
+
+async def test_a_hung_redis_costs_one_timeout_then_the_call_goes_on_locally(
+    server: RedisProcess, twin: Callable[[object], Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="resilient_client")
+    ops = twin(RedisState(server.url, timeout=0.05))
+    await ops.pause("host", 30.0, 0.0)
+    server.freeze()  # the port stays open and connections are accepted, but nothing answers
+    try:
+        left, took = await timed(ops.paused_for("host", 1.0))  # real-sleep: waits out the 50 ms timeout
+        assert left == 0.0  # in-process state knows no pause
+        assert 0.04 < took < 0.5
+        assert await ops.paused_for("host", 1.5) == 0.0
+        assert retries_of(caplog) == []  # the next calls went local without waiting for it again
+    finally:
+        server.thaw()
+    assert await ops.paused_for("host", 2.0) == pytest.approx(30.0, abs=2.0)  # Redis again, pause kept
+    assert "TimeoutError" in warnings_of(caplog)[0]
+
+
+def test_other_errors_are_not_an_outage(server: RedisProcess) -> None:
+    store = RedisState(server.url)
+    with server.admin() as admin:
+        admin.set("resilient_client:bucket:k", "not a number")
+    with pytest.raises(redis.exceptions.ResponseError, match="number expected"):
+        store.deposit("k", 1.0, 2.0, 0.0)

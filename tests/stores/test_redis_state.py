@@ -1,0 +1,455 @@
+"""RedisState beyond the shared contract: the server's clock, keys and their expiry, one round trip per
+operation, construction errors, the clients it makes or is given, and a killed process's lease.
+
+Every test runs against the real redis-server of the session (conftest's ``redis_url``, flushed for
+each test). The contract suite (test_store_contract.py) checks the operations' numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import redis
+import redis.asyncio
+
+import resilient_client as rc
+from redis_process import RedisProcess
+from resilient_client.stores.redis import RedisState
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[RedisState]:
+    # A generous timeout and "raise": on a busy machine a slow answer must fail, not go local.
+    made = RedisState(redis_url, timeout=5.0, on_unavailable="raise")
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def admin(redis_process: RedisProcess) -> Iterator[redis.Redis]:
+    with redis_process.admin() as client:
+        yield client
+
+
+# -- the server's clock ---------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_lease_ends_on_the_server_clock_though_its_holder_never_releases(
+    store: RedisState, twin: Callable[[object], Any]
+) -> None:
+    ops = twin(store)
+    assert await ops.try_acquire(["account/1"], 1, 30.0, "crashed", 0.0)
+    store._clock_offset = 29.0  # the server's clock, 29 s later: no real wait
+    assert not await ops.try_acquire(["account/1"], 1, 30.0, "other", 0.0)
+    store._clock_offset = 30.001
+    assert await ops.try_acquire(["account/1"], 1, 30.0, "other", 0.0)
+
+
+@pytest.mark.anyio
+async def test_the_callers_now_is_ignored_for_the_servers_time(
+    store: RedisState, twin: Callable[[object], Any]
+) -> None:
+    # MemoryState would count these down by the callers' clocks (here 1e9 s apart): Redis does not.
+    ops = twin(store)
+    await ops.pause("host", 10.0, 0.0)
+    assert await ops.paused_for("host", 1e9) == pytest.approx(10.0, abs=1.0)
+    epoch = (await ops.circuit("breaker", 5e8)).epoch
+    assert await ops.open_circuit("breaker", epoch, 15.0, 1e9)
+    opened = await ops.circuit("breaker", 0.0)
+    assert opened.state == "open"
+    assert opened.retry_after == pytest.approx(15.0, abs=1.0)
+    assert 0 < opened.retry_after <= 15.0
+
+
+@pytest.mark.anyio
+async def test_breaks_and_pauses_end_on_the_server_clock(
+    store: RedisState, twin: Callable[[object], Any]
+) -> None:
+    ops = twin(store)
+    await ops.open_circuit("breaker", 0, 15.0, 0.0)
+    await ops.pause("host", 10.0, 0.0)
+    assert not (await ops.try_probe("breaker", "p", 1, 10.0, 0.0))[0]
+    store._clock_offset = 15.001
+    assert await ops.paused_for("host", 0.0) == 0.0
+    taken, circuit = await ops.try_probe("breaker", "p", 1, 10.0, 0.0)
+    assert taken and circuit.state == "half_open"
+
+
+def test_the_server_clock_has_microseconds(store: RedisState) -> None:
+    store.pause("host", 1000.0, 0.0)
+    left = [store.paused_for("host", 0.0) for _ in range(3)]
+    assert left == sorted(left, reverse=True)
+    assert any(value != round(value) for value in left)  # not whole seconds
+
+
+# -- keys, their types and their expiry ---------------------------------------------------------------
+
+#: kind -> the Redis type of its key, as the README's table of keys says.
+KINDS = {
+    "bucket": "string",
+    "window": "hash",
+    "circuit": "hash",
+    "lease": "hash",
+    "pause": "string",
+    "rate": "hash",
+}
+
+
+def every_write(store: RedisState, key: str) -> None:
+    store.deposit(key, 1.0, 10.0, 0.0)
+    store.record_outcome(key, True, 60.0, 0.0)
+    store.open_circuit(key, 0, 5.0, 0.0)
+    store.try_acquire([key], 1, 30.0, "t", 0.0)
+    store.pause(key, 3.0, 0.0)
+    store.limiter_acquire(key, 2.0, 1.0, 60.0, 0.0)
+    first = store.limiter_state(key, 0.0)
+    store.limiter_learn(key, first.version, 1.0, 2.0, True, 0.0)
+
+
+def test_keys_are_named_by_prefix_kind_and_key_and_all_expire(redis_url: str, admin: redis.Redis) -> None:
+    store = RedisState(redis_url, prefix="myapp", idle_seconds=60.0)
+    every_write(store, "breaker/hyper/api.hyper.test")
+    found = {name.decode(): admin.type(name).decode() for name in admin.scan_iter("*")}
+    expected = {f"myapp:{kind}:breaker/hyper/api.hyper.test": kind_type for kind, kind_type in KINDS.items()}
+    assert found == {**expected, "myapp:serial": "string"}
+    for name in expected:
+        assert 0 < admin.pttl(name) <= 60_000, name
+    assert admin.pttl("myapp:serial") == -1  # epochs must never repeat: the counter is kept
+
+
+def test_the_readme_documents_every_key() -> None:
+    table = README[README.index("| Key pattern |") :]
+    table = table[: table.index("\n\n")]
+    rows = [[cell.strip(" `") for cell in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    documented = {row[0]: row[1] for row in rows}
+    assert documented == {
+        **{f"<prefix>:{kind}:<key>": kind_type for kind, kind_type in KINDS.items()},
+        "<prefix>:serial": "string",
+    }
+
+
+WRITES = [
+    pytest.param("bucket", lambda s, k: s.deposit(k, 1.0, 10.0, 0.0), id="deposit"),
+    pytest.param("bucket", lambda s, k: s.try_spend(k, 1.0, 10.0, 0.0), id="try_spend"),
+    pytest.param("window", lambda s, k: s.record_outcome(k, False, 60.0, 0.0), id="record_outcome"),
+    pytest.param("circuit", lambda s, k: s.reset_circuit(k, 0.0), id="reset_circuit"),
+    pytest.param("lease", lambda s, k: s.try_acquire([k], 5, 30.0, "t", 0.0), id="try_acquire"),
+    pytest.param("pause", lambda s, k: s.pause(k, 1.0, 0.0), id="pause"),
+    pytest.param("rate", lambda s, k: s.limiter_acquire(k, 0.0, 1.0, 0.0, 0.0), id="limiter_acquire"),
+]
+
+
+@pytest.mark.parametrize(("kind", "write"), WRITES)
+def test_every_write_renews_the_idle_expiry(
+    redis_url: str, admin: redis.Redis, kind: str, write: Callable[[RedisState, str], object]
+) -> None:
+    store = RedisState(redis_url, idle_seconds=60.0)
+    write(store, "k")
+    name = f"resilient_client:{kind}:k"
+    admin.pexpire(name, 1000)
+    write(store, "k")
+    assert 59_000 < admin.pttl(name) <= 60_000
+
+
+@pytest.mark.parametrize(
+    ("kind", "write"),
+    [
+        pytest.param("lease", lambda s: s.try_acquire(["k"], 1, 3600.0, "t", 0.0), id="lease"),
+        pytest.param("pause", lambda s: s.pause("k", 3600.0, 0.0), id="pause"),
+        pytest.param("circuit", lambda s: s.open_circuit("k", 0, 3600.0, 0.0), id="break"),
+    ],
+)
+def test_a_key_outlives_the_idle_time_while_its_lease_break_or_pause_lasts(
+    redis_url: str, admin: redis.Redis, kind: str, write: Callable[[RedisState], object]
+) -> None:
+    write(RedisState(redis_url, idle_seconds=60.0))
+    assert 3_590_000 < admin.pttl(f"resilient_client:{kind}:k") <= 3_600_000
+
+
+def test_a_short_lease_does_not_cut_a_longer_one_held_on_the_same_key(
+    redis_url: str, admin: redis.Redis
+) -> None:
+    store = RedisState(redis_url, idle_seconds=60.0)
+    assert store.try_acquire(["k"], 2, 3600.0, "long", 0.0)
+    assert store.try_acquire(["k"], 2, 1.0, "short", 0.0)
+    assert admin.pttl("resilient_client:lease:k") > 3_590_000
+
+
+def test_stores_of_one_prefix_share_state_and_other_prefixes_do_not(redis_url: str) -> None:
+    one, same, other = RedisState(redis_url), RedisState(redis_url), RedisState(redis_url, prefix="other")
+    assert one.try_acquire(["account"], 1, 30.0, "process-1", 0.0)
+    assert not same.try_acquire(["account"], 1, 30.0, "process-2", 0.0)
+    assert other.try_acquire(["account"], 1, 30.0, "process-2", 0.0)
+
+
+# -- one script, one round trip -------------------------------------------------------------------------
+
+
+def test_each_operation_is_one_evalsha(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = redis.Redis.from_url(redis_url)
+    store = RedisState(client=client)
+
+    def every_operation(key: str) -> None:
+        every_write(store, key)
+        assert store.try_probe(key, "p", 1, 10.0, 0.0)[1].state == "open"
+        store.release([key], "t", 0.0)
+
+    every_operation("warm-up")  # the first call of each script loads it (NOSCRIPT, SCRIPT LOAD)
+    sent: list[str] = []
+    execute = client.execute_command
+
+    def counting(*args: Any, **options: Any) -> Any:
+        sent.append(args[0])
+        return execute(*args, **options)
+
+    monkeypatch.setattr(client, "execute_command", counting)
+    every_operation("k")
+    assert sent == ["EVALSHA"] * 10
+
+
+def test_scripts_are_loaded_again_after_the_server_forgets_them(
+    store: RedisState, admin: redis.Redis
+) -> None:
+    store.deposit("k", 1.0, 10.0, 0.0)
+    admin.script_flush()
+    assert store.deposit("k", 0.0, 10.0, 0.0) == 10.0
+
+
+# -- the clients ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("decode_responses", [False, True])
+async def test_given_clients_are_used_as_they_are(
+    redis_url: str, twin: Callable[[object], Any], decode_responses: bool
+) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=decode_responses)
+    async_client = redis.asyncio.Redis.from_url(redis_url, decode_responses=decode_responses)
+    store = RedisState(client=client, async_client=async_client)
+    ops = twin(store)
+    try:
+        circuit = await ops.circuit("k", 0.0)
+        assert await ops.open_circuit("k", circuit.epoch, 5.0, 0.0)
+        assert (await ops.circuit("k", 0.0)).state == "open"
+        assert await ops.deposit("k", 1.0, 2.0, 0.0) == 2.0
+    finally:
+        if _in_asyncio():
+            await async_client.aclose()
+    assert client.exists("resilient_client:circuit:k")
+
+
+def _in_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.mark.anyio
+async def test_with_only_a_sync_client_the_async_twins_run_it_in_a_thread(redis_url: str) -> None:
+    store = RedisState(client=redis.Redis.from_url(redis_url))
+    assert await store.adeposit("k", 1.0, 2.0, 0.0) == 2.0
+    assert await store.atry_spend("k", 2.0, 2.0, 0.0)
+
+
+def test_with_only_an_async_client_the_sync_operations_say_what_is_missing(redis_url: str) -> None:
+    store = RedisState(async_client=redis.asyncio.Redis.from_url(redis_url))
+    with pytest.raises(TypeError, match=r"only async_client=.*need client= or url="):
+        store.deposit("k", 1.0, 2.0, 0.0)
+
+
+def connected_clients(admin: redis.Redis) -> int:
+    return len(admin.client_list())
+
+
+def test_each_asyncio_loop_gets_its_own_client_closed_when_the_loop_ends(
+    store: RedisState, admin: redis.Redis
+) -> None:
+    before = connected_clients(admin)
+    for _ in range(3):  # a client bound to an earlier loop would fail here ("attached to a different loop")
+        assert asyncio.run(store.adeposit("k", 0.0, 2.0, 0.0)) == 2.0
+    deadline = time.monotonic() + 2.0
+    while connected_clients(admin) > before and time.monotonic() < deadline:
+        time.sleep(0.01)  # real-sleep: the server notices a closed socket on its own event loop
+    assert connected_clients(admin) == before
+
+
+def test_close_closes_the_connections_the_store_opened(store: RedisState, admin: redis.Redis) -> None:
+    before = connected_clients(admin)
+    store.deposit("k", 0.0, 2.0, 0.0)
+    assert connected_clients(admin) == before + 1
+    store.close()
+    deadline = time.monotonic() + 2.0
+    while connected_clients(admin) > before and time.monotonic() < deadline:
+        time.sleep(0.01)  # real-sleep: as above
+    assert connected_clients(admin) == before
+    assert store.deposit("k", 0.0, 2.0, 0.0) == 2.0  # and opens them again when used
+
+
+@pytest.mark.anyio
+async def test_aclose_closes_the_loops_connections(store: RedisState, admin: redis.Redis) -> None:
+    before = connected_clients(admin)
+    await store.adeposit("k", 0.0, 2.0, 0.0)
+    await store.aclose()
+    deadline = time.monotonic() + 2.0
+    while connected_clients(admin) > before and time.monotonic() < deadline:
+        await anyio.sleep(0.01)  # real-sleep: as above
+    assert connected_clients(admin) == before
+
+
+# -- construction -----------------------------------------------------------------------------------------
+
+SECRET = "hunter2hunter2"
+
+
+@pytest.mark.parametrize(
+    ("url", "error", "message"),
+    [
+        pytest.param(
+            6379, TypeError, r"takes a str such as 'redis://localhost:6379/0', not int", id="not-a-str"
+        ),
+        pytest.param(f"http://:{SECRET}@cache:6379", ValueError, r"must start with redis://", id="scheme"),
+        pytest.param(f"cache:{SECRET}@6379", ValueError, r"must start with redis://", id="no-scheme"),
+        pytest.param(f"redis://:{SECRET}@", ValueError, r"names no host", id="no-host"),
+        pytest.param(f"redis://:{SECRET}@cache:port", ValueError, r"is the port a number", id="port"),
+        pytest.param(f"redis://:{SECRET}@cache:99999", ValueError, r"is the port a number", id="port-range"),
+        pytest.param(f"redis://:{SECRET}@cache:6379/db", ValueError, r"database must be a number", id="db"),
+        pytest.param(f"redis://:{SECRET}@[::1:6379", ValueError, r"not a valid URL", id="ipv6"),
+        pytest.param("unix://", ValueError, r"names no socket path", id="unix"),
+        pytest.param(
+            f"redis://:{SECRET}@cache:6379/0?socket_timeout=soon", ValueError, r"socket_timeout", id="query"
+        ),
+    ],
+)
+def test_a_bad_url_is_refused_at_construction_without_its_password(
+    url: object, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message) as caught:
+        RedisState(url)  # type: ignore[arg-type]
+    assert SECRET not in str(caught.value)
+    # No chained error either, whose text might hold the URL.
+    assert caught.value.__cause__ is None
+    assert caught.value.__context__ is None or caught.value.__suppress_context__
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        pytest.param({}, TypeError, r"needs url=", id="nothing"),
+        pytest.param(
+            {"url": "redis://h", "client": redis.Redis()},
+            TypeError,
+            r"url= or client=/async_client=, not both",
+            id="both",
+        ),
+        pytest.param(
+            {"client": "redis://h"}, TypeError, r"client=\.\.\.\) takes a redis.Redis, not str", id="client"
+        ),
+        pytest.param(
+            {"async_client": redis.Redis()}, TypeError, r"takes a redis.asyncio.Redis, not Redis", id="async"
+        ),
+        pytest.param(
+            {"url": "redis://h", "prefix": ""},
+            ValueError,
+            r"prefix=\.\.\.\) must be a non-empty str",
+            id="prefix",
+        ),
+        pytest.param(
+            {"url": "redis://h", "timeout": 0},
+            ValueError,
+            r"timeout=\.\.\.\) must be a positive",
+            id="timeout",
+        ),
+        pytest.param(
+            {"url": "redis://h", "idle_seconds": float("inf")},
+            ValueError,
+            r"idle_seconds=.*positive",
+            id="idle",
+        ),
+        pytest.param(
+            {"url": "redis://h", "on_unavailable": "ignore"}, ValueError, r"'local' or 'raise'", id="mode"
+        ),
+    ],
+)
+def test_bad_arguments_are_refused_with_what_was_wrong(
+    arguments: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        RedisState(**arguments)
+
+
+def test_no_key_to_acquire_is_refused(store: RedisState) -> None:
+    with pytest.raises(ValueError, match="at least one key"):
+        store.try_acquire([], 1, 30.0, "t", 0.0)
+
+
+def test_repr_and_pickle_keep_the_password_out() -> None:
+    store = RedisState(f"redis://user:{SECRET}@cache:6379/0", prefix="app")
+    assert repr(store) == "RedisState('redis://user:[REDACTED]@cache:6379/0', prefix='app')"
+    with pytest.raises(TypeError, match="cannot be pickled") as caught:
+        pickle.dumps(store)
+    assert SECRET not in str(caught.value)
+
+
+def test_importing_the_package_does_not_import_redis() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        import resilient_client as rc
+        assert "redis" not in sys.modules, "redis imported by resilient_client"
+        assert rc.RedisState.__name__ == "RedisState"
+        assert "redis" not in sys.modules, "redis imported by naming RedisState"
+        rc.RedisState("redis://localhost:6379/0")
+        assert "redis" in sys.modules
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_without_the_redis_package_construction_says_which_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)
+    with pytest.raises(ModuleNotFoundError, match=re.escape("pip install 'resilient-client[redis]'")):
+        rc.RedisState("redis://localhost:6379/0")
+
+
+# -- a process that dies holding a lease ------------------------------------------------------------------
+
+
+def test_a_killed_process_holds_its_account_no_longer_than_its_lease(redis_url: str) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from resilient_client.stores.redis import RedisState\n"
+            f"assert RedisState({redis_url!r}).try_acquire(['hyper/account/42'], 1, 30.0, 'doomed', 0.0)\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n",  # real-sleep: stands for a call in flight when the process is killed
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    finally:
+        holder.kill()
+        holder.wait()
+    store = RedisState(redis_url)
+    assert not store.try_acquire(["hyper/account/42"], 1, 30.0, "survivor", 0.0)
+    store._clock_offset = 30.001  # the lease's 30 s, on the server's clock
+    assert store.try_acquire(["hyper/account/42"], 1, 30.0, "survivor", 0.0)
