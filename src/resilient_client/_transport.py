@@ -33,7 +33,7 @@ from resilient_client._envelopes import read_envelope, surely_no_fault
 from resilient_client._log_redaction import protect as protect_logs
 from resilient_client._policy import RetryPolicy, resolve_policy
 from resilient_client._redact import Secrets, redact_url
-from resilient_client._scrub import scrub_error
+from resilient_client._scrub import async_body_errors_scrubbed, body_errors_scrubbed, scrub_error
 
 logger = logging.getLogger("resilient_client")
 
@@ -423,7 +423,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         call = self._start(request)
-        return self._finish(call, self._attempts_sync(call))
+        response = self._finish(call, self._attempts_sync(call))
+        return body_errors_scrubbed(response, call.request, self.secrets)
 
     def _attempts_sync(self, call: _Call) -> _Attempt:
         last = self._attempt_sync(call, 1)
@@ -492,7 +493,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         call = self._start(request)
-        return self._finish(call, await self._attempts_async(call))
+        response = self._finish(call, await self._attempts_async(call))
+        return async_body_errors_scrubbed(response, call.request, self.secrets)
 
     async def _attempts_async(self, call: _Call) -> _Attempt:
         last = await self._attempt_async(call, 1)
