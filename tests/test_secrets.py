@@ -9,6 +9,8 @@ in; the SDK's own log lines and ``RetryEvent``.
 from __future__ import annotations
 
 import base64
+import copyreg
+import gc
 import json
 import logging
 import os
@@ -87,6 +89,9 @@ TRANSPORT_ERRORS: list[Any] = [
     pytest.param(httpx.RemoteProtocolError, "Server disconnected", id="RemoteProtocolError"),
     pytest.param(httpx.LocalProtocolError, "illegal header", id="LocalProtocolError"),
     pytest.param(httpx.ProxyError, "407 Proxy Authentication Required", id="ProxyError"),
+    pytest.param(
+        httpx.UnsupportedProtocol, "Request URL has an unsupported protocol", id="UnsupportedProtocol"
+    ),
     # A transport (a proxy, a test double) may name the URL and a header in its message.
     pytest.param(httpx.ConnectError, "{url} refused {authorization}", id="message-names-the-request"),
 ]
@@ -345,6 +350,170 @@ async def test_async_a_read_error_inside_a_stream_block_carries_no_credential() 
             async with client.stream("GET", "/api/files/1", params={"api_key": API_KEY}) as response:
                 await response.aread()
     assert leaks(everything_shown(caught.value)) == []
+
+
+# A plain httpx.Client puts the original request back on the error after the transport scrubbed
+# it; pickles must still carry no credential.
+
+
+class _InnerConnectError(httpx.ConnectError):
+    """An inner transport's own subclass of an httpx error."""
+
+
+class _TracedConnectError(httpx.ConnectError):
+    """A class another library (tblib, say) registered a copyreg reducer for."""
+
+
+PLAIN_CLIENT_ERRORS: list[Any] = [
+    *TRANSPORT_ERRORS,
+    pytest.param(_InnerConnectError, "refused", id="a-subclass-of-ConnectError"),
+    pytest.param(httpx.ConnectError, "", id="raised-without-a-request"),
+]
+
+
+def raising_for_a_plain_client(cls: type[httpx.TransportError], message: str) -> httpx.MockTransport:
+    if message:
+        return raising(cls, message)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise cls("refused")  # httpx's client sets the request on it
+
+    return httpx.MockTransport(handler)
+
+
+def plain_transport(inner: httpx.MockTransport) -> rc.ResilientTransport:
+    return rc.ResilientTransport("medable", transport=inner, **FakeClock().options())
+
+
+def check_pickles_carry_no_credential(error: httpx.RequestError, cls: type[Exception], path: str) -> None:
+    assert type(error) is cls
+    shown = str(error) + repr(error) + "".join(traceback.format_exception(error))
+    pickles = [pickle.dumps(error, protocol) for protocol in range(pickle.HIGHEST_PROTOCOL + 1)]
+    assert leaks(shown + "".join(p.decode("latin-1") for p in pickles)) == []
+    restored = pickle.loads(pickles[-1])
+    assert type(restored) is cls
+    assert getattr(restored, "attempts", None) == getattr(error, "attempts", None)
+    request = restored.request
+    assert leaks(repr(vars(restored)) + str(request.url) + repr(request.headers.multi_items())) == []
+    # What is left is still useful: the method, host, path and the harmless query parameter.
+    assert (request.method, request.url.host, request.url.path) == (error.request.method, "m.test", path)
+    assert request.url.params.get("page") == error.request.url.params.get("page")
+
+
+@pytest.mark.parametrize("kind", sorted(SEND_WITH_SECRETS))
+@pytest.mark.parametrize(("cls", "message"), PLAIN_CLIENT_ERRORS)
+def test_sync_a_plain_httpx_client_errors_pickle_without_credential(
+    cls: type[httpx.TransportError], message: str, kind: str
+) -> None:
+    transport = plain_transport(raising_for_a_plain_client(cls, message))
+    with httpx.Client(transport=transport) as client, pytest.raises(cls) as caught:
+        client.put(**SEND_WITH_SECRETS[kind])
+    assert caught.value.request.method == "PUT"  # httpx put its own request back on the error
+    check_pickles_carry_no_credential(caught.value, cls, "/org/x")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", sorted(SEND_WITH_SECRETS))
+@pytest.mark.parametrize(("cls", "message"), PLAIN_CLIENT_ERRORS)
+async def test_async_a_plain_httpx_client_errors_pickle_without_credential(
+    cls: type[httpx.TransportError], message: str, kind: str
+) -> None:
+    transport = plain_transport(raising_for_a_plain_client(cls, message))
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(cls) as caught:
+            await client.put(**SEND_WITH_SECRETS[kind])
+    check_pickles_carry_no_credential(caught.value, cls, "/org/x")
+
+
+def download_with_secrets() -> dict[str, Any]:
+    return {
+        "url": f"https://m.test/files/1?api_key={API_KEY}&page=2",
+        "headers": {"Authorization": f"Bearer {BEARER}", "Cookie": f"md.sid={COOKIE}"},
+    }
+
+
+def broken_json_over_the_cap(request: httpx.Request) -> httpx.Response:
+    # The transport reads up to its cap and hands back the rest unread, for the client to read.
+    return httpx.Response(200, headers={"content-type": "application/json"}, stream=_BrokenDownload())
+
+
+# Both ways the transport hands a body back unread: not one it classifies, and one over its cap.
+UNREAD_BODIES: list[Any] = [
+    pytest.param(broken_download, rc.RetryPolicy(), id="binary"),
+    pytest.param(
+        broken_json_over_the_cap, rc.RetryPolicy(body=rc.BodySettings(max_read_bytes=4)), id="over-the-cap"
+    ),
+]
+
+
+@pytest.mark.parametrize(("handler", "policy"), UNREAD_BODIES)
+def test_sync_a_plain_httpx_client_body_read_errors_pickle_without_credential(
+    handler: Callable[[httpx.Request], httpx.Response], policy: rc.RetryPolicy
+) -> None:
+    transport = rc.ResilientTransport(
+        "hyper", policy=policy, transport=httpx.MockTransport(handler), **FakeClock().options()
+    )
+    with httpx.Client(transport=transport) as client, pytest.raises(httpx.ReadError) as caught:
+        client.get(**download_with_secrets())
+    check_pickles_carry_no_credential(caught.value, httpx.ReadError, "/files/1")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("handler", "policy"), UNREAD_BODIES)
+async def test_async_a_plain_httpx_client_body_read_errors_pickle_without_credential(
+    handler: Callable[[httpx.Request], httpx.Response], policy: rc.RetryPolicy
+) -> None:
+    transport = rc.ResilientTransport(
+        "hyper", policy=policy, transport=httpx.MockTransport(handler), **FakeClock().options()
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(httpx.ReadError) as caught:
+            await client.get(**download_with_secrets())
+    check_pickles_carry_no_credential(caught.value, httpx.ReadError, "/files/1")
+
+
+def test_errors_that_never_went_through_the_transport_pickle_as_before() -> None:
+    with pytest.raises(httpx.ConnectError):  # ConnectError gets its reducer
+        plain_transport(raising(httpx.ConnectError, "refused")).handle_request(request_with_secrets("bearer"))
+    with (
+        httpx.Client(transport=raising(httpx.ConnectError, "refused")) as client,
+        pytest.raises(httpx.ConnectError) as caught,
+    ):
+        client.put(**SEND_WITH_SECRETS["bearer"])
+    restored = pickle.loads(pickle.dumps(caught.value))
+    assert restored.request.headers["authorization"] == f"Bearer {BEARER}"
+
+
+def test_a_reducer_another_library_registered_still_runs_and_pickles_no_credential() -> None:
+    reduced: list[BaseException] = []
+
+    def their_reducer(error: BaseException) -> Any:
+        reduced.append(error)
+        return error.__reduce__()
+
+    try:
+        for _ in range(2):  # registered before the first error, then again after it
+            copyreg.pickle(_TracedConnectError, their_reducer)
+            transport = plain_transport(raising(_TracedConnectError, "refused"))
+            with httpx.Client(transport=transport) as client, pytest.raises(_TracedConnectError) as caught:
+                client.put(**SEND_WITH_SECRETS["bearer"])
+            check_pickles_carry_no_credential(caught.value, _TracedConnectError, "/org/x")
+            assert reduced and reduced[-1] is caught.value
+    finally:
+        copyreg.dispatch_table.pop(_TracedConnectError, None)
+
+
+def test_an_error_let_out_is_forgotten_once_collected() -> None:
+    from resilient_client._scrub import _let_out
+
+    gc.collect()
+    before = len(_let_out)
+    transport = plain_transport(raising(httpx.UnsupportedProtocol, "refused"))
+    with pytest.raises(httpx.UnsupportedProtocol):
+        transport.handle_request(request_with_secrets("bearer"))
+    assert len(_let_out) > before
+    gc.collect()
+    assert len(_let_out) <= before
 
 
 # -- 2. the httpx and httpcore loggers at DEBUG, on real loopback requests -------------------------

@@ -4,12 +4,20 @@ An httpx error keeps the request it failed on: its headers, URL and body reach a
 message may quote them. httpx also puts the original request back on an error as it leaves
 ``Client.send`` and on one raised while a body is read, so the transport scrubs what it raises and
 the vendor clients scrub again as an error leaves them (``send`` and ``stream`` blocks).
+
+In a plain ``httpx.Client`` nothing of the SDK runs after httpx put the request back: every error
+scrubbed here is remembered (weakly, with the secrets known then), and a ``copyreg`` reducer for
+its class pickles it with a redacted copy of whatever request it carries by then.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copyreg
 import functools
+import pickle
+import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, ParamSpec
 
@@ -53,6 +61,9 @@ def scrub_error(error: BaseException, secrets: Secrets) -> None:
     current: BaseException | None = error
     while current is not None and id(current) not in seen and len(seen) < 20:
         seen.add(id(current))
+        if isinstance(current, httpx.RequestError):
+            # Before its request is looked at: httpx sets one on an error raised without.
+            _let_out.remember(current, known)
         own = _request_of(current)
         if own is not None and not own.extensions.get(REDACTED_REQUEST_EXTENSION):
             if own is not request:
@@ -122,3 +133,150 @@ def scrubbing_async_stream(
                 yield response
 
     return scrubbing
+
+
+# -- the body a client reads after the transport returned ------------------------------------------
+
+
+class _ScrubbingSyncStream(httpx.SyncByteStream):
+    """A body whose read errors leave scrubbed (and remembered, for their pickles)."""
+
+    def __init__(self, stream: httpx.SyncByteStream, request: httpx.Request, secrets: Secrets) -> None:
+        self._stream = stream
+        self._request = request
+        self._secrets = secrets
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._stream
+        except httpx.RequestError as error:
+            scrub_error(error, self._secrets.with_request(self._request))
+            raise
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class _ScrubbingAsyncStream(httpx.AsyncByteStream):
+    """``_ScrubbingSyncStream`` for an httpx.AsyncClient."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, request: httpx.Request, secrets: Secrets) -> None:
+        self._stream = stream
+        self._request = request
+        self._secrets = secrets
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._stream:
+                yield chunk
+        except httpx.RequestError as error:
+            scrub_error(error, self._secrets.with_request(self._request))
+            raise
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+def _unread(response: httpx.Response) -> bool:
+    # A body already in memory cannot fail to read: it is left as it is.
+    return not hasattr(response, "_content") and not isinstance(response.stream, httpx.ByteStream)
+
+
+def body_errors_scrubbed(
+    response: httpx.Response, request: httpx.Request, secrets: Secrets
+) -> httpx.Response:
+    """``response``, whose body an httpx.Client reads after the transport returned it, made to let
+    its read errors (a dropped connection, a read timeout) out scrubbed."""
+    if _unread(response) and isinstance(response.stream, httpx.SyncByteStream):
+        response.stream = _ScrubbingSyncStream(response.stream, request, secrets)
+    return response
+
+
+def async_body_errors_scrubbed(
+    response: httpx.Response, request: httpx.Request, secrets: Secrets
+) -> httpx.Response:
+    """``body_errors_scrubbed`` for an httpx.AsyncClient."""
+    if _unread(response) and isinstance(response.stream, httpx.AsyncByteStream):
+        response.stream = _ScrubbingAsyncStream(response.stream, request, secrets)
+    return response
+
+
+# -- pickles ---------------------------------------------------------------------------------------
+
+
+def _own_reduction(error: BaseException) -> Any:
+    # What pickle does when no reducer is registered for the class; the protocol only matters to a
+    # class that defines __reduce_ex__ (BaseException's __reduce__ ignores it).
+    return error.__reduce_ex__(pickle.DEFAULT_PROTOCOL)
+
+
+def _without_credentials(value: Any, secrets: Secrets, depth: int = 0) -> Any:
+    """``value`` with every request in it (in a tuple or dict: args, ``__dict__``) redacted."""
+    if isinstance(value, httpx.Request):
+        if value.extensions.get(REDACTED_REQUEST_EXTENSION):
+            return value
+        return redacted_request(value, secrets.with_request(value))
+    if depth < 3 and type(value) is tuple:
+        return tuple(_without_credentials(item, secrets, depth + 1) for item in value)
+    if depth < 3 and type(value) is dict:
+        return {key: _without_credentials(item, secrets, depth + 1) for key, item in value.items()}
+    return value
+
+
+class _LetOut:
+    """The httpx errors scrubbed so far, each with the secrets known then, held weakly; and the
+    ``copyreg`` reducers that pickle them without a credential.
+
+    A reducer is registered for the class of an error when one is remembered, not before: errors of
+    other classes pickle as they always did, and one of the same class the SDK never saw is reduced
+    as before by the reducer it wraps (another library's, e.g. tblib's, or the class's own).
+    Keyed by id, not by the error: an error class may define ``__eq__`` and no ``__hash__``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._errors: dict[int, tuple[weakref.ref[BaseException], Secrets]] = {}
+        self._reducers: dict[type, Callable[[Any], Any]] = {}
+
+    def remember(self, error: httpx.RequestError, secrets: Secrets) -> None:
+        key = id(error)
+        self._errors[key] = (weakref.ref(error, functools.partial(self._forget, key)), secrets)
+        cls = type(error)
+        # Checked on every error, not once: a library registering its own reducer later wins the
+        # slot, and is wrapped in turn.
+        ours = self._reducers.get(cls)
+        if ours is None or copyreg.dispatch_table.get(cls) is not ours:
+            self._register(cls)
+
+    def _forget(self, key: int, ref: weakref.ref[BaseException]) -> None:
+        entry = self._errors.get(key)
+        if entry is not None and entry[0] is ref:
+            self._errors.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._errors)
+
+    def secrets_of(self, error: BaseException) -> Secrets | None:
+        entry = self._errors.get(id(error))
+        return entry[1] if entry is not None and entry[0]() is error else None
+
+    def _register(self, cls: type) -> None:
+        with self._lock:
+            current = copyreg.dispatch_table.get(cls)
+            if current is not None and current is self._reducers.get(cls):
+                return
+            reducer = functools.partial(self._reduce, current or _own_reduction)
+            self._reducers[cls] = reducer
+            copyreg.pickle(cls, reducer)
+
+    def _reduce(self, reduce: Callable[[Any], Any], error: BaseException) -> Any:
+        reduction = reduce(error)
+        secrets = self.secrets_of(error)
+        if secrets is None or type(reduction) is not tuple:
+            return reduction
+        # (callable, args, state, ...): args and state may hold the request httpx put back.
+        scrubbed = (_without_credentials(part, secrets) for part in reduction[1:3])
+        return (reduction[0], *scrubbed, *reduction[3:])
+
+
+_let_out = _LetOut()

@@ -44,7 +44,7 @@ from resilient_client._pipeline import (
 )
 from resilient_client._policy import RetryPolicy, resolve_policy
 from resilient_client._redact import Secrets
-from resilient_client._scrub import scrub_error
+from resilient_client._scrub import async_body_errors_scrubbed, body_errors_scrubbed, scrub_error
 from resilient_client.instrumentation import LoggingHook
 from resilient_client.stores import MemoryState, StateStore
 from resilient_client.strategies import Pipeline, build
@@ -310,7 +310,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         call = self._start(request)
         pipeline = self._pipeline
-        return self._finish(call, pipeline.retry.run(call, pipeline.attempt))
+        response = self._finish(call, pipeline.retry.run(call, pipeline.attempt))
+        return body_errors_scrubbed(response, call.request, self.secrets)
 
     def close(self) -> None:
         if isinstance(self._inner, httpx.BaseTransport):
@@ -358,7 +359,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         call = self._start(request)
         pipeline = self._pipeline
-        return self._finish(call, await pipeline.retry.arun(call, pipeline.aattempt))
+        response = self._finish(call, await pipeline.retry.arun(call, pipeline.aattempt))
+        return async_body_errors_scrubbed(response, call.request, self.secrets)
 
     async def aclose(self) -> None:
         if isinstance(self._inner, httpx.AsyncBaseTransport):
