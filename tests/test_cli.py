@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,6 @@ import pytest
 
 import resilient_client as rc
 from resilient_client.cli import main
-from resilient_client.testing import no_waits
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -114,14 +114,35 @@ def test_the_installed_command_runs_as_a_module() -> None:
 
 
 def test_demo_runs_every_scenario() -> None:
-    with no_waits():  # the demo really waits out a Retry-After; the test does not
-        status, out, _ = run("demo")
+    # real-sleep: the demo shows the strategies with real time and threads over a loopback server (a
+    # 1 s Retry-After pause, a 0.5 s break, 0.2 s journal calls); no_waits() would skip the very
+    # waits it shows. About 5 s in all, the one test that pays for them.
+    started = time.monotonic()
+    status, out, _ = run("demo")
+    elapsed = time.monotonic() - started
     assert status == 0
     for text in ("attempts 3, journal entries applied 1", "requests received by the server: 1",
                  "Hyper2Error (a SoftFault)", "dob (Required property)", "item 27", "after 4 attempts",
                  "CSRF token echoed on the next request: True",
-                 "(rate_limited kThrottled); retrying after 1.00 s"):  # fmt: skip
-        assert text in out
+                 "(rate_limited kThrottled); retrying after 1.00 s",
+                 # the breaker opens on the third failure, refuses without sending, closes after a probe
+                 "after 3 attempts: retry not sent: circuit open", "circuit of hyper at 127.0.0.1: open",
+                 "requests the simulator received for them: 0", "transport.breaker.state: open",
+                 "circuit of hyper at 127.0.0.1: half_open",
+                 "-> probe answered HTTP 200; transport.breaker.state: closed",
+                 # one 429 holds back the calls that had not been sent yet
+                 "4 calls at once: 3 answered, 1 got 429 with Retry-After: 1",
+                 "the simulator received 0 requests in the next 0.8 s", "6 of 6 calls succeeded",
+                 "429s in all: 1",
+                 # the guard keeps one journal call of an account at the server; without it, code 50
+                 "guard on ([guards.journal], key AccountNo): 2 of 2 applied, attempts [1, 1], at most 1 "
+                 "at the server at once, 0 code 50 answers",
+                 "guard off: 2 of 2 applied",
+                 "10 requests: the simulator received 12 attempts, 1.20 a request (without the budget: 40)",
+                 "not retried: the retry budget is spent"):  # fmt: skip
+        assert text in out, out
+    assert re.search(r"guard off: .* at most 2 at the server at once, [1-9] code 50 answers", out), out
+    assert elapsed < 20  # about 5 s on an idle machine; the bound only catches a hang
 
 
 def test_simulate_serves_until_stopped() -> None:

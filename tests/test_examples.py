@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import time
 from pathlib import Path
@@ -62,3 +63,32 @@ def test_catch_errors(simulator: tuple[str, Simulator], capsys: pytest.CaptureFi
     assert "the server asked for 3600 s; attempts=1" in out
     assert "invalid fields ['c_date']" in out
     assert "by vendor: Updox4010Error code 4010 under HTTP 200" in out
+
+
+def test_configure_strategies(simulator: tuple[str, Simulator], capsys: pytest.CaptureFixture[str]) -> None:
+    # real-sleep: the example runs its policy file as a user would, with real waits (under 2 s: the
+    # file's 0.5 s break, its pace of 5 requests a second, backoff waits of 0.2 s at most).
+    url, sim = simulator
+    started = time.monotonic()
+    load("configure_strategies").main(url, sim)
+    elapsed = time.monotonic() - started
+    out = capsys.readouterr().out
+    for line in (
+        "budget: ratio 0.2, burst 2",
+        "breaker: opens at 50% of 4 attempts, break 0.5 s",
+        "rate_limit: 5 per 1 s, burst 2",
+        "guards.journal: 1 at a time per AccountNo, waiting 5 s at most",
+        # burst 2: two retries, then none; the second call's 0.2 token buys no retry
+        "budget: call 1 made 3 attempt(s): not retried: the retry budget is spent",
+        "budget: call 2 made 1 attempt(s): not retried: the retry budget is spent",
+        "breaker: open after 4 failed attempts",
+        "breaker: call 3 raised CircuitOpenError at once, 0 requests sent",
+        "breaker: the probe got HTTP 200, the circuit is closed",
+        "guard: 2 journal calls for account 7 at once -> ResponseCode [0, 0], at most 1 at the server at once",
+    ):
+        assert line in out.splitlines(), out
+    spread = float(re.search(r"rate_limit: 4 calls at once, sent over ([\d.]+) s", out)[1])  # type: ignore[index]
+    assert spread >= 0.35  # burst 2, then one every 0.2 s: the fourth goes 0.4 s after the first
+    # the module's simulator is shared: the example leaves its habits as it found them
+    assert sim.journal_latency == 0.0 and not sim.snapshot()["outages"]
+    assert elapsed < 8.0  # under 2 s of waits, plus loopback requests on a busy machine
