@@ -167,7 +167,14 @@ class RetryStrategy:
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             result: Attempt = state.outcome.result()  # type: ignore[union-attr]
-            if self.hooks.retry and self.hooks.retrying(call, self._event(call, result)):
+            if not self.hooks.retry:
+                return
+            awaitables = self.hooks.retrying(call, self._event(call, result))
+            if awaitables:
+                for returned in awaitables:
+                    close = getattr(returned, "close", None)
+                    if close is not None:
+                        close()  # never awaited here: closed, not leaked as a warning
                 raise TypeError("an async on_retry hook needs an httpx.AsyncClient")
 
         def sleep(seconds: float) -> None:
