@@ -99,7 +99,8 @@ def test_the_wheel_metadata(wheel: Path) -> None:
     assert not [c for c in classifiers if c.startswith("License ::")]
     urls = dict(url.split(", ", 1) for url in metadata.get_all("Project-URL"))
     assert {"Homepage", "Repository", "Issues", "Changelog"} <= set(urls)
-    assert {"server", "testing", "dev"} <= set(metadata.get_all("Provides-Extra"))
+    assert {"server", "testing", "otel", "dev"} <= set(metadata.get_all("Provides-Extra"))
     requirements = metadata.get_all("Requires-Dist")
     assert any(r.startswith("respx") and "extra == 'testing'" in r for r in requirements)
     assert any(r.startswith("uvicorn") and "extra == 'server'" in r for r in requirements)
+    assert any(r.startswith("opentelemetry-api") and "extra == 'otel'" in r for r in requirements)

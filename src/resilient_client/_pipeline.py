@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import inspect
 import math
+import threading
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -49,8 +51,10 @@ __all__ = [
     "RejectionEvent",
     "RetryEvent",
     "Strategy",
+    "add_global_hook",
     "chain",
     "is_testing",
+    "remove_global_hook",
     "set_testing",
 ]
 
@@ -325,6 +329,8 @@ class RejectionEvent:
     strategy: str
     reason: str
     retry_after: float | None
+    #: The refusal itself: its class says what kind of refusal it was, whatever the reason's words.
+    error: RejectedError | None = attrs.field(repr=False, default=None)
 
 
 @attrs.frozen
@@ -375,12 +381,31 @@ def _overrides(hook: Hook, name: str) -> bool:
 
 class Hooks:
     """The hooks of one transport, sorted by event once, so an event nobody listens to costs one
-    truth test."""
+    truth test. Global hooks (``add_global_hook``) are sorted in too, and re-sorted into every live
+    ``Hooks`` when they change, so instrumenting a process reaches transports built before it."""
 
-    __slots__ = ("all", "attempt", "attempt_start", "breaker", "call_end", "call_start", "rejection", "retry")
+    __slots__ = (
+        "__weakref__",
+        "all",
+        "attempt",
+        "attempt_start",
+        "breaker",
+        "call_end",
+        "call_start",
+        "own",
+        "rejection",
+        "retry",
+    )
 
     def __init__(self, hooks: Iterable[Hook] = ()) -> None:
-        self.all = tuple(hooks)
+        #: The transport's own hooks, without the global ones.
+        self.own = tuple(hooks)
+        with _global_lock:
+            self._sort()
+            _live_hooks.add(self)
+
+    def _sort(self) -> None:
+        self.all = (*self.own, *_global_hooks)
 
         def listening(name: str) -> tuple[Any, ...]:
             return tuple(getattr(h, name) for h in self.all if _overrides(h, name))
@@ -394,7 +419,7 @@ class Hooks:
         self.call_end = listening("on_call_end")
 
     def plus(self, more: Iterable[Hook]) -> Hooks:
-        return Hooks((*self.all, *more))
+        return Hooks((*self.own, *more))
 
     def retrying(self, call: Call, event: RetryEvent) -> list[Awaitable[object]]:
         """Tell every retry hook; returns what they returned that must be awaited."""
@@ -404,6 +429,36 @@ class Hooks:
             if inspect.isawaitable(returned):
                 pending.append(returned)
         return pending
+
+
+_global_lock = threading.Lock()
+_global_hooks: tuple[Hook, ...] = ()
+# Every Hooks alive, to re-sort when the global hooks change (weakly: a closed transport goes away).
+_live_hooks: weakref.WeakSet[Hooks] = weakref.WeakSet()
+
+
+def add_global_hook(hook: Hook) -> None:
+    """Give ``hook`` every event of every transport, existing and future (after their own hooks).
+
+    A call in flight may see the change between two of its events: a global hook must bear an
+    event whose start it did not see.
+    """
+    global _global_hooks
+    with _global_lock:
+        if hook not in _global_hooks:
+            _global_hooks = (*_global_hooks, hook)
+            for hooks in _live_hooks:
+                hooks._sort()
+
+
+def remove_global_hook(hook: Hook) -> None:
+    """Stop ``hook`` receiving the events ``add_global_hook`` gave it (no error when it has none)."""
+    global _global_hooks
+    with _global_lock:
+        if hook in _global_hooks:
+            _global_hooks = tuple(h for h in _global_hooks if h is not hook)
+            for hooks in _live_hooks:
+                hooks._sort()
 
 
 class OnRetryHook(Hook):

@@ -218,6 +218,12 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 hook(call, event)
         return result
 
+    def _aborted(self, call: Call, error: BaseException) -> None:
+        """The pipeline itself raised (a cancellation, an inner transport's own error, a hook):
+        ``on_call_end`` still closes what ``on_call_start`` opened (a tracing span, say)."""
+        for hook in self.hooks.call_end:
+            hook(call, error)
+
     def _finish(self, call: Call, result: Attempt) -> httpx.Response:
         try:
             response = self._outcome(call, result)
@@ -310,7 +316,12 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         call = self._start(request)
         pipeline = self._pipeline
-        response = self._finish(call, pipeline.retry.run(call, pipeline.attempt))
+        try:
+            result = pipeline.retry.run(call, pipeline.attempt)
+        except BaseException as exc:
+            self._aborted(call, exc)
+            raise
+        response = self._finish(call, result)
         return body_errors_scrubbed(response, call.request, self.secrets)
 
     def close(self) -> None:
@@ -359,7 +370,12 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         call = self._start(request)
         pipeline = self._pipeline
-        response = self._finish(call, await pipeline.retry.arun(call, pipeline.aattempt))
+        try:
+            result = await pipeline.retry.arun(call, pipeline.aattempt)
+        except BaseException as exc:
+            self._aborted(call, exc)
+            raise
+        response = self._finish(call, result)
         return async_body_errors_scrubbed(response, call.request, self.secrets)
 
     async def aclose(self) -> None:

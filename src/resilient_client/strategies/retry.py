@@ -98,6 +98,7 @@ class RetryStrategy:
                 strategy=result.rejected_by or "",
                 reason=rejection.reason,
                 retry_after=rejection.retry_after,
+                error=rejection,
             )
             for hook in self.hooks.rejection:
                 hook(call, event)
