@@ -601,3 +601,28 @@ def test_the_loop_never_waits_less_than_asked_more_than_capped_or_past_the_deadl
             assert server_asked <= wait <= cap  # never early, never beyond the cap
         else:
             assert 0 <= wait <= max_wait
+
+
+def test_a_retry_the_budget_refuses_reaches_hooks_as_a_budget_rejection() -> None:
+    events: list[rc.RejectionEvent] = []
+
+    class Recorder(rc.Hook):
+        def on_rejection(self, call: Any, event: rc.RejectionEvent) -> None:
+            events.append(event)
+
+    policy = rc.RetryPolicy(
+        budget=rc.BudgetSettings(ratio=0.1, burst=1.0), breaker=rc.BreakerSettings(enabled=False)
+    )
+    server = Server(FakeClock(), httpx.Response(503))
+    with httpx.Client(transport=transport("hyper", server, policy=policy, hooks=[Recorder()])) as client:
+        for _ in range(2):
+            with pytest.raises(rc.errors.ServiceUnavailableError) as caught:
+                client.get("https://hyper.test/x?api_key=k3y")
+    # The burst's one token paid the first call's retry; the second call's first retry was refused.
+    assert caught.value.reason == "not retried: the retry budget is spent"
+    assert [(e.strategy, e.attempt, e.reason) for e in events][-1] == (
+        "budget",
+        2,
+        "the retry budget is spent",
+    )
+    assert all("k3y" not in e.url for e in events)

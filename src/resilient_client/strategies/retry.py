@@ -37,6 +37,8 @@ from resilient_client.strategies.budget import Budget
 
 __all__ = ["RetryStrategy"]
 
+_BUDGET_SPENT = "the retry budget is spent"
+
 
 class RetryStrategy:
     """Drives a call's attempts; ``budget(policy)`` is the retry budget of a policy's numbers."""
@@ -80,11 +82,21 @@ class RetryStrategy:
         reason = f"retry not sent: {refusal.rejection.reason}"
         return attrs.evolve(last, decision=Decision("raise", reason=reason))
 
-    @staticmethod
-    def _unfunded(result: Attempt) -> Attempt:
-        return attrs.evolve(
-            result, decision=Decision("raise", reason="not retried: the retry budget is spent")
-        )
+    def _unfunded(self, call: Call, result: Attempt) -> Attempt:
+        """The attempt, final: the budget refused its retry (hooks hear of it as a refusal)."""
+        if self.hooks.rejection:
+            event = RejectionEvent(
+                vendor=self.vendor,
+                method=call.request.method,
+                url=call.secrets.redact(redact_url(call.request.url)),
+                attempt=result.number + 1,
+                strategy="budget",
+                reason=_BUDGET_SPENT,
+                retry_after=None,
+            )
+            for hook in self.hooks.rejection:
+                hook(call, event)
+        return attrs.evolve(result, decision=Decision("raise", reason=f"not retried: {_BUDGET_SPENT}"))
 
     def _heard(self, call: Call, result: Attempt) -> Attempt:
         """Tell the hooks of a refusal (the one event the inner strategies leave to this one)."""
@@ -148,7 +160,7 @@ class RetryStrategy:
         if last.decision.action != "retry":
             return last
         if not budget.try_spend(call.clock.monotonic()):
-            return self._unfunded(last)
+            return self._unfunded(call, last)
         pending = [last]
 
         def next_attempt() -> Attempt:
@@ -162,7 +174,7 @@ class RetryStrategy:
             if result.rejection is not None:
                 return self._refused(last, result)
             if result.decision.action == "retry" and not budget.try_spend(call.clock.monotonic()):
-                result = self._unfunded(result)
+                result = self._unfunded(call, result)
             last = result
             return result
 
@@ -196,7 +208,7 @@ class RetryStrategy:
         if last.decision.action != "retry":
             return last
         if not await budget.atry_spend(call.clock.monotonic()):
-            return self._unfunded(last)
+            return self._unfunded(call, last)
         pending = [last]
 
         async def next_attempt() -> Attempt:
@@ -210,7 +222,7 @@ class RetryStrategy:
             if result.rejection is not None:
                 return self._refused(last, result)
             if result.decision.action == "retry" and not await budget.atry_spend(call.clock.monotonic()):
-                result = self._unfunded(result)
+                result = self._unfunded(call, result)
             last = result
             return result
 
