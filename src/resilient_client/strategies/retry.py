@@ -80,8 +80,10 @@ class RetryStrategy:
         reason = f"retry not sent: {refusal.rejection.reason}"
         return attrs.evolve(last, decision=Decision("raise", reason=reason))
 
-    @staticmethod
-    def _unfunded(result: Attempt) -> Attempt:
+    def _unfunded(self, call: Call, result: Attempt) -> Attempt:
+        """``result``, final: the budget refused the retry after it (a refusal the hooks hear of)."""
+        if self.hooks.rejection:
+            self._tell(call, result.number + 1, "budget", "the retry budget is spent", None)
         return attrs.evolve(
             result, decision=Decision("raise", reason="not retried: the retry budget is spent")
         )
@@ -90,18 +92,22 @@ class RetryStrategy:
         """Tell the hooks of a refusal (the one event the inner strategies leave to this one)."""
         rejection = result.rejection
         if rejection is not None and self.hooks.rejection:
-            event = RejectionEvent(
-                vendor=self.vendor,
-                method=call.request.method,
-                url=call.secrets.redact(redact_url(call.request.url)),
-                attempt=result.number,
-                strategy=result.rejected_by or "",
-                reason=rejection.reason,
-                retry_after=rejection.retry_after,
-            )
-            for hook in self.hooks.rejection:
-                hook(call, event)
+            strategy = result.rejected_by or ""
+            self._tell(call, result.number, strategy, rejection.reason, rejection.retry_after)
         return result
+
+    def _tell(self, call: Call, number: int, strategy: str, reason: str, retry_after: float | None) -> None:
+        event = RejectionEvent(
+            vendor=self.vendor,
+            method=call.request.method,
+            url=call.secrets.redact(redact_url(call.request.url)),
+            attempt=number,
+            strategy=strategy,
+            reason=reason,
+            retry_after=retry_after,
+        )
+        for hook in self.hooks.rejection:
+            hook(call, event)
 
     def _event(self, call: Call, result: Attempt) -> RetryEvent:
         # The event reaches the user's hook and the log: nothing in it may carry a credential.
@@ -147,7 +153,7 @@ class RetryStrategy:
         if last.decision.action != "retry":
             return last
         if not budget.try_spend(call.clock.monotonic()):
-            return self._unfunded(last)
+            return self._unfunded(call, last)
         pending = [last]
 
         def next_attempt() -> Attempt:
@@ -161,7 +167,7 @@ class RetryStrategy:
             if result.rejection is not None:
                 return self._refused(last, result)
             if result.decision.action == "retry" and not budget.try_spend(call.clock.monotonic()):
-                result = self._unfunded(result)
+                result = self._unfunded(call, result)
             last = result
             return result
 
@@ -188,7 +194,7 @@ class RetryStrategy:
         if last.decision.action != "retry":
             return last
         if not await budget.atry_spend(call.clock.monotonic()):
-            return self._unfunded(last)
+            return self._unfunded(call, last)
         pending = [last]
 
         async def next_attempt() -> Attempt:
@@ -202,7 +208,7 @@ class RetryStrategy:
             if result.rejection is not None:
                 return self._refused(last, result)
             if result.decision.action == "retry" and not await budget.atry_spend(call.clock.monotonic()):
-                result = self._unfunded(result)
+                result = self._unfunded(call, result)
             last = result
             return result
 
