@@ -310,7 +310,13 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         call = self._start(request)
         pipeline = self._pipeline
-        return self._finish(call, pipeline.retry.run(call, pipeline.attempt))
+        try:
+            result = pipeline.retry.run(call, pipeline.attempt)
+        except BaseException as exc:  # not httpx's (a bug below, a hook's error): the call ends too
+            for hook in self.hooks.call_end:
+                hook(call, exc)
+            raise
+        return self._finish(call, result)
 
     def close(self) -> None:
         if isinstance(self._inner, httpx.BaseTransport):
@@ -358,7 +364,13 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         call = self._start(request)
         pipeline = self._pipeline
-        return self._finish(call, await pipeline.retry.arun(call, pipeline.aattempt))
+        try:
+            result = await pipeline.retry.arun(call, pipeline.aattempt)
+        except BaseException as exc:  # a cancellation, too: a hook that follows calls must hear it
+            for hook in self.hooks.call_end:
+                hook(call, exc)
+            raise
+        return self._finish(call, result)
 
     async def aclose(self) -> None:
         if isinstance(self._inner, httpx.AsyncBaseTransport):
