@@ -405,3 +405,24 @@ async def test_an_async_clients_mounts_share_one_circuit() -> None:
         with pytest.raises(rc.errors.CircuitOpenError):
             await client.get("https://hyper.test/x")
     assert secure.sent == 0
+
+
+def test_a_clients_breaker_reports_and_resets_the_circuit_its_proxy_or_mount_opened() -> None:
+    # Behind a proxy (proxy=, or HTTPS_PROXY in the environment) every call takes a mounted
+    # transport, never client.resilient_transport: its breaker must still show and reset the circuit.
+    clock = FakeClock()
+    down = Vendor(clock, DOWN, DOWN, DOWN, DOWN, OK)
+    with hyper_client(
+        clock, transport=httpx.MockTransport(Vendor(clock)), mounts={"all://": httpx.MockTransport(down)}
+    ) as client:
+        for _ in range(4):
+            with pytest.raises(rc.errors.ServiceUnavailableError):
+                client.get("/x")
+        with pytest.raises(rc.errors.CircuitOpenError):
+            client.get("/x")
+        breaker = client.resilient_transport.breaker
+        assert breaker.state == "open"
+        breaker.reset()
+        assert breaker.state == "closed"
+        assert client.get("/x").status_code == 200
+    assert down.sent == 5
