@@ -187,8 +187,8 @@ class Caller:
     def __init__(self, transport: httpx.BaseTransport | httpx.AsyncBaseTransport, asynchronous: bool) -> None:
         self.asynchronous = asynchronous
         self.transport = transport
-        self._sync = None if asynchronous else httpx.Client(transport=transport)  # type: ignore[arg-type]
-        self._async = httpx.AsyncClient(transport=transport) if asynchronous else None  # type: ignore[arg-type]
+        self._sync = None if asynchronous else httpx.Client(transport=transport)
+        self._async = httpx.AsyncClient(transport=transport) if asynchronous else None
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         if self._async is not None:
