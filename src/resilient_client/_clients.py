@@ -174,6 +174,7 @@ class _VendorClient:
             "hooks": tuple(hooks),
             **self._checked_transport_options(transport_options),
         }
+        self._first_resilient: ResilientTransport | None = None
         if mounts is not None:
             mounts = {pattern: inner and self._resilient(inner) for pattern, inner in mounts.items()}
         # The next class in the MRO is httpx.Client or httpx.AsyncClient; it calls the two
@@ -245,7 +246,13 @@ class _VendorClient:
     # -- every transport the client builds or is given is wrapped -------------------------------
 
     def _resilient(self, inner: httpx.BaseTransport | httpx.AsyncBaseTransport) -> ResilientTransport:
-        return ResilientTransport(self.vendor, transport=inner, **self._resilient_options)
+        transport = ResilientTransport(self.vendor, transport=inner, **self._resilient_options)
+        # Behind a proxy every call takes a mounted transport: client.resilient_transport.breaker
+        # must still report and reset the circuits they opened.
+        if self._first_resilient is None:
+            self._first_resilient = transport
+        transport.breaker.share_hosts(self._first_resilient.breaker)
+        return transport
 
     def _init_transport(self, *args: Any, **kwargs: Any) -> ResilientTransport:
         inner = kwargs.get("transport") or super()._init_transport(*args, **kwargs)  # type: ignore[misc]

@@ -199,13 +199,24 @@ class Breaker:
         await self.store.areset_circuit(self.key, now)
 
 
+class _Hosts:
+    """The hosts called so far (their breakers) and the last one: what ``state`` and ``reset()``
+    look at, shared by the transports of one vendor client."""
+
+    __slots__ = ("breakers", "last")
+
+    def __init__(self) -> None:
+        self.breakers: dict[str, Breaker] = {}
+        self.last = ""
+
+
 class BreakerStrategy:
     """The breaker in the pipeline: one ``Breaker`` per host of the vendor, thin sync and async shells.
 
     Also what ``transport.breaker`` is: ``state`` (of the host called last) and ``reset()``.
     """
 
-    __slots__ = ("_breakers", "_clock", "_hooks", "_last", "overrides", "settings", "store", "vendor")
+    __slots__ = ("_clock", "_hooks", "_hosts", "overrides", "settings", "store", "vendor")
 
     def __init__(
         self,
@@ -222,30 +233,36 @@ class BreakerStrategy:
         self.overrides = overrides
         self._hooks = hooks
         self._clock = clock
-        self._breakers: dict[str, Breaker] = {}
-        self._last = ""
+        self._hosts = _Hosts()
 
     def __repr__(self) -> str:
         return f"BreakerStrategy(vendor={self.vendor!r}, state={self.state!r})"
 
+    def share_hosts(self, other: BreakerStrategy) -> None:
+        """Report and reset the hosts ``other`` calls too (the transports of one vendor client: a
+        call may take a mount or a proxy, never ``client.resilient_transport``). Both must use one
+        store and one policy."""
+        self._hosts = other._hosts
+
     def for_host(self, host: str) -> Breaker:
         """The breaker of one host (its state is in the store, shared by whoever uses the key)."""
-        breaker = self._breakers.get(host)
+        hosts = self._hosts
+        breaker = hosts.breakers.get(host)
         if breaker is None:
             key = state_key("breaker", self.vendor, host)
-            breaker = self._breakers[host] = Breaker(self.settings, self.store, key, self.overrides)
-        self._last = host
+            breaker = hosts.breakers[host] = Breaker(self.settings, self.store, key, self.overrides)
+        hosts.last = host
         return breaker
 
     @property
     def state(self) -> CircuitState:
         """The circuit of the host called last: ``"closed"``, ``"open"`` or ``"half_open"``."""
-        return self.for_host(self._last).state(self._clock.monotonic())
+        return self.for_host(self._hosts.last).state(self._clock.monotonic())
 
     def reset(self) -> None:
         """Close the circuit of every host this transport called, and forget their outcomes."""
         now = self._clock.monotonic()
-        for breaker in (self._breakers or {"": self.for_host("")}).values():
+        for breaker in (self._hosts.breakers or {"": self.for_host("")}).values():
             breaker.reset(now)
 
     # -- no I/O ---------------------------------------------------------------------------------

@@ -205,7 +205,8 @@ class Limiter:
 class LimiterStrategy:
     """The limiter in the pipeline: one ``Limiter`` per host of the vendor, thin sync and async shells.
 
-    Under ``rc.set_testing(True)`` its waits (pacing and pauses) are skipped, like retry waits.
+    Under ``rc.set_testing(True)`` it steps aside, like retry waits: no pacing, no pause, and no
+    refusal for a wait past the deadline (there is no wait).
     """
 
     __slots__ = ("_limiters", "settings", "store", "vendor")
@@ -248,13 +249,15 @@ class LimiterStrategy:
     def handle(self, call: Call, number: int, next: Next) -> Attempt:
         limiter = self.for_host(call.host)
         clock = call.clock
-        while True:
+        # Under the testing switch nothing is reserved: with the waits off, reservations would
+        # pile up until the next one reached past the deadline and was refused.
+        ticket = _GO
+        while not is_testing():
             now = clock.monotonic()
-            ticket = limiter.acquire(now, call.deadline - now)
-            if isinstance(ticket, Throttled):
-                return self._refused(call, number, ticket)
-            if is_testing():
-                break
+            answer = limiter.acquire(now, call.deadline - now)
+            if isinstance(answer, Throttled):
+                return self._refused(call, number, answer)
+            ticket = answer
             if ticket.wait > 0:
                 clock.sleep(ticket.wait)
             if ticket.granted:
@@ -270,13 +273,15 @@ class LimiterStrategy:
     async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
         limiter = self.for_host(call.host)
         clock = call.clock
-        while True:
+        # Under the testing switch nothing is reserved: with the waits off, reservations would
+        # pile up until the next one reached past the deadline and was refused.
+        ticket = _GO
+        while not is_testing():
             now = clock.monotonic()
-            ticket = await limiter.aacquire(now, call.deadline - now)
-            if isinstance(ticket, Throttled):
-                return self._refused(call, number, ticket)
-            if is_testing():
-                break
+            answer = await limiter.aacquire(now, call.deadline - now)
+            if isinstance(answer, Throttled):
+                return self._refused(call, number, answer)
+            ticket = answer
             if ticket.wait > 0:
                 await clock.asleep(ticket.wait)
             if ticket.granted:

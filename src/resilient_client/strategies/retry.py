@@ -32,12 +32,11 @@ from resilient_client._policy import RetryPolicy
 from resilient_client._redact import redact_url
 from resilient_client._scrub import scrub_error
 from resilient_client._settings import BudgetSettings
+from resilient_client.errors import RejectedError
 from resilient_client.stores import StateStore, state_key
 from resilient_client.strategies.budget import Budget
 
 __all__ = ["RetryStrategy"]
-
-_BUDGET_SPENT = "the retry budget is spent"
 
 
 class RetryStrategy:
@@ -83,38 +82,42 @@ class RetryStrategy:
         return attrs.evolve(last, decision=Decision("raise", reason=reason))
 
     def _unfunded(self, call: Call, result: Attempt) -> Attempt:
-        """The attempt, final: the budget refused its retry (hooks hear of it as a refusal)."""
+        """``result``, final: the budget refused the retry after it (a refusal the hooks hear of)."""
         if self.hooks.rejection:
-            event = RejectionEvent(
-                vendor=self.vendor,
-                method=call.request.method,
-                url=call.secrets.redact(redact_url(call.request.url)),
-                attempt=result.number + 1,
-                strategy="budget",
-                reason=_BUDGET_SPENT,
-                retry_after=None,
-            )
-            for hook in self.hooks.rejection:
-                hook(call, event)
-        return attrs.evolve(result, decision=Decision("raise", reason=f"not retried: {_BUDGET_SPENT}"))
+            self._tell(call, result.number + 1, "budget", "the retry budget is spent", None)
+        return attrs.evolve(
+            result, decision=Decision("raise", reason="not retried: the retry budget is spent")
+        )
 
     def _heard(self, call: Call, result: Attempt) -> Attempt:
         """Tell the hooks of a refusal (the one event the inner strategies leave to this one)."""
         rejection = result.rejection
         if rejection is not None and self.hooks.rejection:
-            event = RejectionEvent(
-                vendor=self.vendor,
-                method=call.request.method,
-                url=call.secrets.redact(redact_url(call.request.url)),
-                attempt=result.number,
-                strategy=result.rejected_by or "",
-                reason=rejection.reason,
-                retry_after=rejection.retry_after,
-                error=rejection,
-            )
-            for hook in self.hooks.rejection:
-                hook(call, event)
+            strategy = result.rejected_by or ""
+            self._tell(call, result.number, strategy, rejection.reason, rejection.retry_after, rejection)
         return result
+
+    def _tell(
+        self,
+        call: Call,
+        number: int,
+        strategy: str,
+        reason: str,
+        retry_after: float | None,
+        error: RejectedError | None = None,
+    ) -> None:
+        event = RejectionEvent(
+            vendor=self.vendor,
+            method=call.request.method,
+            url=call.secrets.redact(redact_url(call.request.url)),
+            attempt=number,
+            strategy=strategy,
+            reason=reason,
+            retry_after=retry_after,
+            error=error,
+        )
+        for hook in self.hooks.rejection:
+            hook(call, event)
 
     def _event(self, call: Call, result: Attempt) -> RetryEvent:
         # The event reaches the user's hook and the log: nothing in it may carry a credential.
