@@ -30,10 +30,11 @@ _SECRET_NAME = re.compile(
 )
 
 # Secrets written inline in free text: "Bearer abc", "password=abc", "token: abc".
+# A value already masked is left alone, so masking twice changes nothing (nor eats what follows it).
 _INLINE_SECRET = re.compile(
-    r"(?i)(bearer\s+|basic\s+)[A-Za-z0-9._~+/=-]+"
+    r"(?i)(bearer\s+|basic\s+)(?!\[REDACTED\])[A-Za-z0-9._~+/=-]+"
     r"|((?:password|passwd|pwd|secret|token|api[-_]?key|client[-_]?key|access[-_]?token|cookie|session)"
-    r"[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;]+"
+    r"[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])[^\s\"'&,;]+"
 )
 
 
