@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -9,6 +10,10 @@ import pytest
 
 import redis_process as redis_process_module
 from redis_process import RedisProcess
+
+# A developer's shell may point clients at a Redis; the suite's clients keep their state in process
+# unless a test says otherwise.
+os.environ.pop("RESILIENT_CLIENT_REDIS_URL", None)
 
 
 @pytest.fixture(params=["asyncio", "trio"])

@@ -39,7 +39,8 @@ from resilient_client._redact import Secrets, redact_url
 from resilient_client._scrub import scrub_error, scrubbing_async_stream, scrubbing_stream
 from resilient_client._transport import ATTEMPTS_EXTENSION, OnRetry, ResilientTransport
 from resilient_client.errors import ApiError, AuthenticationError
-from resilient_client.stores import MemoryState, StateStore
+from resilient_client.stores import StateStore
+from resilient_client.stores.environment import default_state
 
 TokenProvider = Callable[[], str | Awaitable[str]]
 PolicyArg = RetryPolicy | str | os.PathLike[str] | None
@@ -164,13 +165,15 @@ class _VendorClient:
         for index, hook in enumerate(hooks):
             if not isinstance(hook, Hook):
                 raise self._refuse(f"hooks[{index}] must be a resilient_client.Hook, got {_type_name(hook)}")
+        resolved = resolve_policy(policy, self.vendor)
         self._resilient_options: dict[str, Any] = {
-            "policy": resolve_policy(policy, self.vendor),
+            "policy": resolved,
             "on_retry": on_retry,
             "secrets": secrets,
             # One store for every transport the client builds (mounts and proxies too): one budget,
-            # one circuit per host, one rate, one set of guards.
-            "state": MemoryState() if state is None else state,
+            # one circuit per host, one rate, one set of guards. With none given, Redis when
+            # $RESILIENT_CLIENT_REDIS_URL says so (one store per process), else a MemoryState.
+            "state": default_state(resolved.state) if state is None else state,
             "hooks": tuple(hooks),
             **self._checked_transport_options(transport_options),
         }

@@ -46,7 +46,8 @@ from resilient_client._policy import RetryPolicy, resolve_policy
 from resilient_client._redact import Secrets
 from resilient_client._scrub import async_body_errors_scrubbed, body_errors_scrubbed, scrub_error
 from resilient_client.instrumentation import LoggingHook
-from resilient_client.stores import MemoryState, StateStore
+from resilient_client.stores import StateStore
+from resilient_client.stores.environment import default_state
 from resilient_client.strategies import Pipeline, build
 from resilient_client.strategies.breaker import BreakerStrategy
 
@@ -80,11 +81,13 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     One class for ``httpx.Client`` and ``httpx.AsyncClient`` (as ``httpx.MockTransport`` is). It wraps
     ``transport`` (default: httpx's own HTTP transport of the matching kind). ``state`` holds what the
-    strategies remember (budget tokens, circuits, rates, guard leases): a ``MemoryState`` of its own
-    by default; hand several transports one store to share it (a vendor client does, for its mounts
-    and proxies). ``clock`` is a ``Clock``, or the monotonic time function as in 0.1 (with
-    ``wall_clock``, ``sleep``, ``async_sleep`` and ``random`` beside it). ``hooks`` receive every
-    event (attempts, retries, refusals, breaker changes); ``on_retry`` is the short form of one.
+    strategies remember (budget tokens, circuits, rates, guard leases): by default the process's
+    ``RedisState`` for ``$RESILIENT_CLIENT_REDIS_URL`` (configured by the policy's ``[state]``) when
+    that is set, else a ``MemoryState`` of its own; hand several transports one store to share it (a
+    vendor client does, for its mounts and proxies). ``clock`` is a ``Clock``, or the monotonic time
+    function as in 0.1 (with ``wall_clock``, ``sleep``, ``async_sleep`` and ``random`` beside it).
+    ``hooks`` receive every event (attempts, retries, refusals, breaker changes); ``on_retry`` is the
+    short form of one.
     """
 
     def __init__(
@@ -123,8 +126,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self.secrets = secrets if isinstance(secrets, Secrets) else Secrets(secrets)
         # httpx and httpcore log this transport's URLs and response headers: mask them there too.
         protect_logs(self.secrets)
-        #: The store behind the strategies' state.
-        self.state: StateStore = MemoryState() if state is None else state
+        #: The store behind the strategies' state (see ``stores.environment`` for the default).
+        self.state: StateStore = default_state(self.policy.state) if state is None else state
         self.on_retry = on_retry
         self.hooks = Hooks([LoggingHook(), *hooks, *([OnRetryHook(on_retry)] if on_retry else [])])
         self._pipeline: Pipeline = build(

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import anyio
 import pytest
 import redis
 
@@ -138,3 +139,38 @@ def test_other_errors_are_not_an_outage(server: RedisProcess) -> None:
         admin.set("resilient_client:bucket:k", "not a number")
     with pytest.raises(redis.exceptions.ResponseError, match="number expected"):
         store.deposit("k", 1.0, 2.0, 0.0)
+
+
+async def test_an_outage_drops_the_idle_connections_so_none_to_the_old_server_is_used_again(
+    server: RedisProcess, twin: Callable[[object], Any], anyio_backend: str
+) -> None:
+    # redis.asyncio was seen handing out, once Redis was back, an idle connection to the server that
+    # had gone (tests/test_fleet.py): that call failed and started a second outage, a second warning.
+    store = RedisState(server.url)
+    ops = twin(store)
+    await ops.deposit("budget", 1.0, 3.0, 0.0)
+    loop_client = None
+    if ops._asynchronous and anyio_backend == "asyncio":
+        import asyncio
+
+        loop_client = store._loop_clients[asyncio.get_running_loop()].client
+    client = loop_client or store._client
+    assert client is not None
+    pool: Any = client.connection_pool
+    if loop_client is not None:
+        idle = [await pool.get_connection() for _ in range(3)]
+        for connection in idle:
+            await pool.release(connection)
+    else:
+        idle = [pool.get_connection() for _ in range(3)]
+        for connection in idle:
+            pool.release(connection)
+    assert all(connection.is_connected for connection in idle)
+
+    server.stop()
+    assert await ops.try_spend("budget", 1.0, 3.0, 1.0)  # in-process
+    assert not any(connection.is_connected for connection in idle)
+
+    server.start()
+    assert await ops.deposit("budget", 0.0, 3.0, 2.0) == 3.0  # Redis again, on new connections
+    await (store.aclose() if loop_client is not None else anyio.to_thread.run_sync(store.close))

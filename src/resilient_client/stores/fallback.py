@@ -10,6 +10,12 @@ While the store is down it is tried again at most once per ``probe_interval`` se
 at once, without waiting for a store that is likely still gone. The interval is measured on the
 operations' ``now`` (the callers' monotonic clock, which a fake clock drives in tests). One warning
 is logged when the store stops answering and one line when it answers again: never one per call.
+
+Only news moves the state. Every change (up to down, down to up) starts a new generation, and an
+operation counts only if it began in the current one: a call that was already waiting on the store
+when another one saw it fail, and whose answer then arrives, says nothing about the store now (it
+would flip the state back and forth, with a warning per flip); nor does a probe that failed after a
+later probe succeeded.
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ class Fallback:
         self._lock = threading.Lock()
         self._down = False
         self._next_probe = 0.0
+        #: Counts the changes of ``_down``; see the module docstring.
+        self._generation = 0
 
     @property
     def down(self) -> bool:
@@ -63,44 +71,52 @@ class Fallback:
         return self._down
 
     def call(self, now: float, shared: Callable[[], _T], local: Callable[[MemoryState], _T]) -> _T:
-        if not self._may_try(now):
+        generation = self._may_try(now)
+        if generation is None:
             return self._without_store(now, local)
         try:
             result = shared()
         except self.unavailable as exc:
-            self._failed(now, exc)
+            self._failed(now, exc, generation)
             return self._without_store(now, local, exc)
-        self._answered()
+        self._answered(generation)
         return result
 
     async def acall(
         self, now: float, shared: Callable[[], Awaitable[_T]], local: Callable[[MemoryState], _T]
     ) -> _T:
-        if not self._may_try(now):
+        generation = self._may_try(now)
+        if generation is None:
             return self._without_store(now, local)
         try:
             result = await shared()
         except self.unavailable as exc:
-            self._failed(now, exc)
+            self._failed(now, exc, generation)
             return self._without_store(now, local, exc)
-        self._answered()
+        self._answered(generation)
         return result
 
-    def _may_try(self, now: float) -> bool:
-        """Whether this caller goes to the shared store: always while it is up; while it is down,
-        only the first caller after the probe interval (who then sets the next probe time)."""
-        if not self._down:  # the common case, read without the lock (a stale read costs one try)
-            return True
+    def _may_try(self, now: float) -> int | None:
+        """The generation this caller goes to the shared store in, or None when it stays away: it
+        goes always while the store is up; while it is down, only the first caller after the probe
+        interval does (and sets the next probe time)."""
+        # The common case, read without the lock, generation first: a change in between makes this
+        # operation one of the old generation, whose outcome is then ignored.
+        generation = self._generation
+        if not self._down:
+            return generation
         with self._lock:
             if not self._down:
-                return True
+                return self._generation
             if now < self._next_probe:
-                return False
+                return None
             self._next_probe = now + self.probe_interval
-            return True
+            return self._generation
 
-    def _failed(self, now: float, exc: BaseException) -> None:
+    def _failed(self, now: float, exc: BaseException, generation: int) -> None:
         with self._lock:
+            if generation != self._generation:
+                return  # began before the last change: old news, this call just goes without
             self._next_probe = now + self.probe_interval
             if self._down:
                 logger.debug(
@@ -108,6 +124,7 @@ class Fallback:
                 )
                 return
             self._down = True
+            self._generation += 1
         then = "using in-process state" if self.on_unavailable == "local" else "refusing calls"
         logger.warning(
             "shared state store %s did not answer (%s: %s); %s until it does (trying again every %g s)",
@@ -118,13 +135,14 @@ class Fallback:
             self.probe_interval,
         )
 
-    def _answered(self) -> None:
+    def _answered(self, generation: int) -> None:
         if not self._down:  # the common case, read without the lock: a stale read only delays the log
             return
         with self._lock:
-            if not self._down:
+            if not self._down or generation != self._generation:
                 return
             self._down = False
+            self._generation += 1
         logger.info("shared state store %s answers again; using it again", self.name)
 
     def _without_store(

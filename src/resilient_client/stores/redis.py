@@ -22,6 +22,7 @@ This module imports redis only when a RedisState is built, so it costs nothing w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import threading
 import weakref
@@ -183,6 +184,11 @@ def _describe_client(client: Any) -> str:
     return f"redis://{options.get('host', '?')}:{options.get('port', '?')}/{options.get('db', 0)}"
 
 
+def _pool(client: Any) -> Any:
+    """A client's connection pool (a cluster client has none, and RedisState takes none)."""
+    return client.connection_pool
+
+
 async def _close_with_loop(client: redis.asyncio.Redis) -> AsyncGenerator[None, None]:
     """Parks until its event loop shuts down, then closes ``client``.
 
@@ -257,14 +263,15 @@ class RedisState:
         self._loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
             weakref.WeakKeyDictionary()
         )
+        self._unavailable: tuple[type[BaseException], ...] = (
+            redis_module.exceptions.ConnectionError,
+            redis_module.exceptions.TimeoutError,
+            redis_module.exceptions.ReadOnlyError,  # READONLY: a failover made our server a replica
+            OSError,
+        )
         self._fallback = Fallback(
             name=self._name,
-            unavailable=(
-                redis_module.exceptions.ConnectionError,
-                redis_module.exceptions.TimeoutError,
-                redis_module.exceptions.ReadOnlyError,  # READONLY: a failover made our server a replica
-                OSError,
-            ),
+            unavailable=self._unavailable,
             on_unavailable=on_unavailable,
             idle_seconds=self._idle,
             redact=secrets.redact,
@@ -365,10 +372,21 @@ class RedisState:
         await closer.asend(None)  # started in this loop, so this loop's shutdown closes it
         return scripts
 
+    # When Redis does not answer, the idle connections of the pool are dropped as well: they lead to
+    # the same server, and redis.asyncio has been seen handing out, once Redis was back, a connection
+    # to the server that had gone, without noticing it was closed (found by tests/test_fleet.py):
+    # that call would fail and start a second outage, with a second warning. Dropped, they reconnect
+    # when next used; the connections in use fail (or answer) by themselves.
+
     def _run(self, operation: _Operation[_T], now: float) -> _T:
         def shared() -> _T:
             script = self._sync_scripts()[operation.script]
-            return operation.read(script(keys=operation.keys, args=self._args(operation, now)))
+            try:
+                return operation.read(script(keys=operation.keys, args=self._args(operation, now)))
+            except self._unavailable:
+                with contextlib.suppress(*self._unavailable):
+                    _pool(script.registered_client).disconnect(inuse_connections=False)
+                raise
 
         return self._fallback.call(now, shared, operation.local)
 
@@ -379,7 +397,12 @@ class RedisState:
         script = scripts[operation.script]
 
         async def shared() -> _T:
-            return operation.read(await script(keys=operation.keys, args=self._args(operation, now)))
+            try:
+                return operation.read(await script(keys=operation.keys, args=self._args(operation, now)))
+            except self._unavailable:
+                with contextlib.suppress(*self._unavailable):
+                    await _pool(script.registered_client).disconnect(inuse_connections=False)
+                raise
 
         return await self._fallback.acall(now, shared, operation.local)
 
