@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/classify.py
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/reliability.py
+	$(BIN)/python bench/strategies.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache
