@@ -100,9 +100,14 @@ def deadline_overrun(total: float = 1.0, runs: int = 5) -> float:
     while not server.started:
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
+    default = rc.load_policy("default")
     policy = attrs.evolve(
-        rc.load_policy("default"),
-        retry=attrs.evolve(rc.RetryPolicy().retry, total_timeout=total, initial_wait=0.05, max_attempts=100),
+        default,
+        retry=attrs.evolve(default.retry, total_timeout=total, initial_wait=0.05, max_attempts=100),
+        # Every run retries until the deadline: no budget to run dry, no breaker to open (they would
+        # end the later runs at once, measuring nothing).
+        budget=rc.BudgetSettings(ratio=0.0),
+        breaker=attrs.evolve(default.breaker, enabled=False),
     )
     worst = 0.0
     try:
