@@ -286,6 +286,7 @@ class BreakerStrategy:
     # -- shells ---------------------------------------------------------------------------------
 
     def handle(self, call: Call, number: int, next: Next) -> Attempt:
+        # The host's breaker, made once (``for_host``) and then found without a call per attempt.
         breaker = self._breakers.get(call.host) or self.for_host(call.host)
         self._last = call.host
         clock = call.clock
