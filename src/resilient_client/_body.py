@@ -70,12 +70,28 @@ def may_carry_envelope(content_type: str | None) -> bool:
     return media.endswith(("/json", "+json")) or media.startswith("text/")
 
 
-def wants_body(response: httpx.Response, method: str) -> bool:
+#: The headers that decide how a streamed body is read, and their places in ``body_headers``' answer.
+_BODY_HEADERS = {b"content-type": 0, b"content-length": 1, b"content-encoding": 2}
+
+
+def body_headers(headers: httpx.Headers) -> list[str | None]:
+    """[Content-Type, Content-Length, Content-Encoding] as ``headers.get`` reads each (a header sent
+    twice joined with ``", "``), in one pass over the headers instead of one per name."""
+    found: list[bytes | None] = [None, None, None]
+    for key, value in headers.raw:
+        index = _BODY_HEADERS.get(key.lower())
+        if index is not None:
+            seen = found[index]
+            found[index] = value if seen is None else seen + b", " + value
+    encoding = headers.encoding
+    return [None if value is None else value.decode(encoding) for value in found]
+
+
+def wants_body(status: int, method: str, content_type: str | None) -> bool:
     """True when the body can carry an envelope: JSON or text content, or any error status."""
-    status = response.status_code
     if method == "HEAD" or status in (204, 304):
         return False
-    return status >= 400 or may_carry_envelope(response.headers.get("content-type"))
+    return status >= 400 or may_carry_envelope(content_type)
 
 
 def content_length(value: str | None) -> int | None:
@@ -95,13 +111,9 @@ def content_length(value: str | None) -> int | None:
     return int(value) if len(value) <= 18 else None
 
 
-def declared(response: httpx.Response) -> tuple[int | None, bool]:
-    """(the declared Content-Length, if readable; identity encoding?) of a body not read yet."""
-    headers = response.headers
-    encoding = headers.get("content-encoding")
-    return content_length(headers.get("content-length")), (
-        encoding is None or encoding.strip().lower() in ("", "identity")
-    )
+def is_identity(encoding: str | None) -> bool:
+    """Whether a Content-Encoding header (None: absent) leaves the body as it is."""
+    return encoding is None or encoding.strip().lower() in ("", "identity")
 
 
 def content_if_read(response: httpx.Response, cap: int) -> bytes | None:
@@ -346,15 +358,22 @@ def read_plan(
     """How a body is read, without I/O: ("done", body or None, ...) when nothing is left to read;
     ("in_place", ...) for an identity body known to fit (its stream now cut at the deadline);
     ("stream", None, declared length, identity?) for the rest, read chunk by chunk up to the cap."""
-    if not wants_body(response, request.method):
-        return "done", None, None, True
-    if response.is_stream_consumed:
+    headers = response.headers
+    if response.is_stream_consumed:  # read already (MockTransport, respx): only its type matters
+        if not wants_body(response.status_code, request.method, headers.get("content-type")):
+            return "done", None, None, True
         return "done", content_if_read(response, cap), None, True
-    length, identity = declared(response)
+    content_type, declared_length, content_encoding = body_headers(headers)
+    if not wants_body(response.status_code, request.method, content_type):
+        return "done", None, None, True
+    length, identity = content_length(declared_length), is_identity(content_encoding)
     if length is not None and length > cap:
         return "done", None, length, True
     if length is not None and identity:
-        response.stream = DeadlineStream(response.stream, request, clock, deadline, length)
+        # A body already in memory (MockTransport, respx, a replay) cannot trickle in: only a
+        # stream still arriving is cut at the deadline.
+        if not isinstance(response.stream, httpx.ByteStream):
+            response.stream = DeadlineStream(response.stream, request, clock, deadline, length)
         return "in_place", None, length, True
     return "stream", None, length, identity
 

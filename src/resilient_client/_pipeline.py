@@ -17,12 +17,13 @@ hand it to logging, ``on_retry`` and instrumentation.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import attrs
 import httpx
@@ -99,6 +100,7 @@ class Call:
     path). ``hook_data`` is scratch space for hooks that follow a call (a tracing span, say)."""
 
     __slots__ = (
+        "_operation",
         "clock",
         "deadline",
         "hook_data",
@@ -129,23 +131,31 @@ class Call:
         self.vendor = vendor
         self.host = request.url.host
         self.replayable = replayable
-        self.deadline = clock.monotonic() + policy.retry.total_timeout
+        retry = policy.retry
+        self.deadline = clock.monotonic() + retry.total_timeout
         self.hook_data: dict[str, Any] | None = None
+        self._operation: str | None = None
         #: The caller's own timeouts (kept under CALLER_TIMEOUT_EXTENSION once shrunk, so a request
         #: sent again starts from them, not from a shrunk leftover).
         extensions = request.extensions
-        self.timeouts: Any = extensions.get(CALLER_TIMEOUT_EXTENSION) or extensions.get("timeout")
+        timeouts = extensions.get(CALLER_TIMEOUT_EXTENSION) or extensions.get("timeout")
+        self.timeouts: Any = timeouts
         # Usually the caller's timeouts (httpx's 5 s) end long before the deadline: nothing to shrink.
-        self.shrink = policy.retry.attempt_timeout > 0 or policy.retry.total_timeout < _longest(self.timeouts)
+        self.shrink = retry.attempt_timeout > 0 or retry.total_timeout < _longest(timeouts)
 
     @property
     def operation(self) -> str:
         """The name ``idempotent_operations`` and guards match: the extension, else the last path
-        segment."""
-        named = self.request.extensions.get(OPERATION_EXTENSION)
-        if isinstance(named, str):
-            return named
-        return self.request.url.path.rstrip("/").rpartition("/")[2]
+        segment. Worked out once per call (guards ask on every attempt)."""
+        operation = self._operation
+        if operation is None:
+            named = self.request.extensions.get(OPERATION_EXTENSION)
+            if isinstance(named, str):
+                operation = named
+            else:
+                operation = self.request.url.path.rstrip("/").rpartition("/")[2]
+            self._operation = operation
+        return operation
 
     def time_left(self, now: float | None = None) -> float:
         """Seconds until the deadline (negative once it has passed)."""
@@ -215,14 +225,14 @@ def chain(strategies: Sequence[Strategy], leaf: Next, aleaf: AsyncNext) -> tuple
     return run, arun
 
 
+# A partial, not a lambda: no Python frame of its own between two layers on every attempt. The
+# Strategy protocol names the parameter ``next``.
 def _bind(strategy: Strategy, next: Next) -> Next:
-    handle = strategy.handle
-    return lambda call, number: handle(call, number, next)
+    return functools.partial(strategy.handle, next=next)
 
 
 def _abind(strategy: Strategy, next: AsyncNext) -> AsyncNext:
-    handle = strategy.ahandle
-    return lambda call, number: handle(call, number, next)
+    return functools.partial(strategy.ahandle, next=next)
 
 
 # -- events ---------------------------------------------------------------------------------------
@@ -352,6 +362,11 @@ class Hook:
     async client. A hook that raises fails the call, as ``on_retry`` always did.
     """
 
+    #: False: ``on_attempt`` hears only the attempts that did not succeed (a fault, a transport
+    #: error), so the success path does not build an event for this hook (the logging hook, which
+    #: logs faults only, is one).
+    attempt_successes: ClassVar[bool] = True
+
     def on_call_start(self, call: Call) -> None:
         """A request entered the pipeline."""
 
@@ -389,6 +404,7 @@ class Hooks:
         "all",
         "attempt",
         "attempt_start",
+        "attempt_success",
         "breaker",
         "call_end",
         "call_start",
@@ -413,6 +429,10 @@ class Hooks:
         self.call_start = listening("on_call_start")
         self.attempt_start = listening("on_attempt_start")
         self.attempt = listening("on_attempt")
+        #: The ``on_attempt`` listeners that also hear successes (see ``Hook.attempt_successes``).
+        self.attempt_success = tuple(
+            h.on_attempt for h in self.all if _overrides(h, "on_attempt") and h.attempt_successes
+        )
         self.retry = listening("on_retry")
         self.rejection = listening("on_rejection")
         self.breaker = listening("on_breaker")

@@ -207,17 +207,14 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         )
         return Attempt(number, decision, error=error)
 
-    def _started(self, call: Call, number: int) -> float:
-        """Tell the hooks an attempt is being sent; its start time, when a hook wants durations."""
-        hooks = self.hooks
-        for hook in hooks.attempt_start:
-            hook(call, number)
-        return call.clock.monotonic() if hooks.attempt else 0.0
-
     def _ended(self, call: Call, result: Attempt, started: float) -> Attempt:
-        if self.hooks.attempt:
+        # RETURN is the decision of a success and of nothing else; a success is told only to the
+        # hooks that want successes (not the logging hook), so usually no event is built for it.
+        hooks = self.hooks
+        listeners = hooks.attempt_success if result.decision is RETURN else hooks.attempt
+        if listeners:
             event = AttemptEvent(call, result, call.clock.monotonic() - started)
-            for hook in self.hooks.attempt:
+            for hook in listeners:
                 hook(call, event)
         return result
 
@@ -228,6 +225,12 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             hook(call, error)
 
     def _finish(self, call: Call, result: Attempt) -> httpx.Response:
+        if result.decision is RETURN and not self.hooks.call_end:
+            # A success heard by no hook (most calls): nothing to raise, nobody to tell.
+            response = result.response
+            assert response is not None
+            response.extensions[ATTEMPTS_EXTENSION] = result.number
+            return response
         try:
             response = self._outcome(call, result)
         except BaseException as exc:
@@ -293,7 +296,10 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         inner = self._sync_inner()
         request = call.request
         monotonic = call.clock.monotonic
-        started = self._started(call, number)
+        hooks = self.hooks
+        for hook in hooks.attempt_start:
+            hook(call, number)
+        started = monotonic() if hooks.attempt else 0.0  # for the attempt event's duration
         # httpx's own transport bounds each network operation by the time left (see _deadline).
         bound = _deadline.current.set(_deadline.Deadline(call.deadline, monotonic))
         try:
@@ -311,6 +317,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         finally:
             _deadline.current.reset(bound)
         result = self._judge(call, number, response, body)
+        if result.decision is RETURN and not hooks.attempt_success:
+            return result  # a success that no hook hears (most attempts)
         if result.decision.action != "return":
             # Discarded or kept inside an error: either way nobody reads more of its stream.
             response.close()
@@ -349,7 +357,10 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         inner = self._async_inner()
         request = call.request
         monotonic = call.clock.monotonic
-        started = self._started(call, number)
+        hooks = self.hooks
+        for hook in hooks.attempt_start:
+            hook(call, number)
+        started = monotonic() if hooks.attempt else 0.0
         bound = _deadline.current.set(_deadline.Deadline(call.deadline, monotonic))
         try:
             try:
@@ -366,6 +377,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         finally:
             _deadline.current.reset(bound)
         result = self._judge(call, number, response, body)
+        if result.decision is RETURN and not hooks.attempt_success:
+            return result
         if result.decision.action != "return":
             await response.aclose()
         return self._ended(call, result, started)

@@ -16,6 +16,8 @@ logger = logging.getLogger("resilient_client")
 class LoggingHook(Hook):
     """Logs retries at INFO, faults and refusals at DEBUG (secrets redacted)."""
 
+    attempt_successes = False  # it logs faults only: a success costs it nothing
+
     def on_attempt(self, call: Call, event: AttemptEvent) -> None:
         if event.category in (None, "ok") or not logger.isEnabledFor(logging.DEBUG):
             return

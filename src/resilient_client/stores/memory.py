@@ -39,17 +39,38 @@ class _Bucket(_Record):
 
 
 class _Window(_Record):
-    __slots__ = ("counts", "width")
+    __slots__ = ("bucket", "counts", "current", "failures", "total", "width")
 
     def __init__(self, width: float) -> None:
         super().__init__()
         self.width = width
         #: bucket index (``floor(now / width)``) -> [failures, total]
         self.counts: dict[int, list[int]] = {}
+        #: The bucket index of the last outcome, and its counts: old buckets are dropped only when
+        #: it changes (the last outcome, in the same bucket, dropped all this one would).
+        self.current: int | None = None
+        self.bucket = [0, 0]
+        #: Sums over ``counts``, kept as outcomes come and buckets go (every success is counted:
+        #: summing the buckets each time would cost the success path more than the rest of it).
+        self.failures = 0
+        self.total = 0
+
+    def slide(self, current: int) -> None:
+        """Make ``current`` the bucket outcomes go to, dropping the buckets the window left behind."""
+        counts = self.counts
+        for index in [i for i in counts if i <= current - _WINDOW_BUCKETS]:
+            failures, total = counts.pop(index)
+            self.failures -= failures
+            self.total -= total
+        bucket = counts.get(current)
+        if bucket is None:
+            bucket = counts[current] = [0, 0]
+        self.current = current
+        self.bucket = bucket
 
 
 class _Circuit(_Record):
-    __slots__ = ("break_duration", "epoch", "probes", "state", "until")
+    __slots__ = ("break_duration", "closed_view", "epoch", "probes", "state", "until")
 
     def __init__(self) -> None:
         super().__init__()
@@ -59,6 +80,9 @@ class _Circuit(_Record):
         self.break_duration = 0.0
         #: probe token -> end of its lease
         self.probes: dict[str, float] = {}
+        #: The view of this circuit while closed, made once per epoch: every call of a healthy
+        #: vendor asks for it, and a closed circuit's view does not depend on the time.
+        self.closed_view: Circuit | None = None
 
 
 class _Leases(_Record):
@@ -130,6 +154,10 @@ class _Rate(_Record):
 
 _R = TypeVar("_R", bound=_Record)
 
+#: The view of a circuit the store holds nothing for (never opened, or forgotten): the usual answer
+#: for a healthy vendor, so it is made once.
+_NEVER_OPENED = Circuit("closed", 0, 0.0, 0.0)
+
 
 def _drop_expired(records: dict[str, _R], now: float) -> None:
     for key in [k for k, r in records.items() if r.expires <= now]:
@@ -158,7 +186,8 @@ class MemoryState:
 
     def _touch(self, record: _Record, now: float, until: float = 0.0) -> None:
         """Keep ``record`` for the idle time from now, and at least until ``until``; sweep now and then."""
-        record.expires = max(now + self._idle, until)
+        expires = now + self._idle
+        record.expires = until if until > expires else expires
         self._operations += 1
         if self._operations % _SWEEP_EVERY == 0:
             self._sweep(now)
@@ -181,9 +210,14 @@ class MemoryState:
         return bucket
 
     def deposit(self, key: str, amount: float, cap: float, now: float) -> float:
+        # Every request deposits: ``_bucket`` written out here, and no min() calls.
         with self._lock:
-            bucket = self._bucket(key, cap)
-            bucket.tokens = min(cap, bucket.tokens + amount)
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = _Bucket(cap)
+            tokens = bucket.tokens
+            tokens = (cap if tokens > cap else tokens) + amount
+            bucket.tokens = cap if tokens > cap else tokens
             self._touch(bucket, now)
             return bucket.tokens
 
@@ -205,14 +239,18 @@ class MemoryState:
             if found is None or found.width != width:
                 found = self._windows[key] = _Window(width)
             current = math.floor(now / width)
-            counts = found.counts
-            for index in [i for i in counts if i <= current - _WINDOW_BUCKETS]:
-                del counts[index]
-            bucket = counts.setdefault(current, [0, 0])
-            bucket[0] += failed
+            if current != found.current:
+                found.slide(current)
+            # Every call counts an outcome, so the usual case (same bucket as the last outcome) is
+            # a few additions: the bucket is at hand and the sums are kept, not recounted.
+            bucket = found.bucket
+            if failed:
+                bucket[0] += 1
+                found.failures += 1
             bucket[1] += 1
+            found.total += 1
             self._touch(found, now)
-            return sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())
+            return found.failures, found.total
 
     # -- circuit state -------------------------------------------------------------------------------
 
@@ -224,6 +262,11 @@ class MemoryState:
 
     @staticmethod
     def _view(circuit: _Circuit, now: float) -> Circuit:
+        if circuit.state == "closed":
+            view = circuit.closed_view
+            if view is None or view.epoch != circuit.epoch or view.break_duration != circuit.break_duration:
+                view = circuit.closed_view = Circuit("closed", circuit.epoch, 0.0, circuit.break_duration)
+            return view
         if circuit.state == "open":
             retry_after = max(0.0, circuit.until - now)
         elif circuit.state == "half_open" and circuit.probes:
@@ -235,7 +278,12 @@ class MemoryState:
     def circuit(self, key: str, now: float) -> Circuit:
         with self._lock:
             found = self._circuits.get(key)
-            return Circuit("closed", 0, 0.0, 0.0) if found is None else self._view(found, now)
+            if found is None:
+                return _NEVER_OPENED
+            view = found.closed_view  # every call of a healthy vendor asks: no _view() call for it
+            if view is not None and view.epoch == found.epoch and found.state == "closed":
+                return view
+            return self._view(found, now)
 
     def try_probe(self, key: str, token: str, probes: int, lease: float, now: float) -> tuple[bool, Circuit]:
         with self._lock:

@@ -20,6 +20,7 @@ import anyio
 import attrs
 
 from resilient_client._clock import Clock
+from resilient_client._decision import RETURN
 from resilient_client._pipeline import AsyncNext, Attempt, BreakerEvent, Call, Hooks, Next, rejected
 from resilient_client._settings import BreakerOverride, BreakerSettings
 from resilient_client.errors import CircuitOpenError
@@ -67,7 +68,7 @@ class Breaker:
     either way) or ``"failure"``.
     """
 
-    __slots__ = ("key", "overrides", "settings", "store")
+    __slots__ = ("_closed", "key", "overrides", "settings", "store")
 
     def __init__(
         self,
@@ -80,6 +81,9 @@ class Breaker:
         self.store = store
         self.key = key
         self.overrides: Mapping[str, BreakerOverride] = dict(overrides or {})
+        #: The permit of the closed circuit's current epoch: every call of a healthy vendor gets
+        #: one, and a frozen Permit can be shared instead of made per call.
+        self._closed = Permit(0)
 
     def __repr__(self) -> str:
         return f"Breaker(key={self.key!r})"
@@ -100,12 +104,17 @@ class Breaker:
     def _lease(self, time_left: float) -> float:
         return max(0.0, time_left) + PROBE_LEASE_MARGIN
 
-    @staticmethod
-    def _admitted(taken: bool, circuit: Circuit, token: str) -> Permit | CircuitOpen:
+    def _closed_permit(self, epoch: int) -> Permit:
+        permit = self._closed
+        if permit.epoch != epoch:
+            permit = self._closed = Permit(epoch)
+        return permit
+
+    def _admitted(self, taken: bool, circuit: Circuit, token: str) -> Permit | CircuitOpen:
         if taken:
             return Permit(circuit.epoch, token, circuit.break_duration)
         if circuit.state == "closed":  # closed by another caller between our two steps
-            return Permit(circuit.epoch)
+            return self._closed_permit(circuit.epoch)
         return CircuitOpen(circuit.retry_after)
 
     def _should_open(self, failures: int, total: int) -> bool:
@@ -127,7 +136,7 @@ class Breaker:
         and bounds how long a probe slot is held if its outcome never comes back."""
         circuit = self.store.circuit(self.key, now)
         if circuit.state == "closed":
-            return Permit(circuit.epoch)
+            return self._closed_permit(circuit.epoch)
         token = uuid.uuid4().hex
         taken, circuit = self.store.try_probe(
             self.key, token, self.settings.half_open_probes, self._lease(time_left), now
@@ -168,7 +177,7 @@ class Breaker:
     async def aadmit(self, now: float, time_left: float) -> Permit | CircuitOpen:
         circuit = await self.store.acircuit(self.key, now)
         if circuit.state == "closed":
-            return Permit(circuit.epoch)
+            return self._closed_permit(circuit.epoch)
         token = uuid.uuid4().hex
         taken, circuit = await self.store.atry_probe(
             self.key, token, self.settings.half_open_probes, self._lease(time_left), now
@@ -285,8 +294,8 @@ class BreakerStrategy:
         )
         return rejected(number, error, "breaker")
 
-    def _report(self, call: Call, moved: CircuitState | None) -> None:
-        if moved is not None and self._hooks.breaker:
+    def _report(self, call: Call, moved: CircuitState) -> None:
+        if self._hooks.breaker:
             event = BreakerEvent(self.vendor, call.host, moved)
             for hook in self._hooks.breaker:
                 hook(event)
@@ -294,7 +303,10 @@ class BreakerStrategy:
     # -- shells ---------------------------------------------------------------------------------
 
     def handle(self, call: Call, number: int, next: Next) -> Attempt:
-        breaker = self.for_host(call.host)
+        # The host's breaker, made once (``for_host``) and then found without a call per attempt.
+        hosts = self._hosts
+        breaker = hosts.breakers.get(call.host) or self.for_host(call.host)
+        hosts.last = call.host
         clock = call.clock
         now = clock.monotonic()
         permit = breaker.admit(now, call.deadline - now)
@@ -307,11 +319,17 @@ class BreakerStrategy:
         except BaseException:
             breaker.record(permit, None, clock.monotonic())  # frees a probe's slot
             raise
-        self._report(call, breaker.record(permit, self._evidence(breaker, attempt), clock.monotonic()))
+        # RETURN is the decision of a success only: no evidence to weigh (most calls, every time).
+        failed = False if attempt.decision is RETURN else self._evidence(breaker, attempt)
+        moved = breaker.record(permit, failed, clock.monotonic())
+        if moved is not None:
+            self._report(call, moved)
         return attempt
 
     async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
-        breaker = self.for_host(call.host)
+        hosts = self._hosts
+        breaker = hosts.breakers.get(call.host) or self.for_host(call.host)
+        hosts.last = call.host
         clock = call.clock
         now = clock.monotonic()
         permit = await breaker.aadmit(now, call.deadline - now)
@@ -325,6 +343,8 @@ class BreakerStrategy:
             with anyio.CancelScope(shield=True):
                 await breaker.arecord(permit, None, clock.monotonic())
             raise
-        moved = await breaker.arecord(permit, self._evidence(breaker, attempt), clock.monotonic())
-        self._report(call, moved)
+        failed = False if attempt.decision is RETURN else self._evidence(breaker, attempt)
+        moved = await breaker.arecord(permit, failed, clock.monotonic())
+        if moved is not None:
+            self._report(call, moved)
         return attempt

@@ -21,32 +21,33 @@ RETRY_COST = 1.0
 class Budget:
     """A retry budget over one store key; ``ratio = 0`` turns it off (every retry allowed)."""
 
-    __slots__ = ("key", "settings", "store")
+    __slots__ = ("_burst", "_ratio", "enabled", "key", "settings", "store")
 
     def __init__(self, settings: BudgetSettings, store: StateStore, key: str) -> None:
         self.settings = settings
         self.store = store
         self.key = key
+        #: Whether retries are rationed at all (``ratio = 0`` turns the budget off).
+        self.enabled = settings.ratio > 0
+        # Read once: every request deposits, and the settings are frozen.
+        self._ratio = settings.ratio
+        self._burst = settings.burst
 
     def __repr__(self) -> str:
         return f"Budget(ratio={self.settings.ratio!r}, burst={self.settings.burst!r}, key={self.key!r})"
 
-    @property
-    def enabled(self) -> bool:
-        return self.settings.ratio > 0
-
     def deposit(self, now: float) -> None:
         """Earn a request's share of a retry (call once per request, not per attempt)."""
         if self.enabled:
-            self.store.deposit(self.key, self.settings.ratio, self.settings.burst, now)
+            self.store.deposit(self.key, self._ratio, self._burst, now)
 
     def try_spend(self, now: float) -> bool:
         """Take one retry's token; False means the retry must not be sent."""
-        return not self.enabled or self.store.try_spend(self.key, RETRY_COST, self.settings.burst, now)
+        return not self.enabled or self.store.try_spend(self.key, RETRY_COST, self._burst, now)
 
     async def adeposit(self, now: float) -> None:
         if self.enabled:
-            await self.store.adeposit(self.key, self.settings.ratio, self.settings.burst, now)
+            await self.store.adeposit(self.key, self._ratio, self._burst, now)
 
     async def atry_spend(self, now: float) -> bool:
-        return not self.enabled or await self.store.atry_spend(self.key, RETRY_COST, self.settings.burst, now)
+        return not self.enabled or await self.store.atry_spend(self.key, RETRY_COST, self._burst, now)

@@ -39,16 +39,38 @@ from resilient_client.strategies.budget import Budget
 __all__ = ["RetryStrategy"]
 
 
+def _wait(state: tenacity.RetryCallState) -> float:
+    result: Attempt = state.outcome.result()  # type: ignore[union-attr]
+    return 0.0 if is_testing() else result.decision.wait
+
+
+def _wants_retry(result: Attempt) -> bool:
+    return result.decision.action == "retry"
+
+
+#: What every call's tenacity loop shares (built once, not per retried call).
+_RETRYING: dict[str, Any] = {
+    "retry": tenacity.retry_if_result(_wants_retry),
+    "wait": _wait,
+    "stop": tenacity.stop_never,
+    "reraise": True,
+}
+
+
 class RetryStrategy:
     """Drives a call's attempts; ``budget(policy)`` is the retry budget of a policy's numbers."""
 
-    __slots__ = ("_budgets", "hooks", "store", "vendor")
+    __slots__ = ("_budgets", "_last", "hooks", "store", "vendor")
 
     def __init__(self, store: StateStore, vendor: str, hooks: Hooks) -> None:
         self.store = store
         self.vendor = vendor
         self.hooks = hooks
         self._budgets: dict[BudgetSettings, Budget] = {}
+        #: The budget asked for last, by its settings' identity: almost every request carries the
+        #: transport's own policy, and hashing the settings for the dictionary costs more than the
+        #: deposit itself.
+        self._last: tuple[BudgetSettings, Budget] | None = None
 
     def __repr__(self) -> str:
         return f"RetryStrategy(vendor={self.vendor!r})"
@@ -57,10 +79,14 @@ class RetryStrategy:
         """The budget a policy's requests share: one bucket per vendor and (ratio, burst), so a
         per-request policy with numbers of its own spends from a bucket of its own."""
         settings = policy.budget
+        last = self._last
+        if last is not None and last[0] is settings:
+            return last[1]
         budget = self._budgets.get(settings)
         if budget is None:
             key = state_key("budget", self.vendor, f"{settings.ratio:g}", f"{settings.burst:g}")
-            budget = self._budgets[settings] = Budget(settings, self.store, key)
+            budget = self._budgets.setdefault(settings, Budget(settings, self.store, key))
+        self._last = (settings, budget)
         return budget
 
     # -- no I/O ---------------------------------------------------------------------------------
@@ -139,19 +165,6 @@ class RetryStrategy:
             error=result.error,
         )
 
-    @staticmethod
-    def _retrying_kwargs() -> dict[str, Any]:
-        def wait(state: tenacity.RetryCallState) -> float:
-            result: Attempt = state.outcome.result()  # type: ignore[union-attr]
-            return 0.0 if is_testing() else result.decision.wait
-
-        return {
-            "retry": tenacity.retry_if_result(lambda r: r.decision.action == "retry"),
-            "wait": wait,
-            "stop": tenacity.stop_never,
-            "reraise": True,
-        }
-
     # -- sync -----------------------------------------------------------------------------------
 
     def run(self, call: Call, attempt: Next) -> Attempt:
@@ -159,7 +172,9 @@ class RetryStrategy:
         budget = self.budget(call.policy)
         if budget.enabled:
             budget.deposit(call.clock.monotonic())
-        last = self._heard(call, attempt(call, 1))
+        last = attempt(call, 1)
+        if last.rejection is not None:
+            self._heard(call, last)
         if last.decision.action != "retry":
             return last
         if not budget.try_spend(call.clock.monotonic()):
@@ -197,7 +212,7 @@ class RetryStrategy:
             if seconds > 0 and not is_testing():
                 call.clock.sleep(seconds)
 
-        retrying = tenacity.Retrying(sleep=sleep, before_sleep=before_sleep, **self._retrying_kwargs())
+        retrying = tenacity.Retrying(sleep=sleep, before_sleep=before_sleep, **_RETRYING)
         result: Attempt = retrying(next_attempt)
         return result
 
@@ -207,7 +222,9 @@ class RetryStrategy:
         budget = self.budget(call.policy)
         if budget.enabled:
             await budget.adeposit(call.clock.monotonic())
-        last = self._heard(call, await attempt(call, 1))
+        last = await attempt(call, 1)
+        if last.rejection is not None:
+            self._heard(call, last)
         if last.decision.action != "retry":
             return last
         if not await budget.atry_spend(call.clock.monotonic()):
@@ -240,6 +257,6 @@ class RetryStrategy:
             if seconds > 0 and not is_testing():
                 await call.clock.asleep(seconds)
 
-        retrying = tenacity.AsyncRetrying(sleep=sleep, before_sleep=before_sleep, **self._retrying_kwargs())
+        retrying = tenacity.AsyncRetrying(sleep=sleep, before_sleep=before_sleep, **_RETRYING)
         result: Attempt = await retrying(next_attempt)
         return result
