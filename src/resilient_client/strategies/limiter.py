@@ -151,6 +151,11 @@ class Limiter:
         answer = self.store.limiter_acquire(self.key, settings.rate, settings.burst, max(0.0, time_left), now)
         return self._after_reserve(answer, time_left)
 
+    def paused_meanwhile(self, now: float) -> bool:
+        """Whether a pause began while a granted send waited its turn (a 429 another request or
+        process got meanwhile): then the send waits that pause out too, as every request does."""
+        return self.settings.pause_on_retry_after and self.store.paused_for(self.key, now) > 0
+
     def record(self, ticket: Ticket, *, rate_limited: bool, retry_after: float | None, now: float) -> None:
         """Learn from the answer to a granted send: a 429 lowers the rate (and with ``retry_after``
         pauses the key), any other answer lets it recover. Not called for transport errors."""
@@ -184,6 +189,9 @@ class Limiter:
             self.key, settings.rate, settings.burst, max(0.0, time_left), now
         )
         return self._after_reserve(answer, time_left)
+
+    async def apaused_meanwhile(self, now: float) -> bool:
+        return self.settings.pause_on_retry_after and await self.store.apaused_for(self.key, now) > 0
 
     async def arecord(
         self, ticket: Ticket, *, rate_limited: bool, retry_after: float | None, now: float
@@ -243,6 +251,42 @@ class LimiterStrategy:
         """Whether the vendor answered (a transport error or a refusal teaches nothing of its rate)."""
         return attempt.rejection is None and attempt.error is None
 
+    # -- the gate a guard asks after waiting for its keys (see GuardStrategy) -------------------
+
+    def paused(self, call: Call) -> bool:
+        """Whether the host is paused now (a pause may begin while an attempt waits for a key)."""
+        return self.for_host(call.host).paused_meanwhile(call.clock.monotonic())
+
+    def hold(self, call: Call, number: int) -> Attempt | None:
+        """Wait out the host's pause; a refusal (ThrottledError) when it would pass the deadline."""
+        limiter = self.for_host(call.host)
+        clock = call.clock
+        while True:
+            now = clock.monotonic()
+            paused = limiter.store.paused_for(limiter.key, now)
+            if paused <= 0 or is_testing():
+                return None
+            wait = limiter._after_pause(paused, call.deadline - now)
+            if isinstance(wait, Throttled):
+                return self._refused(call, number, wait)
+            clock.sleep(wait.wait)
+
+    async def apaused(self, call: Call) -> bool:
+        return await self.for_host(call.host).apaused_meanwhile(call.clock.monotonic())
+
+    async def ahold(self, call: Call, number: int) -> Attempt | None:
+        limiter = self.for_host(call.host)
+        clock = call.clock
+        while True:
+            now = clock.monotonic()
+            paused = await limiter.store.apaused_for(limiter.key, now)
+            if paused <= 0 or is_testing():
+                return None
+            wait = limiter._after_pause(paused, call.deadline - now)
+            if isinstance(wait, Throttled):
+                return self._refused(call, number, wait)
+            await clock.asleep(wait.wait)
+
     # -- shells ---------------------------------------------------------------------------------
 
     def handle(self, call: Call, number: int, next: Next) -> Attempt:
@@ -257,6 +301,8 @@ class LimiterStrategy:
                 break
             if ticket.wait > 0:
                 clock.sleep(ticket.wait)
+                if ticket.granted and limiter.paused_meanwhile(clock.monotonic()):
+                    continue  # wait the pause out, then queue again (this place in the queue is lost)
             if ticket.granted:
                 break
         attempt = next(call, number)
@@ -279,6 +325,8 @@ class LimiterStrategy:
                 break
             if ticket.wait > 0:
                 await clock.asleep(ticket.wait)
+                if ticket.granted and await limiter.apaused_meanwhile(clock.monotonic()):
+                    continue  # wait the pause out, then queue again (this place in the queue is lost)
             if ticket.granted:
                 break
         attempt = await next(call, number)
