@@ -52,6 +52,7 @@ bench: redis-server $(STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/reliability.py
 	$(BIN)/python bench/redis_store.py
+	$(BIN)/python bench/fleet.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache
