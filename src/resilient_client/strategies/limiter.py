@@ -151,10 +151,19 @@ class Limiter:
         answer = self.store.limiter_acquire(self.key, settings.rate, settings.burst, max(0.0, time_left), now)
         return self._after_reserve(answer, time_left)
 
+    def pause_left(self, now: float) -> float:
+        """Seconds left of the host's Retry-After pause (0 when none, or when pausing is off)."""
+        return self.store.paused_for(self.key, now) if self.settings.pause_on_retry_after else 0.0
+
     def paused_meanwhile(self, now: float) -> bool:
         """Whether a pause began while a granted send waited its turn (a 429 another request or
         process got meanwhile): then the send waits that pause out too, as every request does."""
-        return self.settings.pause_on_retry_after and self.store.paused_for(self.key, now) > 0
+        return self.pause_left(now) > 0
+
+    def hold(self, now: float, time_left: float) -> Ticket | Throttled | None:
+        """The wait for the host's pause to end (None when not paused), or Throttled past the deadline."""
+        paused = self.pause_left(now)
+        return self._after_pause(paused, time_left) if paused > 0 else None
 
     def record(self, ticket: Ticket, *, rate_limited: bool, retry_after: float | None, now: float) -> None:
         """Learn from the answer to a granted send: a 429 lowers the rate (and with ``retry_after``
@@ -190,8 +199,15 @@ class Limiter:
         )
         return self._after_reserve(answer, time_left)
 
+    async def apause_left(self, now: float) -> float:
+        return await self.store.apaused_for(self.key, now) if self.settings.pause_on_retry_after else 0.0
+
     async def apaused_meanwhile(self, now: float) -> bool:
-        return self.settings.pause_on_retry_after and await self.store.apaused_for(self.key, now) > 0
+        return await self.apause_left(now) > 0
+
+    async def ahold(self, now: float, time_left: float) -> Ticket | Throttled | None:
+        paused = await self.apause_left(now)
+        return self._after_pause(paused, time_left) if paused > 0 else None
 
     async def arecord(
         self, ticket: Ticket, *, rate_limited: bool, retry_after: float | None, now: float
@@ -263,10 +279,9 @@ class LimiterStrategy:
         clock = call.clock
         while True:
             now = clock.monotonic()
-            paused = limiter.store.paused_for(limiter.key, now)
-            if paused <= 0 or is_testing():
+            wait = limiter.hold(now, call.deadline - now)
+            if wait is None or is_testing():
                 return None
-            wait = limiter._after_pause(paused, call.deadline - now)
             if isinstance(wait, Throttled):
                 return self._refused(call, number, wait)
             clock.sleep(wait.wait)
@@ -279,10 +294,9 @@ class LimiterStrategy:
         clock = call.clock
         while True:
             now = clock.monotonic()
-            paused = await limiter.store.apaused_for(limiter.key, now)
-            if paused <= 0 or is_testing():
+            wait = await limiter.ahold(now, call.deadline - now)
+            if wait is None or is_testing():
                 return None
-            wait = limiter._after_pause(paused, call.deadline - now)
             if isinstance(wait, Throttled):
                 return self._refused(call, number, wait)
             await clock.asleep(wait.wait)
