@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test redis-server lint typecheck pytest demo bench clean
+.PHONY: test redis-server demo-redis-server lint typecheck pytest demo bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -36,8 +36,16 @@ typecheck: $(STAMP)
 pytest: redis-server $(STAMP)
 	$(BIN)/pytest
 
-demo: $(STAMP)
+# The fleet demo starts its own redis-server; as root (as CI is) it is installed when missing. Without
+# it, `resilient-client fleet` says how to install it in one line and the rest of the demo runs.
+demo-redis-server:
+	@command -v redis-server >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || { \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
+	} || echo "could not install redis-server; the fleet demo will be skipped"
+
+demo: demo-redis-server $(STAMP)
 	$(BIN)/resilient-client demo
+	$(BIN)/resilient-client fleet
 
 bench: redis-server $(STAMP)
 	$(BIN)/python bench/classify.py
@@ -45,6 +53,7 @@ bench: redis-server $(STAMP)
 	$(BIN)/python bench/reliability.py
 	$(BIN)/python bench/redis_store.py
 	$(BIN)/python bench/strategies.py
+	$(BIN)/python bench/fleet.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache

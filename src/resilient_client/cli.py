@@ -5,6 +5,7 @@
     resilient-client policy check my.toml    # the problems of a policy file, or its effective policy
     resilient-client policy show hyper       # the shipped policy of a vendor (or "default")
     resilient-client demo                    # the clients against the simulator
+    resilient-client fleet --workers 4       # worker processes sharing one Redis
     resilient-client simulate --port 8080    # the simulator as a loopback server
 
 Bad input (an unknown vendor or code, a bad policy file) prints a message and exits non-zero,
@@ -49,6 +50,7 @@ examples:
   resilient-client policy check my.toml    the problems of a policy file, or its effective policy
   resilient-client policy show default     a shipped policy: default, updox, usta, medable, hyper
   resilient-client demo                    the vendor clients against the simulator
+  resilient-client fleet --workers 4       worker processes sharing one Redis, against the simulator
   resilient-client simulate --port 8080    the simulator on a loopback port
 """
 
@@ -353,6 +355,10 @@ def _parser() -> argparse.ArgumentParser:
         "target", metavar="NAME", type=str.lower, help="default, " + ", ".join(rc.VENDORS)
     )
     sub.add_parser("demo", help="run the vendor clients against the simulator")
+    fleet = sub.add_parser(
+        "fleet", help="run worker processes that share one Redis (started here) against the simulator"
+    )
+    fleet.add_argument("--workers", type=int, default=4, help="worker processes, 1 to 32 (default 4)")
     simulate = sub.add_parser("simulate", help="run the vendor simulator on a loopback port")
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=8080)
@@ -385,6 +391,10 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from resilient_client._demo import run
 
         return run(lambda line: print(line, file=out))
+    if args.command == "fleet":
+        from resilient_client._fleet import run as run_fleet
+
+        return run_fleet(args.workers, lambda line: print(line, file=out, flush=True))
     return _simulate(args, out)
 
 

@@ -61,10 +61,13 @@ def build(
     breaker = BreakerStrategy(policy.breaker, store, vendor, _breaker_overrides(policy), hooks, clock)
     if policy.breaker.enabled:
         strategies.append(breaker)
+    limiter = None
     if policy.rate_limit.enabled:
-        strategies.append(LimiterStrategy(policy.rate_limit, store, vendor))
+        limiter = LimiterStrategy(policy.rate_limit, store, vendor)
+        strategies.append(limiter)
     if policy.guards:
         namespace = state_key("guard", vendor)
         guards = [Guard(name, settings, store, namespace) for name, settings in policy.guards.items()]
-        strategies.append(GuardStrategy(guards, vendor))
+        # The limiter is outside the guard: after a wait for a key, the guard asks it about pauses.
+        strategies.append(GuardStrategy(guards, vendor, gate=limiter))
     return Pipeline(RetryStrategy(store, vendor, hooks), breaker, tuple(strategies), leaf, aleaf)

@@ -10,6 +10,12 @@ The hold is a lease in the store (the call's time left plus a margin), taken for
 released once the attempt is classified, never across a backoff wait. While the keys are busy the
 shell asks again after ``next_try``; past ``max_wait`` or the call's deadline it raises
 GuardTimeoutError, sending nothing.
+
+The guard sits inside the rate limiter, so an attempt that waited here for its keys passed the
+limiter's pause check before that wait. A server's Retry-After pause that began meanwhile (another
+request, maybe in another process, got a 429) must hold it too: after any wait for a key, the guard
+asks its ``gate`` (the limiter) whether the host is paused, and if so lets go of its keys, has the
+gate wait the pause out (or refuse, past the deadline), and takes them again.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import fnmatch
 import json
 import uuid
 from collections.abc import Sequence
+from typing import Protocol
 
 import anyio
 import httpx
@@ -27,7 +34,7 @@ from resilient_client._settings import GuardSettings
 from resilient_client.errors import GuardTimeoutError
 from resilient_client.stores import StateStore, state_key
 
-__all__ = ["GUARD_KEY_EXTENSION", "Guard", "GuardStrategy"]
+__all__ = ["GUARD_KEY_EXTENSION", "Gate", "Guard", "GuardStrategy"]
 
 #: ``request.extensions`` key: the guard key(s) of this request (a string or a sequence of strings),
 #: used instead of the body fields by every guard whose operations match.
@@ -38,6 +45,18 @@ LEASE_MARGIN = 5.0
 #: The first pause before asking for busy keys again; it doubles up to ``POLL_MAX``.
 POLL_FIRST = 0.005
 POLL_MAX = 0.1
+
+
+class Gate(Protocol):
+    """What a guard asks after waiting for its keys, before it sends: the rate limiter's pauses."""
+
+    def paused(self, call: Call) -> bool: ...
+
+    def hold(self, call: Call, number: int) -> Attempt | None: ...
+
+    async def apaused(self, call: Call) -> bool: ...
+
+    async def ahold(self, call: Call, number: int) -> Attempt | None: ...
 
 
 def _canonical(value: object) -> str:
@@ -142,14 +161,16 @@ class GuardStrategy:
 
     Guards are taken one after another in name order (each all-at-once), so two requests never
     wait on each other's keys. Their waits are real even under ``rc.set_testing(True)``: they end
-    when the call holding the key ends.
+    when the call holding the key ends. ``gate`` (the rate limiter, when there is one) is asked
+    after any wait for a key whether a pause began meanwhile (see the module docstring).
     """
 
-    __slots__ = ("guards", "vendor")
+    __slots__ = ("gate", "guards", "vendor")
 
-    def __init__(self, guards: Sequence[Guard], vendor: str) -> None:
+    def __init__(self, guards: Sequence[Guard], vendor: str, gate: Gate | None = None) -> None:
         self.guards = tuple(sorted(guards, key=lambda guard: guard.name))
         self.vendor = vendor
+        self.gate = gate
 
     def __repr__(self) -> str:
         return f"GuardStrategy(vendor={self.vendor!r}, guards={[g.name for g in self.guards]!r})"
@@ -186,29 +207,78 @@ class GuardStrategy:
 
     # -- shells ---------------------------------------------------------------------------------
 
+    def _enter(
+        self,
+        call: Call,
+        number: int,
+        holds: list[tuple[Guard, tuple[str, ...]]],
+        token: str,
+        held: list[tuple[Guard, tuple[str, ...]]],
+    ) -> Attempt | bool:
+        """Take every hold into ``held``: whether that meant waiting, or the refusal."""
+        clock = call.clock
+        waited = False
+        for guard, keys in holds:
+            start = clock.monotonic()
+            tries = 0
+            while not guard.try_enter(keys, token, call.deadline - clock.monotonic(), clock.monotonic()):
+                now = clock.monotonic()
+                pause = guard.next_try(tries, now - start, call.deadline - now)
+                if pause is None:
+                    return self._refused(call, number, guard, keys, now - start)
+                clock.sleep(pause)
+                tries += 1
+            waited = waited or tries > 0
+            held.append((guard, keys))
+        return waited
+
     def handle(self, call: Call, number: int, next: Next) -> Attempt:
         holds = self._holds(call)
         if not holds:
             return next(call, number)
         clock = call.clock
         token = uuid.uuid4().hex
-        held: list[tuple[Guard, tuple[str, ...]]] = []
-        try:
-            for guard, keys in holds:
-                start = clock.monotonic()
-                tries = 0
-                while not guard.try_enter(keys, token, call.deadline - clock.monotonic(), clock.monotonic()):
-                    now = clock.monotonic()
-                    pause = guard.next_try(tries, now - start, call.deadline - now)
-                    if pause is None:
-                        return self._refused(call, number, guard, keys, now - start)
-                    clock.sleep(pause)
-                    tries += 1
-                held.append((guard, keys))
-            return next(call, number)
-        finally:
-            for guard, keys in reversed(held):
-                guard.leave(keys, token, clock.monotonic())
+        while True:
+            held: list[tuple[Guard, tuple[str, ...]]] = []
+            try:
+                entered = self._enter(call, number, holds, token, held)
+                if not isinstance(entered, bool):
+                    return entered
+                if not (entered and self.gate is not None and self.gate.paused(call)):
+                    return next(call, number)
+            finally:
+                for guard, keys in reversed(held):
+                    guard.leave(keys, token, clock.monotonic())
+            assert self.gate is not None
+            refusal = self.gate.hold(call, number)  # the keys are free while the pause lasts
+            if refusal is not None:
+                return refusal
+
+    async def _aenter(
+        self,
+        call: Call,
+        number: int,
+        holds: list[tuple[Guard, tuple[str, ...]]],
+        token: str,
+        held: list[tuple[Guard, tuple[str, ...]]],
+    ) -> Attempt | bool:
+        clock = call.clock
+        waited = False
+        for guard, keys in holds:
+            start = clock.monotonic()
+            tries = 0
+            while not await guard.atry_enter(
+                keys, token, call.deadline - clock.monotonic(), clock.monotonic()
+            ):
+                now = clock.monotonic()
+                pause = guard.next_try(tries, now - start, call.deadline - now)
+                if pause is None:
+                    return self._refused(call, number, guard, keys, now - start)
+                await clock.asleep(pause)
+                tries += 1
+            waited = waited or tries > 0
+            held.append((guard, keys))
+        return waited
 
     async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
         holds = self._holds(call)
@@ -216,26 +286,22 @@ class GuardStrategy:
             return await next(call, number)
         clock = call.clock
         token = uuid.uuid4().hex
-        held: list[tuple[Guard, tuple[str, ...]]] = []
-        try:
-            for guard, keys in holds:
-                start = clock.monotonic()
-                tries = 0
-                while not await guard.atry_enter(
-                    keys, token, call.deadline - clock.monotonic(), clock.monotonic()
-                ):
-                    now = clock.monotonic()
-                    pause = guard.next_try(tries, now - start, call.deadline - now)
-                    if pause is None:
-                        return self._refused(call, number, guard, keys, now - start)
-                    await clock.asleep(pause)
-                    tries += 1
-                held.append((guard, keys))
-            return await next(call, number)
-        finally:
-            with anyio.CancelScope(shield=True):
-                for guard, keys in reversed(held):
-                    await guard.aleave(keys, token, clock.monotonic())
+        while True:
+            held: list[tuple[Guard, tuple[str, ...]]] = []
+            try:
+                entered = await self._aenter(call, number, holds, token, held)
+                if not isinstance(entered, bool):
+                    return entered
+                if not (entered and self.gate is not None and await self.gate.apaused(call)):
+                    return await next(call, number)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    for guard, keys in reversed(held):
+                        await guard.aleave(keys, token, clock.monotonic())
+            assert self.gate is not None
+            refusal = await self.gate.ahold(call, number)
+            if refusal is not None:
+                return refusal
 
 
 def _content(request: httpx.Request) -> bytes | None:

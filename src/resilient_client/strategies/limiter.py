@@ -151,6 +151,20 @@ class Limiter:
         answer = self.store.limiter_acquire(self.key, settings.rate, settings.burst, max(0.0, time_left), now)
         return self._after_reserve(answer, time_left)
 
+    def pause_left(self, now: float) -> float:
+        """Seconds left of the host's Retry-After pause (0 when none, or when pausing is off)."""
+        return self.store.paused_for(self.key, now) if self.settings.pause_on_retry_after else 0.0
+
+    def paused_meanwhile(self, now: float) -> bool:
+        """Whether a pause began while a granted send waited its turn (a 429 another request or
+        process got meanwhile): then the send waits that pause out too, as every request does."""
+        return self.pause_left(now) > 0
+
+    def hold(self, now: float, time_left: float) -> Ticket | Throttled | None:
+        """The wait for the host's pause to end (None when not paused), or Throttled past the deadline."""
+        paused = self.pause_left(now)
+        return self._after_pause(paused, time_left) if paused > 0 else None
+
     def record(self, ticket: Ticket, *, rate_limited: bool, retry_after: float | None, now: float) -> None:
         """Learn from the answer to a granted send: a 429 lowers the rate (and with ``retry_after``
         pauses the key), any other answer lets it recover. Not called for transport errors."""
@@ -184,6 +198,16 @@ class Limiter:
             self.key, settings.rate, settings.burst, max(0.0, time_left), now
         )
         return self._after_reserve(answer, time_left)
+
+    async def apause_left(self, now: float) -> float:
+        return await self.store.apaused_for(self.key, now) if self.settings.pause_on_retry_after else 0.0
+
+    async def apaused_meanwhile(self, now: float) -> bool:
+        return await self.apause_left(now) > 0
+
+    async def ahold(self, now: float, time_left: float) -> Ticket | Throttled | None:
+        paused = await self.apause_left(now)
+        return self._after_pause(paused, time_left) if paused > 0 else None
 
     async def arecord(
         self, ticket: Ticket, *, rate_limited: bool, retry_after: float | None, now: float
@@ -244,6 +268,40 @@ class LimiterStrategy:
         """Whether the vendor answered (a transport error or a refusal teaches nothing of its rate)."""
         return attempt.rejection is None and attempt.error is None
 
+    # -- the gate a guard asks after waiting for its keys (see GuardStrategy) -------------------
+
+    def paused(self, call: Call) -> bool:
+        """Whether the host is paused now (a pause may begin while an attempt waits for a key)."""
+        return self.for_host(call.host).paused_meanwhile(call.clock.monotonic())
+
+    def hold(self, call: Call, number: int) -> Attempt | None:
+        """Wait out the host's pause; a refusal (ThrottledError) when it would pass the deadline."""
+        limiter = self.for_host(call.host)
+        clock = call.clock
+        while True:
+            now = clock.monotonic()
+            wait = limiter.hold(now, call.deadline - now)
+            if wait is None or is_testing():
+                return None
+            if isinstance(wait, Throttled):
+                return self._refused(call, number, wait)
+            clock.sleep(wait.wait)
+
+    async def apaused(self, call: Call) -> bool:
+        return await self.for_host(call.host).apaused_meanwhile(call.clock.monotonic())
+
+    async def ahold(self, call: Call, number: int) -> Attempt | None:
+        limiter = self.for_host(call.host)
+        clock = call.clock
+        while True:
+            now = clock.monotonic()
+            wait = await limiter.ahold(now, call.deadline - now)
+            if wait is None or is_testing():
+                return None
+            if isinstance(wait, Throttled):
+                return self._refused(call, number, wait)
+            await clock.asleep(wait.wait)
+
     # -- shells ---------------------------------------------------------------------------------
 
     def handle(self, call: Call, number: int, next: Next) -> Attempt:
@@ -260,6 +318,8 @@ class LimiterStrategy:
             ticket = answer
             if ticket.wait > 0:
                 clock.sleep(ticket.wait)
+                if ticket.granted and limiter.paused_meanwhile(clock.monotonic()):
+                    continue  # wait the pause out, then queue again (this place in the queue is lost)
             if ticket.granted:
                 break
         attempt = next(call, number)
@@ -284,6 +344,8 @@ class LimiterStrategy:
             ticket = answer
             if ticket.wait > 0:
                 await clock.asleep(ticket.wait)
+                if ticket.granted and await limiter.apaused_meanwhile(clock.monotonic()):
+                    continue  # wait the pause out, then queue again (this place in the queue is lost)
             if ticket.granted:
                 break
         attempt = await next(call, number)
