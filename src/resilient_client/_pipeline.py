@@ -438,9 +438,6 @@ class Hooks:
         self.breaker = listening("on_breaker")
         self.call_end = listening("on_call_end")
 
-    def plus(self, more: Iterable[Hook]) -> Hooks:
-        return Hooks((*self.own, *more))
-
     def retrying(self, call: Call, event: RetryEvent) -> list[Awaitable[object]]:
         """Tell every retry hook; returns what they returned that must be awaited."""
         pending = []

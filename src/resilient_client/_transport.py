@@ -21,9 +21,9 @@ from resilient_client import _deadline
 from resilient_client._body import read_async, read_sync
 from resilient_client._body import request_id as _request_id
 from resilient_client._catalog import Catalog, catalog
-from resilient_client._classify import classify
+from resilient_client._classify import Outcome, classify
 from resilient_client._clock import Clock
-from resilient_client._decision import RETURN, decide, is_retryable, parse_retry_after
+from resilient_client._decision import RETURN, Decision, decide, is_retryable, parse_retry_after
 from resilient_client._envelopes import read_envelope, surely_no_fault
 from resilient_client._log_redaction import protect as protect_logs
 from resilient_client._pipeline import (
@@ -179,9 +179,20 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         if outcome.ok:
             return Attempt(number, RETURN, response)
         retry_after = parse_retry_after(response.headers, call.clock.wall(), spec.rate_limit_reset_header)
-        decision = decide(
+        decision = self._decide(call, number, outcome, None, retry_after)
+        return Attempt(number, decision, response, outcome, retry_after=retry_after)
+
+    def _judge_error(self, call: Call, number: int, error: Exception) -> Attempt:
+        return Attempt(number, self._decide(call, number, None, error, None), error=error)
+
+    @staticmethod
+    def _decide(
+        call: Call, number: int, outcome: Outcome | None, error: Exception | None, retry_after: float | None
+    ) -> Decision:
+        return decide(
             call.policy,
             outcome=outcome,
+            error=error,
             method=call.request.method,
             operation=call.operation,
             attempt=number,
@@ -190,22 +201,6 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             replayable=call.replayable,
             random=call.clock.random,
         )
-        return Attempt(number, decision, response, outcome, retry_after=retry_after)
-
-    def _judge_error(self, call: Call, number: int, error: Exception) -> Attempt:
-        decision = decide(
-            call.policy,
-            outcome=None,
-            error=error,
-            method=call.request.method,
-            operation=call.operation,
-            attempt=number,
-            time_left=call.time_left(),
-            retry_after=None,
-            replayable=call.replayable,
-            random=call.clock.random,
-        )
-        return Attempt(number, decision, error=error)
 
     def _ended(self, call: Call, result: Attempt, started: float) -> Attempt:
         # RETURN is the decision of a success and of nothing else; a success is told only to the
@@ -219,8 +214,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return result
 
     def _aborted(self, call: Call, error: BaseException) -> None:
-        """The pipeline itself raised (a cancellation, an inner transport's own error, a hook):
-        ``on_call_end`` still closes what ``on_call_start`` opened (a tracing span, say)."""
+        """The call ends raising ``error`` (a typed fault, a transport error, a cancellation, a hook's
+        own error): ``on_call_end`` closes what ``on_call_start`` opened (a tracing span, say)."""
         for hook in self.hooks.call_end:
             hook(call, error)
 
@@ -234,8 +229,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         try:
             response = self._outcome(call, result)
         except BaseException as exc:
-            for hook in self.hooks.call_end:
-                hook(call, exc)
+            self._aborted(call, exc)
             raise
         for hook in self.hooks.call_end:
             hook(call, None)
