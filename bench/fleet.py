@@ -86,6 +86,17 @@ class Case:
     body: dict[str, Any] | None
 
 
+def hyper_client(state: rc.StateStore) -> rc.HyperClient:
+    """A HyperClient under the paced-off hyper policy, answering every request at once."""
+    return rc.HyperClient(
+        base_url="http://hyper.test",
+        token="t",
+        policy=unpaced_hyper(),
+        state=state,
+        transport=httpx.MockTransport(success),
+    )
+
+
 CASES = [
     Case(
         "ResilientTransport, default policy (budget, breaker), GET",
@@ -101,26 +112,14 @@ CASES = [
     ),
     Case(
         "HyperClient, hyper policy (+ rate limiter), GET",
-        lambda state: rc.HyperClient(
-            base_url="http://hyper.test",
-            token="t",
-            policy=unpaced_hyper(),
-            state=state,
-            transport=httpx.MockTransport(success),
-        ),
+        hyper_client,
         "GET",
         "/api/clients",
         None,
     ),
     Case(
         "HyperClient, hyper policy (+ rate limiter, guard), journal POST",
-        lambda state: rc.HyperClient(
-            base_url="http://hyper.test",
-            token="t",
-            policy=unpaced_hyper(),
-            state=state,
-            transport=httpx.MockTransport(success),
-        ),
+        hyper_client,
         "POST",
         "/api/journal",
         {"AccountNo": "A1", "Amount": 1},
