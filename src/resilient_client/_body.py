@@ -353,7 +353,12 @@ class PrefixedStream(httpx.SyncByteStream, httpx.AsyncByteStream):
 
 
 def read_plan(
-    response: httpx.Response, request: httpx.Request, cap: int, clock: Clock, deadline: float
+    response: httpx.Response,
+    request: httpx.Request,
+    cap: int,
+    clock: Clock,
+    deadline: float,
+    network_bounded: bool = False,
 ) -> tuple[Plan, bytes | None, int | None, bool]:
     """How a body is read, without I/O: ("done", body or None, ...) when nothing is left to read;
     ("in_place", ...) for an identity body known to fit (its stream now cut at the deadline);
@@ -372,7 +377,8 @@ def read_plan(
     if length is not None and identity:
         # A body already in memory (MockTransport, respx, a replay) cannot trickle in: only a
         # stream still arriving is cut at the deadline.
-        if not isinstance(response.stream, httpx.ByteStream):
+        # httpx's own transports already bound every read by the deadline (``_deadline``).
+        if not (network_bounded or isinstance(response.stream, httpx.ByteStream)):
             response.stream = DeadlineStream(response.stream, request, clock, deadline, length)
         return "in_place", None, length, True
     return "stream", None, length, identity
@@ -414,10 +420,15 @@ class _Chunks:
 
 
 def read_sync(
-    response: httpx.Response, request: httpx.Request, cap: int, clock: Clock, deadline: float
+    response: httpx.Response,
+    request: httpx.Request,
+    cap: int,
+    clock: Clock,
+    deadline: float,
+    network_bounded: bool = False,
 ) -> tuple[httpx.Response, bytes | None]:
     """The response to hand on and the body to classify (None: classify by status)."""
-    plan, body, length, identity = read_plan(response, request, cap, clock, deadline)
+    plan, body, length, identity = read_plan(response, request, cap, clock, deadline, network_bounded)
     if plan == "done":
         return response, body
     if plan == "in_place":
@@ -432,10 +443,15 @@ def read_sync(
 
 
 async def read_async(
-    response: httpx.Response, request: httpx.Request, cap: int, clock: Clock, deadline: float
+    response: httpx.Response,
+    request: httpx.Request,
+    cap: int,
+    clock: Clock,
+    deadline: float,
+    network_bounded: bool = False,
 ) -> tuple[httpx.Response, bytes | None]:
     """The async twin of ``read_sync``."""
-    plan, body, length, identity = read_plan(response, request, cap, clock, deadline)
+    plan, body, length, identity = read_plan(response, request, cap, clock, deadline, network_bounded)
     if plan == "done":
         return response, body
     if plan == "in_place":

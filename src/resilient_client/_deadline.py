@@ -71,6 +71,9 @@ class _Stream(httpcore.NetworkStream):
         return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if len(buffer) <= _WRITE_PIECE:  # a request's head, a small body: one write
+            self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+            return
         for start in range(0, len(buffer), _WRITE_PIECE):
             piece = buffer if len(buffer) <= _WRITE_PIECE else buffer[start : start + _WRITE_PIECE]
             self._stream.write(piece, _bounded(timeout, httpcore.WriteTimeout))
@@ -124,6 +127,9 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
         return await self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if len(buffer) <= _WRITE_PIECE:
+            await self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+            return
         for start in range(0, len(buffer), _WRITE_PIECE):
             piece = buffer if len(buffer) <= _WRITE_PIECE else buffer[start : start + _WRITE_PIECE]
             await self._stream.write(piece, _bounded(timeout, httpcore.WriteTimeout))

@@ -229,6 +229,60 @@ _QUICK_OK: dict[str, Callable[[bytes], bool]] = {
     "hyper": _single_match(b'"ResponseCode"', rb'"ResponseCode"\s*:\s*0\s*[,}]'),
 }
 
+#: Up to this size a body is proved in one regular-expression pass; past it, by memchr-based
+#: searches (the regex engine reads a byte far slower than ``bytes.find``).
+ONE_PASS_MAX = 1024
+
+
+_HYPER_CODE_FIRST = re.compile(rb'\{\s*"ResponseCode"\s*:\s*0\s*[,}][^\\]*\Z')
+
+#: vendor reader -> (key, openings): a body that starts with one of ``openings``, holds ``key``
+#: once and no backslash holds no fault (the opening starts with ``{"``, so the body is not UTF-16
+#: or UTF-32, and says success; no ``\\u`` escape can spell a second key). The shape the vendor
+#: writes its successes in, checked by the transport's fast lane inline (three C calls) before it
+#: calls the vendor's scanner.
+SUCCESS_SHAPES: dict[str, tuple[bytes, tuple[bytes, ...]]] = {
+    "hyper": (b'"ResponseCode"', (b'{"ResponseCode": 0,', b'{"ResponseCode":0,'))
+}
+
+
+def _hyper_scanner() -> Callable[[bytes], bool]:
+    key = b'"ResponseCode"'
+    # The whole proof of a small body in one pass: ASCII-compatible start (not UTF-16/32, see
+    # _ascii_compatible), no backslash anywhere, and the code is 0. Every Hyper success is one of
+    # these, so this is the scan the success path pays on every call.
+    one_pass = re.compile(rb'(?=[^\x00\xfe\xff][^\x00])[^\\]*?"ResponseCode"\s*:\s*0\s*[,}][^\\]*\Z')
+    # Hyper writes its code first: such a body is proved without looking for the key at every byte.
+    code_first = _HYPER_CODE_FIRST
+    general = _QUICK_OK["hyper"]
+
+    def scan(body: bytes) -> bool:
+        if len(body) <= ONE_PASS_MAX:
+            return body.count(key) == 1 and (code_first.match(body) or one_pass.match(body)) is not None
+        return _scan_general(general, body)
+
+    return scan
+
+
+def _scan_general(quick: Callable[[bytes], bool], body: bytes) -> bool:
+    return (
+        _ascii_compatible(body)
+        # One-byte search first: most bodies hold no backslash at all, and memchr is far faster.
+        and (body.find(b"\\") < 0 or body.find(b"\\u") < 0)
+        and quick(body)
+    )
+
+
+def no_fault_scanner(spec: EnvelopeSpec) -> Callable[[bytes], bool] | None:
+    """The function that proves a 2xx body of this vendor holds no fault by a byte scan (True), or
+    None for a vendor without one (every body is decoded). See ``surely_no_fault``."""
+    if spec.reader == "hyper":
+        return _hyper_scanner()
+    quick = _QUICK_OK.get(spec.reader)
+    if quick is None:
+        return None
+    return lambda body: _scan_general(quick, body)
+
 
 def surely_no_fault(spec: EnvelopeSpec, body: bytes) -> bool:
     """True when a byte scan proves a 2xx body holds no fault of this vendor (no decoding needed).
@@ -237,14 +291,13 @@ def surely_no_fault(spec: EnvelopeSpec, body: bytes) -> bool:
     always decoded. So is a body in UTF-16 or UTF-32 (``json.loads`` reads those too), where the
     keys are not the ASCII bytes the scan looks for.
     """
-    quick = _QUICK_OK.get(spec.reader)
-    return (
-        quick is not None
-        and _ascii_compatible(body)
-        # One-byte search first: most bodies hold no backslash at all, and memchr is far faster.
-        and (b"\\" not in body or b"\\u" not in body)
-        and quick(body)
-    )
+    scan = _SCANNERS.get(spec.reader)
+    if scan is None:
+        scan = _SCANNERS[spec.reader] = no_fault_scanner(spec)
+    return scan is not None and scan(body)
+
+
+_SCANNERS: dict[str, Callable[[bytes], bool] | None] = {}
 
 
 def _ascii_compatible(body: bytes) -> bool:

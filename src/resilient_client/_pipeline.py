@@ -122,6 +122,7 @@ class Call:
         vendor: str,
         replayable: bool,
         secrets: Secrets,
+        started: float | None = None,
     ) -> None:
         self.request = request
         #: The transport's known secrets: what a refusal's message must mask.
@@ -132,7 +133,7 @@ class Call:
         self.host = request.url.host
         self.replayable = replayable
         retry = policy.retry
-        self.deadline = clock.monotonic() + retry.total_timeout
+        self.deadline = (clock.monotonic() if started is None else started) + retry.total_timeout
         self.hook_data: dict[str, Any] | None = None
         self._operation: str | None = None
         #: The caller's own timeouts (kept under CALLER_TIMEOUT_EXTENSION once shrunk, so a request
@@ -409,6 +410,7 @@ class Hooks:
         "call_end",
         "call_start",
         "own",
+        "quiet",
         "rejection",
         "retry",
     )
@@ -437,6 +439,9 @@ class Hooks:
         self.rejection = listening("on_rejection")
         self.breaker = listening("on_breaker")
         self.call_end = listening("on_call_end")
+        #: True when no hook hears of a call that succeeds at once (no start, success or end
+        #: listener): such a call may take the transport's fast lane.
+        self.quiet = not (self.call_start or self.attempt_start or self.attempt_success or self.call_end)
 
     def retrying(self, call: Call, event: RetryEvent) -> list[Awaitable[object]]:
         """Tell every retry hook; returns what they returned that must be awaited."""

@@ -25,6 +25,7 @@ OWNER = {
     "circuit": "breaker",
     "try_probe": "breaker",
     "record_outcome": "breaker",
+    "record_successes": "breaker",
     "open_circuit": "breaker",
     "paused_for": "limiter",
     "limiter_acquire": "limiter",
@@ -36,6 +37,9 @@ OWNER = {
 
 class RecordingState(rc.MemoryState):
     """The in-process store, recording which strategy asked it for what, in order."""
+
+    #: Every count written when it happens (no batching): each step shows up in the log.
+    batch_seconds = 0.0
 
     def __init__(self, log: list[str]) -> None:
         super().__init__()

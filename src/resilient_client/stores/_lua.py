@@ -200,6 +200,22 @@ touch(KEYS[1], 0)
 return {failures, total}
 """
 
+_RECORD_SUCCESSES = r"""
+local width = tonumber(ARGV[6]) / 10
+local stored = redis.call('HGET', KEYS[1], 'width')
+if not stored or tonumber(stored) ~= width then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'width', num(width))
+end
+local current = math.floor(now / width)
+local index = math.min(current, math.floor((now - math.max(0, tonumber(ARGV[5]))) / width))
+if index > current - 10 then
+  redis.call('HINCRBY', KEYS[1], 'n' .. num(index), tonumber(ARGV[4]))
+end
+touch(KEYS[1], 0)
+return 1
+"""
+
 _CIRCUIT = r"""
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'closed', 0, '0', '0'}
@@ -369,6 +385,7 @@ SCRIPTS: dict[str, str] = {
         "deposit": _DEPOSIT,
         "try_spend": _TRY_SPEND,
         "record_outcome": _RECORD_OUTCOME,
+        "record_successes": _RECORD_SUCCESSES,
         "circuit": _CIRCUIT,
         "try_probe": _TRY_PROBE,
         "release_probe": _RELEASE_PROBE,

@@ -76,7 +76,13 @@ class RateTicket:
 
 
 class StateStore(Protocol):
-    """Semantic atomic operations over shared state; see the module docstring for time and keys."""
+    """Semantic atomic operations over shared state; see the module docstring for time and keys.
+
+    A store may also say, as ``batch_seconds``, how long strategies may keep write-only counts (a
+    budget's deposits, a breaker's successes) in process before writing them: ``math.inf`` for the
+    in-process store (written when next read), a fraction of a second for a shared one (so the
+    fleet sees them soon). A store without it gets every count written at once.
+    """
 
     # -- token bucket (retry budget) -----------------------------------------------------------
 
@@ -100,6 +106,13 @@ class StateStore(Protocol):
         The window is 10 buckets of ``window / 10`` seconds aligned on multiples of that width (as
         Polly's rolling health metrics), so the counts cover between 0.9 and 1 window of history.
         """
+        ...
+
+    def record_successes(self, key: str, count: int, age: float, window: float, now: float) -> None:
+        """Count ``count`` successes at once, as ``record_outcome`` counts one, in the bucket of
+        ``age`` seconds ago (when the latest of them happened): a breaker tallies its successes in
+        process and writes them in batches (see ``batch_seconds``). Counts already outside the
+        window are dropped."""
         ...
 
     # -- circuit state ---------------------------------------------------------------------------
@@ -202,6 +215,10 @@ class StateStore(Protocol):
     async def atry_spend(self, key: str, cost: float, cap: float, now: float) -> bool: ...
 
     async def arecord_outcome(self, key: str, failed: bool, window: float, now: float) -> tuple[int, int]: ...
+
+    async def arecord_successes(
+        self, key: str, count: int, age: float, window: float, now: float
+    ) -> None: ...
 
     async def acircuit(self, key: str, now: float) -> Circuit: ...
 

@@ -167,6 +167,10 @@ def _drop_expired(records: dict[str, _R], now: float) -> None:
 class MemoryState:
     """The in-process StateStore: thread-safe, never blocking, idle keys forgotten after ``idle_seconds``."""
 
+    #: Write-only counts (budget deposits, breaker successes) may stay with the strategy until it
+    #: reads the state again: in one process nobody else reads them meanwhile.
+    batch_seconds = math.inf
+
     def __init__(self, idle_seconds: float = 600.0) -> None:
         if not 0 < idle_seconds < math.inf:
             raise ValueError(f"idle_seconds must be a positive number of seconds, not {idle_seconds!r}")
@@ -180,6 +184,10 @@ class MemoryState:
         self._leases: dict[str, _Leases] = {}
         self._pauses: dict[str, _Pause] = {}
         self._rates: dict[str, _Rate] = {}
+        #: True while no circuit is open or half-open: a breaker may then let a call through on
+        #: this attribute alone, with no operation (read without the lock: a bool is read whole,
+        #: and a call that reads it just before a circuit opens is one the opening did not stop).
+        self.circuits_closed = True
 
     def __repr__(self) -> str:
         return f"MemoryState(idle_seconds={self._idle!r})"
@@ -196,6 +204,7 @@ class MemoryState:
         _drop_expired(self._buckets, now)
         _drop_expired(self._windows, now)
         _drop_expired(self._circuits, now)
+        self._recount_circuits()
         _drop_expired(self._leases, now)
         _drop_expired(self._pauses, now)
         _drop_expired(self._rates, now)
@@ -252,6 +261,24 @@ class MemoryState:
             self._touch(found, now)
             return found.failures, found.total
 
+    def record_successes(self, key: str, count: int, age: float, window: float, now: float) -> None:
+        width = window / _WINDOW_BUCKETS
+        with self._lock:
+            found = self._windows.get(key)
+            if found is None or found.width != width:
+                found = self._windows[key] = _Window(width)
+            current = math.floor(now / width)
+            if current != found.current:
+                found.slide(current)
+            index = min(current, math.floor((now - max(0.0, age)) / width))
+            if index > current - _WINDOW_BUCKETS:
+                bucket = found.counts.get(index)
+                if bucket is None:
+                    bucket = found.counts[index] = [0, 0]
+                bucket[1] += count
+                found.total += count
+            self._touch(found, now)
+
     # -- circuit state -------------------------------------------------------------------------------
 
     def _circuit(self, key: str) -> _Circuit:
@@ -292,6 +319,7 @@ class MemoryState:
                 circuit.state = "half_open"
                 circuit.epoch = next(self._serials)
                 circuit.probes = {}
+                self._recount_circuits()
             taken = False
             if circuit.state == "half_open":
                 live = {t: end for t, end in circuit.probes.items() if end > now}
@@ -314,6 +342,11 @@ class MemoryState:
         circuit.until = until
         circuit.break_duration = break_duration
         circuit.probes = {}
+        self._recount_circuits()
+
+    def _recount_circuits(self) -> None:
+        # Only on transitions (rare): one pass over the circuits, never on the success path.
+        self.circuits_closed = all(c.state == "closed" for c in self._circuits.values())
 
     def open_circuit(self, key: str, epoch: int, seconds: float, now: float) -> bool:
         with self._lock:
@@ -452,6 +485,9 @@ class MemoryState:
 
     async def arecord_outcome(self, key: str, failed: bool, window: float, now: float) -> tuple[int, int]:
         return self.record_outcome(key, failed, window, now)
+
+    async def arecord_successes(self, key: str, count: int, age: float, window: float, now: float) -> None:
+        self.record_successes(key, count, age, window, now)
 
     async def acircuit(self, key: str, now: float) -> Circuit:
         return self.circuit(key, now)

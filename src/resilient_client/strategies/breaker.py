@@ -9,6 +9,11 @@ processes: a probe that succeeds closes it, one that fails opens it again for tw
 
 Every transition is a compare-and-set on the circuit's epoch, so of many callers that judge the same
 circuit at once only the first moves it; the others' outcomes are still counted.
+
+A success of a closed circuit is only counted in process (``_tally``) and written with
+``record_successes`` before the next failure is weighed, or after the store's ``batch_seconds``
+(at most half a window bucket, so each lands in the bucket it belongs to, dated by the latest
+success of its batch).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from resilient_client._pipeline import AsyncNext, Attempt, BreakerEvent, Call, H
 from resilient_client._settings import BreakerOverride, BreakerSettings
 from resilient_client.errors import CircuitOpenError
 from resilient_client.stores import Circuit, CircuitState, StateStore, state_key
+from resilient_client.strategies._tally import Tally, batch_seconds
 
 __all__ = ["FAILURE_CATEGORIES", "Breaker", "BreakerStrategy", "CircuitOpen", "Permit"]
 
@@ -68,7 +74,7 @@ class Breaker:
     either way) or ``"failure"``.
     """
 
-    __slots__ = ("_closed", "key", "overrides", "settings", "store")
+    __slots__ = ("_batch", "_closed", "flush_at", "key", "overrides", "settings", "store", "wins", "won_at")
 
     def __init__(
         self,
@@ -84,6 +90,12 @@ class Breaker:
         #: The permit of the closed circuit's current epoch: every call of a healthy vendor gets
         #: one, and a frozen Permit can be shared instead of made per call.
         self._closed = Permit(0)
+        #: Successes not in the store yet, and when the latest of them happened.
+        self.wins = Tally()
+        self.won_at = 0.0
+        self._batch = min(batch_seconds(store), settings.sampling_duration / 20)
+        #: When the successes are written even if no failure comes first.
+        self.flush_at = 0.0
 
     def __repr__(self) -> str:
         return f"Breaker(key={self.key!r})"
@@ -129,7 +141,30 @@ class Breaker:
         longest = max(settings.max_break_duration, settings.break_duration)
         return min(longest, max(settings.break_duration, 2 * permit.break_duration))
 
+    def closed_permit(self, circuit: Circuit) -> Permit:
+        """The permit of a call sent while the store said nothing was open (see ``MemoryState.
+        circuits_closed``), judged after the fact: a circuit that opened meanwhile gets a permit
+        that moves nothing (its epoch is never current)."""
+        return self._closed_permit(circuit.epoch) if circuit.state == "closed" else Permit(-1)
+
+    def _take_wins(self, now: float) -> tuple[int, float]:
+        self.flush_at = now + self._batch
+        return self.wins.take(), max(0.0, now - self.won_at)
+
     # -- sync -----------------------------------------------------------------------------------
+
+    def succeeded(self, now: float) -> None:
+        """Count a success of a closed circuit's call (the usual call: no store operation)."""
+        self.wins.add()
+        self.won_at = now
+        if now >= self.flush_at:
+            self.flush(now)
+
+    def flush(self, now: float) -> None:
+        """Write the successes counted so far to the store."""
+        count, age = self._take_wins(now)
+        if count:
+            self.store.record_successes(self.key, count, age, self.settings.sampling_duration, now)
 
     def admit(self, now: float, time_left: float) -> Permit | CircuitOpen:
         """Let a call through (a Permit) or refuse it (CircuitOpen); ``time_left`` is the call's,
@@ -155,6 +190,10 @@ class Breaker:
             if permit.probe is not None:
                 store.release_probe(key, permit.probe, now)
             return None
+        if not failed and permit.probe is None:
+            self.succeeded(now)
+            return None
+        self.flush(now)  # the failure is weighed against every success before it
         failures, total = store.record_outcome(key, failed, self.settings.sampling_duration, now)
         if permit.probe is not None:
             if failed:
@@ -174,6 +213,17 @@ class Breaker:
 
     # -- async twins --------------------------------------------------------------------------------
 
+    async def asucceeded(self, now: float) -> None:
+        self.wins.add()
+        self.won_at = now
+        if now >= self.flush_at:
+            await self.aflush(now)
+
+    async def aflush(self, now: float) -> None:
+        count, age = self._take_wins(now)
+        if count:
+            await self.store.arecord_successes(self.key, count, age, self.settings.sampling_duration, now)
+
     async def aadmit(self, now: float, time_left: float) -> Permit | CircuitOpen:
         circuit = await self.store.acircuit(self.key, now)
         if circuit.state == "closed":
@@ -190,6 +240,10 @@ class Breaker:
             if permit.probe is not None:
                 await store.arelease_probe(key, permit.probe, now)
             return None
+        if not failed and permit.probe is None:
+            await self.asucceeded(now)
+            return None
+        await self.aflush(now)
         failures, total = await store.arecord_outcome(key, failed, self.settings.sampling_duration, now)
         if permit.probe is not None:
             if failed:
@@ -301,6 +355,24 @@ class BreakerStrategy:
                 hook(event)
 
     # -- shells ---------------------------------------------------------------------------------
+
+    def settle_sent(self, call: Call, breaker: Breaker, attempt: Attempt) -> None:
+        """Weigh an attempt that was sent without ``handle`` (the transport's fast lane sends while
+        the store says no circuit is open, and hands over the attempts that did not simply succeed)."""
+        now = call.clock.monotonic()
+        permit = breaker.closed_permit(self.store.circuit(breaker.key, now))
+        failed = False if attempt.decision is RETURN else self._evidence(breaker, attempt)
+        moved = breaker.record(permit, failed, now)
+        if moved is not None:
+            self._report(call, moved)
+
+    async def asettle_sent(self, call: Call, breaker: Breaker, attempt: Attempt) -> None:
+        now = call.clock.monotonic()
+        permit = breaker.closed_permit(await self.store.acircuit(breaker.key, now))
+        failed = False if attempt.decision is RETURN else self._evidence(breaker, attempt)
+        moved = await breaker.arecord(permit, failed, now)
+        if moved is not None:
+            self._report(call, moved)
 
     def handle(self, call: Call, number: int, next: Next) -> Attempt:
         # The host's breaker, made once (``for_host``) and then found without a call per attempt.

@@ -5,12 +5,20 @@ times, multiplying the load on a vendor that is already down. The budget caps re
 of the requests (plus ``burst``), shared by every request of the pipeline (or, with a shared store,
 of the fleet). The check and the take before a retry are one atomic store operation, so 32 threads
 racing for the last token never overdraw it.
+
+A request's deposit is only counted in process (see ``_tally``) and written to the store in one
+``deposit`` of ``n * ratio`` tokens before the next retry asks for one, or after the store's
+``batch_seconds``. Nothing spends in between, so one deposit of ``n * ratio`` capped at ``burst``
+leaves the bucket exactly where ``n`` deposits of ``ratio`` would have.
 """
 
 from __future__ import annotations
 
+import math
+
 from resilient_client._settings import BudgetSettings
 from resilient_client.stores import StateStore
+from resilient_client.strategies._tally import Tally, batch_seconds
 
 __all__ = ["Budget"]
 
@@ -21,7 +29,7 @@ RETRY_COST = 1.0
 class Budget:
     """A retry budget over one store key; ``ratio = 0`` turns it off (every retry allowed)."""
 
-    __slots__ = ("_burst", "_ratio", "enabled", "key", "settings", "store")
+    __slots__ = ("_batch", "_burst", "_ratio", "earned", "enabled", "flush_at", "key", "settings", "store")
 
     def __init__(self, settings: BudgetSettings, store: StateStore, key: str) -> None:
         self.settings = settings
@@ -32,22 +40,50 @@ class Budget:
         # Read once: every request deposits, and the settings are frozen.
         self._ratio = settings.ratio
         self._burst = settings.burst
+        #: Requests that earned their share and are not in the store yet.
+        self.earned = Tally()
+        self._batch = batch_seconds(store)
+        #: When the earned shares are written even if no retry asks first (never, in process).
+        self.flush_at = -math.inf if self._batch <= 0 else 0.0
 
     def __repr__(self) -> str:
         return f"Budget(ratio={self.settings.ratio!r}, burst={self.settings.burst!r}, key={self.key!r})"
 
+    def _amount(self, now: float) -> float:
+        """The tokens earned since the last write (taken out: the caller writes them)."""
+        self.flush_at = now + self._batch
+        return self.earned.take() * self._ratio
+
     def deposit(self, now: float) -> None:
         """Earn a request's share of a retry (call once per request, not per attempt)."""
         if self.enabled:
-            self.store.deposit(self.key, self._ratio, self._burst, now)
+            self.earned.add()
+            if now >= self.flush_at:
+                amount = self._amount(now)
+                if amount > 0:
+                    self.store.deposit(self.key, amount, self._burst, now)
 
     def try_spend(self, now: float) -> bool:
         """Take one retry's token; False means the retry must not be sent."""
-        return not self.enabled or self.store.try_spend(self.key, RETRY_COST, self._burst, now)
+        if not self.enabled:
+            return True
+        amount = self._amount(now)
+        if amount > 0:
+            self.store.deposit(self.key, amount, self._burst, now)
+        return self.store.try_spend(self.key, RETRY_COST, self._burst, now)
 
     async def adeposit(self, now: float) -> None:
         if self.enabled:
-            await self.store.adeposit(self.key, self._ratio, self._burst, now)
+            self.earned.add()
+            if now >= self.flush_at:
+                amount = self._amount(now)
+                if amount > 0:
+                    await self.store.adeposit(self.key, amount, self._burst, now)
 
     async def atry_spend(self, now: float) -> bool:
-        return not self.enabled or await self.store.atry_spend(self.key, RETRY_COST, self._burst, now)
+        if not self.enabled:
+            return True
+        amount = self._amount(now)
+        if amount > 0:
+            await self.store.adeposit(self.key, amount, self._burst, now)
+        return await self.store.atry_spend(self.key, RETRY_COST, self._burst, now)

@@ -1,0 +1,47 @@
+"""A count of events that a strategy writes to its store in batches, not one store operation each.
+
+Most of what the success path tells the store is write-only (a request earned the budget its share,
+the breaker saw one more success): nobody reads it until a retry spends or a failure is weighed. So
+the success path only counts, with ``itertools.count`` (one C call, atomic under the GIL, no lock),
+and the strategy writes the count when it next reads the state, or after the store's
+``batch_seconds`` (a shared store wants the fleet to see it soon; the in-process one does not).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+__all__ = ["Tally", "batch_seconds"]
+
+
+def batch_seconds(store: object) -> float:
+    """How long ``store`` lets write-only counts wait in process (0 for a store that does not say:
+    every count written at once, as before batching existed)."""
+    seconds = getattr(store, "batch_seconds", 0.0)
+    return seconds if isinstance(seconds, int | float) and seconds >= 0 else 0.0
+
+
+class Tally:
+    """Events counted lock-free (``add``) and taken out exactly once each (``take``)."""
+
+    __slots__ = ("_counter", "_lock", "_taken", "_takes", "add")
+
+    def __init__(self) -> None:
+        self._counter = itertools.count()
+        #: Count one event: the counter's own ``__next__``, so the hot path is one C call.
+        self.add = self._counter.__next__
+        self._lock = threading.Lock()  # held for a few additions, never across I/O
+        self._takes = 0
+        self._taken = 0
+
+    def take(self) -> int:
+        """The events counted since the last ``take`` (each event is taken once, whatever the
+        threads). ``take`` draws a number from the counter too; it counts those draws apart."""
+        with self._lock:
+            drawn = next(self._counter)  # numbers drawn so far, this one excluded
+            events = drawn - self._takes
+            self._takes += 1
+            pending = events - self._taken
+            self._taken = events
+            return pending
