@@ -20,7 +20,8 @@ are timed in CPU time of this thread (``time.thread_time``: everything runs in i
 processes on a shared machine disturb it far less than wall time); loopback batches in wall time,
 since there the server's and the kernel's work is part of a request.
 
-Prints one line per case and a verdict per bar. ``--quick`` for a smoke run.
+Prints one line per case and a verdict per bar. ``--quick`` for a smoke run, ``--retry-only`` for
+the one-retry cases alone.
 """
 
 from __future__ import annotations
@@ -412,6 +413,18 @@ def retry_line(driver: str, times: dict[str, list[float]], count: int, loop_us: 
     ), met
 
 
+def retry_lines(count: int, rounds: int) -> list[str]:
+    """Print the one-retry line of each driver; returns the bars missed."""
+    missed = []
+    for sync, driver in ((True, "sync"), (False, "async")):
+        loop_us = tenacity_loop_us(sync, count, rounds // 2 or 1)
+        line, met = retry_line(driver, retry_case(sync, count, rounds // 2 or 1), count, loop_us)
+        print(line, flush=True)
+        if not met:
+            missed.append(f"one retry ({driver})")
+    return missed
+
+
 # -- main -------------------------------------------------------------------------------------------
 
 
@@ -422,6 +435,10 @@ def main() -> None:
     quick = "--quick" in sys.argv
     # (requests per batch for small and 48 KiB bodies, for 1 MiB bodies, rounds)
     small, large, rounds = (10, 2, 4) if quick else (50, 4, 120)
+    if "--retry-only" in sys.argv:
+        retries = retry_lines(small, rounds)
+        print("bars not met: " + (", ".join(retries) if retries else "none"))
+        return
     sizes = (
         ("small", SMALL, "/small", small),
         ("48 KiB", MEDIUM, "/medium", small),
@@ -447,15 +464,7 @@ def main() -> None:
             atimes = async_case(httpx.AsyncHTTPTransport, base + path, count, rounds, time.perf_counter)
             verdicts.append(judged(f"loopback async   {label}", atimes, count, 1.03, False))
             print(verdicts[-1].line(), flush=True)
-    retries: list[bool] = []
-    for sync, driver in ((True, "sync"), (False, "async")):
-        loop_us = tenacity_loop_us(sync, small, rounds // 2 or 1)
-        line, met = retry_line(driver, retry_case(sync, small, rounds // 2 or 1), small, loop_us)
-        retries.append(met)
-        print(line, flush=True)
-    missed = [v.case for v in verdicts if not v.met] + [
-        f"one retry ({driver})" for driver, met in zip(("sync", "async"), retries, strict=True) if not met
-    ]
+    missed = [v.case for v in verdicts if not v.met] + retry_lines(small, rounds)
     print("bars not met: " + (", ".join(missed) if missed else "none"))
 
 
