@@ -11,6 +11,7 @@ was refused ends with the refusal itself.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable
 
 import attrs
@@ -38,17 +39,35 @@ from resilient_client.strategies.budget import Budget
 __all__ = ["RetryStrategy"]
 
 
+class _CallState(tenacity.RetryCallState):
+    """tenacity's state of one retried call, with the call itself for ``before_sleep``, its last
+    attempt as a plain attribute (the tenacity outcome holds it too, behind a lock), and what the
+    retry hooks returned that the async shell still has to await."""
+
+    def __init__(self, retrying: tenacity.Retrying, call: Call, first: Attempt) -> None:
+        super().__init__(retrying, None, (), {})
+        self.call = call
+        self.awaiting: list[Awaitable[object]] = []
+        self.result = first
+        self.set_result(first)
+
+    def settle(self, result: Attempt) -> None:
+        """The outcome of the attempt just made."""
+        self.result = result
+        self.set_result(result)
+
+
+def _result(state: tenacity.RetryCallState) -> Attempt:
+    assert isinstance(state, _CallState)
+    return state.result
+
+
+def _wants_retry(state: tenacity.RetryCallState) -> bool:
+    return _result(state).decision.action == "retry"
+
+
 def _wait(state: tenacity.RetryCallState) -> float:
-    result: Attempt = state.outcome.result()  # type: ignore[union-attr]
-    return 0.0 if is_testing() else result.decision.wait
-
-
-def _wants_retry(result: Attempt) -> bool:
-    return result.decision.action == "retry"
-
-
-#: What every call's tenacity controller shares (built once, not per retried call).
-_RETRY = tenacity.retry_if_result(_wants_retry)
+    return 0.0 if is_testing() else _result(state).decision.wait
 
 
 def _step(retrying: tenacity.Retrying, state: tenacity.RetryCallState) -> Attempt | float:
@@ -59,16 +78,6 @@ def _step(retrying: tenacity.Retrying, state: tenacity.RetryCallState) -> Attemp
     # The outcome is always set when asked, so tenacity never answers "attempt".
     assert isinstance(do, Attempt)
     return do
-
-
-class _CallState(tenacity.RetryCallState):
-    """tenacity's state of one retried call, with the call itself for ``before_sleep``, and what the
-    retry hooks returned that the async shell still has to await."""
-
-    def __init__(self, retrying: tenacity.Retrying, call: Call) -> None:
-        super().__init__(retrying, None, (), {})
-        self.call = call
-        self.awaiting: list[Awaitable[object]] = []
 
 
 class RetryStrategy:
@@ -192,21 +201,23 @@ class RetryStrategy:
         (the retry event). One controller per call: tenacity keeps a run's state on it.
         """
         retrying = tenacity.Retrying(
-            retry=_RETRY, wait=_wait, stop=tenacity.stop_never, reraise=True, before_sleep=self._before_sleep
+            retry=_wants_retry,
+            wait=_wait,
+            stop=tenacity.stop_never,
+            reraise=True,
+            before_sleep=self._before_sleep if self.hooks.retry else None,
         )
         retrying.begin()
-        state = _CallState(retrying, call)
-        # The first attempt ran before any tenacity object was built (the success path builds none).
-        state.set_result(first)
-        return retrying, state
+        # The first attempt ran before any tenacity object was built (the success path builds none):
+        # it is tenacity's first outcome.
+        return retrying, _CallState(retrying, call, first)
 
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:
         """Tell the retry hooks, keeping what they return to be awaited (async shell)."""
-        if self.hooks.retry:
-            assert isinstance(state, _CallState)
-            call = state.call
-            result: Attempt = state.outcome.result()  # type: ignore[union-attr]
-            state.awaiting = self.hooks.retrying(call, self._event(call, result))
+        assert isinstance(state, _CallState)
+        state.awaiting = self.hooks.retrying(
+            state.call, functools.partial(self._event, state.call, state.result)
+        )
 
     @staticmethod
     def _sync_hooks_only(state: _CallState) -> None:
@@ -249,7 +260,7 @@ class RetryStrategy:
                     if result.decision.action == "retry" and not budget.try_spend(call.clock.monotonic()):
                         result = self._unfunded(call, result)
                     final = last = result
-            state.set_result(final)
+            state.settle(final)
 
     # -- async ----------------------------------------------------------------------------------
 
@@ -286,4 +297,4 @@ class RetryStrategy:
                     ):
                         result = self._unfunded(call, result)
                     final = last = result
-            state.set_result(final)
+            state.settle(final)
