@@ -420,3 +420,19 @@ def test_no_backoff_wait_passes_retry_max_wait(
         assert 0.0 <= wait <= max_wait
         if code == 10 and code_max is not None:
             assert wait <= code_max
+
+
+@pytest.mark.parametrize(
+    ("headers", "reset_header", "expected"),
+    [
+        pytest.param({"x-rate-limit-reset": "7"}, "X-Rate-Limit-Reset", 7.0, id="reset-named-in-mixed-case"),
+        pytest.param({"X-RATE-LIMIT-RESET": "7"}, "x-rate-limit-reset", 7.0, id="reset-sent-in-upper-case"),
+        pytest.param({"RETRY-AFTER": "3"}, None, 3.0, id="retry-after-in-upper-case"),
+        pytest.param({"content-type": "application/json"}, "X-Rate-Limit-Reset", None, id="none-of-them"),
+        pytest.param({"x-rate-limit-reset": "7"}, None, None, id="reset-not-read-without-its-name"),
+    ],
+)
+def test_the_wait_headers_are_found_whatever_their_case(
+    headers: dict[str, str], reset_header: str | None, expected: float | None
+) -> None:
+    assert rc.parse_retry_after(httpx.Headers(headers), NOW, reset_header) == expected

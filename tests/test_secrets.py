@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 import resilient_client as rc
-from resilient_client._redact import REDACTED, Secrets, redact_text
+from resilient_client._redact import REDACTED, Secrets, redact_text, redact_url
 from resilient_client.simulator import Reply, Simulator, serve
 from resilient_client.testing import FakeClock, no_waits
 
@@ -901,3 +901,63 @@ def check_retry_hook_errors(events: list[rc.RetryEvent]) -> None:
 def test_masking_an_already_masked_text_changes_nothing(text: str) -> None:
     # The log filter sees the SDK's own lines, already redacted: nothing after a mask may be eaten.
     assert redact_text(text) == text
+
+
+# -- what a request adds to the known secrets -----------------------------------------------------
+
+
+def test_a_request_without_new_secrets_leaves_the_known_ones_as_they_are() -> None:
+    known = Secrets(["known-password"])
+    plain = httpx.Request("GET", "https://h.test/items?page=2", headers={"Accept": "application/json"})
+    repeated = httpx.Request("GET", "https://h.test/items", headers={"X-Api-Key": "known-password"})
+    # The same object, whose compiled matcher is reused, not a copy that compiles its own.
+    assert known.with_request(plain) is known
+    assert known.with_request(repeated) is known
+
+
+@pytest.mark.parametrize(
+    ("request_", "secret"),
+    [
+        pytest.param(
+            httpx.Request("GET", "https://h.test/x", headers={"Authorization": "Bearer tok-1234"}),
+            "tok-1234",
+            id="bearer-header",
+        ),
+        pytest.param(
+            httpx.Request(
+                "GET", "https://h.test/x", headers={"X-Api-Key": "k1"}, cookies={"session": "c00kie"}
+            ),
+            "c00kie",
+            id="cookie",
+        ),
+        pytest.param(httpx.Request("GET", "https://u:pa55word@h.test/x"), "pa55word", id="url-password"),
+        pytest.param(httpx.Request("GET", "https://h.test/x?api_key=q-secret"), "q-secret", id="query"),
+        pytest.param(
+            httpx.Request("POST", "https://h.test/x", json={"password": "b0dy-pw"}), "b0dy-pw", id="json"
+        ),
+        pytest.param(
+            httpx.Request("POST", "https://h.test/x", data={"client_key": "f0rm-key"}), "f0rm-key", id="form"
+        ),
+    ],
+)
+def test_a_requests_own_secrets_join_the_known_ones(request_: httpx.Request, secret: str) -> None:
+    known = Secrets(["known-password"])
+    found = known.with_request(request_)
+    assert found is not known
+    assert {secret, "known-password"} <= found.values
+    assert known.values == {"known-password"}  # the transport's own secrets are not changed
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        pytest.param("https://h.test/a/b", "https://h.test/a/b", id="plain"),
+        pytest.param(
+            "https://h.test/token=abc123/x", f"https://h.test/token={REDACTED}", id="inline-in-path"
+        ),
+        pytest.param("https://h.test/x?token=abc123", f"https://h.test/x?token={REDACTED}", id="query"),
+        pytest.param("https://u:pw1234@h.test/x", f"https://u:{REDACTED}@h.test/x", id="password"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(httpx.URL(url)) == shown

@@ -131,6 +131,15 @@ def parse_retry_after(headers: Mapping[str, str], now: float, reset_header: str 
     server repeating ``Retry-After: 0`` is not hammered. Malformed values are ignored; huge ones are
     capped at 1e9 s, a wait that no policy accepts.
     """
+    if isinstance(headers, httpx.Headers):
+        # Most answers carry none of these headers: one look at the names instead of three scans.
+        names = headers.keys()
+        if (
+            "retry-after" not in names
+            and "retry-after-ms" not in names
+            and (reset_header is None or reset_header.lower() not in names)
+        ):
+            return None
     asked: list[float] = []
     for millis in _values(headers, "retry-after-ms"):
         for part in millis.split(","):

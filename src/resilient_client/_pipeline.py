@@ -381,6 +381,12 @@ class Hook:
         """A retry will be sent after ``event.wait`` seconds."""
         return None
 
+    def hears_retries(self) -> bool:
+        """False while ``on_retry`` would do nothing (the logging hook's logger is off): the retry
+        event, whose fields are redacted, is then not built for this hook, nor the hook called.
+        Asked before every retry, so it must be cheap."""
+        return True
+
     def on_rejection(self, call: Call, event: RejectionEvent) -> None:
         """A strategy refused to send."""
 
@@ -413,6 +419,7 @@ class Hooks:
         "quiet",
         "rejection",
         "retry",
+        "retry_hooks",
     )
 
     def __init__(self, hooks: Iterable[Hook] = ()) -> None:
@@ -436,6 +443,7 @@ class Hooks:
             h.on_attempt for h in self.all if _overrides(h, "on_attempt") and h.attempt_successes
         )
         self.retry = listening("on_retry")
+        self.retry_hooks = tuple(h for h in self.all if _overrides(h, "on_retry"))
         self.rejection = listening("on_rejection")
         self.breaker = listening("on_breaker")
         self.call_end = listening("on_call_end")
@@ -443,11 +451,17 @@ class Hooks:
         #: listener): such a call may take the transport's fast lane.
         self.quiet = not (self.call_start or self.attempt_start or self.attempt_success or self.call_end)
 
-    def retrying(self, call: Call, event: RetryEvent) -> list[Awaitable[object]]:
-        """Tell every retry hook; returns what they returned that must be awaited."""
+    def retrying(self, call: Call, event: Callable[[], RetryEvent]) -> list[Awaitable[object]]:
+        """Tell every retry hook that hears retries now, the event built (by ``event()``) once and
+        only if one does; returns what they returned that must be awaited."""
         pending = []
-        for hook in self.retry:
-            returned = hook(call, event)
+        built: RetryEvent | None = None
+        for hook in self.retry_hooks:
+            if not hook.hears_retries():
+                continue
+            if built is None:
+                built = event()
+            returned = hook.on_retry(call, built)
             if inspect.isawaitable(returned):
                 pending.append(returned)
         return pending

@@ -9,6 +9,7 @@ import base64
 import binascii
 import bisect
 import contextlib
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -38,6 +39,8 @@ _INLINE_SECRET = re.compile(
 )
 
 
+# Cached: the same few header and field names come back on every request.
+@functools.lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
     """True when a header, query parameter or JSON key of this name carries a secret."""
     return _SECRET_NAME.search(name) is not None
@@ -93,28 +96,37 @@ class Secrets:
         JSON or form body.
 
         A vendor may echo what it was sent ("unknown client key abc123"); called on the error path
-        only, so the success path never pays for it.
+        only, so the success path never pays for it. Returns ``self`` when the request carries no
+        secret these do not know: never add to what it returns.
         """
-        found = Secrets(self._values)
         if request.extensions.get(REDACTED_REQUEST_EXTENSION):
-            return found  # a copy made by redacted_request: its [REDACTED]s are not secrets
-        for name, value in request.headers.multi_items():
+            return self  # a copy made by redacted_request: its [REDACTED]s are not secrets
+        found = Secrets()
+        headers = request.headers
+        for name in headers:  # lower-cased, each once
             if is_secret_name(name):
-                found._add_header(name.lower(), value)
+                for value in headers.get_list(name):
+                    found._add_header(name, value)
         url = request.url
         found.add(url.password)
-        for key, value in url.params.multi_items():
-            if is_secret_name(key):
-                found.add(value)
+        if url.query:
+            for key, value in url.params.multi_items():
+                if is_secret_name(key):
+                    found.add(value)
         content = getattr(request, "_content", None)  # a streamed body is never read here
         if content and len(content) <= _MAX_SCANNED_BODY:
-            if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
                 for key, value in parse_qsl(content.decode("latin-1"), keep_blank_values=True):
                     if is_secret_name(key):
                         found.add(value)
             else:
                 with contextlib.suppress(ValueError, RecursionError):
                     found._add_fields(json.loads(content), 0)
+        if found._values <= self._values:
+            # Nothing new (the usual case: a client's credentials are known already): these
+            # secrets, whose compiled matcher is reused, not a copy that compiles its own.
+            return self
+        found._values |= self._values
         return found
 
     def _add_header(self, name: str, value: str) -> None:
@@ -288,14 +300,14 @@ def _json_u_decoded(escape: str) -> list[tuple[str, int]]:
 
 # Every inline credential names one of these (casefolded): text without any skips the pattern.
 _INLINE_KEYWORDS = ("bearer", "basic", "pass", "pwd", "secret", "token", "key", "cookie", "session")
+_INLINE_KEYWORD = re.compile("|".join(_INLINE_KEYWORDS))
 
 
 def redact_text(text: str) -> str:
     """Mask inline credentials in free text: ``Bearer x``, ``password=x``, ``token: x``."""
     if not text:
         return text
-    folded = text.casefold()
-    if not any(keyword in folded for keyword in _INLINE_KEYWORDS):
+    if _INLINE_KEYWORD.search(text.casefold()) is None:
         return text
     return _INLINE_SECRET.sub(lambda m: (m.group(1) or m.group(2)) + REDACTED, text)
 
@@ -303,6 +315,8 @@ def redact_text(text: str) -> str:
 def redact_url(url: httpx.URL | str) -> str:
     """The URL with its password and every secret-looking query parameter masked."""
     text = str(url)
+    if "@" not in text and "?" not in text:
+        return redact_text(text)  # no userinfo, no query: only inline credentials to look for
     try:
         parts = urlsplit(text)
     except ValueError:

@@ -15,6 +15,7 @@ import pytest
 from pipeline_kit import NO_BUDGET, OK, Caller, Recorder, Vendor, policy, transport
 
 import resilient_client as rc
+from resilient_client.strategies.retry import RetryStrategy
 from resilient_client.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -174,3 +175,67 @@ async def test_on_call_end_hears_a_call_cancelled_while_it_waits_to_retry() -> N
     assert vendor.sent == 1
     assert recorder.names()[-1] == "call_end"
     assert recorder.events[-1][1] is not None  # the cancellation, not a response
+
+
+# -- a retry event is built only for a hook that hears it ---------------------------------------------
+
+
+class Deaf(rc.Hook):
+    """A hook that does not hear retries now (as the logging hook while INFO is off)."""
+
+    def __init__(self) -> None:
+        self.heard: list[rc.RetryEvent] = []
+
+    def hears_retries(self) -> bool:
+        return False
+
+    def on_retry(self, call: Any, event: rc.RetryEvent) -> None:
+        self.heard.append(event)
+
+
+async def test_a_hook_that_does_not_hear_retries_gets_no_event(
+    mode: str, connect: Callable[[Any], Caller], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="resilient_client")  # the logging hook hears none either
+    deaf, hearing = Deaf(), Recorder()
+    vendor = Vendor(FakeClock(), httpx.Response(503), OK)
+    client = connect(transport(vendor, hooks=[deaf, hearing], random=lambda: 0.5))
+    await client.get(SECRET_URL)
+    assert deaf.heard == []
+    assert [event for event in hearing.events if event[0] == "retry"] == [("retry", 1)]
+
+
+async def test_no_retry_event_is_built_when_no_hook_hears_it(
+    mode: str,
+    connect: Callable[[Any], Caller],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Building the event redacts the URL and the cause: nobody listening, nobody pays for it.
+    caplog.set_level(logging.WARNING, logger="resilient_client")
+
+    def never(*args: object) -> rc.RetryEvent:
+        raise AssertionError("a retry event was built for nobody")
+
+    monkeypatch.setattr(RetryStrategy, "_event", never)
+    deaf = Deaf()
+    vendor = Vendor(FakeClock(), httpx.Response(503), OK)
+    client = connect(transport(vendor, hooks=[deaf], random=lambda: 0.5))
+    response = await client.get(SECRET_URL)
+    assert response.extensions[rc.ATTEMPTS_EXTENSION] == 2
+    assert deaf.heard == []
+
+
+@pytest.mark.parametrize(
+    ("level", "hears"),
+    [
+        pytest.param(logging.INFO, True, id="info"),
+        pytest.param(logging.DEBUG, True, id="debug"),
+        pytest.param(logging.WARNING, False, id="warning"),
+    ],
+)
+def test_the_logging_hook_hears_retries_while_info_is_on(
+    level: int, hears: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(level, logger="resilient_client")
+    assert rc.instrumentation.LoggingHook().hears_retries() is hears

@@ -19,7 +19,7 @@ class LoggingHook(Hook):
     attempt_successes = False  # it logs faults only: a success costs it nothing
 
     def on_attempt(self, call: Call, event: AttemptEvent) -> None:
-        if event.category in (None, "ok") or not logger.isEnabledFor(logging.DEBUG):
+        if not logger.isEnabledFor(logging.DEBUG) or event.category in (None, "ok"):
             return
         logger.debug(
             "%s %s %s -> %s (code %s, HTTP %s)",
@@ -30,6 +30,9 @@ class LoggingHook(Hook):
             event.code,
             event.status,
         )
+
+    def hears_retries(self) -> bool:
+        return logger.isEnabledFor(logging.INFO)
 
     def on_retry(self, call: Call, event: RetryEvent) -> None:
         what = event.category or type(event.error).__name__

@@ -11,6 +11,7 @@ was refused ends with the refusal itself.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable
 from typing import Any
 
@@ -39,22 +40,72 @@ from resilient_client.strategies.budget import Budget
 __all__ = ["RetryStrategy"]
 
 
+_HAS_ITER_STATE = isinstance(getattr(tenacity.Retrying, "iter_state", None), property)
+
+
+class _Retrying(tenacity.Retrying):
+    """The tenacity controller of one call.
+
+    tenacity keeps a controller's run state in thread-local storage, so that one controller may
+    serve several threads at once, and pays a thread-local lookup on each of the dozens of reads of
+    it that every retry makes (a quarter of tenacity's cost per retry). A controller here serves one
+    call, in one thread or task, so plain attributes hold the same objects.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # tenacity's own objects, made once through its properties.
+        self._statistics: dict[str, Any] = super().statistics
+        self._iter_state: Any = super().iter_state if _HAS_ITER_STATE else None
+
+    @property
+    def statistics(self) -> dict[str, Any]:
+        return self._statistics
+
+    @property
+    def iter_state(self) -> Any:  # tenacity >= 8.4 keeps its step state there
+        return self._iter_state
+
+
+class _CallState(tenacity.RetryCallState):
+    """tenacity's state of one retried call, with the call itself for ``before_sleep``, its last
+    attempt as a plain attribute (the tenacity outcome holds it too, behind a lock), and what the
+    retry hooks returned that the async shell still has to await."""
+
+    def __init__(self, retrying: tenacity.Retrying, call: Call, first: Attempt) -> None:
+        super().__init__(retrying, None, (), {})
+        self.call = call
+        self.awaiting: list[Awaitable[object]] = []
+        self.result = first
+        self.set_result(first)
+
+    def settle(self, result: Attempt) -> None:
+        """The outcome of the attempt just made."""
+        self.result = result
+        self.set_result(result)
+
+
+def _result(state: tenacity.RetryCallState) -> Attempt:
+    assert isinstance(state, _CallState)
+    return state.result
+
+
+def _wants_retry(state: tenacity.RetryCallState) -> bool:
+    return _result(state).decision.action == "retry"
+
+
 def _wait(state: tenacity.RetryCallState) -> float:
-    result: Attempt = state.outcome.result()  # type: ignore[union-attr]
-    return 0.0 if is_testing() else result.decision.wait
+    return 0.0 if is_testing() else _result(state).decision.wait
 
 
-def _wants_retry(result: Attempt) -> bool:
-    return result.decision.action == "retry"
-
-
-#: What every call's tenacity loop shares (built once, not per retried call).
-_RETRYING: dict[str, Any] = {
-    "retry": tenacity.retry_if_result(_wants_retry),
-    "wait": _wait,
-    "stop": tenacity.stop_never,
-    "reraise": True,
-}
+def _step(retrying: tenacity.Retrying, state: tenacity.RetryCallState) -> Attempt | float:
+    """tenacity's next step: the final attempt, or the seconds to wait before the next one."""
+    do = retrying.iter(state)
+    if isinstance(do, tenacity.DoSleep):
+        return float(do)
+    # The outcome is always set when asked, so tenacity never answers "attempt".
+    assert isinstance(do, Attempt)
+    return do
 
 
 class RetryStrategy:
@@ -165,6 +216,46 @@ class RetryStrategy:
             error=result.error,
         )
 
+    # -- the tenacity loop, shared by both shells ----------------------------------------------
+
+    def _retrying(self, call: Call, first: Attempt) -> tuple[_Retrying, _CallState]:
+        """A tenacity controller for ``call`` and its state, the first attempt its first outcome.
+
+        Both shells drive one synchronous ``tenacity.Retrying`` step by step, as its own
+        ``__call__`` does (``iter`` says attempt, sleep or stop), and run the attempts and sleeps
+        themselves: the async shell then awaits them without ``AsyncRetrying``, which wraps every
+        step of every retry in coroutine checks that cost more than the rest of the retry. tenacity
+        still decides: retry or not (``retry_if_result``), the wait, the stop, and ``before_sleep``
+        (the retry event). One controller per call: tenacity keeps a run's state on it.
+        """
+        retrying = _Retrying(
+            retry=_wants_retry,
+            wait=_wait,
+            stop=tenacity.stop_never,
+            reraise=True,
+            before_sleep=self._before_sleep if self.hooks.retry else None,
+        )
+        retrying.begin()
+        # The first attempt ran before any tenacity object was built (the success path builds none):
+        # it is tenacity's first outcome.
+        return retrying, _CallState(retrying, call, first)
+
+    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
+        """Tell the retry hooks, keeping what they return to be awaited (async shell)."""
+        assert isinstance(state, _CallState)
+        state.awaiting = self.hooks.retrying(
+            state.call, functools.partial(self._event, state.call, state.result)
+        )
+
+    @staticmethod
+    def _sync_hooks_only(state: _CallState) -> None:
+        if state.awaiting:
+            for returned in state.awaiting:
+                close = getattr(returned, "close", None)
+                if close is not None:
+                    close()  # never awaited here: closed, not leaked as a warning
+            raise TypeError("an async on_retry hook needs an httpx.AsyncClient")
+
     # -- sync -----------------------------------------------------------------------------------
 
     def run(self, call: Call, attempt: Next) -> Attempt:
@@ -179,42 +270,25 @@ class RetryStrategy:
             return last
         if not budget.try_spend(call.clock.monotonic()):
             return self._unfunded(call, last)
-        pending = [last]
-
-        def next_attempt() -> Attempt:
-            nonlocal last
-            if pending:
-                return pending.pop()
+        retrying, state = self._retrying(call, last)
+        while True:
+            wait = _step(retrying, state)
+            if isinstance(wait, Attempt):
+                return wait
+            self._sync_hooks_only(state)
+            state.prepare_for_next_attempt()
+            if wait > 0 and not is_testing():
+                call.clock.sleep(wait)
             final = self._out_of_time(call, last)
-            if final is not None:
-                return final
-            result = self._heard(call, attempt(call, last.number + 1))
-            if result.rejection is not None:
-                return self._refused(last, result)
-            if result.decision.action == "retry" and not budget.try_spend(call.clock.monotonic()):
-                result = self._unfunded(call, result)
-            last = result
-            return result
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            result: Attempt = state.outcome.result()  # type: ignore[union-attr]
-            if not self.hooks.retry:
-                return
-            awaitables = self.hooks.retrying(call, self._event(call, result))
-            if awaitables:
-                for returned in awaitables:
-                    close = getattr(returned, "close", None)
-                    if close is not None:
-                        close()  # never awaited here: closed, not leaked as a warning
-                raise TypeError("an async on_retry hook needs an httpx.AsyncClient")
-
-        def sleep(seconds: float) -> None:
-            if seconds > 0 and not is_testing():
-                call.clock.sleep(seconds)
-
-        retrying = tenacity.Retrying(sleep=sleep, before_sleep=before_sleep, **_RETRYING)
-        result: Attempt = retrying(next_attempt)
-        return result
+            if final is None:
+                result = self._heard(call, attempt(call, last.number + 1))
+                if result.rejection is not None:
+                    final = self._refused(last, result)
+                else:
+                    if result.decision.action == "retry" and not budget.try_spend(call.clock.monotonic()):
+                        result = self._unfunded(call, result)
+                    final = last = result
+            state.settle(final)
 
     # -- async ----------------------------------------------------------------------------------
 
@@ -229,34 +303,26 @@ class RetryStrategy:
             return last
         if not await budget.atry_spend(call.clock.monotonic()):
             return self._unfunded(call, last)
-        pending = [last]
-
-        async def next_attempt() -> Attempt:
-            nonlocal last
-            if pending:
-                return pending.pop()
+        retrying, state = self._retrying(call, last)
+        while True:
+            wait = _step(retrying, state)
+            if isinstance(wait, Attempt):
+                return wait
+            awaiting, state.awaiting = state.awaiting, []
+            for returned in awaiting:
+                await returned
+            state.prepare_for_next_attempt()
+            if wait > 0 and not is_testing():
+                await call.clock.asleep(wait)
             final = self._out_of_time(call, last)
-            if final is not None:
-                return final
-            result = self._heard(call, await attempt(call, last.number + 1))
-            if result.rejection is not None:
-                return self._refused(last, result)
-            if result.decision.action == "retry" and not await budget.atry_spend(call.clock.monotonic()):
-                result = self._unfunded(call, result)
-            last = result
-            return result
-
-        async def before_sleep(state: tenacity.RetryCallState) -> None:
-            result: Attempt = state.outcome.result()  # type: ignore[union-attr]
-            if self.hooks.retry:
-                pending_hooks: list[Awaitable[object]] = self.hooks.retrying(call, self._event(call, result))
-                for returned in pending_hooks:
-                    await returned
-
-        async def sleep(seconds: float) -> None:
-            if seconds > 0 and not is_testing():
-                await call.clock.asleep(seconds)
-
-        retrying = tenacity.AsyncRetrying(sleep=sleep, before_sleep=before_sleep, **_RETRYING)
-        result: Attempt = await retrying(next_attempt)
-        return result
+            if final is None:
+                result = self._heard(call, await attempt(call, last.number + 1))
+                if result.rejection is not None:
+                    final = self._refused(last, result)
+                else:
+                    if result.decision.action == "retry" and not await budget.atry_spend(
+                        call.clock.monotonic()
+                    ):
+                        result = self._unfunded(call, result)
+                    final = last = result
+            state.settle(final)

@@ -1,0 +1,88 @@
+"""The retry loop under concurrency: each call keeps its own tenacity controller and state, whether
+calls run in threads or interleave as tasks of one thread (their async retry hooks awaited between
+tenacity's steps), with asyncio and trio."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+import resilient_client as rc
+from resilient_client.testing import FakeClock
+
+CALLS = 16
+OK = b'{"ResponseCode": 0, "ResponseMsgEng": "Success"}'
+
+
+class FailsOnceEach:
+    """Answers 503 to the first request of each call (told apart by its path), 200 after."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            first = request.url.path not in self.seen
+            self.seen.add(request.url.path)
+        if first:
+            return httpx.Response(503)
+        return httpx.Response(200, content=OK, headers={"content-type": "application/json"})
+
+
+def transport(on_retry: Any) -> rc.ResilientTransport:
+    return rc.ResilientTransport(
+        "hyper",
+        transport=httpx.MockTransport(FailsOnceEach()),
+        # Every call fails once: neither the budget nor the breaker may refuse a retry here.
+        policy=rc.RetryPolicy(budget=rc.BudgetSettings(ratio=1.0), breaker=rc.BreakerSettings(enabled=False)),
+        on_retry=on_retry,
+        random=lambda: 0.5,
+        **FakeClock().options(),
+    )
+
+
+def test_calls_in_threads_retry_each_on_their_own() -> None:
+    events: list[rc.RetryEvent] = []
+    attempts: dict[int, int] = {}
+    with httpx.Client(transport=transport(events.append)) as client:
+
+        def call(index: int) -> None:
+            response = client.get(f"https://hyper.test/items/{index}")
+            attempts[index] = response.extensions[rc.ATTEMPTS_EXTENSION]
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(CALLS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    assert attempts == dict.fromkeys(range(CALLS), 2)
+    assert sorted(e.url for e in events) == sorted(f"https://hyper.test/items/{i}" for i in range(CALLS))
+    assert all(e.attempt == 1 and e.status == 503 for e in events)
+
+
+@pytest.mark.anyio
+async def test_calls_in_tasks_retry_each_on_their_own() -> None:
+    events: list[rc.RetryEvent] = []
+
+    async def hook(event: rc.RetryEvent) -> None:
+        await anyio.lowlevel.checkpoint()  # other calls step their loops meanwhile
+        events.append(event)
+
+    attempts: dict[int, int] = {}
+    async with httpx.AsyncClient(transport=transport(hook)) as client:
+
+        async def call(index: int) -> None:
+            response = await client.get(f"https://hyper.test/items/{index}")
+            attempts[index] = response.extensions[rc.ATTEMPTS_EXTENSION]
+
+        async with anyio.create_task_group() as group:
+            for index in range(CALLS):
+                group.start_soon(call, index)
+    assert attempts == dict.fromkeys(range(CALLS), 2)
+    assert sorted(e.url for e in events) == sorted(f"https://hyper.test/items/{i}" for i in range(CALLS))
+    assert all(e.attempt == 1 and e.status == 503 for e in events)
