@@ -1,7 +1,9 @@
 """RedisState: the StateStore shared by every process that points at the same Redis (extra ``redis``).
 
-Each operation is one Lua script (``_lua.py``), registered once per client and run with EVALSHA: the
-read-modify-write is atomic on the server and costs one round trip. The scripts read the time from
+Each operation is one Lua script (``_lua.py``), run with EVALSHA (EVAL once after the server forgot
+it): the read-modify-write is atomic on the server and costs one round trip. The scripts are sent on
+the client's connections directly (``_link.py`` says why: redis-py's command path costs more than the
+round trip itself). The scripts read the time from
 the server (``TIME``), so a fleet whose machines' clocks disagree still agrees on when a break or a
 lease ends; the ``now`` each operation takes is used only by the in-process fallback.
 
@@ -34,6 +36,7 @@ import anyio.to_thread
 import attrs
 
 from resilient_client._redact import REDACTED, Secrets, redact_url
+from resilient_client.stores._link import AsyncLink, Script, SyncLink
 from resilient_client.stores._lua import SCRIPTS
 from resilient_client.stores._protocol import Circuit, CircuitState, RateTicket, StateStore
 from resilient_client.stores.fallback import Fallback, OnUnavailable
@@ -42,13 +45,13 @@ from resilient_client.stores.memory import MemoryState
 if TYPE_CHECKING:
     import redis
     import redis.asyncio
-    from redis.commands.core import AsyncScript, Script
 
 __all__ = ["RedisState"]
 
 _T = TypeVar("_T")
 _SCHEMES = ("redis", "rediss", "unix")
 _URL_EXAMPLE = "redis://localhost:6379/0"
+_SCRIPTS = {name: Script(text) for name, text in SCRIPTS.items()}
 
 
 @attrs.frozen
@@ -66,7 +69,7 @@ class _Operation(Generic[_T]):
 @attrs.define
 class _LoopClient:
     client: redis.asyncio.Redis
-    scripts: dict[str, AsyncScript]
+    link: AsyncLink
     #: Keeps the generator that closes ``client`` when its event loop shuts down (see _close_with_loop).
     closer: AsyncGenerator[None, None] | None
 
@@ -184,11 +187,6 @@ def _describe_client(client: Any) -> str:
     return f"redis://{options.get('host', '?')}:{options.get('port', '?')}/{options.get('db', 0)}"
 
 
-def _pool(client: Any) -> Any:
-    """A client's connection pool (a cluster client has none, and RedisState takes none)."""
-    return client.connection_pool
-
-
 async def _close_with_loop(client: redis.asyncio.Redis) -> AsyncGenerator[None, None]:
     """Parks until its event loop shuts down, then closes ``client``.
 
@@ -256,18 +254,23 @@ class RedisState:
         self._idle = float(idle_seconds)
         self._name = _shown(url) if url is not None else _describe_client(client or async_client)
         secrets = Secrets(_passwords(url, client, async_client))
-        self._lock = threading.Lock()  # guards the lazy creation of clients and scripts
-        self._client = client
-        self._scripts: dict[str, Script] | None = None
-        self._given_async = None if async_client is None else _LoopClient(async_client, {}, None)
-        self._loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._lock = threading.Lock()  # guards the lazy creation of clients and links
         self._unavailable: tuple[type[BaseException], ...] = (
             redis_module.exceptions.ConnectionError,
             redis_module.exceptions.TimeoutError,
             redis_module.exceptions.ReadOnlyError,  # READONLY: a failover made our server a replica
             OSError,
+        )
+        self._client = client
+        self._link: SyncLink | None = None
+        self._no_script: type[BaseException] = redis_module.exceptions.NoScriptError
+        self._given_async = (
+            None
+            if async_client is None
+            else _LoopClient(async_client, AsyncLink(async_client, self._no_script, self._unavailable), None)
+        )
+        self._loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
+            weakref.WeakKeyDictionary()
         )
         self._fallback = Fallback(
             name=self._name,
@@ -292,7 +295,7 @@ class RedisState:
     def close(self) -> None:
         """Close the sync connections this store opened (a ``client=`` given is left open)."""
         with self._lock:
-            client, self._scripts = self._client, None
+            client, self._link = self._client, None
             if self._url is not None:
                 self._client = None
         if client is not None and self._url is not None:
@@ -327,12 +330,12 @@ class RedisState:
             "health_check_interval": 0,
         }
 
-    def _sync_scripts(self) -> dict[str, Script]:
-        scripts = self._scripts
-        if scripts is not None:
-            return scripts
+    def _sync_link(self) -> SyncLink:
+        link = self._link
+        if link is not None:
+            return link
         with self._lock:
-            if self._scripts is None:
+            if self._link is None:
                 if self._client is None:
                     if self._url is None:
                         raise TypeError(
@@ -341,12 +344,11 @@ class RedisState:
                         )
                     options = self._client_options(self._redis.retry.Retry)
                     self._client = self._redis.Redis.from_url(self._url, **options)
-                client = self._client
-                self._scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
-            return self._scripts
+                self._link = SyncLink(self._client, self._no_script, self._unavailable)
+            return self._link
 
-    async def _loop_scripts(self) -> dict[str, AsyncScript] | None:
-        """The async scripts for the running asyncio loop; None outside asyncio or without an async client."""
+    async def _loop_link(self) -> AsyncLink | None:
+        """The async link for the running asyncio loop; None outside asyncio or without an async client."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -354,23 +356,19 @@ class RedisState:
         with self._lock:
             given = self._given_async
             if given is not None:
-                if not given.scripts:
-                    given.scripts = {
-                        name: given.client.register_script(text) for name, text in SCRIPTS.items()
-                    }
-                return given.scripts
+                return given.link
             if self._url is None:
                 return None
             found = self._loop_clients.get(loop)
             if found is not None:
-                return found.scripts
+                return found.link
             options = self._client_options(self._redis.asyncio.retry.Retry)
             client = self._redis.asyncio.Redis.from_url(self._url, **options)
             closer = _close_with_loop(client)
-            scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
-            self._loop_clients[loop] = _LoopClient(client, scripts, closer)
+            link = AsyncLink(client, self._no_script, self._unavailable)
+            self._loop_clients[loop] = _LoopClient(client, link, closer)
         await closer.asend(None)  # started in this loop, so this loop's shutdown closes it
-        return scripts
+        return link
 
     # When Redis does not answer, the idle connections of the pool are dropped as well: they lead to
     # the same server, and redis.asyncio has been seen handing out, once Redis was back, a connection
@@ -380,28 +378,31 @@ class RedisState:
 
     def _run(self, operation: _Operation[_T], now: float) -> _T:
         def shared() -> _T:
-            script = self._sync_scripts()[operation.script]
+            link = self._sync_link()
             try:
-                return operation.read(script(keys=operation.keys, args=self._args(operation, now)))
+                return operation.read(
+                    link.run(_SCRIPTS[operation.script], operation.keys, self._args(operation, now))
+                )
             except self._unavailable:
                 with contextlib.suppress(*self._unavailable):
-                    _pool(script.registered_client).disconnect(inuse_connections=False)
+                    link.drop_idle()
                 raise
 
         return self._fallback.call(now, shared, operation.local)
 
     async def _arun(self, operation: _Operation[_T], now: float) -> _T:
-        scripts = await self._loop_scripts()
-        if scripts is None:
+        link = await self._loop_link()
+        if link is None:
             return await anyio.to_thread.run_sync(self._run, operation, now)
-        script = scripts[operation.script]
 
         async def shared() -> _T:
             try:
-                return operation.read(await script(keys=operation.keys, args=self._args(operation, now)))
+                return operation.read(
+                    await link.run(_SCRIPTS[operation.script], operation.keys, self._args(operation, now))
+                )
             except self._unavailable:
                 with contextlib.suppress(*self._unavailable):
-                    await _pool(script.registered_client).disconnect(inuse_connections=False)
+                    await link.drop_idle()
                 raise
 
         return await self._fallback.acall(now, shared, operation.local)
