@@ -248,6 +248,13 @@ class PauseWatch(rc.RedisState):
             self.record.held("paced")
         return ticket
 
+    def limiter_admit(self, key: str, ceiling: float, burst: float, max_wait: float, now: float) -> Any:
+        self.record.local.checked = time.monotonic()  # the pause check and the reservation, in one
+        ticket = super().limiter_admit(key, ceiling, burst, max_wait, now)
+        if ticket.wait > 0:
+            self.record.held("paced")
+        return ticket
+
     def try_acquire(self, keys: Sequence[str], limit: int, lease: float, token: str, now: float) -> bool:
         taken = super().try_acquire(keys, limit, lease, token, now)
         if not taken:

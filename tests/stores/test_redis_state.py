@@ -106,7 +106,7 @@ KINDS = {
     "circuit": "hash",
     "lease": "hash",
     "pause": "string",
-    "rate": "hash",
+    "rate": "string",
 }
 
 

@@ -17,8 +17,8 @@ So a link keeps the connections it took from the client's pool (an idle list: ``
 * EVALSHA first, and when the server says NOSCRIPT (a restart, ``SCRIPT FLUSH``), EVAL with the text,
   which also caches it: each call is still one round trip in the usual case;
 * on any error the connection is disconnected and handed back to the pool, never reused half-read;
-  ``drop_idle`` disconnects the idle ones too, and the pool's (RedisState calls it when Redis did not answer: they
-  lead to the same server and would fail one by one once it is back).
+  ``drop_idle`` disconnects the idle ones too, and the pool's (RedisState calls it when Redis did not
+  answer: they lead to the same server and would fail one by one once it is back).
 
 The connections stay the pool's (it counts them as in use), so closing the client closes them.
 """

@@ -120,8 +120,10 @@ def _probe(reply: Any) -> tuple[bool, Circuit]:
 
 
 def _ticket(reply: Any) -> RateTicket:
-    wait, version, rate, max_rate, since, sent = reply
-    return RateTicket(_float(wait), int(version), _float(rate), _float(max_rate), _float(since), _float(sent))
+    wait, version, rate, max_rate, since, sent, paused = reply.split()
+    return RateTicket(
+        float(wait), int(version), float(rate), float(max_rate), float(since), float(sent), float(paused)
+    )
 
 
 def _checked_url(url: object, parse_url: Callable[[str], object]) -> str:
@@ -522,6 +524,17 @@ class RedisState:
             lambda m: m.limiter_acquire(key, ceiling, burst, max_wait, now),
         )
 
+    def _limiter_admit(
+        self, key: str, ceiling: float, burst: float, max_wait: float, now: float
+    ) -> _Operation[RateTicket]:
+        return _Operation(
+            "limiter_admit",
+            [self._key("pause", key), self._key("rate", key)],
+            [ceiling, burst, max_wait],
+            _ticket,
+            lambda m: m.limiter_admit(key, ceiling, burst, max_wait, now),
+        )
+
     def _limiter_state(self, key: str, now: float) -> _Operation[RateTicket]:
         return _Operation(
             "limiter_state", [self._key("rate", key)], [], _ticket, lambda m: m.limiter_state(key, now)
@@ -584,6 +597,11 @@ class RedisState:
     ) -> RateTicket:
         return self._run(self._limiter_acquire(key, ceiling, burst, max_wait, now), now)
 
+    def limiter_admit(
+        self, key: str, ceiling: float, burst: float, max_wait: float, now: float
+    ) -> RateTicket:
+        return self._run(self._limiter_admit(key, ceiling, burst, max_wait, now), now)
+
     def limiter_state(self, key: str, now: float) -> RateTicket:
         return self._run(self._limiter_state(key, now), now)
 
@@ -641,6 +659,11 @@ class RedisState:
         self, key: str, ceiling: float, burst: float, max_wait: float, now: float
     ) -> RateTicket:
         return await self._arun(self._limiter_acquire(key, ceiling, burst, max_wait, now), now)
+
+    async def alimiter_admit(
+        self, key: str, ceiling: float, burst: float, max_wait: float, now: float
+    ) -> RateTicket:
+        return await self._arun(self._limiter_admit(key, ceiling, burst, max_wait, now), now)
 
     async def alimiter_state(self, key: str, now: float) -> RateTicket:
         return await self._arun(self._limiter_state(key, now), now)
