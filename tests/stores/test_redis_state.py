@@ -205,7 +205,9 @@ def commands_sent(admin: redis.Redis) -> Counter[str]:
     are left out, as are the admin's)."""
     stats = admin.info("commandstats")
     ran = Counter({name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()})
-    return Counter({name: ran[name] for name in ("evalsha", "eval", "script|load", "ping") if ran[name]})
+    return Counter(
+        {name: ran[name] for name in ("evalsha", "eval", "script|load", "ping", "hdel") if ran[name]}
+    )
 
 
 def test_each_operation_is_one_evalsha(redis_url: str, admin: redis.Redis) -> None:
@@ -220,7 +222,19 @@ def test_each_operation_is_one_evalsha(redis_url: str, admin: redis.Redis) -> No
     every_operation("warm-up")  # the first call of each script loads it (NOSCRIPT, then EVAL)
     admin.config_resetstat()
     every_operation("k")
-    assert commands_sent(admin) == {"evalsha": 11}
+    assert commands_sent(admin) == {"evalsha": 10, "hdel": 1}  # a release is no script (below)
+
+
+@pytest.mark.anyio
+async def test_a_release_is_one_hdel_per_key_and_frees_the_keys_before_the_next_operation(
+    store: RedisState, admin: redis.Redis, twin: Callable[[object], Any]
+) -> None:
+    ops = twin(store)
+    assert await ops.try_acquire(["a", "b"], 1, 30.0, "holder", 0.0)
+    admin.config_resetstat()
+    await ops.release(["a", "b"], "holder", 0.0)
+    assert await ops.try_acquire(["a", "b"], 1, 30.0, "next", 0.0)
+    assert commands_sent(admin) == {"hdel": 2, "evalsha": 1}
 
 
 def test_a_connection_the_server_closed_is_replaced_before_it_is_used(

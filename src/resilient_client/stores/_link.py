@@ -16,6 +16,10 @@ So a link keeps the connections it took from the client's pool (an idle list: ``
   if it is stale;
 * EVALSHA first, and when the server says NOSCRIPT (a restart, ``SCRIPT FLUSH``), EVAL with the text,
   which also caches it: each call is still one round trip in the usual case;
+* ``send`` writes plain commands without waiting for their replies (a guard's release: it must reach
+  Redis at once, but nothing in the call needs its answer); the connection goes back to the idle
+  list owing those replies, and whoever takes it next reads them first. Commands on one connection
+  run in order, so the thread's next operation sees the release done;
 * on any error the connection is disconnected and handed back to the pool, never reused half-read;
   ``drop_idle`` disconnects the idle ones too, and the pool's (RedisState calls it when Redis did not
   answer: they lead to the same server and would fail one by one once it is back).
@@ -26,6 +30,7 @@ The connections stay the pool's (it counts them as in use), so closing the clien
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +38,8 @@ import anyio
 import attrs
 
 __all__ = ["AsyncLink", "Script", "SyncLink"]
+
+logger = logging.getLogger("resilient_client")
 
 
 @attrs.frozen
@@ -47,8 +54,12 @@ class Script:
         return hashlib.sha1(self.text.encode(), usedforsecurity=False).hexdigest()
 
 
-def _drain(idle: list[Any]) -> list[Any]:
-    """Every connection of ``idle``, taken out one atomic ``pop`` at a time (no thread gets one twice)."""
+#: A connection of the idle list, and how many replies it still owes (to commands sent unanswered).
+_Idle = tuple[Any, int]
+
+
+def _drain(idle: list[_Idle]) -> list[_Idle]:
+    """Every entry of ``idle``, taken out one atomic ``pop`` at a time (no thread gets one twice)."""
     drained = []
     while True:
         try:
@@ -57,34 +68,54 @@ def _drain(idle: list[Any]) -> list[Any]:
             return drained
 
 
+def _refused_unanswered(error: BaseException) -> None:
+    # An error reply to a command nobody waited for (a release): the caller is gone, so it is logged
+    # here, once, rather than raised into an unrelated operation.
+    logger.warning("Redis refused a command sent without waiting (a guard release): %s", error)
+
+
 class SyncLink:
     """Runs scripts on the connections of a ``redis.Redis`` client's pool."""
 
-    __slots__ = ("_idle", "_no_script", "_pool", "_stale")
+    __slots__ = ("_idle", "_no_script", "_pool", "_refused", "_stale")
 
     def __init__(
-        self, client: Any, no_script: type[BaseException], stale: tuple[type[BaseException], ...]
+        self,
+        client: Any,
+        *,
+        no_script: type[BaseException],
+        refused: type[BaseException],
+        stale: tuple[type[BaseException], ...],
     ) -> None:
         self._pool = client.connection_pool
         self._no_script = no_script
-        #: What ``can_read`` raises for a connection the server closed (redis-py's ConnectionError...).
+        #: What an error reply raises (redis-py's ResponseError).
+        self._refused = refused
+        #: What a connection the server closed raises (redis-py's ConnectionError, OSError).
         self._stale = stale
-        self._idle: list[Any] = []
+        self._idle: list[_Idle] = []
 
     def _take(self) -> Any:
         try:
-            connection = self._idle.pop()
+            connection, owed = self._idle.pop()
         except IndexError:
             return self._pool.get_connection()  # connected and checked by the pool
         try:
-            stale = connection.can_read()  # something unread: start afresh
-        except self._stale:  # the server closed it (redis-py says so with an error)
-            stale = True
+            try:
+                for _ in range(owed):
+                    try:
+                        connection.read_response()
+                    except self._refused as error:
+                        _refused_unanswered(error)
+                stale = connection.can_read()  # something unread: start afresh
+            except self._stale:  # the server closed it (redis-py says so with an error)
+                stale = True
+            if stale:
+                connection.disconnect()  # the next send connects again
         except BaseException:
+            connection.disconnect()
             self._pool.release(connection)
             raise
-        if stale:
-            connection.disconnect()  # the next send connects again
         return connection
 
     def run(self, script: Script, keys: Sequence[str], args: Sequence[object]) -> Any:
@@ -101,12 +132,25 @@ class SyncLink:
             connection.disconnect()
             self._pool.release(connection)
             raise
-        self._idle.append(connection)
+        self._idle.append((connection, 0))
         return reply
+
+    def send(self, commands: Sequence[Sequence[object]]) -> None:
+        """Send ``commands`` (plain commands, no scripts) without waiting for their replies: they are
+        written to the server at once, and their replies read before the connection's next use."""
+        connection = self._take()
+        try:
+            connection.send_packed_command(connection.pack_commands(commands))
+        except BaseException:
+            connection.disconnect()
+            self._pool.release(connection)
+            raise
+        self._idle.append((connection, len(commands)))
 
     def drop_idle(self) -> None:
         """Disconnect the idle connections, this link's and its pool's (they reconnect when used)."""
-        for connection in _drain(self._idle):
+        for connection, _ in _drain(self._idle):
+            connection.disconnect()
             self._pool.release(connection)
         self._pool.disconnect(inuse_connections=False)
 
@@ -114,34 +158,51 @@ class SyncLink:
 class AsyncLink:
     """Runs scripts on the connections of a ``redis.asyncio.Redis`` client's pool (one event loop's)."""
 
-    __slots__ = ("_idle", "_no_script", "_pool", "_stale")
+    __slots__ = ("_idle", "_no_script", "_pool", "_refused", "_stale")
 
     def __init__(
-        self, client: Any, no_script: type[BaseException], stale: tuple[type[BaseException], ...]
+        self,
+        client: Any,
+        *,
+        no_script: type[BaseException],
+        refused: type[BaseException],
+        stale: tuple[type[BaseException], ...],
     ) -> None:
         self._pool = client.connection_pool
         self._no_script = no_script
-        #: What ``can_read`` raises for a connection the server closed (redis-py's ConnectionError...).
+        self._refused = refused
         self._stale = stale
-        self._idle: list[Any] = []
+        self._idle: list[_Idle] = []
+
+    async def _discard(self, connection: Any) -> None:
+        # Shielded: a cancelled scope would cancel the clean-up too and leave the pool short of a
+        # connection (or hand out one whose reply is still to come).
+        with anyio.CancelScope(shield=True):
+            await connection.disconnect(nowait=True)
+            await self._pool.release(connection)
 
     async def _take(self) -> Any:
         try:
-            connection = self._idle.pop()
+            connection, owed = self._idle.pop()
         except IndexError:
             return await self._pool.get_connection()
         # redis-py before 5.1 names it can_read_destructive (since deprecated)
         can_read = getattr(connection, "can_read", None) or connection.can_read_destructive
         try:
-            stale = await can_read()
-        except self._stale:
-            stale = True
+            try:
+                for _ in range(owed):
+                    try:
+                        await connection.read_response()
+                    except self._refused as error:
+                        _refused_unanswered(error)
+                stale = await can_read()
+            except self._stale:
+                stale = True
+            if stale:
+                await connection.disconnect()
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._pool.release(connection)
+            await self._discard(connection)
             raise
-        if stale:
-            await connection.disconnect()
         return connection
 
     async def run(self, script: Script, keys: Sequence[str], args: Sequence[object]) -> Any:
@@ -154,17 +215,21 @@ class AsyncLink:
                 await connection.send_command("EVAL", script.text, len(keys), *keys, *args)
                 reply = await connection.read_response()
         except BaseException:
-            # Cancelled mid-read, a reply may still come: the connection must not be reused. The
-            # connection's own error handling has usually disconnected it already; shielded, as a
-            # cancelled scope would cancel the clean-up too and leave the pool short of a connection.
-            with anyio.CancelScope(shield=True):
-                await connection.disconnect(nowait=True)
-                await self._pool.release(connection)
+            await self._discard(connection)  # cancelled mid-read, its reply may still come
             raise
-        self._idle.append(connection)
+        self._idle.append((connection, 0))
         return reply
 
+    async def send(self, commands: Sequence[Sequence[object]]) -> None:
+        connection = await self._take()
+        try:
+            await connection.send_packed_command(connection.pack_commands(commands))
+        except BaseException:
+            await self._discard(connection)
+            raise
+        self._idle.append((connection, len(commands)))
+
     async def drop_idle(self) -> None:
-        for connection in _drain(self._idle):
-            await self._pool.release(connection)
+        for connection, _ in _drain(self._idle):
+            await self._discard(connection)
         await self._pool.disconnect(inuse_connections=False)

@@ -342,13 +342,8 @@ end
 return 1
 """
 
-# Only the holder's own field is deleted: a hold is released by its token and by nothing else.
-_RELEASE = r"""
-for _, key in ipairs(KEYS) do
-  redis.call('HDEL', key, ARGV[4])
-end
-return 0
-"""
+# release is no script: RedisState sends one ``HDEL <lease key> <token>`` per key (only the holder's own
+# field is deleted, so a hold is released by its token and by nothing else), without waiting.
 
 _PAUSE = r"""
 local ends = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now + tonumber(ARGV[4]))
@@ -417,7 +412,6 @@ _PARTS: dict[str, tuple[tuple[str, ...], str]] = {
     "open_circuit": ((_CLOCK, _NUM, _TOUCH, _CIRCUIT_READ, _CIRCUIT_WRITE), _OPEN_CIRCUIT),
     "close_circuit": ((_CLOCK, _NUM, _TOUCH, _CIRCUIT_READ, _CIRCUIT_WRITE), _CLOSE_CIRCUIT),
     "try_acquire": ((_CLOCK, _NUM, _TOUCH), _TRY_ACQUIRE),
-    "release": ((), _RELEASE),
     "pause": ((_CLOCK, _NUM, _TOUCH), _PAUSE),
     "paused_for": ((_CLOCK, _NUM), _PAUSED_FOR),
     "limiter_acquire": ((_CLOCK, _RATE_HELPERS), _LIMITER_ACQUIRE),
