@@ -31,11 +31,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
 import attrs
+
+_hiredis_pack: Callable[[Any], bytes] | None
+try:  # redis-py's own packer encodes each argument in Python first: ~4 us more per command
+    from hiredis import pack_command as _hiredis_pack
+except ModuleNotFoundError:  # pragma: no cover - hiredis comes with the redis extra
+    _hiredis_pack = None
 
 __all__ = ["AsyncLink", "Script", "SyncLink"]
 
@@ -66,6 +72,13 @@ def _drain(idle: list[_Idle]) -> list[_Idle]:
             drained.append(idle.pop())
         except IndexError:
             return drained
+
+
+def _pack(connection: Any, command: tuple[object, ...]) -> Any:
+    """One command in the wire format, as ``send_packed_command`` takes it."""
+    if _hiredis_pack is not None:
+        return [_hiredis_pack(command)]
+    return connection.pack_command(*command)
 
 
 def _refused_unanswered(error: BaseException) -> None:
@@ -122,11 +135,15 @@ class SyncLink:
         """The script's reply (a server-side script error raises redis-py's ResponseError)."""
         connection = self._take()
         try:
-            connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            connection.send_packed_command(
+                _pack(connection, ("EVALSHA", script.sha, len(keys), *keys, *args)), check_health=False
+            )
             try:
                 reply = connection.read_response()
             except self._no_script:
-                connection.send_command("EVAL", script.text, len(keys), *keys, *args)
+                connection.send_packed_command(
+                    _pack(connection, ("EVAL", script.text, len(keys), *keys, *args)), check_health=False
+                )
                 reply = connection.read_response()
         except BaseException:
             connection.disconnect()
@@ -208,11 +225,15 @@ class AsyncLink:
     async def run(self, script: Script, keys: Sequence[str], args: Sequence[object]) -> Any:
         connection = await self._take()
         try:
-            await connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            await connection.send_packed_command(
+                _pack(connection, ("EVALSHA", script.sha, len(keys), *keys, *args)), check_health=False
+            )
             try:
                 reply = await connection.read_response()
             except self._no_script:
-                await connection.send_command("EVAL", script.text, len(keys), *keys, *args)
+                await connection.send_packed_command(
+                    _pack(connection, ("EVAL", script.text, len(keys), *keys, *args)), check_health=False
+                )
                 reply = await connection.read_response()
         except BaseException:
             await self._discard(connection)  # cancelled mid-read, its reply may still come
