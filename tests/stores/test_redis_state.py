@@ -8,6 +8,7 @@ each test). The contract suite (test_store_contract.py) checks the operations' n
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
 import re
 import subprocess
@@ -244,6 +245,25 @@ def test_a_connection_the_server_closed_is_replaced_before_it_is_used(
     admin.client_kill_filter(_type="normal", skipme=True)  # every connection but the admin's
     assert store.deposit("k", 0.0, 10.0, 0.0) == 10.0
     assert not store._fallback.down
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_opens_its_own_connections(store: RedisState, admin: redis.Redis) -> None:
+    store.deposit("k", 1.0, 10.0, 0.0)  # the parent holds an idle connection now
+    parent_ids = {int(client["id"]) for client in admin.client_list()}
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit code
+        code = 1
+        try:
+            store.deposit("k", 0.0, 10.0, 0.0)
+            ran_on = store._sync_link()._idle[0][0]
+            ran_on.send_command("CLIENT", "ID")
+            code = 0 if int(ran_on.read_response()) not in parent_ids else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.deposit("k", 0.0, 10.0, 0.0) == 10.0  # the parent's connection is still its own
 
 
 def test_scripts_are_loaded_again_after_the_server_forgets_them(

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -81,6 +83,22 @@ def _pack(connection: Any, command: tuple[object, ...]) -> Any:
     return connection.pack_command(*command)
 
 
+#: Every link of this process, so that a forked child forgets their connections (below).
+_LINKS: weakref.WeakSet[SyncLink | AsyncLink] = weakref.WeakSet()
+
+
+def _forget_connections_in_child() -> None:
+    # A forked child shares its parent's sockets: it must never write to them (the replies would go
+    # to whichever process reads first). redis-py's pool forgets its connections in a child by
+    # itself; a link's idle list is forgotten here, unclosed, as the parent still uses them.
+    for link in list(_LINKS):
+        link._idle = []
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_forget_connections_in_child)
+
+
 def _refused_unanswered(error: BaseException) -> None:
     # An error reply to a command nobody waited for (a release): the caller is gone, so it is logged
     # here, once, rather than raised into an unrelated operation.
@@ -90,7 +108,7 @@ def _refused_unanswered(error: BaseException) -> None:
 class SyncLink:
     """Runs scripts on the connections of a ``redis.Redis`` client's pool."""
 
-    __slots__ = ("_idle", "_no_script", "_pool", "_refused", "_stale")
+    __slots__ = ("__weakref__", "_idle", "_no_script", "_pool", "_refused", "_stale")
 
     def __init__(
         self,
@@ -107,6 +125,7 @@ class SyncLink:
         #: What a connection the server closed raises (redis-py's ConnectionError, OSError).
         self._stale = stale
         self._idle: list[_Idle] = []
+        _LINKS.add(self)
 
     def _take(self) -> Any:
         try:
@@ -175,7 +194,7 @@ class SyncLink:
 class AsyncLink:
     """Runs scripts on the connections of a ``redis.asyncio.Redis`` client's pool (one event loop's)."""
 
-    __slots__ = ("_idle", "_no_script", "_pool", "_refused", "_stale")
+    __slots__ = ("__weakref__", "_idle", "_no_script", "_pool", "_refused", "_stale")
 
     def __init__(
         self,
@@ -190,6 +209,7 @@ class AsyncLink:
         self._refused = refused
         self._stale = stale
         self._idle: list[_Idle] = []
+        _LINKS.add(self)
 
     async def _discard(self, connection: Any) -> None:
         # Shielded: a cancelled scope would cancel the clean-up too and leave the pool short of a
