@@ -124,8 +124,9 @@ end
 _RATE_HELPERS = r"""
 local RATE = '<dddddddddd'
 
-local function load_rate(key, create)
-  local packed = redis.call('GET', key)
+-- The record of `key`; `packed` is its value when the caller read it already (false: absent).
+local function load_rate(key, create, packed)
+  if packed == nil then packed = redis.call('GET', key) end
   if not packed then
     if not create then return nil end
     return {refilled_at = now, ceiling = 0, rate = 0, max_rate = 0, throttled_at = now, version = 0,
@@ -169,8 +170,8 @@ local function ticket(r, wait, paused)
 end
 
 -- limiter_acquire's step: reserve one send unless the wait would pass max_wait.
-local function reserve(key, ceiling, burst, max_wait)
-  local r = load_rate(key, true)
+local function reserve(key, ceiling, burst, max_wait, packed)
+  local r = load_rate(key, true, packed)
   roll(r)
   local p = pace(r)
   if p > 0 then
@@ -364,17 +365,18 @@ return reserve(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
 
 # KEYS: the pause, the rate record. A paused key reserves and counts nothing.
 _LIMITER_ADMIT = r"""
-local ends = redis.call('GET', KEYS[1])
+local both = redis.call('MGET', KEYS[1], KEYS[2])  -- one call for the pause and the record
+local ends, packed = both[1], both[2]
 if ends then
   local paused = tonumber(ends) - now
   if paused > 0 then
-    local r = load_rate(KEYS[2], false)
+    local r = load_rate(KEYS[2], false, packed)
     if r == nil then return '0 0 0 0 0 0 ' .. num(paused) end
     roll(r)
     return ticket(r, 0, paused)
   end
 end
-return reserve(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+return reserve(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), packed)
 """
 
 _LIMITER_STATE = r"""
