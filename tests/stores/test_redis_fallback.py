@@ -160,6 +160,7 @@ async def test_a_release_refused_by_redis_is_logged_once_and_the_next_operation_
     server: RedisProcess, twin: Callable[[object], Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     ops = twin(RedisState(server.url))
+    assert await ops.try_acquire(["account"], 1, 30.0, "holder", 0.0)
     with server.admin() as admin:
         admin.set("resilient_client:lease:account", "not a hash")
     await ops.release(["account"], "holder", 0.0)

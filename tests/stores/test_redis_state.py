@@ -266,6 +266,29 @@ def test_a_forked_child_opens_its_own_connections(store: RedisState, admin: redi
     assert store.deposit("k", 0.0, 10.0, 0.0) == 10.0  # the parent's connection is still its own
 
 
+def test_a_late_release_never_ends_a_newer_hold_of_the_same_token(
+    store: RedisState, admin: redis.Redis
+) -> None:
+    # A release is not waited for, and Redis orders commands per connection only: a caller that
+    # releases and takes the key again with the same token (a guard waiting out a pause) may have
+    # its take run before its release. Each hold is its own field, so the release ends only its own.
+    assert store.try_acquire(["account"], 1, 30.0, "caller", 0.0)
+    (first,) = admin.hkeys("resilient_client:lease:account")
+    assert store.try_acquire(["account"], 1, 30.0, "caller", 0.0)  # holding: renewed, same field
+    assert admin.hkeys("resilient_client:lease:account") == [first]
+    store.release(["account"], "caller", 0.0)
+    admin.hset("resilient_client:lease:account", first, "1e18")  # as if the release had not run yet
+    assert not store.try_acquire(["account"], 1, 30.0, "caller", 0.0)  # refused once, not merged
+    admin.hdel("resilient_client:lease:account", first)  # the late release arrives
+    assert store.try_acquire(["account"], 1, 30.0, "caller", 0.0)
+    (second,) = admin.hkeys("resilient_client:lease:account")
+    assert second != first
+    admin.hdel("resilient_client:lease:account", first)  # a second late release of the old hold
+    assert not store.try_acquire(["account"], 1, 30.0, "other", 0.0)  # the new hold stands
+    store.release(["account"], "caller", 0.0)
+    assert store.try_acquire(["account"], 1, 30.0, "other", 0.0)
+
+
 def test_scripts_are_loaded_again_after_the_server_forgets_them(
     store: RedisState, admin: redis.Redis
 ) -> None:

@@ -18,8 +18,9 @@ So a link keeps the connections it took from the client's pool (an idle list: ``
   which also caches it: each call is still one round trip in the usual case;
 * ``send`` writes plain commands without waiting for their replies (a guard's release: it must reach
   Redis at once, but nothing in the call needs its answer); the connection goes back to the idle
-  list owing those replies, and whoever takes it next reads them first. Commands on one connection
-  run in order, so the thread's next operation sees the release done;
+  list owing those replies, and whoever takes it next reads them first. Redis orders commands per
+  connection only, so a caller's next operation, maybe on another connection, may run before the
+  release: RedisState makes that harmless (see its ``_Holds``);
 * on any error the connection is disconnected and handed back to the pool, never reused half-read;
   ``drop_idle`` disconnects the idle ones too, and the pool's (RedisState calls it when Redis did not
   answer: they lead to the same server and would fail one by one once it is back).

@@ -23,7 +23,8 @@ Records (see the README's table of keys):
   and ``n<i>`` outcomes.
 * circuit: a hash; ``state``, ``epoch``, ``break_ends`` (server time), ``break_duration`` and one
   ``probe:<token>`` field per probe slot, holding the end of its lease.
-* lease: a hash; one field per holder token, holding the end of its lease.
+* lease: a hash; one field per hold (``<token>#<n>``, see redis.py's ``_Holds``), holding the end of
+  its lease.
 * pause: a string, the server time the pause ends.
 * rate: a string, memory.py's ``_Rate`` packed as ten little-endian doubles (``refilled_at``,
   ``ceiling``, ``rate``, ``max_rate``, ``throttled_at``, ``version``, ``slot``, ``count``,
@@ -343,8 +344,8 @@ end
 return 1
 """
 
-# release is no script: RedisState sends one ``HDEL <lease key> <token>`` per key (only the holder's own
-# field is deleted, so a hold is released by its token and by nothing else), without waiting.
+# release is no script: RedisState sends one ``HDEL <lease key> <field>`` per key (only the holder's own
+# field is deleted, so a hold is released by its holder and by nothing else), without waiting.
 
 _PAUSE = r"""
 local ends = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now + tonumber(ARGV[4]))

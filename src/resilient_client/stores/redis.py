@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import threading
 import weakref
@@ -64,6 +65,48 @@ class _Operation(NamedTuple, Generic[_T]):
     args: list[str | int | float]
     read: Callable[[Any], _T]
     local: Callable[[MemoryState], _T]
+
+
+class _Holds:
+    """The lease fields this store holds in Redis: per token, its field and the keys it holds.
+
+    Why a field per acquisition (``<token>#<n>``) and not the token itself: a release is sent without
+    waiting (see ``RedisState.release``), and Redis orders commands per connection only. Were the
+    field the token, a caller releasing and then taking the same keys again with the same token (a
+    guard waiting out a pause does) could see its new hold deleted by its own release, processed
+    late on another connection; then two callers would hold the key at once. With a field per
+    acquisition a late release deletes only the old hold (the new one is at worst refused once and
+    asked for again). A token holding a key keeps its field, so holding again renews the lease."""
+
+    __slots__ = ("_fields", "_lock", "_serial")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fields: dict[str, tuple[str, set[str]]] = {}
+        self._serial = itertools.count(1)
+
+    def field(self, token: str) -> str:
+        with self._lock:
+            found = self._fields.get(token)
+            return found[0] if found is not None else f"{token}#{next(self._serial)}"
+
+    def taken(self, token: str, field: str, keys: Sequence[str]) -> None:
+        with self._lock:
+            self._fields.setdefault(token, (field, set()))[1].update(keys)
+
+    def released(self, token: str, keys: Sequence[str]) -> str | None:
+        """The field ``token`` holds ``keys`` under (None when it holds none of them in Redis)."""
+        with self._lock:
+            found = self._fields.get(token)
+            if found is None:
+                return None
+            field, held = found
+            if held.isdisjoint(keys):
+                return None
+            held.difference_update(keys)
+            if not held:
+                del self._fields[token]
+            return field
 
 
 @attrs.define
@@ -257,6 +300,7 @@ class RedisState:
         self._name = _shown(url) if url is not None else _describe_client(client or async_client)
         secrets = Secrets(_passwords(url, client, async_client))
         self._lock = threading.Lock()  # guards the lazy creation of clients and links
+        self._holds = _Holds()
         self._unavailable: tuple[type[BaseException], ...] = (
             redis_module.exceptions.ConnectionError,
             redis_module.exceptions.TimeoutError,
@@ -499,17 +543,29 @@ class RedisState:
             raise ValueError("try_acquire needs at least one key, in a list")
         # Sorted and without duplicates, as MemoryState takes them (the script takes all or none anyway).
         ordered = [self._key("lease", key) for key in sorted(set(keys))]
+        field = self._holds.field(token)
+
+        def read(reply: Any) -> bool:
+            taken = _flag(reply)
+            if taken:
+                self._holds.taken(token, field, keys)
+            return taken
+
         return _Operation(
             "try_acquire",
             ordered,
-            [limit, lease, token],
-            _flag,
+            [limit, lease, field],
+            read,
             lambda m: m.try_acquire(keys, limit, lease, token, now),
         )
 
     def _release(self, keys: Sequence[str], token: str) -> list[tuple[str, str, str]]:
-        """A release is one HDEL per key, sent without waiting (see ``release``)."""
-        return [("HDEL", self._key("lease", key), token) for key in keys]
+        """A release is one HDEL per key, sent without waiting (see ``release``); none for keys this
+        store does not hold in Redis for ``token`` (taken while Redis was down, or never)."""
+        field = self._holds.released(token, keys)
+        if field is None:
+            return []
+        return [("HDEL", self._key("lease", key), field) for key in keys]
 
     def _pause(self, key: str, seconds: float, now: float) -> _Operation[None]:
         return _Operation(
@@ -595,11 +651,15 @@ class RedisState:
         """End ``token``'s holds: HDEL of its own field only (no script needed, as nothing is read),
         written to Redis at once and not waited for: a released key must be free for other processes
         promptly, but nothing in this call needs the answer, so the round trip is saved (the reply is
-        read before the connection is next used; the thread's next operation runs after the release).
-        One HDEL per key is no less atomic than the call needs: a hold ends with its lease anyway."""
+        read before the connection is next used). The caller's next operation may run before it on
+        another connection: at worst the key looks busy once more (each hold has a field of its own,
+        see ``_Holds``, so a late release never ends a newer hold). One HDEL per key is no less
+        atomic than the call needs: a hold ends with its lease anyway."""
         commands = self._release(keys, token)
 
         def shared() -> None:
+            if not commands:
+                return
             link = self._sync_link()
             try:
                 link.send(commands)
@@ -678,6 +738,8 @@ class RedisState:
         commands = self._release(keys, token)
 
         async def shared() -> None:
+            if not commands:
+                return
             try:
                 await link.send(commands)
             except self._unavailable:
