@@ -1,10 +1,12 @@
 """Round-trip latency of RedisState's operations on a successful call, against a local redis-server.
 
-A call that succeeds makes three store operations: ``deposit`` (the retry budget earns its ratio),
-``circuit`` (the breaker admits it) and ``record_outcome`` (the breaker counts it). Each is one Lua
-script run with EVALSHA, so each costs one round trip. This prints the median and p99 of each, sync
-(redis.Redis) and async (redis.asyncio under asyncio), the three together, a bare PING for the
-floor of one round trip with redis-py, and MemoryState for comparison.
+A successful Hyper journal call asks the store: ``circuit`` (the breaker admits it), ``limiter_admit``
+(the rate limiter checks the Retry-After pause and reserves the send), ``try_acquire`` (the guard
+takes the account) and ``release`` (sent without waiting for its reply); the budget's ``deposit``
+and the breaker's ``record_outcome`` are written in batches, not per call, and shown alone. Each
+operation waited for is one Lua script run with EVALSHA, one round trip. This prints the median and
+p99 of each, sync (redis.Redis) and async (redis.asyncio under asyncio), the journal call's four
+together, a bare PING for the floor of one round trip with redis-py, and MemoryState for comparison.
 
 The script starts its own redis-server on a free loopback port (nothing saved) and stops it after.
 """
@@ -89,34 +91,45 @@ async def atimed(call: Callable[[int], Awaitable[object]]) -> list[float]:
     return samples
 
 
-KEY = "budget/hyper/api.hyper.test"
+KEY = "breaker/hyper/api.hyper.test"
+LIMITER = "limiter/hyper/api.hyper.test"
+ACCOUNT = ["guard/hyper/journal/AccountNo/A1"]
+JOURNAL = "journal call (circuit, limiter_admit, try_acquire, release)"
 
 
 def sync_figures(store: rc.RedisState | rc.MemoryState) -> dict[str, list[float]]:
-    def success(n: int) -> None:
+    def journal(n: int) -> None:
         store.circuit(KEY, n)
-        store.record_outcome(KEY, False, 30.0, n)
-        store.deposit(KEY, 0.2, 10.0, n)
+        store.limiter_admit(LIMITER, 1e9, 1e6, 30.0, n)
+        store.try_acquire(ACCOUNT, 1, 35.0, "token", n)
+        store.release(ACCOUNT, "token", n)
 
     return {
-        "deposit": timed(lambda n: store.deposit(KEY, 0.2, 10.0, n)),
         "circuit": timed(lambda n: store.circuit(KEY, n)),
+        "limiter_admit": timed(lambda n: store.limiter_admit(LIMITER, 1e9, 1e6, 30.0, n)),
+        "try_acquire": timed(lambda n: store.try_acquire(ACCOUNT, 1, 35.0, "token", n)),
+        "release (not waited for)": timed(lambda n: store.release(ACCOUNT, "token", n)),
+        "deposit": timed(lambda n: store.deposit(KEY, 0.2, 10.0, n)),
         "record_outcome": timed(lambda n: store.record_outcome(KEY, False, 30.0, n)),
-        "success path (all three)": timed(success),
+        JOURNAL: timed(journal),
     }
 
 
 async def async_figures(store: rc.RedisState) -> dict[str, list[float]]:
-    async def success(n: int) -> None:
+    async def journal(n: int) -> None:
         await store.acircuit(KEY, n)
-        await store.arecord_outcome(KEY, False, 30.0, n)
-        await store.adeposit(KEY, 0.2, 10.0, n)
+        await store.alimiter_admit(LIMITER, 1e9, 1e6, 30.0, n)
+        await store.atry_acquire(ACCOUNT, 1, 35.0, "token", n)
+        await store.arelease(ACCOUNT, "token", n)
 
     figures = {
-        "deposit": await atimed(lambda n: store.adeposit(KEY, 0.2, 10.0, n)),
         "circuit": await atimed(lambda n: store.acircuit(KEY, n)),
+        "limiter_admit": await atimed(lambda n: store.alimiter_admit(LIMITER, 1e9, 1e6, 30.0, n)),
+        "try_acquire": await atimed(lambda n: store.atry_acquire(ACCOUNT, 1, 35.0, "token", n)),
+        "release (not waited for)": await atimed(lambda n: store.arelease(ACCOUNT, "token", n)),
+        "deposit": await atimed(lambda n: store.adeposit(KEY, 0.2, 10.0, n)),
         "record_outcome": await atimed(lambda n: store.arecord_outcome(KEY, False, 30.0, n)),
-        "success path (all three)": await atimed(success),
+        JOURNAL: await atimed(journal),
     }
     await store.aclose()
     return figures
@@ -134,16 +147,16 @@ def main() -> None:
     memory = sync_figures(rc.MemoryState())
 
     print(f"RedisState, redis-server {version} on 127.0.0.1, {CALLS} calls each (microseconds)")
-    print(f"{'operation':34} {'sync median':>12} {'p99':>8} {'async median':>13} {'p99':>8}")
+    print(f"{'operation':62} {'sync median':>12} {'p99':>8} {'async median':>13} {'p99':>8}")
     for name, samples in sync.items():
         median, p99 = percentiles(samples)
-        line = f"{name:34} {median:12.0f} {p99:8.0f}"
+        line = f"{name:62} {median:12.0f} {p99:8.0f}"
         if name in asynchronous:
             amedian, ap99 = percentiles(asynchronous[name])
             line += f" {amedian:13.0f} {ap99:8.0f}"
         print(line)
-    median, p99 = percentiles(memory["success path (all three)"])
-    print(f"{'MemoryState success path':34} {median:12.1f} {p99:8.1f}")
+    median, p99 = percentiles(memory[JOURNAL])
+    print(f"{'MemoryState, ' + JOURNAL:62} {median:12.1f} {p99:8.1f}")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import httpx
 
 import resilient_client as rc
 from resilient_client._redis_server import RedisServer, RedisServerMissing
+from resilient_client.stores import RateTicket
 
 __all__ = ["ACCOUNTS", "SCENES", "demo_policy", "run"]
 
@@ -105,6 +106,13 @@ class _WatchedState(rc.RedisState):
         left = super().paused_for(key, now)
         self.paused = self.paused or left > 0
         return left
+
+    def limiter_admit(
+        self, key: str, ceiling: float, burst: float, max_wait: float, now: float
+    ) -> RateTicket:
+        ticket = super().limiter_admit(key, ceiling, burst, max_wait, now)
+        self.paused = self.paused or ticket.paused > 0
+        return ticket
 
     def try_acquire(self, keys: Sequence[str], limit: int, lease: float, token: str, now: float) -> bool:
         taken = super().try_acquire(keys, limit, lease, token, now)

@@ -29,6 +29,7 @@ OWNER = {
     "open_circuit": "breaker",
     "paused_for": "limiter",
     "limiter_acquire": "limiter",
+    "limiter_admit": "limiter",
     "pause": "limiter",
     "try_acquire": "guard",
     "release": "guard",

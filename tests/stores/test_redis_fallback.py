@@ -141,6 +141,34 @@ def test_other_errors_are_not_an_outage(server: RedisProcess) -> None:
         store.deposit("k", 1.0, 2.0, 0.0)
 
 
+async def test_a_release_does_not_wait_for_its_answer_yet_reaches_redis(
+    server: RedisProcess, twin: Callable[[object], Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    ops = twin(RedisState(server.url, timeout=1.0))
+    assert await ops.try_acquire(["account"], 1, 30.0, "holder", 0.0)
+    server.freeze()  # a hung server: a call waiting for its answer would wait the whole timeout
+    try:
+        _, seconds = await timed(ops.release(["account"], "holder", 0.0))
+    finally:
+        server.thaw()
+    assert seconds < 0.5
+    assert await ops.try_acquire(["account"], 1, 30.0, "next", 0.0)  # the release was done first
+    assert not warnings_of(caplog)
+
+
+async def test_a_release_refused_by_redis_is_logged_once_and_the_next_operation_goes_on(
+    server: RedisProcess, twin: Callable[[object], Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    ops = twin(RedisState(server.url))
+    assert await ops.try_acquire(["account"], 1, 30.0, "holder", 0.0)
+    with server.admin() as admin:
+        admin.set("resilient_client:lease:account", "not a hash")
+    await ops.release(["account"], "holder", 0.0)
+    assert await ops.deposit("budget", 1.0, 3.0, 0.0) == 3.0
+    [warning] = warnings_of(caplog)
+    assert "Redis refused a command sent without waiting (a guard release): WRONGTYPE" in warning
+
+
 async def test_an_outage_drops_the_idle_connections_so_none_to_the_old_server_is_used_again(
     server: RedisProcess, twin: Callable[[object], Any], anyio_backend: str
 ) -> None:

@@ -54,6 +54,13 @@ OPERATIONS = st.one_of(
         st.sampled_from([1.0, 3.0]),
         SECONDS,
     ),
+    st.tuples(
+        st.just("limiter_admit"),
+        KEYS,
+        st.sampled_from([0.0, 1.0, 4.0]),
+        st.sampled_from([1.0, 3.0]),
+        SECONDS,
+    ),
     st.tuples(st.just("limiter_state"), KEYS),
     st.tuples(
         st.just("limiter_learn"),
@@ -86,7 +93,7 @@ def run(store: Any, operations: list[tuple[Any, ...]]) -> list[Any]:
             epochs[args[0]] = answer.epoch
         if name == "try_probe":
             epochs[args[0]] = answer[1].epoch
-        if name in ("limiter_acquire", "limiter_state"):
+        if name in ("limiter_acquire", "limiter_admit", "limiter_state"):
             versions[args[0]] = answer.version
         answers.append((name, answer))
     return answers

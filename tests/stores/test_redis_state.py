@@ -8,12 +8,14 @@ each test). The contract suite (test_store_contract.py) checks the operations' n
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
 import re
 import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -105,7 +107,7 @@ KINDS = {
     "circuit": "hash",
     "lease": "hash",
     "pause": "string",
-    "rate": "hash",
+    "rate": "string",
 }
 
 
@@ -199,26 +201,92 @@ def test_stores_of_one_prefix_share_state_and_other_prefixes_do_not(redis_url: s
 # -- one script, one round trip -------------------------------------------------------------------------
 
 
-def test_each_operation_is_one_evalsha(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    client = redis.Redis.from_url(redis_url)
-    store = RedisState(client=client)
+def commands_sent(admin: redis.Redis) -> Counter[str]:
+    """The commands clients sent, by name (INFO commandstats counts the scripts' own calls too: those
+    are left out, as are the admin's)."""
+    stats = admin.info("commandstats")
+    ran = Counter({name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()})
+    return Counter(
+        {name: ran[name] for name in ("evalsha", "eval", "script|load", "ping", "hdel") if ran[name]}
+    )
+
+
+def test_each_operation_is_one_evalsha(redis_url: str, admin: redis.Redis) -> None:
+    store = RedisState(redis_url)
 
     def every_operation(key: str) -> None:
         every_write(store, key)
         assert store.try_probe(key, "p", 1, 10.0, 0.0)[1].state == "open"
         store.release([key], "t", 0.0)
+        store.paused_for(key, 0.0)
 
-    every_operation("warm-up")  # the first call of each script loads it (NOSCRIPT, SCRIPT LOAD)
-    sent: list[str] = []
-    execute = client.execute_command
-
-    def counting(*args: Any, **options: Any) -> Any:
-        sent.append(args[0])
-        return execute(*args, **options)
-
-    monkeypatch.setattr(client, "execute_command", counting)
+    every_operation("warm-up")  # the first call of each script loads it (NOSCRIPT, then EVAL)
+    admin.config_resetstat()
     every_operation("k")
-    assert sent == ["EVALSHA"] * 10
+    assert commands_sent(admin) == {"evalsha": 10, "hdel": 1}  # a release is no script (below)
+
+
+@pytest.mark.anyio
+async def test_a_release_is_one_hdel_per_key_and_frees_the_keys_before_the_next_operation(
+    store: RedisState, admin: redis.Redis, twin: Callable[[object], Any]
+) -> None:
+    ops = twin(store)
+    assert await ops.try_acquire(["a", "b"], 1, 30.0, "holder", 0.0)
+    admin.config_resetstat()
+    await ops.release(["a", "b"], "holder", 0.0)
+    assert await ops.try_acquire(["a", "b"], 1, 30.0, "next", 0.0)
+    assert commands_sent(admin) == {"hdel": 2, "evalsha": 1}
+
+
+def test_a_connection_the_server_closed_is_replaced_before_it_is_used(
+    store: RedisState, admin: redis.Redis
+) -> None:
+    store.deposit("k", 1.0, 10.0, 0.0)
+    admin.client_kill_filter(_type="normal", skipme=True)  # every connection but the admin's
+    assert store.deposit("k", 0.0, 10.0, 0.0) == 10.0
+    assert not store._fallback.down
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_opens_its_own_connections(store: RedisState, admin: redis.Redis) -> None:
+    store.deposit("k", 1.0, 10.0, 0.0)  # the parent holds an idle connection now
+    parent_ids = {int(client["id"]) for client in admin.client_list()}
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit code
+        code = 1
+        try:
+            store.deposit("k", 0.0, 10.0, 0.0)
+            ran_on = store._sync_link()._idle[0][0]
+            ran_on.send_command("CLIENT", "ID")
+            code = 0 if int(ran_on.read_response()) not in parent_ids else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.deposit("k", 0.0, 10.0, 0.0) == 10.0  # the parent's connection is still its own
+
+
+def test_a_late_release_never_ends_a_newer_hold_of_the_same_token(
+    store: RedisState, admin: redis.Redis
+) -> None:
+    # A release is not waited for, and Redis orders commands per connection only: a caller that
+    # releases and takes the key again with the same token (a guard waiting out a pause) may have
+    # its take run before its release. Each hold is its own field, so the release ends only its own.
+    assert store.try_acquire(["account"], 1, 30.0, "caller", 0.0)
+    (first,) = admin.hkeys("resilient_client:lease:account")
+    assert store.try_acquire(["account"], 1, 30.0, "caller", 0.0)  # holding: renewed, same field
+    assert admin.hkeys("resilient_client:lease:account") == [first]
+    store.release(["account"], "caller", 0.0)
+    admin.hset("resilient_client:lease:account", first, "1e18")  # as if the release had not run yet
+    assert not store.try_acquire(["account"], 1, 30.0, "caller", 0.0)  # refused once, not merged
+    admin.hdel("resilient_client:lease:account", first)  # the late release arrives
+    assert store.try_acquire(["account"], 1, 30.0, "caller", 0.0)
+    (second,) = admin.hkeys("resilient_client:lease:account")
+    assert second != first
+    admin.hdel("resilient_client:lease:account", first)  # a second late release of the old hold
+    assert not store.try_acquire(["account"], 1, 30.0, "other", 0.0)  # the new hold stands
+    store.release(["account"], "caller", 0.0)
+    assert store.try_acquire(["account"], 1, 30.0, "other", 0.0)
 
 
 def test_scripts_are_loaded_again_after_the_server_forgets_them(

@@ -357,6 +357,44 @@ async def test_reading_the_record_reserves_and_counts_nothing(ops: Any, key: str
     assert (await ops.limiter_acquire(key, 1.0, 1.0, 60.0, timeline.now)).wait == pytest.approx(0.5)
 
 
+async def test_admit_reserves_as_acquire_does_while_the_key_is_not_paused(
+    ops: Any, key: str, timeline: Timeline
+) -> None:
+    admitted = [await ops.limiter_admit(key, 2.0, 2.0, 60.0, timeline.now) for _ in range(3)]
+    assert [(t.wait, t.paused) for t in admitted] == [(0.0, 0.0), (0.0, 0.0), (0.5, 0.0)]
+    refused = await ops.limiter_admit(key, 2.0, 2.0, 0.5, timeline.now)
+    assert (refused.wait, refused.paused, refused.sent_rate) == (1.0, 0.0, 3.0)  # past max_wait: not reserved
+
+
+async def test_a_paused_key_admits_nothing_and_says_how_long_the_pause_lasts(
+    ops: Any, key: str, timeline: Timeline
+) -> None:
+    await ops.pause(key, 10.0, timeline.now)
+    held = [await ops.limiter_admit(key, 1.0, 1.0, 60.0, timeline.now) for _ in range(3)]
+    assert [(t.wait, t.paused, t.sent_rate) for t in held] == [(0.0, 10.0, 0.0)] * 3
+    timeline.advance(4.0)
+    assert (await ops.limiter_admit(key, 1.0, 1.0, 60.0, timeline.now)).paused == 6.0
+    timeline.advance(6.0)
+    after = [await ops.limiter_admit(key, 1.0, 1.0, 60.0, timeline.now) for _ in range(2)]
+    assert [(t.wait, t.paused) for t in after] == [(0.0, 0.0), (1.0, 0.0)]  # the held ones queued nothing
+    assert after[-1].sent_rate == 2.0  # nor were they counted
+
+
+async def test_a_paused_key_shows_its_learned_rate(ops: Any, key: str, timeline: Timeline) -> None:
+    first = await ops.limiter_admit(key, 0.0, 1.0, 60.0, timeline.now)
+    assert await ops.limiter_learn(key, first.version, 3.0, 6.0, True, timeline.now)
+    await ops.pause(key, 5.0, timeline.now)
+    held = await ops.limiter_admit(key, 0.0, 1.0, 60.0, timeline.now)
+    state = await ops.limiter_state(key, timeline.now)
+    assert (held.paused, held.wait) == (5.0, 0.0)
+    assert (held.version, held.rate, held.max_rate, held.sent_rate) == (
+        state.version,
+        3.0,
+        6.0,
+        state.sent_rate,
+    )
+
+
 async def test_the_sent_rate_slides_over_the_last_second(ops: Any, key: str, timeline: Timeline) -> None:
     timeline.now = 2000.0  # a whole second, so the counting slots are known
     for _ in range(4):

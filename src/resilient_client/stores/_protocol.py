@@ -73,6 +73,9 @@ class RateTicket:
     since_throttle: float
     #: Requests per second sent under the key over the last second (a two-slot sliding counter).
     sent_rate: float
+    #: From ``limiter_admit``: seconds left of the key's pause; while it is above 0 nothing was
+    #: reserved or counted (``wait`` is 0). Always 0 from the other operations.
+    paused: float = 0.0
 
 
 class StateStore(Protocol):
@@ -194,6 +197,19 @@ class StateStore(Protocol):
         """
         ...
 
+    def limiter_admit(
+        self, key: str, ceiling: float, burst: float, max_wait: float, now: float
+    ) -> RateTicket:
+        """``paused_for`` and ``limiter_acquire`` in one step: while ``key`` is paused, the ticket's
+        ``paused`` is the time left and nothing is reserved or counted (its other fields are those of
+        ``limiter_state``); otherwise the reservation of ``limiter_acquire``.
+
+        Why one operation: a limiter that honours pauses would otherwise make two round trips to a
+        shared store before every send, and the pause check and the reservation belong together (a
+        send reserved after a stale "not paused" would be counted though held back).
+        """
+        ...
+
     def limiter_state(self, key: str, now: float) -> RateTicket:
         """The learned-rate record as it stands, reserving and counting nothing (``wait`` is 0)."""
         ...
@@ -245,6 +261,10 @@ class StateStore(Protocol):
     async def apaused_for(self, key: str, now: float) -> float: ...
 
     async def alimiter_acquire(
+        self, key: str, ceiling: float, burst: float, max_wait: float, now: float
+    ) -> RateTicket: ...
+
+    async def alimiter_admit(
         self, key: str, ceiling: float, burst: float, max_wait: float, now: float
     ) -> RateTicket: ...
 

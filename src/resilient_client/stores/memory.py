@@ -13,6 +13,8 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+import attrs
+
 from resilient_client.stores._protocol import Circuit, CircuitState, RateTicket, StateStore
 
 __all__ = ["MemoryState"]
@@ -157,6 +159,8 @@ _R = TypeVar("_R", bound=_Record)
 #: The view of a circuit the store holds nothing for (never opened, or forgotten): the usual answer
 #: for a healthy vendor, so it is made once.
 _NEVER_OPENED = Circuit("closed", 0, 0.0, 0.0)
+#: The rate record of a key never paced (or forgotten).
+_NOTHING_LEARNED = RateTicket(0.0, 0, 0.0, 0.0, 0.0, 0.0)
 
 
 def _drop_expired(records: dict[str, _R], now: float) -> None:
@@ -434,28 +438,45 @@ class MemoryState:
         self, key: str, ceiling: float, burst: float, max_wait: float, now: float
     ) -> RateTicket:
         with self._lock:
-            record = self._rate(key, now)
-            record.refill(burst, now)
-            record.ceiling = ceiling
-            pace = record.pace()
-            wait = 0.0
-            if pace > 0:
-                tokens = min(burst, record.tokens) - 1
-                wait = -tokens / pace if tokens < 0 else 0.0
-                if wait > max_wait:
-                    return self._ticket(record, wait, now)
-                record.tokens = tokens
-            record.count += 1
-            self._touch(record, now)
-            return self._ticket(record, wait, now)
+            return self._reserve(key, ceiling, burst, max_wait, now)
+
+    def limiter_admit(
+        self, key: str, ceiling: float, burst: float, max_wait: float, now: float
+    ) -> RateTicket:
+        with self._lock:
+            pause = self._pauses.get(key)
+            if pause is not None and pause.until > now:
+                return attrs.evolve(self._state(key, now), paused=pause.until - now)
+            return self._reserve(key, ceiling, burst, max_wait, now)
+
+    def _reserve(self, key: str, ceiling: float, burst: float, max_wait: float, now: float) -> RateTicket:
+        """limiter_acquire's step, the lock held."""
+        record = self._rate(key, now)
+        record.refill(burst, now)
+        record.ceiling = ceiling
+        pace = record.pace()
+        wait = 0.0
+        if pace > 0:
+            tokens = min(burst, record.tokens) - 1
+            wait = -tokens / pace if tokens < 0 else 0.0
+            if wait > max_wait:
+                return self._ticket(record, wait, now)
+            record.tokens = tokens
+        record.count += 1
+        self._touch(record, now)
+        return self._ticket(record, wait, now)
 
     def limiter_state(self, key: str, now: float) -> RateTicket:
         with self._lock:
-            found = self._rates.get(key)
-            if found is None:
-                return RateTicket(0.0, 0, 0.0, 0.0, 0.0, 0.0)
-            found.roll(now)
-            return self._ticket(found, 0.0, now)
+            return self._state(key, now)
+
+    def _state(self, key: str, now: float) -> RateTicket:
+        """limiter_state's step, the lock held."""
+        found = self._rates.get(key)
+        if found is None:
+            return _NOTHING_LEARNED
+        found.roll(now)
+        return self._ticket(found, 0.0, now)
 
     def limiter_learn(
         self, key: str, version: int, rate: float, max_rate: float, throttled: bool, now: float
@@ -527,6 +548,11 @@ class MemoryState:
         self, key: str, ceiling: float, burst: float, max_wait: float, now: float
     ) -> RateTicket:
         return self.limiter_acquire(key, ceiling, burst, max_wait, now)
+
+    async def alimiter_admit(
+        self, key: str, ceiling: float, burst: float, max_wait: float, now: float
+    ) -> RateTicket:
+        return self.limiter_admit(key, ceiling, burst, max_wait, now)
 
     async def alimiter_state(self, key: str, now: float) -> RateTicket:
         return self.limiter_state(key, now)

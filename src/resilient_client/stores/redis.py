@@ -1,7 +1,9 @@
 """RedisState: the StateStore shared by every process that points at the same Redis (extra ``redis``).
 
-Each operation is one Lua script (``_lua.py``), registered once per client and run with EVALSHA: the
-read-modify-write is atomic on the server and costs one round trip. The scripts read the time from
+Each operation is one Lua script (``_lua.py``), run with EVALSHA (EVAL once after the server forgot
+it): the read-modify-write is atomic on the server and costs one round trip. The scripts are sent on
+the client's connections directly (``_link.py`` says why: redis-py's command path costs more than the
+round trip itself). The scripts read the time from
 the server (``TIME``), so a fleet whose machines' clocks disagree still agrees on when a break or a
 lease ends; the ``now`` each operation takes is used only by the in-process fallback.
 
@@ -23,17 +25,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import anyio.to_thread
 import attrs
 
 from resilient_client._redact import REDACTED, Secrets, redact_url
+from resilient_client.stores._link import AsyncLink, Script, SyncLink
 from resilient_client.stores._lua import SCRIPTS
 from resilient_client.stores._protocol import Circuit, CircuitState, RateTicket, StateStore
 from resilient_client.stores.fallback import Fallback, OnUnavailable
@@ -42,19 +46,19 @@ from resilient_client.stores.memory import MemoryState
 if TYPE_CHECKING:
     import redis
     import redis.asyncio
-    from redis.commands.core import AsyncScript, Script
 
 __all__ = ["RedisState"]
 
 _T = TypeVar("_T")
 _SCHEMES = ("redis", "rediss", "unix")
 _URL_EXAMPLE = "redis://localhost:6379/0"
+_SCRIPTS = {name: Script(text) for name, text in SCRIPTS.items()}
 
 
-@attrs.frozen
-class _Operation(Generic[_T]):
+class _Operation(NamedTuple, Generic[_T]):
     """One StateStore operation: its script, keys and arguments, how to read the reply, and the same
-    operation on the in-process fallback."""
+    operation on the in-process fallback. (A NamedTuple: one is made per call, and a tuple is made
+    in a few hundred nanoseconds, a frozen attrs class in several times that.)"""
 
     script: str
     keys: list[str]
@@ -63,10 +67,52 @@ class _Operation(Generic[_T]):
     local: Callable[[MemoryState], _T]
 
 
+class _Holds:
+    """The lease fields this store holds in Redis: per token, its field and the keys it holds.
+
+    Why a field per acquisition (``<token>#<n>``) and not the token itself: a release is sent without
+    waiting (see ``RedisState.release``), and Redis orders commands per connection only. Were the
+    field the token, a caller releasing and then taking the same keys again with the same token (a
+    guard waiting out a pause does) could see its new hold deleted by its own release, processed
+    late on another connection; then two callers would hold the key at once. With a field per
+    acquisition a late release deletes only the old hold (the new one is at worst refused once and
+    asked for again). A token holding a key keeps its field, so holding again renews the lease."""
+
+    __slots__ = ("_fields", "_lock", "_serial")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fields: dict[str, tuple[str, set[str]]] = {}
+        self._serial = itertools.count(1)
+
+    def field(self, token: str) -> str:
+        with self._lock:
+            found = self._fields.get(token)
+            return found[0] if found is not None else f"{token}#{next(self._serial)}"
+
+    def taken(self, token: str, field: str, keys: Sequence[str]) -> None:
+        with self._lock:
+            self._fields.setdefault(token, (field, set()))[1].update(keys)
+
+    def released(self, token: str, keys: Sequence[str]) -> str | None:
+        """The field ``token`` holds ``keys`` under (None when it holds none of them in Redis)."""
+        with self._lock:
+            found = self._fields.get(token)
+            if found is None:
+                return None
+            field, held = found
+            if held.isdisjoint(keys):
+                return None
+            held.difference_update(keys)
+            if not held:
+                del self._fields[token]
+            return field
+
+
 @attrs.define
 class _LoopClient:
     client: redis.asyncio.Redis
-    scripts: dict[str, AsyncScript]
+    link: AsyncLink
     #: Keeps the generator that closes ``client`` when its event loop shuts down (see _close_with_loop).
     closer: AsyncGenerator[None, None] | None
 
@@ -117,8 +163,10 @@ def _probe(reply: Any) -> tuple[bool, Circuit]:
 
 
 def _ticket(reply: Any) -> RateTicket:
-    wait, version, rate, max_rate, since, sent = reply
-    return RateTicket(_float(wait), int(version), _float(rate), _float(max_rate), _float(since), _float(sent))
+    wait, version, rate, max_rate, since, sent, paused = reply.split()
+    return RateTicket(
+        float(wait), int(version), float(rate), float(max_rate), float(since), float(sent), float(paused)
+    )
 
 
 def _checked_url(url: object, parse_url: Callable[[str], object]) -> str:
@@ -182,11 +230,6 @@ def _describe_client(client: Any) -> str:
     if "path" in options:
         return f"unix://{options['path']}"
     return f"redis://{options.get('host', '?')}:{options.get('port', '?')}/{options.get('db', 0)}"
-
-
-def _pool(client: Any) -> Any:
-    """A client's connection pool (a cluster client has none, and RedisState takes none)."""
-    return client.connection_pool
 
 
 async def _close_with_loop(client: redis.asyncio.Redis) -> AsyncGenerator[None, None]:
@@ -261,18 +304,28 @@ class RedisState:
         self._idle = float(idle_seconds)
         self._name = _shown(url) if url is not None else _describe_client(client or async_client)
         secrets = Secrets(_passwords(url, client, async_client))
-        self._lock = threading.Lock()  # guards the lazy creation of clients and scripts
-        self._client = client
-        self._scripts: dict[str, Script] | None = None
-        self._given_async = None if async_client is None else _LoopClient(async_client, {}, None)
-        self._loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._lock = threading.Lock()  # guards the lazy creation of clients and links
+        self._holds = _Holds()
         self._unavailable: tuple[type[BaseException], ...] = (
             redis_module.exceptions.ConnectionError,
             redis_module.exceptions.TimeoutError,
             redis_module.exceptions.ReadOnlyError,  # READONLY: a failover made our server a replica
             OSError,
+        )
+        self._client = client
+        self._link: SyncLink | None = None
+        self._link_options: dict[str, Any] = {
+            "no_script": redis_module.exceptions.NoScriptError,
+            "refused": redis_module.exceptions.ResponseError,
+            "stale": (redis_module.exceptions.ConnectionError, OSError),
+        }
+        self._given_async = (
+            None
+            if async_client is None
+            else _LoopClient(async_client, AsyncLink(async_client, **self._link_options), None)
+        )
+        self._loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
+            weakref.WeakKeyDictionary()
         )
         self._fallback = Fallback(
             name=self._name,
@@ -281,6 +334,8 @@ class RedisState:
             idle_seconds=self._idle,
             redact=secrets.redact,
         )
+        #: The scripts' first arguments (see _lua.py): the server's clock, and the idle time.
+        self._server_clock = ("", "0", repr(self._idle))
         #: Internal, tests only: the scripts take the caller's ``now`` as the time instead of the
         #: server's ``TIME`` (the contract suite checks exact numbers on its own timeline).
         self._clock_from_caller = False
@@ -297,7 +352,7 @@ class RedisState:
     def close(self) -> None:
         """Close the sync connections this store opened (a ``client=`` given is left open)."""
         with self._lock:
-            client, self._scripts = self._client, None
+            client, self._link = self._client, None
             if self._url is not None:
                 self._client = None
         if client is not None and self._url is not None:
@@ -320,6 +375,8 @@ class RedisState:
         return f"{self._prefix}:{kind}:{key}"
 
     def _args(self, operation: _Operation[Any], now: float) -> list[str | int | float]:
+        if not self._clock_from_caller and not self._clock_offset:  # always, outside the tests
+            return [*self._server_clock, *operation.args]
         pinned = repr(float(now)) if self._clock_from_caller else ""
         return [pinned, repr(float(self._clock_offset)), repr(self._idle), *operation.args]
 
@@ -332,12 +389,12 @@ class RedisState:
             "health_check_interval": 0,
         }
 
-    def _sync_scripts(self) -> dict[str, Script]:
-        scripts = self._scripts
-        if scripts is not None:
-            return scripts
+    def _sync_link(self) -> SyncLink:
+        link = self._link
+        if link is not None:
+            return link
         with self._lock:
-            if self._scripts is None:
+            if self._link is None:
                 if self._client is None:
                     if self._url is None:
                         raise TypeError(
@@ -346,12 +403,11 @@ class RedisState:
                         )
                     options = self._client_options(self._redis.retry.Retry)
                     self._client = self._redis.Redis.from_url(self._url, **options)
-                client = self._client
-                self._scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
-            return self._scripts
+                self._link = SyncLink(self._client, **self._link_options)
+            return self._link
 
-    async def _loop_scripts(self) -> dict[str, AsyncScript] | None:
-        """The async scripts for the running asyncio loop; None outside asyncio or without an async client."""
+    async def _loop_link(self) -> AsyncLink | None:
+        """The async link for the running asyncio loop; None outside asyncio or without an async client."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -359,23 +415,19 @@ class RedisState:
         with self._lock:
             given = self._given_async
             if given is not None:
-                if not given.scripts:
-                    given.scripts = {
-                        name: given.client.register_script(text) for name, text in SCRIPTS.items()
-                    }
-                return given.scripts
+                return given.link
             if self._url is None:
                 return None
             found = self._loop_clients.get(loop)
             if found is not None:
-                return found.scripts
+                return found.link
             options = self._client_options(self._redis.asyncio.retry.Retry)
             client = self._redis.asyncio.Redis.from_url(self._url, **options)
             closer = _close_with_loop(client)
-            scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
-            self._loop_clients[loop] = _LoopClient(client, scripts, closer)
+            link = AsyncLink(client, **self._link_options)
+            self._loop_clients[loop] = _LoopClient(client, link, closer)
         await closer.asend(None)  # started in this loop, so this loop's shutdown closes it
-        return scripts
+        return link
 
     # When Redis does not answer, the idle connections of the pool are dropped as well: they lead to
     # the same server, and redis.asyncio has been seen handing out, once Redis was back, a connection
@@ -385,28 +437,31 @@ class RedisState:
 
     def _run(self, operation: _Operation[_T], now: float) -> _T:
         def shared() -> _T:
-            script = self._sync_scripts()[operation.script]
+            link = self._sync_link()
             try:
-                return operation.read(script(keys=operation.keys, args=self._args(operation, now)))
+                return operation.read(
+                    link.run(_SCRIPTS[operation.script], operation.keys, self._args(operation, now))
+                )
             except self._unavailable:
                 with contextlib.suppress(*self._unavailable):
-                    _pool(script.registered_client).disconnect(inuse_connections=False)
+                    link.drop_idle()
                 raise
 
         return self._fallback.call(now, shared, operation.local)
 
     async def _arun(self, operation: _Operation[_T], now: float) -> _T:
-        scripts = await self._loop_scripts()
-        if scripts is None:
+        link = await self._loop_link()
+        if link is None:
             return await anyio.to_thread.run_sync(self._run, operation, now)
-        script = scripts[operation.script]
 
         async def shared() -> _T:
             try:
-                return operation.read(await script(keys=operation.keys, args=self._args(operation, now)))
+                return operation.read(
+                    await link.run(_SCRIPTS[operation.script], operation.keys, self._args(operation, now))
+                )
             except self._unavailable:
                 with contextlib.suppress(*self._unavailable):
-                    await _pool(script.registered_client).disconnect(inuse_connections=False)
+                    await link.drop_idle()
                 raise
 
         return await self._fallback.acall(now, shared, operation.local)
@@ -504,17 +559,29 @@ class RedisState:
             raise ValueError("try_acquire needs at least one key, in a list")
         # Sorted and without duplicates, as MemoryState takes them (the script takes all or none anyway).
         ordered = [self._key("lease", key) for key in sorted(set(keys))]
+        field = self._holds.field(token)
+
+        def read(reply: Any) -> bool:
+            taken = _flag(reply)
+            if taken:
+                self._holds.taken(token, field, keys)
+            return taken
+
         return _Operation(
             "try_acquire",
             ordered,
-            [limit, lease, token],
-            _flag,
+            [limit, lease, field],
+            read,
             lambda m: m.try_acquire(keys, limit, lease, token, now),
         )
 
-    def _release(self, keys: Sequence[str], token: str, now: float) -> _Operation[None]:
-        names = [self._key("lease", key) for key in keys]
-        return _Operation("release", names, [token], _nothing, lambda m: m.release(keys, token, now))
+    def _release(self, keys: Sequence[str], token: str) -> list[tuple[str, str, str]]:
+        """A release is one HDEL per key, sent without waiting (see ``release``); none for keys this
+        store does not hold in Redis for ``token`` (taken while Redis was down, or never)."""
+        field = self._holds.released(token, keys)
+        if field is None:
+            return []
+        return [("HDEL", self._key("lease", key), field) for key in keys]
 
     def _pause(self, key: str, seconds: float, now: float) -> _Operation[None]:
         return _Operation(
@@ -535,6 +602,17 @@ class RedisState:
             [ceiling, burst, max_wait],
             _ticket,
             lambda m: m.limiter_acquire(key, ceiling, burst, max_wait, now),
+        )
+
+    def _limiter_admit(
+        self, key: str, ceiling: float, burst: float, max_wait: float, now: float
+    ) -> _Operation[RateTicket]:
+        return _Operation(
+            "limiter_admit",
+            [self._key("pause", key), self._key("rate", key)],
+            [ceiling, burst, max_wait],
+            _ticket,
+            lambda m: m.limiter_admit(key, ceiling, burst, max_wait, now),
         )
 
     def _limiter_state(self, key: str, now: float) -> _Operation[RateTicket]:
@@ -589,7 +667,27 @@ class RedisState:
         return self._run(self._try_acquire(keys, limit, lease, token, now), now)
 
     def release(self, keys: Sequence[str], token: str, now: float) -> None:
-        self._run(self._release(keys, token, now), now)
+        """End ``token``'s holds: HDEL of its own field only (no script needed, as nothing is read),
+        written to Redis at once and not waited for: a released key must be free for other processes
+        promptly, but nothing in this call needs the answer, so the round trip is saved (the reply is
+        read before the connection is next used). The caller's next operation may run before it on
+        another connection: at worst the key looks busy once more (each hold has a field of its own,
+        see ``_Holds``, so a late release never ends a newer hold). One HDEL per key is no less
+        atomic than the call needs: a hold ends with its lease anyway."""
+        commands = self._release(keys, token)
+
+        def shared() -> None:
+            if not commands:
+                return
+            link = self._sync_link()
+            try:
+                link.send(commands)
+            except self._unavailable:
+                with contextlib.suppress(*self._unavailable):
+                    link.drop_idle()
+                raise
+
+        self._fallback.call(now, shared, lambda m: m.release(keys, token, now))
 
     def pause(self, key: str, seconds: float, now: float) -> None:
         self._run(self._pause(key, seconds, now), now)
@@ -601,6 +699,11 @@ class RedisState:
         self, key: str, ceiling: float, burst: float, max_wait: float, now: float
     ) -> RateTicket:
         return self._run(self._limiter_acquire(key, ceiling, burst, max_wait, now), now)
+
+    def limiter_admit(
+        self, key: str, ceiling: float, burst: float, max_wait: float, now: float
+    ) -> RateTicket:
+        return self._run(self._limiter_admit(key, ceiling, burst, max_wait, now), now)
 
     def limiter_state(self, key: str, now: float) -> RateTicket:
         return self._run(self._limiter_state(key, now), now)
@@ -650,7 +753,23 @@ class RedisState:
         return await self._arun(self._try_acquire(keys, limit, lease, token, now), now)
 
     async def arelease(self, keys: Sequence[str], token: str, now: float) -> None:
-        await self._arun(self._release(keys, token, now), now)
+        link = await self._loop_link()
+        if link is None:
+            await anyio.to_thread.run_sync(self.release, keys, token, now)
+            return
+        commands = self._release(keys, token)
+
+        async def shared() -> None:
+            if not commands:
+                return
+            try:
+                await link.send(commands)
+            except self._unavailable:
+                with contextlib.suppress(*self._unavailable):
+                    await link.drop_idle()
+                raise
+
+        await self._fallback.acall(now, shared, lambda m: m.release(keys, token, now))
 
     async def apause(self, key: str, seconds: float, now: float) -> None:
         await self._arun(self._pause(key, seconds, now), now)
@@ -662,6 +781,11 @@ class RedisState:
         self, key: str, ceiling: float, burst: float, max_wait: float, now: float
     ) -> RateTicket:
         return await self._arun(self._limiter_acquire(key, ceiling, burst, max_wait, now), now)
+
+    async def alimiter_admit(
+        self, key: str, ceiling: float, burst: float, max_wait: float, now: float
+    ) -> RateTicket:
+        return await self._arun(self._limiter_admit(key, ceiling, burst, max_wait, now), now)
 
     async def alimiter_state(self, key: str, now: float) -> RateTicket:
         return await self._arun(self._limiter_state(key, now), now)

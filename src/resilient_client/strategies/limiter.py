@@ -18,6 +18,17 @@ each read-modify-write as one Lua script, so a Python function cannot be its ato
 step (reserve a send, count it) is the store's ``limiter_acquire``; the rare step (a new rate) is
 computed here, with no I/O, and written with ``limiter_learn``, a compare-and-set on the version.
 So the only arithmetic a store must mirror is a token bucket and a counter, never the cubic curve.
+
+Store operations per send, the cost that matters with a shared store (each one is a round trip):
+
+* before it, one: ``limiter_admit`` checks the pause and reserves the send in one step (a paused key
+  reserves nothing); with pausing off, ``limiter_acquire``; with no pace, only ``paused_for``;
+* after a success, usually none: nothing is written while nothing has been learned (no 429 yet), and
+  the climb back after a 429 is written at most once per ``RECOVERY_INTERVAL`` per limiter, as the
+  cubic curve is a function of the time since the throttle: a write skipped loses nothing, the next
+  one carries the rate the curve has reached by then (other processes pace at the last rate written
+  meanwhile, at most that interval behind the curve);
+* after a 429, two or three (read the rate sent, write the lowered rate, write the pause): rare.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ from resilient_client.stores import RateTicket, StateStore, state_key
 __all__ = [
     "BETA",
     "MIN_RATE",
+    "RECOVERY_INTERVAL",
     "SCALE",
     "Limiter",
     "LimiterStrategy",
@@ -50,6 +62,9 @@ SCALE = 0.4
 #: The learned rate never goes below this (botocore's ``TokenBucket._MIN_RATE``); a vendor slower than
 #: that is held back by its fixed rate and its Retry-After pauses.
 MIN_RATE = 0.5
+#: Seconds between two writes of the rate climbing back after a 429, per limiter (see the module
+#: docstring): a shared store sees one write per process per interval, not one per success.
+RECOVERY_INTERVAL = 0.5
 
 
 def lowered(ticket: RateTicket) -> tuple[float, float]:
@@ -89,17 +104,26 @@ class Throttled:
 
 
 _GO = Ticket(0.0)
+#: ``paused_for``'s "not paused", as a ticket (the limiter then lets the send go at once).
+_UNPAUSED = RateTicket(0.0, 0, 0.0, 0.0, 0.0, 0.0)
+
+
+def _paused(seconds: float) -> RateTicket:
+    return _UNPAUSED if seconds <= 0 else attrs.evolve(_UNPAUSED, paused=seconds)
 
 
 class Limiter:
     """A rate limiter over one store key (per vendor and host)."""
 
-    __slots__ = ("key", "settings", "store")
+    __slots__ = ("_next_recovery", "key", "settings", "store")
 
     def __init__(self, settings: RateLimitSettings, store: StateStore, key: str) -> None:
         self.settings = settings
         self.store = store
         self.key = key
+        #: The earliest time (monotonic) the next climb back may be written; threads race on it
+        #: harmlessly (two writes in one interval, each a compare-and-set on the version).
+        self._next_recovery = -math.inf
 
     def __repr__(self) -> str:
         return f"Limiter(key={self.key!r})"
@@ -121,13 +145,46 @@ class Limiter:
             return Throttled(answer.wait)
         return Ticket(answer.wait, rate=answer if self.settings.adaptive else None)
 
-    @staticmethod
-    def _recovery(answer: RateTicket) -> float | None:
-        """The rate a success lets the key climb back to, or None when there is nothing to write."""
-        if answer.rate <= 0:
+    def _recovery(self, answer: RateTicket, now: float) -> float | None:
+        """The rate a success lets the key climb back to, or None when there is nothing to write:
+        nothing learned, no change, or the last climb was written less than RECOVERY_INTERVAL ago."""
+        if answer.rate <= 0 or now < self._next_recovery:
             return None
         rate = recovered(answer)
-        return None if rate == answer.rate else rate
+        if rate == answer.rate:
+            return None
+        self._next_recovery = now + RECOVERY_INTERVAL
+        return rate
+
+    def _reserve(self, now: float, time_left: float) -> RateTicket | None:
+        """The store operation of ``acquire`` (None when nothing paces and nothing pauses)."""
+        settings = self.settings
+        max_wait = max(0.0, time_left)
+        if not self._paces:
+            if not settings.pause_on_retry_after:
+                return None
+            return _paused(self.store.paused_for(self.key, now))
+        if settings.pause_on_retry_after:
+            return self.store.limiter_admit(self.key, settings.rate, settings.burst, max_wait, now)
+        return self.store.limiter_acquire(self.key, settings.rate, settings.burst, max_wait, now)
+
+    async def _areserve(self, now: float, time_left: float) -> RateTicket | None:
+        settings = self.settings
+        max_wait = max(0.0, time_left)
+        if not self._paces:
+            if not settings.pause_on_retry_after:
+                return None
+            return _paused(await self.store.apaused_for(self.key, now))
+        if settings.pause_on_retry_after:
+            return await self.store.alimiter_admit(self.key, settings.rate, settings.burst, max_wait, now)
+        return await self.store.alimiter_acquire(self.key, settings.rate, settings.burst, max_wait, now)
+
+    def _answer(self, answer: RateTicket | None, time_left: float) -> Ticket | Throttled:
+        if answer is None or answer is _UNPAUSED:
+            return _GO
+        if answer.paused > 0:
+            return self._after_pause(answer.paused, time_left)
+        return self._after_reserve(answer, time_left)
 
     def _pauses(self, rate_limited: bool, retry_after: float | None) -> bool:
         return (
@@ -141,15 +198,7 @@ class Limiter:
 
     def acquire(self, now: float, time_left: float) -> Ticket | Throttled:
         """How long to wait before sending, or Throttled when that would pass the deadline."""
-        if self.settings.pause_on_retry_after:
-            paused = self.store.paused_for(self.key, now)
-            if paused > 0:
-                return self._after_pause(paused, time_left)
-        if not self._paces:
-            return _GO
-        settings = self.settings
-        answer = self.store.limiter_acquire(self.key, settings.rate, settings.burst, max(0.0, time_left), now)
-        return self._after_reserve(answer, time_left)
+        return self._answer(self._reserve(now, time_left), time_left)
 
     def pause_left(self, now: float) -> float:
         """Seconds left of the host's Retry-After pause (0 when none, or when pausing is off)."""
@@ -180,24 +229,14 @@ class Limiter:
             rate, max_rate = lowered(self.store.limiter_state(self.key, now))
             self.store.limiter_learn(self.key, answer.version, rate, max_rate, True, now)
             return
-        recovery = self._recovery(answer)
+        recovery = self._recovery(answer, now)
         if recovery is not None:
             self.store.limiter_learn(self.key, answer.version, recovery, answer.max_rate, False, now)
 
     # -- async twins --------------------------------------------------------------------------------
 
     async def aacquire(self, now: float, time_left: float) -> Ticket | Throttled:
-        if self.settings.pause_on_retry_after:
-            paused = await self.store.apaused_for(self.key, now)
-            if paused > 0:
-                return self._after_pause(paused, time_left)
-        if not self._paces:
-            return _GO
-        settings = self.settings
-        answer = await self.store.alimiter_acquire(
-            self.key, settings.rate, settings.burst, max(0.0, time_left), now
-        )
-        return self._after_reserve(answer, time_left)
+        return self._answer(await self._areserve(now, time_left), time_left)
 
     async def apause_left(self, now: float) -> float:
         return await self.store.apaused_for(self.key, now) if self.settings.pause_on_retry_after else 0.0
@@ -221,7 +260,7 @@ class Limiter:
             rate, max_rate = lowered(await self.store.alimiter_state(self.key, now))
             await self.store.alimiter_learn(self.key, answer.version, rate, max_rate, True, now)
             return
-        recovery = self._recovery(answer)
+        recovery = self._recovery(answer, now)
         if recovery is not None:
             await self.store.alimiter_learn(self.key, answer.version, recovery, answer.max_rate, False, now)
 
