@@ -469,6 +469,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             bound is None
             and content is not None
             and response.status_code < 300
+            and len(content) <= lane.cap  # a body past the cap is not classified (``_lane_read``)
             and (
                 (content.startswith(lane.shape) and content.count(lane.key) == 1 and content.find(b"\\") < 0)
                 or lane.scan(content)
@@ -659,6 +660,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             bound is None
             and content is not None
             and response.status_code < 300
+            and len(content) <= lane.cap  # a body past the cap is not classified (``_lane_read``)
             and (
                 (content.startswith(lane.shape) and content.count(lane.key) == 1 and content.find(b"\\") < 0)
                 or lane.scan(content)

@@ -128,6 +128,28 @@ async def test_outcomes_older_than_the_window_are_forgotten(ops: Any, key: str, 
     assert await ops.record_outcome(key, False, 10.0, timeline.now) == (0, 1)
 
 
+async def test_successes_written_in_a_batch_count_like_one_by_one(
+    ops: Any, key: str, timeline: Timeline
+) -> None:
+    await ops.record_successes(key, 7, 0.0, 10.0, timeline.now)
+    assert await ops.record_outcome(key, True, 10.0, timeline.now) == (1, 8)
+
+
+async def test_a_batch_lands_in_the_bucket_of_its_age_and_leaves_the_window_with_it(
+    ops: Any, key: str, timeline: Timeline
+) -> None:
+    # Written now, but the latest of them happened 8 s ago: they leave a 10 s window 2 s from now.
+    await ops.record_successes(key, 5, 8.0, 10.0, timeline.now)
+    assert await ops.record_outcome(key, True, 10.0, timeline.now) == (1, 6)
+    timeline.advance(3.0)
+    assert await ops.record_outcome(key, True, 10.0, timeline.now) == (2, 2)
+
+
+async def test_a_batch_older_than_the_window_is_dropped(ops: Any, key: str, timeline: Timeline) -> None:
+    await ops.record_successes(key, 5, 60.0, 10.0, timeline.now)
+    assert await ops.record_outcome(key, True, 10.0, timeline.now) == (1, 1)
+
+
 # -- circuit state ------------------------------------------------------------------------------------
 
 
