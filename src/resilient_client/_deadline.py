@@ -68,6 +68,8 @@ class _Stream(httpcore.NetworkStream):
         self._stream = stream
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        if current.get() is None:  # outside an attempt (the caller reading a body passed through)
+            return self._stream.read(max_bytes, timeout)
         return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
@@ -124,6 +126,8 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
         self._stream = stream
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        if current.get() is None:
+            return await self._stream.read(max_bytes, timeout)
         return await self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:

@@ -515,7 +515,11 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         finally:
             if bound is not None:
                 _deadline.current.reset(bound)
-        if response.status_code < 300 and (body is None or lane.scan(body)):
+        if response.status_code < 300 and (
+            body is None
+            or (body.startswith(lane.shape) and body.count(lane.key) == 1 and body.find(b"\\") < 0)
+            or lane.scan(body)
+        ):
             self._lane_won(lane, breaker, now)
             response.extensions[ATTEMPTS_EXTENSION] = 1
             return body_errors_scrubbed(response, request, self.secrets) if body is None else response
@@ -703,7 +707,11 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         finally:
             if bound is not None:
                 _deadline.current.reset(bound)
-        if response.status_code < 300 and (body is None or lane.scan(body)):
+        if response.status_code < 300 and (
+            body is None
+            or (body.startswith(lane.shape) and body.count(lane.key) == 1 and body.find(b"\\") < 0)
+            or lane.scan(body)
+        ):
             if breaker is not None:
                 await breaker.asucceeded(now)
             if lane.earn is not None:

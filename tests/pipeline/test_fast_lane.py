@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -24,7 +24,7 @@ OPERATIONS = ("deposit", "try_spend", "record_outcome", "record_successes", "cir
 
 
 @pytest.fixture
-def store_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def store_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every MemoryState operation of the test, by name (the class is patched: the lane only runs
     over MemoryState itself, not a subclass)."""
     calls: list[str] = []
@@ -36,7 +36,7 @@ def store_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
             return _original(self, *args)
 
         monkeypatch.setattr(MemoryState, name, recorded)
-    yield calls
+    return calls
 
 
 def default(vendor: Vendor, **kwargs: Any) -> rc.ResilientTransport:
