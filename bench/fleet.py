@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import anyio
 import attrs
 import httpx
 
@@ -94,6 +95,32 @@ class Case:
     method: str
     path: str
     body: dict[str, Any] | None
+    #: The same client for ``httpx.AsyncClient`` (asyncio).
+    amake: Callable[[rc.StateStore], httpx.AsyncClient]
+
+
+def default_client(state: rc.StateStore) -> httpx.Client:
+    transport = rc.ResilientTransport(
+        "hyper", policy="default", state=state, transport=httpx.MockTransport(success)
+    )
+    return httpx.Client(base_url="http://hyper.test", transport=transport)
+
+
+def default_async_client(state: rc.StateStore) -> httpx.AsyncClient:
+    transport = rc.ResilientTransport(
+        "hyper", policy="default", state=state, transport=httpx.MockTransport(success)
+    )
+    return httpx.AsyncClient(base_url="http://hyper.test", transport=transport)
+
+
+def hyper_async_client(state: rc.StateStore) -> rc.AsyncHyperClient:
+    return rc.AsyncHyperClient(
+        base_url="http://hyper.test",
+        token="t",
+        policy=unpaced_hyper(),
+        state=state,
+        transport=httpx.MockTransport(success),
+    )
 
 
 def hyper_client(state: rc.StateStore) -> rc.HyperClient:
@@ -110,15 +137,11 @@ def hyper_client(state: rc.StateStore) -> rc.HyperClient:
 CASES = [
     Case(
         "ResilientTransport, default policy (budget, breaker), GET",
-        lambda state: httpx.Client(
-            base_url="http://hyper.test",
-            transport=rc.ResilientTransport(
-                "hyper", policy="default", state=state, transport=httpx.MockTransport(success)
-            ),
-        ),
+        default_client,
         "GET",
         "/api/clients",
         None,
+        default_async_client,
     ),
     Case(
         "HyperClient, hyper policy (+ rate limiter), GET",
@@ -126,6 +149,7 @@ CASES = [
         "GET",
         "/api/clients",
         None,
+        hyper_async_client,
     ),
     Case(
         "HyperClient, hyper policy (+ rate limiter, guard), journal POST",
@@ -133,6 +157,7 @@ CASES = [
         "POST",
         "/api/journal",
         {"AccountNo": "A1", "Amount": 1},
+        hyper_async_client,
     ),
 ]
 
@@ -144,6 +169,34 @@ def timed_block(client: httpx.Client, case: Case, calls: int) -> list[float]:
         client.request(case.method, case.path, json=case.body)
         samples.append(time.perf_counter() - started)
     return samples
+
+
+async def atimed_block(client: httpx.AsyncClient, case: Case, calls: int) -> list[float]:
+    samples = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        await client.request(case.method, case.path, json=case.body)
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def async_samples(
+    case: Case, memory_state: rc.StateStore, redis_state: rc.StateStore
+) -> tuple[list[float], list[float]]:
+    """``timed_block``'s interleaved blocks, through the async clients under asyncio."""
+
+    async def run() -> tuple[list[float], list[float]]:
+        async with case.amake(memory_state) as memory, case.amake(redis_state) as shared:
+            await atimed_block(memory, case, WARM_UP)
+            await atimed_block(shared, case, WARM_UP)
+            on_memory: list[float] = []
+            on_redis: list[float] = []
+            for _ in range(BLOCKS):
+                on_memory += await atimed_block(memory, case, BLOCK)
+                on_redis += await atimed_block(shared, case, BLOCK)
+            return on_memory, on_redis
+
+    return anyio.run(run, backend="asyncio")
 
 
 def overhead(server: RedisServer) -> None:
@@ -168,11 +221,17 @@ def overhead(server: RedisServer) -> None:
             trips_after, sent_after = store_commands(server)
             trips = (trips_after - trips_before) / (BLOCKS * BLOCK)
             unanswered = (sent_after - sent_before) / (BLOCKS * BLOCK)
-        redis_state.close()
         m50, m99 = statistics.median(on_memory) * 1e6, percentile(on_memory, 0.99) * 1e6
         r50, r99 = statistics.median(on_redis) * 1e6, percentile(on_redis, 0.99) * 1e6
         print(f"    {case.name:66} {m50:7.0f}{m99:7.0f} {r50:7.0f}{r99:7.0f} "
               f"{r50 - m50:7.0f}{r99 - m99:7.0f} {trips:5.1f} {unanswered:5.1f}")  # fmt: skip
+        on_memory, on_redis = async_samples(case, rc.MemoryState(), redis_state)
+        redis_state.close()
+        m50, m99 = statistics.median(on_memory) * 1e6, percentile(on_memory, 0.99) * 1e6
+        r50, r99 = statistics.median(on_redis) * 1e6, percentile(on_redis, 0.99) * 1e6
+        name = "  the same, httpx.AsyncClient under asyncio"
+        print(f"    {name:66} {m50:7.0f}{m99:7.0f} {r50:7.0f}{r99:7.0f} "
+              f"{r50 - m50:7.0f}{r99 - m99:7.0f}")  # fmt: skip
     import redis
 
     with redis.Redis(host="127.0.0.1", port=server.port) as client:

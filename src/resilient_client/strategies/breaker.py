@@ -18,6 +18,7 @@ success of its batch).
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping
 
@@ -74,7 +75,19 @@ class Breaker:
     either way) or ``"failure"``.
     """
 
-    __slots__ = ("_batch", "_closed", "flush_at", "key", "overrides", "settings", "store", "wins", "won_at")
+    __slots__ = (
+        "_batch",
+        "_closed",
+        "_closed_for",
+        "_closed_until",
+        "flush_at",
+        "key",
+        "overrides",
+        "settings",
+        "store",
+        "wins",
+        "won_at",
+    )
 
     def __init__(
         self,
@@ -93,7 +106,14 @@ class Breaker:
         #: Successes not in the store yet, and when the latest of them happened.
         self.wins = Tally()
         self.won_at = 0.0
-        self._batch = min(batch_seconds(store), settings.sampling_duration / 20)
+        batch = batch_seconds(store)
+        self._batch = min(batch, settings.sampling_duration / 20)
+        #: A shared store's "closed" is believed for its ``batch_seconds`` (0.1 s for Redis) while
+        #: this breaker sees no failure: a circuit another process opens stops this one's calls at
+        #: most that late, and a healthy vendor's calls skip the round trip. The in-process store
+        #: is always asked (it is a dictionary away).
+        self._closed_for = batch if 0 < batch < math.inf else 0.0
+        self._closed_until = -math.inf
         #: When the successes are written even if no failure comes first.
         self.flush_at = 0.0
 
@@ -147,6 +167,11 @@ class Breaker:
         that moves nothing (its epoch is never current)."""
         return self._closed_permit(circuit.epoch) if circuit.state == "closed" else Permit(-1)
 
+    def _believed_closed(self, circuit: Circuit, now: float) -> Permit:
+        if self._closed_for:
+            self._closed_until = now + self._closed_for
+        return self._closed_permit(circuit.epoch)
+
     def _take_wins(self, now: float) -> tuple[int, float]:
         self.flush_at = now + self._batch
         return self.wins.take(), max(0.0, now - self.won_at)
@@ -169,9 +194,11 @@ class Breaker:
     def admit(self, now: float, time_left: float) -> Permit | CircuitOpen:
         """Let a call through (a Permit) or refuse it (CircuitOpen); ``time_left`` is the call's,
         and bounds how long a probe slot is held if its outcome never comes back."""
+        if now < self._closed_until:
+            return self._closed
         circuit = self.store.circuit(self.key, now)
         if circuit.state == "closed":
-            return self._closed_permit(circuit.epoch)
+            return self._believed_closed(circuit, now)
         token = uuid.uuid4().hex
         taken, circuit = self.store.try_probe(
             self.key, token, self.settings.half_open_probes, self._lease(time_left), now
@@ -193,6 +220,7 @@ class Breaker:
         if not failed and permit.probe is None:
             self.succeeded(now)
             return None
+        self._closed_until = -math.inf  # a failure: ask the store again from now on
         self.flush(now)  # the failure is weighed against every success before it
         failures, total = store.record_outcome(key, failed, self.settings.sampling_duration, now)
         if permit.probe is not None:
@@ -209,6 +237,7 @@ class Breaker:
 
     def reset(self, now: float) -> None:
         """Close the circuit and forget its outcomes, whatever its state."""
+        self._closed_until = -math.inf
         self.store.reset_circuit(self.key, now)
 
     # -- async twins --------------------------------------------------------------------------------
@@ -225,9 +254,11 @@ class Breaker:
             await self.store.arecord_successes(self.key, count, age, self.settings.sampling_duration, now)
 
     async def aadmit(self, now: float, time_left: float) -> Permit | CircuitOpen:
+        if now < self._closed_until:
+            return self._closed
         circuit = await self.store.acircuit(self.key, now)
         if circuit.state == "closed":
-            return self._closed_permit(circuit.epoch)
+            return self._believed_closed(circuit, now)
         token = uuid.uuid4().hex
         taken, circuit = await self.store.atry_probe(
             self.key, token, self.settings.half_open_probes, self._lease(time_left), now
@@ -243,6 +274,7 @@ class Breaker:
         if not failed and permit.probe is None:
             await self.asucceeded(now)
             return None
+        self._closed_until = -math.inf
         await self.aflush(now)
         failures, total = await store.arecord_outcome(key, failed, self.settings.sampling_duration, now)
         if permit.probe is not None:
@@ -259,6 +291,7 @@ class Breaker:
         return (await self.store.acircuit(self.key, now)).state
 
     async def areset(self, now: float) -> None:
+        self._closed_until = -math.inf
         await self.store.areset_circuit(self.key, now)
 
 
