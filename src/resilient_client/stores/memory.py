@@ -245,15 +245,20 @@ class MemoryState:
 
     # -- sliding window of outcomes ----------------------------------------------------------------
 
-    def record_outcome(self, key: str, failed: bool, window: float, now: float) -> tuple[int, int]:
+    def _window(self, key: str, window: float, now: float) -> tuple[_Window, int]:
+        """The window of ``key`` slid to now, and now's bucket index (call with the lock held)."""
         width = window / _WINDOW_BUCKETS
+        found = self._windows.get(key)
+        if found is None or found.width != width:
+            found = self._windows[key] = _Window(width)
+        current = math.floor(now / width)
+        if current != found.current:
+            found.slide(current)
+        return found, current
+
+    def record_outcome(self, key: str, failed: bool, window: float, now: float) -> tuple[int, int]:
         with self._lock:
-            found = self._windows.get(key)
-            if found is None or found.width != width:
-                found = self._windows[key] = _Window(width)
-            current = math.floor(now / width)
-            if current != found.current:
-                found.slide(current)
+            found, _ = self._window(key, window, now)
             # Every call counts an outcome, so the usual case (same bucket as the last outcome) is
             # a few additions: the bucket is at hand and the sums are kept, not recounted.
             bucket = found.bucket
@@ -266,15 +271,9 @@ class MemoryState:
             return found.failures, found.total
 
     def record_successes(self, key: str, count: int, age: float, window: float, now: float) -> None:
-        width = window / _WINDOW_BUCKETS
         with self._lock:
-            found = self._windows.get(key)
-            if found is None or found.width != width:
-                found = self._windows[key] = _Window(width)
-            current = math.floor(now / width)
-            if current != found.current:
-                found.slide(current)
-            index = min(current, math.floor((now - max(0.0, age)) / width))
+            found, current = self._window(key, window, now)
+            index = min(current, math.floor((now - max(0.0, age)) / found.width))
             if index > current - _WINDOW_BUCKETS:
                 bucket = found.counts.get(index)
                 if bucket is None:
