@@ -275,9 +275,12 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     def _replayable(request: httpx.Request) -> bool:
         return isinstance(request.stream, httpx.ByteStream) or hasattr(request, "_content")
 
-    def _judge(self, call: Call, number: int, response: httpx.Response, body: bytes | None) -> Attempt:
+    def _judge(
+        self, call: Call, number: int, response: httpx.Response, body: bytes | None, scanned: bool = False
+    ) -> Attempt:
+        # ``scanned``: the fast lane's scan already failed to prove this body clean.
         status = response.status_code
-        if status < 300 and (body is None or surely_no_fault(self._spec, body)):
+        if status < 300 and (body is None or (not scanned and surely_no_fault(self._spec, body))):
             return Attempt(number, RETURN, response)  # the success path: nothing to decode
         spec = self._spec
         envelope = None if body is None else read_envelope(spec, body)
@@ -419,9 +422,15 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return self._concluded(call, number, response, body, started)
 
     def _concluded(
-        self, call: Call, number: int, response: httpx.Response, body: bytes | None, started: float
+        self,
+        call: Call,
+        number: int,
+        response: httpx.Response,
+        body: bytes | None,
+        started: float,
+        scanned: bool = False,
     ) -> Attempt:
-        result = self._judge(call, number, response, body)
+        result = self._judge(call, number, response, body, scanned)
         if result.decision is RETURN and not self.hooks.attempt_success:
             return result  # a success that no hook hears (most attempts)
         if result.decision.action != "return":
@@ -487,7 +496,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             extensions = response.extensions
             extensions[ATTEMPTS_EXTENSION] = 1
             return response
-        return self._lane_read(lane, request, now, breaker, response, bound)
+        return self._lane_read(lane, request, now, breaker, response, bound, content)
 
     def _lane_read(
         self,
@@ -497,6 +506,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         breaker: Breaker | None,
         response: httpx.Response,
         bound: Any,
+        scanned: bytes | None,
     ) -> httpx.Response:
         """The fast lane for a body still to read (or to prove clean the slower way)."""
         try:
@@ -515,15 +525,21 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         finally:
             if bound is not None:
                 _deadline.current.reset(bound)
+        # ``scanned``: the body the lane already failed to prove clean (not scanned again).
         if response.status_code < 300 and (
             body is None
-            or (body.startswith(lane.shape) and body.count(lane.key) == 1 and body.find(b"\\") < 0)
-            or lane.scan(body)
+            or (
+                body is not scanned
+                and (
+                    (body.startswith(lane.shape) and body.count(lane.key) == 1 and body.find(b"\\") < 0)
+                    or lane.scan(body)
+                )
+            )
         ):
             self._lane_won(lane, breaker, now)
             response.extensions[ATTEMPTS_EXTENSION] = 1
             return body_errors_scrubbed(response, request, self.secrets) if body is None else response
-        return self._resume(request, now, breaker, response, body, None)
+        return self._resume(request, now, breaker, response, body, None, scanned=body is not None)
 
     @staticmethod
     def _lane_won(lane: _Lane, breaker: Breaker | None, now: float) -> None:
@@ -540,6 +556,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         response: httpx.Response | None,
         body: bytes | None,
         error: Exception | None,
+        scanned: bool = False,
     ) -> httpx.Response:
         """The pipeline, from a first attempt the fast lane sent (its answer, or its error)."""
         call = self._start(request, started)
@@ -547,7 +564,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             first = self._ended(call, self._judge_error(call, 1, error), started)
         else:
             assert response is not None
-            first = self._concluded(call, 1, response, body, started)
+            first = self._concluded(call, 1, response, body, started, scanned)
         pipeline = self._pipeline
         try:
             if breaker is not None:
@@ -614,9 +631,15 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return await self._aconcluded(call, number, response, body, started)
 
     async def _aconcluded(
-        self, call: Call, number: int, response: httpx.Response, body: bytes | None, started: float
+        self,
+        call: Call,
+        number: int,
+        response: httpx.Response,
+        body: bytes | None,
+        started: float,
+        scanned: bool = False,
     ) -> Attempt:
-        result = self._judge(call, number, response, body)
+        result = self._judge(call, number, response, body, scanned)
         if result.decision is RETURN and not self.hooks.attempt_success:
             return result
         if result.decision.action != "return":
@@ -680,7 +703,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             extensions = response.extensions
             extensions[ATTEMPTS_EXTENSION] = 1
             return response
-        return await self._alane_read(lane, request, now, breaker, response, bound)
+        return await self._alane_read(lane, request, now, breaker, response, bound, content)
 
     async def _alane_read(
         self,
@@ -690,6 +713,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         breaker: Breaker | None,
         response: httpx.Response,
         bound: Any,
+        scanned: bytes | None,
     ) -> httpx.Response:
         try:
             try:
@@ -707,10 +731,16 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         finally:
             if bound is not None:
                 _deadline.current.reset(bound)
+        # ``scanned``: the body the lane already failed to prove clean (not scanned again).
         if response.status_code < 300 and (
             body is None
-            or (body.startswith(lane.shape) and body.count(lane.key) == 1 and body.find(b"\\") < 0)
-            or lane.scan(body)
+            or (
+                body is not scanned
+                and (
+                    (body.startswith(lane.shape) and body.count(lane.key) == 1 and body.find(b"\\") < 0)
+                    or lane.scan(body)
+                )
+            )
         ):
             if breaker is not None:
                 await breaker.asucceeded(now)
@@ -718,7 +748,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 lane.earn()
             response.extensions[ATTEMPTS_EXTENSION] = 1
             return async_body_errors_scrubbed(response, request, self.secrets) if body is None else response
-        return await self._aresume(request, now, breaker, response, body, None)
+        return await self._aresume(request, now, breaker, response, body, None, scanned=body is not None)
 
     async def _aresume(
         self,
@@ -728,13 +758,14 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         response: httpx.Response | None,
         body: bytes | None,
         error: Exception | None,
+        scanned: bool = False,
     ) -> httpx.Response:
         call = self._start(request, started)
         if error is not None:
             first = self._ended(call, self._judge_error(call, 1, error), started)
         else:
             assert response is not None
-            first = await self._aconcluded(call, 1, response, body, started)
+            first = await self._aconcluded(call, 1, response, body, started, scanned)
         pipeline = self._pipeline
         try:
             if breaker is not None:
