@@ -30,6 +30,8 @@ The connections stay the pool's (it counts them as in use), so closing the clien
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -195,7 +197,7 @@ class SyncLink:
 class AsyncLink:
     """Runs scripts on the connections of a ``redis.asyncio.Redis`` client's pool (one event loop's)."""
 
-    __slots__ = ("__weakref__", "_idle", "_no_script", "_pool", "_refused", "_stale")
+    __slots__ = ("__weakref__", "_idle", "_no_script", "_pool", "_refused", "_stale", "_timeout")
 
     def __init__(
         self,
@@ -204,13 +206,22 @@ class AsyncLink:
         no_script: type[BaseException],
         refused: type[BaseException],
         stale: tuple[type[BaseException], ...],
+        timeout: float | None = None,
     ) -> None:
         self._pool = client.connection_pool
         self._no_script = no_script
         self._refused = refused
         self._stale = stale
+        #: The whole operation's time limit (a client built with ``socket_timeout=None``):
+        #: redis.asyncio bounds each send with ``asyncio.wait_for``, a new task per command, which
+        #: costs as much as the round trip; one ``asyncio.timeout`` around the operation is a timer.
+        #: ``TimeoutError`` is an ``OSError``: RedisState counts it as Redis not answering.
+        self._timeout = timeout
         self._idle: list[_Idle] = []
         _LINKS.add(self)
+
+    def _limit(self) -> contextlib.AbstractAsyncContextManager[object]:
+        return contextlib.nullcontext() if self._timeout is None else asyncio.timeout(self._timeout)
 
     async def _discard(self, connection: Any) -> None:
         # Shielded: a cancelled scope would cancel the clean-up too and leave the pool short of a
@@ -244,31 +255,33 @@ class AsyncLink:
         return connection
 
     async def run(self, script: Script, keys: Sequence[str], args: Sequence[object]) -> Any:
-        connection = await self._take()
-        try:
-            await connection.send_packed_command(
-                _pack(connection, ("EVALSHA", script.sha, len(keys), *keys, *args)), check_health=False
-            )
+        async with self._limit():
+            connection = await self._take()
             try:
-                reply = await connection.read_response()
-            except self._no_script:
                 await connection.send_packed_command(
-                    _pack(connection, ("EVAL", script.text, len(keys), *keys, *args)), check_health=False
+                    _pack(connection, ("EVALSHA", script.sha, len(keys), *keys, *args)), check_health=False
                 )
-                reply = await connection.read_response()
-        except BaseException:
-            await self._discard(connection)  # cancelled mid-read, its reply may still come
-            raise
+                try:
+                    reply = await connection.read_response()
+                except self._no_script:
+                    await connection.send_packed_command(
+                        _pack(connection, ("EVAL", script.text, len(keys), *keys, *args)), check_health=False
+                    )
+                    reply = await connection.read_response()
+            except BaseException:
+                await self._discard(connection)  # cancelled mid-read, its reply may still come
+                raise
         self._idle.append((connection, 0))
         return reply
 
     async def send(self, commands: Sequence[Sequence[object]]) -> None:
-        connection = await self._take()
-        try:
-            await connection.send_packed_command(connection.pack_commands(commands))
-        except BaseException:
-            await self._discard(connection)
-            raise
+        async with self._limit():
+            connection = await self._take()
+            try:
+                await connection.send_packed_command(connection.pack_commands(commands))
+            except BaseException:
+                await self._discard(connection)
+                raise
         self._idle.append((connection, len(commands)))
 
     async def drop_idle(self) -> None:

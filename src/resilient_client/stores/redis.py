@@ -421,10 +421,12 @@ class RedisState:
             found = self._loop_clients.get(loop)
             if found is not None:
                 return found.link
-            options = self._client_options(self._redis.asyncio.retry.Retry)
+            # Each operation is timed as a whole by the link (see AsyncLink._timeout), not each
+            # send and read by redis.asyncio; connecting keeps its own timeout.
+            options = {**self._client_options(self._redis.asyncio.retry.Retry), "socket_timeout": None}
             client = self._redis.asyncio.Redis.from_url(self._url, **options)
             closer = _close_with_loop(client)
-            link = AsyncLink(client, **self._link_options)
+            link = AsyncLink(client, **self._link_options, timeout=self._timeout)
             self._loop_clients[loop] = _LoopClient(client, link, closer)
         await closer.asend(None)  # started in this loop, so this loop's shutdown closes it
         return link
