@@ -12,8 +12,9 @@ was refused ends with the refusal itself.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import tenacity
@@ -49,28 +50,49 @@ class _Retrying(tenacity.Retrying):
     tenacity keeps a controller's run state in thread-local storage, so that one controller may
     serve several threads at once, and pays a thread-local lookup on each of the dozens of reads of
     it that every retry makes (a quarter of tenacity's cost per retry). A controller here serves one
-    call, in one thread or task, so plain attributes hold the same objects.
+    call, in one thread or task, so plain attributes hold the same objects: the class attributes
+    below shadow tenacity's properties, and each controller sets its own.
     """
+
+    statistics: dict[str, Any] = {}  # noqa: RUF012 - shadows the property; every instance sets its own
+    iter_state: Any = None  # tenacity >= 8.4 keeps its step state there
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         # tenacity's own objects, made once through its properties.
-        self._statistics: dict[str, Any] = super().statistics
-        self._iter_state: Any = super().iter_state if _HAS_ITER_STATE else None
+        self.statistics = tenacity.Retrying.statistics.fget(self)  # type: ignore[attr-defined]
+        if _HAS_ITER_STATE:
+            self.iter_state = tenacity.Retrying.iter_state.fget(self)  # type: ignore[attr-defined]
 
-    @property
-    def statistics(self) -> dict[str, Any]:
-        return self._statistics
 
-    @property
-    def iter_state(self) -> Any:  # tenacity >= 8.4 keeps its step state there
-        return self._iter_state
+class _Settled:
+    """An attempt's outcome as tenacity reads it (``failed``, ``result()``, ``exception()``,
+    ``attempt_number``): tenacity's own outcome is a ``concurrent.futures.Future``, which builds a
+    lock and a condition for a value that is already there. The attempts here never raise (an
+    error is part of the Attempt), so an outcome never failed."""
+
+    __slots__ = ("_value", "attempt_number")
+
+    failed = False
+
+    def __init__(self, attempt_number: int, value: object) -> None:
+        self.attempt_number = attempt_number
+        self._value = value
+
+    def result(self, timeout: float | None = None) -> object:
+        return self._value
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"<settled attempt {self.attempt_number}>"
 
 
 class _CallState(tenacity.RetryCallState):
     """tenacity's state of one retried call, with the call itself for ``before_sleep``, its last
-    attempt as a plain attribute (the tenacity outcome holds it too, behind a lock), and what the
-    retry hooks returned that the async shell still has to await."""
+    attempt as a plain attribute, and what the retry hooks returned that the async shell still
+    has to await."""
 
     def __init__(self, retrying: tenacity.Retrying, call: Call, first: Attempt) -> None:
         super().__init__(retrying, None, (), {})
@@ -78,6 +100,10 @@ class _CallState(tenacity.RetryCallState):
         self.awaiting: list[Awaitable[object]] = []
         self.result = first
         self.set_result(first)
+
+    def set_result(self, val: Any) -> None:
+        self.outcome = cast("tenacity.Future", _Settled(self.attempt_number, val))
+        self.outcome_timestamp = time.monotonic()
 
     def settle(self, result: Attempt) -> None:
         """The outcome of the attempt just made."""
