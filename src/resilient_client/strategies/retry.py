@@ -41,6 +41,9 @@ from resilient_client.strategies.budget import Budget
 __all__ = ["RetryStrategy"]
 
 
+#: Idle tenacity controllers kept per strategy: as many as there are usually retried calls at once.
+_IDLE_CONTROLLERS = 16
+
 _HAS_ITER_STATE = isinstance(getattr(tenacity.Retrying, "iter_state", None), property)
 
 
@@ -137,7 +140,7 @@ def _step(retrying: tenacity.Retrying, state: tenacity.RetryCallState) -> Attemp
 class RetryStrategy:
     """Drives a call's attempts; ``budget(policy)`` is the retry budget of a policy's numbers."""
 
-    __slots__ = ("_budgets", "_last", "hooks", "store", "vendor")
+    __slots__ = ("_budgets", "_idle", "_last", "hooks", "store", "vendor")
 
     def __init__(self, store: StateStore, vendor: str, hooks: Hooks) -> None:
         self.store = store
@@ -148,6 +151,10 @@ class RetryStrategy:
         #: transport's own policy, and hashing the settings for the dictionary costs more than the
         #: deposit itself.
         self._last: tuple[BudgetSettings, Budget] | None = None
+        #: tenacity controllers whose call has ended, to run the next retried call: building one
+        #: costs as much as a third of tenacity's loop. A controller is out of the list while its
+        #: call runs (list.pop and list.append are atomic), so no two calls ever share one.
+        self._idle: list[_Retrying] = []
 
     def __repr__(self) -> str:
         return f"RetryStrategy(vendor={self.vendor!r})"
@@ -252,19 +259,24 @@ class RetryStrategy:
         themselves: the async shell then awaits them without ``AsyncRetrying``, which wraps every
         step of every retry in coroutine checks that cost more than the rest of the retry. tenacity
         still decides: retry or not (``retry_if_result``), the wait, the stop, and ``before_sleep``
-        (the retry event). One controller per call: tenacity keeps a run's state on it.
+        (the retry event). One controller per running call: tenacity keeps a run's state on it
+        (``begin`` and each ``iter`` start that afresh, so a controller serves one call after another).
         """
-        retrying = _Retrying(
-            retry=_wants_retry,
-            wait=_wait,
-            stop=tenacity.stop_never,
-            reraise=True,
-            before_sleep=self._before_sleep if self.hooks.retry else None,
-        )
+        try:
+            retrying = self._idle.pop()
+        except IndexError:  # none idle (or another thread took the last one)
+            retrying = _Retrying(retry=_wants_retry, wait=_wait, stop=tenacity.stop_never, reraise=True)
+        retrying.before_sleep = self._before_sleep if self.hooks.retry else None
         retrying.begin()
         # The first attempt ran before any tenacity object was built (the success path builds none):
         # it is tenacity's first outcome.
         return retrying, _CallState(retrying, call, first)
+
+    def _done(self, retrying: _Retrying, final: Attempt) -> Attempt:
+        """``final``, the call's end: its controller is free for the next retried call."""
+        if len(self._idle) < _IDLE_CONTROLLERS:
+            self._idle.append(retrying)
+        return final
 
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:
         """Tell the retry hooks, keeping what they return to be awaited (async shell)."""
@@ -300,7 +312,7 @@ class RetryStrategy:
         while True:
             wait = _step(retrying, state)
             if isinstance(wait, Attempt):
-                return wait
+                return self._done(retrying, wait)
             self._sync_hooks_only(state)
             state.prepare_for_next_attempt()
             if wait > 0 and not is_testing():
@@ -333,7 +345,7 @@ class RetryStrategy:
         while True:
             wait = _step(retrying, state)
             if isinstance(wait, Attempt):
-                return wait
+                return self._done(retrying, wait)
             awaiting, state.awaiting = state.awaiting, []
             for returned in awaiting:
                 await returned
