@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -25,7 +26,7 @@ def decide(
     *,
     error: Exception | None = None,
     method: str = "GET",
-    operation: str = "x",
+    operation: str | Callable[[], str] = "x",
     attempt: int = 1,
     time_left: float = 30.0,
     retry_after: float | None = None,
@@ -158,6 +159,26 @@ def test_a_server_wait_is_exact_and_a_backoff_is_jittered() -> None:
     assert decide("rate_limited", retry_after=2.5).wait == 2.5
     assert decide("server_error", attempt=1).wait == 0.25  # 0.5 * 0.5
     assert decide("server_error", attempt=3).wait == 1.0  # 0.5 * 2**2 * 0.5
+
+
+@pytest.mark.parametrize(
+    ("method", "action", "asked"),
+    [
+        pytest.param("GET", "retry", [], id="idempotent-method-never-asks"),
+        pytest.param("POST", "retry", ["charge.refund"], id="other-method-asks-once"),
+    ],
+)
+def test_operation_named_by_a_function_only_when_needed(method: str, action: str, asked: list[str]) -> None:
+    # Naming the operation costs a URL parse: decide() asks for it only when the method says nothing.
+    policy = rc.RetryPolicy(retry=rc.RetrySettings(idempotent_operations=("*.refund",)))
+    names: list[str] = []
+
+    def name() -> str:
+        names.append("charge.refund")
+        return "charge.refund"
+
+    assert decide("server_error", method=method, operation=name, policy=policy).action == action
+    assert names == asked
 
 
 def test_per_code_rules() -> None:

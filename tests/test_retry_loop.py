@@ -34,10 +34,10 @@ class FailsOnceEach:
         return httpx.Response(200, content=OK, headers={"content-type": "application/json"})
 
 
-def transport(on_retry: Any) -> rc.ResilientTransport:
+def transport(on_retry: Any, handler: Any = None) -> rc.ResilientTransport:
     return rc.ResilientTransport(
         "hyper",
-        transport=httpx.MockTransport(FailsOnceEach()),
+        transport=httpx.MockTransport(handler or FailsOnceEach()),
         # Every call fails once: neither the budget nor the breaker may refuse a retry here.
         policy=rc.RetryPolicy(budget=rc.BudgetSettings(ratio=1.0), breaker=rc.BreakerSettings(enabled=False)),
         on_retry=on_retry,
@@ -86,3 +86,22 @@ async def test_calls_in_tasks_retry_each_on_their_own() -> None:
     assert attempts == dict.fromkeys(range(CALLS), 2)
     assert sorted(e.url for e in events) == sorted(f"https://hyper.test/items/{i}" for i in range(CALLS))
     assert all(e.attempt == 1 and e.status == 503 for e in events)
+
+
+def test_a_controller_serves_one_call_after_another() -> None:
+    # Controllers of ended calls are kept for the next retried call: none may carry a count over.
+    answers = iter([503, 503, 200, 503, 200, 503, 503, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        status = next(answers)
+        if status == 503:
+            return httpx.Response(503)
+        return httpx.Response(200, content=OK, headers={"content-type": "application/json"})
+
+    events: list[rc.RetryEvent] = []
+    with httpx.Client(transport=transport(events.append, handler)) as client:
+        attempts = [
+            client.get("https://hyper.test/items").extensions[rc.ATTEMPTS_EXTENSION] for _ in range(3)
+        ]
+    assert attempts == [3, 2, 3]
+    assert [e.attempt for e in events] == [1, 2, 1, 1, 2]

@@ -211,10 +211,14 @@ def backoff(policy: RetryPolicy, attempt: int, code: object, random: Callable[[]
     return cap * random() if policy.retry.jitter == "full" else cap
 
 
-def is_idempotent(policy: RetryPolicy, method: str, operation: str) -> bool:
-    """True for a method the policy calls idempotent, or an operation it marks idempotent."""
+def is_idempotent(policy: RetryPolicy, method: str, operation: str | Callable[[], str]) -> bool:
+    """True for a method the policy calls idempotent, or an operation it marks idempotent.
+
+    ``operation`` may be a function that names it, called only when the method is not enough."""
     if method in policy.retry.idempotent_methods:
         return True
+    if not isinstance(operation, str):
+        operation = operation()
     return any(fnmatch.fnmatchcase(operation, pattern) for pattern in policy.retry.idempotent_operations)
 
 
@@ -229,7 +233,7 @@ def decide(
     outcome: Outcome | None,
     error: Exception | None = None,
     method: str,
-    operation: str,
+    operation: str | Callable[[], str],
     attempt: int,
     time_left: float,
     retry_after: float | None,
@@ -237,7 +241,10 @@ def decide(
     budget_left: bool = True,
     random: Callable[[], float],
 ) -> Decision:
-    """What to do after attempt number ``attempt`` ended with ``outcome`` (or transport ``error``)."""
+    """What to do after attempt number ``attempt`` ended with ``outcome`` (or transport ``error``).
+
+    ``operation`` (what ``idempotent_operations`` match) may be a function that names it: it is
+    called only when the method alone does not make the request idempotent."""
     settings = policy.retry
     code: object = None
     if outcome is not None:

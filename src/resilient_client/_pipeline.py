@@ -158,6 +158,10 @@ class Call:
             self._operation = operation
         return operation
 
+    def name_operation(self) -> str:
+        """``operation``, as a function: what ``decide`` calls only when the method is not enough."""
+        return self.operation
+
     def time_left(self, now: float | None = None) -> float:
         """Seconds until the deadline (negative once it has passed)."""
         return self.deadline - (self.clock.monotonic() if now is None else now)

@@ -303,7 +303,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             outcome=outcome,
             error=error,
             method=call.request.method,
-            operation=call.operation,
+            operation=call.name_operation,  # named only if the method is not idempotent
             attempt=number,
             time_left=call.time_left(),
             retry_after=retry_after,

@@ -12,8 +12,9 @@ was refused ends with the refusal itself.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import tenacity
@@ -40,6 +41,9 @@ from resilient_client.strategies.budget import Budget
 __all__ = ["RetryStrategy"]
 
 
+#: Idle tenacity controllers kept per strategy: as many as there are usually retried calls at once.
+_IDLE_CONTROLLERS = 16
+
 _HAS_ITER_STATE = isinstance(getattr(tenacity.Retrying, "iter_state", None), property)
 
 
@@ -49,28 +53,49 @@ class _Retrying(tenacity.Retrying):
     tenacity keeps a controller's run state in thread-local storage, so that one controller may
     serve several threads at once, and pays a thread-local lookup on each of the dozens of reads of
     it that every retry makes (a quarter of tenacity's cost per retry). A controller here serves one
-    call, in one thread or task, so plain attributes hold the same objects.
+    call, in one thread or task, so plain attributes hold the same objects: the class attributes
+    below shadow tenacity's properties, and each controller sets its own.
     """
+
+    statistics: dict[str, Any] = {}  # noqa: RUF012 - shadows the property; every instance sets its own
+    iter_state: Any = None  # tenacity >= 8.4 keeps its step state there
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         # tenacity's own objects, made once through its properties.
-        self._statistics: dict[str, Any] = super().statistics
-        self._iter_state: Any = super().iter_state if _HAS_ITER_STATE else None
+        self.statistics = tenacity.Retrying.statistics.fget(self)  # type: ignore[attr-defined]
+        if _HAS_ITER_STATE:
+            self.iter_state = tenacity.Retrying.iter_state.fget(self)  # type: ignore[attr-defined]
 
-    @property
-    def statistics(self) -> dict[str, Any]:
-        return self._statistics
 
-    @property
-    def iter_state(self) -> Any:  # tenacity >= 8.4 keeps its step state there
-        return self._iter_state
+class _Settled:
+    """An attempt's outcome as tenacity reads it (``failed``, ``result()``, ``exception()``,
+    ``attempt_number``): tenacity's own outcome is a ``concurrent.futures.Future``, which builds a
+    lock and a condition for a value that is already there. The attempts here never raise (an
+    error is part of the Attempt), so an outcome never failed."""
+
+    __slots__ = ("_value", "attempt_number")
+
+    failed = False
+
+    def __init__(self, attempt_number: int, value: object) -> None:
+        self.attempt_number = attempt_number
+        self._value = value
+
+    def result(self, timeout: float | None = None) -> object:
+        return self._value
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"<settled attempt {self.attempt_number}>"
 
 
 class _CallState(tenacity.RetryCallState):
     """tenacity's state of one retried call, with the call itself for ``before_sleep``, its last
-    attempt as a plain attribute (the tenacity outcome holds it too, behind a lock), and what the
-    retry hooks returned that the async shell still has to await."""
+    attempt as a plain attribute, and what the retry hooks returned that the async shell still
+    has to await."""
 
     def __init__(self, retrying: tenacity.Retrying, call: Call, first: Attempt) -> None:
         super().__init__(retrying, None, (), {})
@@ -78,6 +103,10 @@ class _CallState(tenacity.RetryCallState):
         self.awaiting: list[Awaitable[object]] = []
         self.result = first
         self.set_result(first)
+
+    def set_result(self, val: Any) -> None:
+        self.outcome = cast("tenacity.Future", _Settled(self.attempt_number, val))
+        self.outcome_timestamp = time.monotonic()
 
     def settle(self, result: Attempt) -> None:
         """The outcome of the attempt just made."""
@@ -111,7 +140,7 @@ def _step(retrying: tenacity.Retrying, state: tenacity.RetryCallState) -> Attemp
 class RetryStrategy:
     """Drives a call's attempts; ``budget(policy)`` is the retry budget of a policy's numbers."""
 
-    __slots__ = ("_budgets", "_last", "hooks", "store", "vendor")
+    __slots__ = ("_budgets", "_idle", "_last", "hooks", "store", "vendor")
 
     def __init__(self, store: StateStore, vendor: str, hooks: Hooks) -> None:
         self.store = store
@@ -122,6 +151,10 @@ class RetryStrategy:
         #: transport's own policy, and hashing the settings for the dictionary costs more than the
         #: deposit itself.
         self._last: tuple[BudgetSettings, Budget] | None = None
+        #: tenacity controllers whose call has ended, to run the next retried call: building one
+        #: costs as much as a third of tenacity's loop. A controller is out of the list while its
+        #: call runs (list.pop and list.append are atomic), so no two calls ever share one.
+        self._idle: list[_Retrying] = []
 
     def __repr__(self) -> str:
         return f"RetryStrategy(vendor={self.vendor!r})"
@@ -226,19 +259,24 @@ class RetryStrategy:
         themselves: the async shell then awaits them without ``AsyncRetrying``, which wraps every
         step of every retry in coroutine checks that cost more than the rest of the retry. tenacity
         still decides: retry or not (``retry_if_result``), the wait, the stop, and ``before_sleep``
-        (the retry event). One controller per call: tenacity keeps a run's state on it.
+        (the retry event). One controller per running call: tenacity keeps a run's state on it
+        (``begin`` and each ``iter`` start that afresh, so a controller serves one call after another).
         """
-        retrying = _Retrying(
-            retry=_wants_retry,
-            wait=_wait,
-            stop=tenacity.stop_never,
-            reraise=True,
-            before_sleep=self._before_sleep if self.hooks.retry else None,
-        )
+        try:
+            retrying = self._idle.pop()
+        except IndexError:  # none idle (or another thread took the last one)
+            retrying = _Retrying(retry=_wants_retry, wait=_wait, stop=tenacity.stop_never, reraise=True)
+        retrying.before_sleep = self._before_sleep if self.hooks.retry else None
         retrying.begin()
         # The first attempt ran before any tenacity object was built (the success path builds none):
         # it is tenacity's first outcome.
         return retrying, _CallState(retrying, call, first)
+
+    def _done(self, retrying: _Retrying, final: Attempt) -> Attempt:
+        """``final``, the call's end: its controller is free for the next retried call."""
+        if len(self._idle) < _IDLE_CONTROLLERS:
+            self._idle.append(retrying)
+        return final
 
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:
         """Tell the retry hooks, keeping what they return to be awaited (async shell)."""
@@ -274,7 +312,7 @@ class RetryStrategy:
         while True:
             wait = _step(retrying, state)
             if isinstance(wait, Attempt):
-                return wait
+                return self._done(retrying, wait)
             self._sync_hooks_only(state)
             state.prepare_for_next_attempt()
             if wait > 0 and not is_testing():
@@ -307,7 +345,7 @@ class RetryStrategy:
         while True:
             wait = _step(retrying, state)
             if isinstance(wait, Attempt):
-                return wait
+                return self._done(retrying, wait)
             awaiting, state.awaiting = state.awaiting, []
             for returned in awaiting:
                 await returned
