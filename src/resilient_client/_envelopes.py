@@ -255,8 +255,12 @@ def _hyper_scanner() -> Callable[[bytes], bool]:
     # Hyper writes its code first: such a body is proved without looking for the key at every byte.
     code_first = _HYPER_CODE_FIRST
     general = _QUICK_OK["hyper"]
+    shape_key, openings = SUCCESS_SHAPES["hyper"]
 
     def scan(body: bytes) -> bool:
+        # The shape Hyper writes (see SUCCESS_SHAPES): three C calls, whatever the body's size.
+        if body.startswith(openings) and body.count(shape_key) == 1 and body.find(b"\\") < 0:
+            return True
         if len(body) <= ONE_PASS_MAX:
             return body.count(key) == 1 and (code_first.match(body) or one_pass.match(body)) is not None
         return _scan_general(general, body)

@@ -480,6 +480,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             and response.status_code < 300
             and len(content) <= lane.cap  # a body past the cap is not classified (``_lane_read``)
             and (
+                # The scanner's first test, written out: a call saved on every success.
                 (content.startswith(lane.shape) and content.count(lane.key) == 1 and content.find(b"\\") < 0)
                 or lane.scan(content)
             )
@@ -526,16 +527,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             if bound is not None:
                 _deadline.current.reset(bound)
         # ``scanned``: the body the lane already failed to prove clean (not scanned again).
-        if response.status_code < 300 and (
-            body is None
-            or (
-                body is not scanned
-                and (
-                    (body.startswith(lane.shape) and body.count(lane.key) == 1 and body.find(b"\\") < 0)
-                    or lane.scan(body)
-                )
-            )
-        ):
+        if response.status_code < 300 and (body is None or (body is not scanned and lane.scan(body))):
             self._lane_won(lane, breaker, now)
             response.extensions[ATTEMPTS_EXTENSION] = 1
             return body_errors_scrubbed(response, request, self.secrets) if body is None else response
@@ -689,6 +681,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             and response.status_code < 300
             and len(content) <= lane.cap  # a body past the cap is not classified (``_lane_read``)
             and (
+                # The scanner's first test, written out: a call saved on every success.
                 (content.startswith(lane.shape) and content.count(lane.key) == 1 and content.find(b"\\") < 0)
                 or lane.scan(content)
             )
@@ -732,16 +725,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             if bound is not None:
                 _deadline.current.reset(bound)
         # ``scanned``: the body the lane already failed to prove clean (not scanned again).
-        if response.status_code < 300 and (
-            body is None
-            or (
-                body is not scanned
-                and (
-                    (body.startswith(lane.shape) and body.count(lane.key) == 1 and body.find(b"\\") < 0)
-                    or lane.scan(body)
-                )
-            )
-        ):
+        if response.status_code < 300 and (body is None or (body is not scanned and lane.scan(body))):
             if breaker is not None:
                 await breaker.asucceeded(now)
             if lane.earn is not None:
