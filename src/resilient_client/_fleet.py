@@ -114,6 +114,25 @@ class _WatchedState(rc.RedisState):
         self.paused = self.paused or ticket.paused > 0
         return ticket
 
+    def limiter_admit_and_acquire(
+        self,
+        key: str,
+        ceiling: float,
+        burst: float,
+        max_wait: float,
+        keys: Sequence[str],
+        limit: int,
+        lease: float,
+        token: str,
+        now: float,
+    ) -> tuple[RateTicket, bool]:
+        ticket, taken = super().limiter_admit_and_acquire(
+            key, ceiling, burst, max_wait, keys, limit, lease, token, now
+        )
+        self.paused = self.paused or ticket.paused > 0
+        self.busy = self.busy or (not taken and ticket.paused <= 0 and ticket.wait <= 0)
+        return ticket, taken
+
     def try_acquire(self, keys: Sequence[str], limit: int, lease: float, token: str, now: float) -> bool:
         taken = super().try_acquire(keys, limit, lease, token, now)
         self.busy = self.busy or not taken

@@ -18,8 +18,10 @@ from resilient_client.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
 
-#: Which strategy each store operation belongs to.
+#: Which strategy each store operation belongs to. The limiter's admission takes the guard's first
+#: hold in the same operation when the send may go at once: then it is both, in that order.
 OWNER = {
+    "limiter_admit_and_acquire": "limiter",
     "deposit": "budget",
     "try_spend": "budget",
     "circuit": "breaker",
@@ -57,6 +59,20 @@ class RecordingState(rc.MemoryState):
             log.append(owner)
             return found(*args, **kwargs)
 
+        if name.endswith("limiter_admit_and_acquire"):  # the guard's hold when taken, after the limiter
+
+            def admitted(answer: tuple[Any, bool]) -> tuple[Any, bool]:
+                if answer[1]:
+                    log.append("guard")
+                return answer
+
+            if name.startswith("a"):
+
+                async def arecorded(*args: Any, **kwargs: Any) -> Any:
+                    return admitted(await recorded(*args, **kwargs))
+
+                return arecorded
+            return lambda *args, **kwargs: admitted(recorded(*args, **kwargs))
         return recorded
 
 

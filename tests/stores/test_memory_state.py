@@ -52,6 +52,18 @@ def test_forgetting_a_key_is_the_same_as_never_having_seen_it() -> None:
     assert held_records(store) == _SWEEP_EVERY
 
 
+@pytest.mark.parametrize("before", range(3))
+def test_a_sweep_while_keys_are_taken_keeps_every_hold(before: int) -> None:
+    # The sweep falls on the touch of the first, second or third key taken: a key created by the
+    # same call and not yet touched was swept away, and its hold with it (found by the 32-thread race).
+    store = MemoryState(idle_seconds=60.0)
+    for n in range(_SWEEP_EVERY - 1 - before):
+        store.deposit(f"budget/{n}", 1.0, 10.0, 0.0)
+    assert store.try_acquire(["a", "b", "c"], 1, 30.0, "holder", 100.0)
+    for key in ("a", "b", "c"):
+        assert not store.try_acquire([key], 1, 30.0, "another", 100.0), key
+
+
 def test_a_release_of_the_last_holder_drops_the_key() -> None:
     store = MemoryState()
     store.try_acquire(["a", "b"], 1, 30.0, "t", 0.0)

@@ -61,6 +61,17 @@ OPERATIONS = st.one_of(
         st.sampled_from([1.0, 3.0]),
         SECONDS,
     ),
+    st.tuples(
+        st.just("limiter_admit_and_acquire"),
+        KEYS,
+        st.sampled_from([0.0, 1.0, 4.0]),
+        st.sampled_from([1.0, 3.0]),
+        SECONDS,
+        st.lists(KEYS, min_size=1, max_size=3),
+        st.sampled_from([1, 2]),
+        SECONDS,
+        TOKENS,
+    ),
     st.tuples(st.just("limiter_state"), KEYS),
     st.tuples(
         st.just("limiter_learn"),
@@ -95,6 +106,8 @@ def run(store: Any, operations: list[tuple[Any, ...]]) -> list[Any]:
             epochs[args[0]] = answer[1].epoch
         if name in ("limiter_acquire", "limiter_admit", "limiter_state"):
             versions[args[0]] = answer.version
+        if name == "limiter_admit_and_acquire":
+            versions[args[0]] = answer[0].version
         answers.append((name, answer))
     return answers
 

@@ -417,6 +417,61 @@ async def test_a_paused_key_shows_its_learned_rate(ops: Any, key: str, timeline:
     )
 
 
+# -- admission and a guard's keys in one step ------------------------------------------------------
+
+
+async def test_admit_and_acquire_takes_the_keys_with_a_send_that_goes_at_once(
+    ops: Any, key: str, timeline: Timeline
+) -> None:
+    x, y = f"{key}/x", f"{key}/y"
+    now = timeline.now
+    ticket, taken = await ops.limiter_admit_and_acquire(key, 2.0, 2.0, 60.0, [y, x], 1, 30.0, "a", now)
+    assert taken
+    assert (ticket.wait, ticket.paused, ticket.sent_rate) == (0.0, 0.0, 1.0)
+    assert not await ops.try_acquire([x], 1, 30.0, "b", now)
+    assert not await ops.try_acquire([y], 1, 30.0, "b", now)
+    await ops.release([x, y], "a", now)
+    assert await ops.try_acquire([x, y], 1, 30.0, "b", now)
+
+
+async def test_admit_and_acquire_reserves_the_send_though_a_key_is_busy(
+    ops: Any, key: str, timeline: Timeline
+) -> None:
+    x, y = f"{key}/x", f"{key}/y"
+    now = timeline.now
+    assert await ops.try_acquire([y], 1, 30.0, "holder", now)
+    ticket, taken = await ops.limiter_admit_and_acquire(key, 2.0, 2.0, 60.0, [x, y], 1, 30.0, "a", now)
+    assert not taken
+    assert (ticket.wait, ticket.sent_rate) == (0.0, 1.0)  # admitted and counted: the guard waits next
+    assert await ops.try_acquire([x], 1, 30.0, "b", now)  # all or none: x was not taken either
+
+
+async def test_admit_and_acquire_takes_no_key_for_a_send_that_must_wait_its_turn(
+    ops: Any, key: str, timeline: Timeline
+) -> None:
+    lease_key, now = f"{key}/lease", timeline.now
+    first, taken = await ops.limiter_admit_and_acquire(key, 1.0, 1.0, 60.0, [lease_key], 1, 30.0, "a", now)
+    assert (first.wait, taken) == (0.0, True)
+    await ops.release([lease_key], "a", now)
+    queued, taken = await ops.limiter_admit_and_acquire(key, 1.0, 1.0, 60.0, [lease_key], 1, 30.0, "b", now)
+    assert (queued.wait, taken) == (1.0, False)  # reserved, to be sent in 1 s: no key held meanwhile
+    refused, taken = await ops.limiter_admit_and_acquire(key, 1.0, 1.0, 0.5, [lease_key], 1, 30.0, "c", now)
+    assert (refused.wait, taken) == (2.0, False)  # past max_wait: nothing reserved, nothing taken
+    assert await ops.try_acquire([lease_key], 1, 30.0, "d", now)
+
+
+async def test_admit_and_acquire_takes_no_key_while_the_host_is_paused(
+    ops: Any, key: str, timeline: Timeline
+) -> None:
+    lease_key = f"{key}/lease"
+    await ops.pause(key, 5.0, timeline.now)
+    ticket, taken = await ops.limiter_admit_and_acquire(
+        key, 1.0, 1.0, 60.0, [lease_key], 1, 30.0, "a", timeline.now
+    )
+    assert (ticket.paused, ticket.wait, ticket.sent_rate, taken) == (5.0, 0.0, 0.0, False)
+    assert await ops.try_acquire([lease_key], 1, 30.0, "b", timeline.now)
+
+
 async def test_the_sent_rate_slides_over_the_last_second(ops: Any, key: str, timeline: Timeline) -> None:
     timeline.now = 2000.0  # a whole second, so the counting slots are known
     for _ in range(4):
@@ -505,9 +560,31 @@ def test_racing_callers_get_exactly_the_allowed_probes(
         assert store.circuit(key, timeline.now).state == "half_open"
 
 
+def _acquire(store: StateStore, timeline: Timeline) -> Callable[[list[str], str], bool]:
+    def acquire(keys: list[str], token: str) -> bool:
+        return store.try_acquire(keys, 1, 30.0, token, timeline.now)
+
+    return acquire
+
+
+def _admit_and_acquire(store: StateStore, timeline: Timeline) -> Callable[[list[str], str], bool]:
+    def acquire(keys: list[str], token: str) -> bool:
+        # No pace (ceiling 0, nothing learned): every send goes at once, so the keys decide.
+        return store.limiter_admit_and_acquire(
+            "race/rate", 0.0, 1.0, 60.0, keys, 1, 30.0, token, timeline.now
+        )[1]
+
+    return acquire
+
+
+@pytest.mark.parametrize("taking", [_acquire, _admit_and_acquire], ids=["try_acquire", "admit_and_acquire"])
 def test_racing_holders_never_share_a_key_and_never_deadlock(
-    store: StateStore, key: str, timeline: Timeline
+    store: StateStore,
+    key: str,
+    timeline: Timeline,
+    taking: Callable[[StateStore, Timeline], Callable[[list[str], str], bool]],
 ) -> None:
+    acquire = taking(store, timeline)
     names = [f"{key}/{n}" for n in "abc"]
     # Each thread wants two of the three keys, named in a different order: a lock-per-key design
     # taking them one by one would deadlock here.
@@ -520,7 +597,7 @@ def test_racing_holders_never_share_a_key_and_never_deadlock(
     def work(i: int) -> int:
         entered = 0
         while entered < rounds:
-            if not store.try_acquire(wanted[i], 1, 30.0, f"t{i}", timeline.now):
+            if not acquire(wanted[i], f"t{i}"):
                 time.sleep(0)  # no wait: only hands the GIL to a thread that may be about to release
                 continue
             with guard:

@@ -170,7 +170,8 @@ local function ticket(r, wait, paused)
                        since, sent, paused)
 end
 
--- limiter_acquire's step: reserve one send unless the wait would pass max_wait.
+-- limiter_acquire's step: reserve one send unless the wait would pass max_wait. Returns the
+-- ticket's text and the wait.
 local function reserve(key, ceiling, burst, max_wait, packed)
   local r = load_rate(key, true, packed)
   roll(r)
@@ -189,13 +190,13 @@ local function reserve(key, ceiling, burst, max_wait, packed)
     if tokens < 0 then wait = -tokens / p end
     if wait > max_wait then
       save_rate(key, r)
-      return ticket(r, wait, 0)
+      return ticket(r, wait, 0), wait
     end
     r.tokens = tokens
   end
   r.count = r.count + 1
   save_rate(key, r)
-  return ticket(r, wait, 0)
+  return ticket(r, wait, 0), wait
 end
 """
 
@@ -333,31 +334,39 @@ save_circuit(KEYS[1], c, 0)
 return 1
 """
 
+# Taking lease keys, all or none: KEYS from index `first` on are the lease keys wanted, sorted and
+# without duplicates. Returns 1 when taken, 0 when any is at its limit.
+_ACQUIRE = r"""
+local function acquire(first, limit, lease, token)
+  local last_end = {}
+  for i = first, #KEYS do
+    local key = KEYS[i]
+    local fields = redis.call('HGETALL', key)
+    local count, mine, latest = 0, false, now + lease
+    for j = 1, #fields, 2 do
+      local holder, ends = fields[j], tonumber(fields[j + 1])
+      if ends <= now then
+        redis.call('HDEL', key, holder)
+      else
+        count = count + 1
+        if holder == token then mine = true end
+        if holder ~= token and ends > latest then latest = ends end
+      end
+    end
+    if not mine and count >= limit then return 0 end
+    last_end[i] = latest
+  end
+  for i = first, #KEYS do
+    redis.call('HSET', KEYS[i], token, num(now + lease))
+    touch(KEYS[i], last_end[i])
+  end
+  return 1
+end
+"""
+
 # KEYS: every lease key wanted, sorted and without duplicates. All are taken, or none.
 _TRY_ACQUIRE = r"""
-local limit, lease, token = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
-local last_end = {}
-for i, key in ipairs(KEYS) do
-  local fields = redis.call('HGETALL', key)
-  local count, mine, latest = 0, false, now + lease
-  for j = 1, #fields, 2 do
-    local holder, ends = fields[j], tonumber(fields[j + 1])
-    if ends <= now then
-      redis.call('HDEL', key, holder)
-    else
-      count = count + 1
-      if holder == token then mine = true end
-      if holder ~= token and ends > latest then latest = ends end
-    end
-  end
-  if not mine and count >= limit then return 0 end
-  last_end[i] = latest
-end
-for i, key in ipairs(KEYS) do
-  redis.call('HSET', key, token, num(now + lease))
-  touch(key, last_end[i])
-end
-return 1
+return acquire(1, tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6])
 """
 
 # release is no script: RedisState sends one ``HDEL <lease key> <field>`` per key (only the holder's own
@@ -377,23 +386,40 @@ return num(math.max(0, tonumber(ends) - now))
 """
 
 _LIMITER_ACQUIRE = r"""
-return reserve(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+return (reserve(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])))
+"""
+
+# limiter_admit's step: the ticket, and whether the send may go at once (not paused, no wait).
+_ADMIT = r"""
+local function admit(pause_key, rate_key, ceiling, burst, max_wait)
+  local both = redis.call('MGET', pause_key, rate_key)  -- one call for the pause and the record
+  local ends, packed = both[1], both[2]
+  if ends then
+    local paused = tonumber(ends) - now
+    if paused > 0 then
+      local r = load_rate(rate_key, false, packed)
+      if r == nil then return '0 0 0 0 0 0 ' .. num(paused), false end
+      roll(r)
+      return ticket(r, 0, paused), false
+    end
+  end
+  local text, wait = reserve(rate_key, ceiling, burst, max_wait, packed)
+  return text, wait == 0
+end
 """
 
 # KEYS: the pause, the rate record. A paused key reserves and counts nothing.
 _LIMITER_ADMIT = r"""
-local both = redis.call('MGET', KEYS[1], KEYS[2])  -- one call for the pause and the record
-local ends, packed = both[1], both[2]
-if ends then
-  local paused = tonumber(ends) - now
-  if paused > 0 then
-    local r = load_rate(KEYS[2], false, packed)
-    if r == nil then return '0 0 0 0 0 0 ' .. num(paused) end
-    roll(r)
-    return ticket(r, 0, paused)
-  end
-end
-return reserve(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), packed)
+return (admit(KEYS[1], KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])))
+"""
+
+# KEYS: the pause, the rate record, then the lease keys. The ticket's text and ' 1' when the keys
+# were taken, ' 0' when not (busy, or the send must wait: no key is held across a wait).
+_LIMITER_ADMIT_AND_ACQUIRE = r"""
+local text, go = admit(KEYS[1], KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+local taken = 0
+if go then taken = acquire(3, tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]) end
+return text .. ' ' .. taken
 """
 
 _LIMITER_STATE = r"""
@@ -431,11 +457,15 @@ _PARTS: dict[str, tuple[tuple[str, ...], str]] = {
     "release_probe": ((), _RELEASE_PROBE),
     "open_circuit": ((_CLOCK, _NUM, _TOUCH, _CIRCUIT_READ, _CIRCUIT_WRITE), _OPEN_CIRCUIT),
     "close_circuit": ((_CLOCK, _NUM, _TOUCH, _CIRCUIT_READ, _CIRCUIT_WRITE), _CLOSE_CIRCUIT),
-    "try_acquire": ((_CLOCK, _NUM, _TOUCH), _TRY_ACQUIRE),
+    "try_acquire": ((_CLOCK, _NUM, _TOUCH, _ACQUIRE), _TRY_ACQUIRE),
     "pause": ((_CLOCK, _NUM, _TOUCH), _PAUSE),
     "paused_for": ((_CLOCK, _NUM), _PAUSED_FOR),
     "limiter_acquire": ((_CLOCK, _RATE_HELPERS), _LIMITER_ACQUIRE),
-    "limiter_admit": ((_CLOCK, _NUM, _RATE_HELPERS), _LIMITER_ADMIT),
+    "limiter_admit": ((_CLOCK, _NUM, _RATE_HELPERS, _ADMIT), _LIMITER_ADMIT),
+    "limiter_admit_and_acquire": (
+        (_CLOCK, _NUM, _TOUCH, _RATE_HELPERS, _ADMIT, _ACQUIRE),
+        _LIMITER_ADMIT_AND_ACQUIRE,
+    ),
     "limiter_state": ((_CLOCK, _RATE_HELPERS), _LIMITER_STATE),
     "limiter_learn": ((_CLOCK, _RATE_HELPERS), _LIMITER_LEARN),
 }

@@ -210,6 +210,27 @@ class StateStore(Protocol):
         """
         ...
 
+    def limiter_admit_and_acquire(
+        self,
+        key: str,
+        ceiling: float,
+        burst: float,
+        max_wait: float,
+        keys: Sequence[str],
+        limit: int,
+        lease: float,
+        token: str,
+        now: float,
+    ) -> tuple[RateTicket, bool]:
+        """``limiter_admit``, then, only when it admits a send at once (not paused, ``wait`` 0),
+        ``try_acquire(keys, limit, lease, token)`` in the same step; whether the keys were taken.
+
+        Why one operation: a guarded request (a journal call) would otherwise make two round trips
+        to a shared store before it is sent, the rate limiter's and the guard's. A send that must
+        wait (a pause, or its turn) takes no key, so no key is ever held across a wait.
+        """
+        ...
+
     def limiter_state(self, key: str, now: float) -> RateTicket:
         """The learned-rate record as it stands, reserving and counting nothing (``wait`` is 0)."""
         ...
@@ -267,6 +288,19 @@ class StateStore(Protocol):
     async def alimiter_admit(
         self, key: str, ceiling: float, burst: float, max_wait: float, now: float
     ) -> RateTicket: ...
+
+    async def alimiter_admit_and_acquire(
+        self,
+        key: str,
+        ceiling: float,
+        burst: float,
+        max_wait: float,
+        keys: Sequence[str],
+        limit: int,
+        lease: float,
+        token: str,
+        now: float,
+    ) -> tuple[RateTicket, bool]: ...
 
     async def alimiter_state(self, key: str, now: float) -> RateTicket: ...
 

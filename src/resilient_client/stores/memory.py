@@ -382,21 +382,29 @@ class MemoryState:
     def try_acquire(self, keys: Sequence[str], limit: int, lease: float, token: str, now: float) -> bool:
         if not keys:
             raise ValueError("try_acquire needs at least one key")
-        ordered = sorted(set(keys))
         with self._lock:
-            held = []
-            for key in ordered:
-                leases = self._leases.get(key)
-                if leases is None:
-                    leases = self._leases[key] = _Leases()
-                leases.holders = {t: end for t, end in leases.holders.items() if end > now}
-                if token not in leases.holders and len(leases.holders) >= limit:
-                    return False
-                held.append(leases)
-            for leases in held:
-                leases.holders[token] = now + lease
-                self._touch(leases, now, now + lease)
-            return True
+            return self._try_acquire(keys, limit, lease, token, now)
+
+    def _try_acquire(self, keys: Sequence[str], limit: int, lease: float, token: str, now: float) -> bool:
+        """try_acquire's step, the lock held."""
+        held = []
+        for key in sorted(set(keys)):
+            leases = self._leases.get(key)
+            if leases is None:
+                leases = self._leases[key] = _Leases()
+            leases.holders = {t: end for t, end in leases.holders.items() if end > now}
+            if token not in leases.holders and len(leases.holders) >= limit:
+                return False
+            held.append(leases)
+        ends = now + lease
+        for leases in held:
+            leases.holders[token] = ends
+            # Every record kept before any is touched: a touch may sweep, and a new record not yet
+            # kept (expiry 0) would be swept away, its hold with it, while this call still holds it.
+            leases.expires = max(leases.expires, ends)
+        for leases in held:
+            self._touch(leases, now, ends)
+        return True
 
     def release(self, keys: Sequence[str], token: str, now: float) -> None:
         with self._lock:
@@ -443,10 +451,34 @@ class MemoryState:
         self, key: str, ceiling: float, burst: float, max_wait: float, now: float
     ) -> RateTicket:
         with self._lock:
-            pause = self._pauses.get(key)
-            if pause is not None and pause.until > now:
-                return attrs.evolve(self._state(key, now), paused=pause.until - now)
-            return self._reserve(key, ceiling, burst, max_wait, now)
+            return self._admit(key, ceiling, burst, max_wait, now)
+
+    def _admit(self, key: str, ceiling: float, burst: float, max_wait: float, now: float) -> RateTicket:
+        """limiter_admit's step, the lock held."""
+        pause = self._pauses.get(key)
+        if pause is not None and pause.until > now:
+            return attrs.evolve(self._state(key, now), paused=pause.until - now)
+        return self._reserve(key, ceiling, burst, max_wait, now)
+
+    def limiter_admit_and_acquire(
+        self,
+        key: str,
+        ceiling: float,
+        burst: float,
+        max_wait: float,
+        keys: Sequence[str],
+        limit: int,
+        lease: float,
+        token: str,
+        now: float,
+    ) -> tuple[RateTicket, bool]:
+        if not keys:
+            raise ValueError("limiter_admit_and_acquire needs at least one key")
+        with self._lock:
+            ticket = self._admit(key, ceiling, burst, max_wait, now)
+            if ticket.paused > 0 or ticket.wait > 0:
+                return ticket, False
+            return ticket, self._try_acquire(keys, limit, lease, token, now)
 
     def _reserve(self, key: str, ceiling: float, burst: float, max_wait: float, now: float) -> RateTicket:
         """limiter_acquire's step, the lock held."""
@@ -552,6 +584,20 @@ class MemoryState:
         self, key: str, ceiling: float, burst: float, max_wait: float, now: float
     ) -> RateTicket:
         return self.limiter_admit(key, ceiling, burst, max_wait, now)
+
+    async def alimiter_admit_and_acquire(
+        self,
+        key: str,
+        ceiling: float,
+        burst: float,
+        max_wait: float,
+        keys: Sequence[str],
+        limit: int,
+        lease: float,
+        token: str,
+        now: float,
+    ) -> tuple[RateTicket, bool]:
+        return self.limiter_admit_and_acquire(key, ceiling, burst, max_wait, keys, limit, lease, token, now)
 
     async def alimiter_state(self, key: str, now: float) -> RateTicket:
         return self.limiter_state(key, now)

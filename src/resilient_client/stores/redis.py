@@ -617,6 +617,40 @@ class RedisState:
             lambda m: m.limiter_admit(key, ceiling, burst, max_wait, now),
         )
 
+    def _limiter_admit_and_acquire(
+        self,
+        key: str,
+        ceiling: float,
+        burst: float,
+        max_wait: float,
+        keys: Sequence[str],
+        limit: int,
+        lease: float,
+        token: str,
+        now: float,
+    ) -> _Operation[tuple[RateTicket, bool]]:
+        if isinstance(keys, str) or not keys:
+            raise ValueError("limiter_admit_and_acquire needs at least one key, in a list")
+        leases = [self._key("lease", lease_key) for lease_key in sorted(set(keys))]
+        field = self._holds.field(token)
+
+        def read(reply: Any) -> tuple[RateTicket, bool]:
+            text, _, flag = _text(reply).rpartition(" ")
+            taken = flag == "1"
+            if taken:
+                self._holds.taken(token, field, keys)
+            return _ticket(text), taken
+
+        return _Operation(
+            "limiter_admit_and_acquire",
+            [self._key("pause", key), self._key("rate", key), *leases],
+            [ceiling, burst, max_wait, limit, lease, field],
+            read,
+            lambda m: m.limiter_admit_and_acquire(
+                key, ceiling, burst, max_wait, keys, limit, lease, token, now
+            ),
+        )
+
     def _limiter_state(self, key: str, now: float) -> _Operation[RateTicket]:
         return _Operation(
             "limiter_state", [self._key("rate", key)], [], _ticket, lambda m: m.limiter_state(key, now)
@@ -707,6 +741,23 @@ class RedisState:
     ) -> RateTicket:
         return self._run(self._limiter_admit(key, ceiling, burst, max_wait, now), now)
 
+    def limiter_admit_and_acquire(
+        self,
+        key: str,
+        ceiling: float,
+        burst: float,
+        max_wait: float,
+        keys: Sequence[str],
+        limit: int,
+        lease: float,
+        token: str,
+        now: float,
+    ) -> tuple[RateTicket, bool]:
+        operation = self._limiter_admit_and_acquire(
+            key, ceiling, burst, max_wait, keys, limit, lease, token, now
+        )
+        return self._run(operation, now)
+
     def limiter_state(self, key: str, now: float) -> RateTicket:
         return self._run(self._limiter_state(key, now), now)
 
@@ -788,6 +839,23 @@ class RedisState:
         self, key: str, ceiling: float, burst: float, max_wait: float, now: float
     ) -> RateTicket:
         return await self._arun(self._limiter_admit(key, ceiling, burst, max_wait, now), now)
+
+    async def alimiter_admit_and_acquire(
+        self,
+        key: str,
+        ceiling: float,
+        burst: float,
+        max_wait: float,
+        keys: Sequence[str],
+        limit: int,
+        lease: float,
+        token: str,
+        now: float,
+    ) -> tuple[RateTicket, bool]:
+        operation = self._limiter_admit_and_acquire(
+            key, ceiling, burst, max_wait, keys, limit, lease, token, now
+        )
+        return await self._arun(operation, now)
 
     async def alimiter_state(self, key: str, now: float) -> RateTicket:
         return await self._arun(self._limiter_state(key, now), now)

@@ -69,5 +69,9 @@ def build(
         namespace = state_key("guard", vendor)
         guards = [Guard(name, settings, store, namespace) for name, settings in policy.guards.items()]
         # The limiter is outside the guard: after a wait for a key, the guard asks it about pauses.
-        strategies.append(GuardStrategy(guards, vendor, gate=limiter))
+        guard = GuardStrategy(guards, vendor, gate=limiter)
+        if limiter is not None:
+            # ...and the limiter takes the guard's first hold in its admission step when it can.
+            limiter.rider = guard
+        strategies.append(guard)
     return Pipeline(RetryStrategy(store, vendor, hooks), breaker, tuple(strategies), leaf, aleaf)

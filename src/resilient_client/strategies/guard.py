@@ -160,6 +160,23 @@ class Guard:
         await self.store.arelease(keys, token, now)
 
 
+class _Plan:
+    """One attempt's holds and token; also the rate limiter's ``Ride``: the first hold's keys, which
+    the limiter may take in its admission step (``taken``)."""
+
+    __slots__ = ("holds", "keys", "limit", "taken", "token")
+
+    def __init__(self, holds: list[tuple[Guard, tuple[str, ...]]]) -> None:
+        self.holds = holds
+        self.token = uuid.uuid4().hex if holds else ""
+        self.keys: tuple[str, ...] = holds[0][1] if holds else ()
+        self.limit = holds[0][0].settings.limit if holds else 0
+        self.taken = False
+
+    def lease(self, time_left: float) -> float:
+        return max(0.0, time_left) + LEASE_MARGIN
+
+
 class GuardStrategy:
     """The guards in the pipeline: hold every key a request names for one attempt, then let go.
 
@@ -211,18 +228,33 @@ class GuardStrategy:
 
     # -- shells ---------------------------------------------------------------------------------
 
+    def ride(self, call: Call) -> _Plan:
+        """The plan of the call's next attempt, worked out now for the rate limiter outside, which
+        may take its first hold in its admission step; ``handle`` picks it up from the call."""
+        plan = _Plan(self._holds(call))
+        call.ride = plan
+        return plan
+
+    def _plan(self, call: Call) -> _Plan:
+        """The plan the rate limiter handed in for this attempt, or a new one (no limiter)."""
+        plan = call.ride
+        if isinstance(plan, _Plan):
+            call.ride = None
+            return plan
+        return _Plan(self._holds(call))
+
     def _enter(
         self,
         call: Call,
         number: int,
-        holds: list[tuple[Guard, tuple[str, ...]]],
-        token: str,
+        plan: _Plan,
         held: list[tuple[Guard, tuple[str, ...]]],
     ) -> Attempt | bool:
         """Take every hold into ``held``: whether that meant waiting, or the refusal."""
         clock = call.clock
+        token = plan.token
         waited = False
-        for guard, keys in holds:
+        for guard, keys in self._untaken(plan, held):
             start = clock.monotonic()
             tries = 0
             while not guard.try_enter(keys, token, call.deadline - clock.monotonic(), clock.monotonic()):
@@ -236,23 +268,34 @@ class GuardStrategy:
             held.append((guard, keys))
         return waited
 
+    @staticmethod
+    def _untaken(
+        plan: _Plan, held: list[tuple[Guard, tuple[str, ...]]]
+    ) -> list[tuple[Guard, tuple[str, ...]]]:
+        """The holds still to take: all of them, or all but the first when the limiter took it
+        (then it goes into ``held`` first, to be let go like the others)."""
+        if not plan.taken:
+            return plan.holds
+        plan.taken = False  # taken for this round only: after a pause the keys are taken again
+        held.append(plan.holds[0])
+        return plan.holds[1:]
+
     def handle(self, call: Call, number: int, next: Next) -> Attempt:
-        holds = self._holds(call)
-        if not holds:
+        plan = self._plan(call)
+        if not plan.holds:
             return next(call, number)
         clock = call.clock
-        token = uuid.uuid4().hex
         while True:
             held: list[tuple[Guard, tuple[str, ...]]] = []
             try:
-                entered = self._enter(call, number, holds, token, held)
+                entered = self._enter(call, number, plan, held)
                 if not isinstance(entered, bool):
                     return entered
                 if not (entered and self.gate is not None and self.gate.paused(call)):
                     return next(call, number)
             finally:
                 for guard, keys in reversed(held):
-                    guard.leave(keys, token, clock.monotonic())
+                    guard.leave(keys, plan.token, clock.monotonic())
             assert self.gate is not None
             refusal = self.gate.hold(call, number)  # the keys are free while the pause lasts
             if refusal is not None:
@@ -262,13 +305,13 @@ class GuardStrategy:
         self,
         call: Call,
         number: int,
-        holds: list[tuple[Guard, tuple[str, ...]]],
-        token: str,
+        plan: _Plan,
         held: list[tuple[Guard, tuple[str, ...]]],
     ) -> Attempt | bool:
         clock = call.clock
+        token = plan.token
         waited = False
-        for guard, keys in holds:
+        for guard, keys in self._untaken(plan, held):
             start = clock.monotonic()
             tries = 0
             while not await guard.atry_enter(
@@ -285,15 +328,14 @@ class GuardStrategy:
         return waited
 
     async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
-        holds = self._holds(call)
-        if not holds:
+        plan = self._plan(call)
+        if not plan.holds:
             return await next(call, number)
         clock = call.clock
-        token = uuid.uuid4().hex
         while True:
             held: list[tuple[Guard, tuple[str, ...]]] = []
             try:
-                entered = await self._aenter(call, number, holds, token, held)
+                entered = await self._aenter(call, number, plan, held)
                 if not isinstance(entered, bool):
                     return entered
                 if not (entered and self.gate is not None and await self.gate.apaused(call)):
@@ -301,7 +343,7 @@ class GuardStrategy:
             finally:
                 with anyio.CancelScope(shield=True):
                     for guard, keys in reversed(held):
-                        await guard.aleave(keys, token, clock.monotonic())
+                        await guard.aleave(keys, plan.token, clock.monotonic())
             assert self.gate is not None
             refusal = await self.gate.ahold(call, number)
             if refusal is not None:

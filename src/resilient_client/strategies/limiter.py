@@ -34,6 +34,7 @@ Store operations per send, the cost that matters with a shared store (each one i
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import attrs
 
@@ -49,6 +50,8 @@ __all__ = [
     "SCALE",
     "Limiter",
     "LimiterStrategy",
+    "Ride",
+    "Rider",
     "Throttled",
     "Ticket",
     "lowered",
@@ -110,6 +113,28 @@ _UNPAUSED = RateTicket(0.0, 0, 0.0, 0.0, 0.0, 0.0)
 
 def _paused(seconds: float) -> RateTicket:
     return _UNPAUSED if seconds <= 0 else attrs.evolve(_UNPAUSED, paused=seconds)
+
+
+class Ride(Protocol):
+    """The keys of a hold the strategy inside the limiter (the guard) must take before sending: the
+        limiter takes them in its admission step when the send may go at once (one store operation for
+        both, ``StateStore.limiter_admit_and_acquire``), and says so in ``taken``. A send that must wait
+    (its turn, or a pause) takes no key: a refusal or a wait never leaves one held."""
+
+    keys: tuple[str, ...]
+    limit: int
+    token: str
+    taken: bool
+
+    def lease(self, time_left: float) -> float: ...
+
+
+class Rider(Protocol):
+    """The strategy just inside the limiter whose first store step may ride with its admission."""
+
+    def ride(self, call: Call) -> Ride | None:
+        """The first hold of the call's next attempt, when it has one (the rider keeps its plan)."""
+        ...
 
 
 class Limiter:
@@ -196,8 +221,22 @@ class Limiter:
 
     # -- sync -----------------------------------------------------------------------------------
 
-    def acquire(self, now: float, time_left: float) -> Ticket | Throttled:
-        """How long to wait before sending, or Throttled when that would pass the deadline."""
+    @property
+    def _admits(self) -> bool:
+        """Whether sends are admitted by ``limiter_admit`` (pause check and reservation in one step),
+        the step a ride's keys can be taken in."""
+        return self._paces and self.settings.pause_on_retry_after
+
+    def acquire(self, now: float, time_left: float, ride: Ride | None = None) -> Ticket | Throttled:
+        """How long to wait before sending, or Throttled when that would pass the deadline; with
+        ``ride``, its keys are taken in the same store operation when the send may go at once."""
+        if ride is not None and ride.keys and self._admits:
+            settings = self.settings
+            answer, ride.taken = self.store.limiter_admit_and_acquire(
+                self.key, settings.rate, settings.burst, max(0.0, time_left),
+                ride.keys, ride.limit, ride.lease(time_left), ride.token, now,
+            )  # fmt: skip
+            return self._answer(answer, time_left)
         return self._answer(self._reserve(now, time_left), time_left)
 
     def pause_left(self, now: float) -> float:
@@ -235,7 +274,14 @@ class Limiter:
 
     # -- async twins --------------------------------------------------------------------------------
 
-    async def aacquire(self, now: float, time_left: float) -> Ticket | Throttled:
+    async def aacquire(self, now: float, time_left: float, ride: Ride | None = None) -> Ticket | Throttled:
+        if ride is not None and ride.keys and self._admits:
+            settings = self.settings
+            answer, ride.taken = await self.store.alimiter_admit_and_acquire(
+                self.key, settings.rate, settings.burst, max(0.0, time_left),
+                ride.keys, ride.limit, ride.lease(time_left), ride.token, now,
+            )  # fmt: skip
+            return self._answer(answer, time_left)
         return self._answer(await self._areserve(now, time_left), time_left)
 
     async def apause_left(self, now: float) -> float:
@@ -272,13 +318,15 @@ class LimiterStrategy:
     refusal for a wait past the deadline (there is no wait).
     """
 
-    __slots__ = ("_limiters", "settings", "store", "vendor")
+    __slots__ = ("_limiters", "rider", "settings", "store", "vendor")
 
     def __init__(self, settings: RateLimitSettings, store: StateStore, vendor: str) -> None:
         self.settings = settings
         self.store = store
         self.vendor = vendor
         self._limiters: dict[str, Limiter] = {}
+        #: The guard, when there is one: its first hold rides with the admission (see ``Ride``).
+        self.rider: Rider | None = None
 
     def __repr__(self) -> str:
         return f"LimiterStrategy(vendor={self.vendor!r})"
@@ -346,12 +394,13 @@ class LimiterStrategy:
     def handle(self, call: Call, number: int, next: Next) -> Attempt:
         limiter = self.for_host(call.host)
         clock = call.clock
+        ride = self.rider.ride(call) if self.rider is not None else None
         # Under the testing switch nothing is reserved: with the waits off, reservations would
         # pile up until the next one reached past the deadline and was refused.
         ticket = _GO
         while not is_testing():
             now = clock.monotonic()
-            answer = limiter.acquire(now, call.deadline - now)
+            answer = limiter.acquire(now, call.deadline - now, ride)
             if isinstance(answer, Throttled):
                 return self._refused(call, number, answer)
             ticket = answer
@@ -372,12 +421,13 @@ class LimiterStrategy:
     async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
         limiter = self.for_host(call.host)
         clock = call.clock
+        ride = self.rider.ride(call) if self.rider is not None else None
         # Under the testing switch nothing is reserved: with the waits off, reservations would
         # pile up until the next one reached past the deadline and was refused.
         ticket = _GO
         while not is_testing():
             now = clock.monotonic()
-            answer = await limiter.aacquire(now, call.deadline - now)
+            answer = await limiter.aacquire(now, call.deadline - now, ride)
             if isinstance(answer, Throttled):
                 return self._refused(call, number, answer)
             ticket = answer
