@@ -1,12 +1,15 @@
 """Round-trip latency of RedisState's operations on a successful call, against a local redis-server.
 
-A successful Hyper journal call asks the store: ``circuit`` (the breaker admits it), ``limiter_admit``
-(the rate limiter checks the Retry-After pause and reserves the send), ``try_acquire`` (the guard
-takes the account) and ``release`` (sent without waiting for its reply); the budget's ``deposit``
-and the breaker's ``record_outcome`` are written in batches, not per call, and shown alone. Each
-operation waited for is one Lua script run with EVALSHA, one round trip. This prints the median and
-p99 of each, sync (redis.Redis) and async (redis.asyncio under asyncio), the journal call's four
-together, a bare PING for the floor of one round trip with redis-py, and MemoryState for comparison.
+A successful Hyper journal call asks the store one operation before it is sent,
+``limiter_admit_and_acquire`` (the rate limiter checks the Retry-After pause and reserves the send,
+and the guard's account is taken in the same script), and one after, ``release`` (sent without
+waiting for its reply). The breaker reads ``circuit`` at most once per 0.1 s while calls succeed, and
+the budget's ``deposit`` and the breaker's ``record_outcome`` are written in batches, not per call:
+those are shown alone, as are ``limiter_admit`` (a call no guard covers) and ``try_acquire`` (the
+guard's own take, after a wait). Each operation waited for is one Lua script run with EVALSHA, one
+round trip. This prints the median and p99 of each, sync (redis.Redis) and async (redis.asyncio
+under asyncio), the journal call's two together, a bare PING for the floor of one round trip with
+redis-py, and MemoryState for comparison.
 
 The script starts its own redis-server on a free loopback port (nothing saved) and stops it after.
 """
@@ -94,20 +97,21 @@ async def atimed(call: Callable[[int], Awaitable[object]]) -> list[float]:
 KEY = "breaker/hyper/api.hyper.test"
 LIMITER = "limiter/hyper/api.hyper.test"
 ACCOUNT = ["guard/hyper/journal/AccountNo/A1"]
-JOURNAL = "journal call (circuit, limiter_admit, try_acquire, release)"
+JOURNAL = "journal call (limiter_admit_and_acquire, release)"
 
 
 def sync_figures(store: rc.RedisState | rc.MemoryState) -> dict[str, list[float]]:
     def journal(n: int) -> None:
-        store.circuit(KEY, n)
-        store.limiter_admit(LIMITER, 1e9, 1e6, 30.0, n)
-        store.try_acquire(ACCOUNT, 1, 35.0, "token", n)
+        store.limiter_admit_and_acquire(LIMITER, 1e9, 1e6, 30.0, ACCOUNT, 1, 35.0, "token", n)
         store.release(ACCOUNT, "token", n)
 
     return {
         "circuit": timed(lambda n: store.circuit(KEY, n)),
         "limiter_admit": timed(lambda n: store.limiter_admit(LIMITER, 1e9, 1e6, 30.0, n)),
         "try_acquire": timed(lambda n: store.try_acquire(ACCOUNT, 1, 35.0, "token", n)),
+        "limiter_admit_and_acquire": timed(
+            lambda n: store.limiter_admit_and_acquire(LIMITER, 1e9, 1e6, 30.0, ACCOUNT, 1, 35.0, "token", n)
+        ),
         "release (not waited for)": timed(lambda n: store.release(ACCOUNT, "token", n)),
         "deposit": timed(lambda n: store.deposit(KEY, 0.2, 10.0, n)),
         "record_outcome": timed(lambda n: store.record_outcome(KEY, False, 30.0, n)),
@@ -117,15 +121,16 @@ def sync_figures(store: rc.RedisState | rc.MemoryState) -> dict[str, list[float]
 
 async def async_figures(store: rc.RedisState) -> dict[str, list[float]]:
     async def journal(n: int) -> None:
-        await store.acircuit(KEY, n)
-        await store.alimiter_admit(LIMITER, 1e9, 1e6, 30.0, n)
-        await store.atry_acquire(ACCOUNT, 1, 35.0, "token", n)
+        await store.alimiter_admit_and_acquire(LIMITER, 1e9, 1e6, 30.0, ACCOUNT, 1, 35.0, "token", n)
         await store.arelease(ACCOUNT, "token", n)
 
     figures = {
         "circuit": await atimed(lambda n: store.acircuit(KEY, n)),
         "limiter_admit": await atimed(lambda n: store.alimiter_admit(LIMITER, 1e9, 1e6, 30.0, n)),
         "try_acquire": await atimed(lambda n: store.atry_acquire(ACCOUNT, 1, 35.0, "token", n)),
+        "limiter_admit_and_acquire": await atimed(
+            lambda n: store.alimiter_admit_and_acquire(LIMITER, 1e9, 1e6, 30.0, ACCOUNT, 1, 35.0, "token", n)
+        ),
         "release (not waited for)": await atimed(lambda n: store.arelease(ACCOUNT, "token", n)),
         "deposit": await atimed(lambda n: store.adeposit(KEY, 0.2, 10.0, n)),
         "record_outcome": await atimed(lambda n: store.arecord_outcome(KEY, False, 30.0, n)),
