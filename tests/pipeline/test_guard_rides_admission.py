@@ -173,3 +173,26 @@ async def test_a_paused_host_holds_the_call_without_taking_its_key(connect: Call
     assert held_while_waiting == [False]
     assert watched.store.asked[:3] == ["limiter_admit_and_acquire", "limiter_admit_and_acquire", "sent"]
     assert watched.held_at_vendor == [True]
+
+
+async def test_with_two_guards_the_first_rides_and_the_second_is_taken_after(
+    connect: Callable[[Any], Caller],
+) -> None:
+    watched = Watched()
+    shipped = watched.transport.policy
+    second = rc.GuardSettings(operations=("*journal*",), key_fields=("PatientId",))
+    two_guards = policy(shipped, guards={**shipped.guards, "patient": second})
+    watched.transport = transport(watched.vendor, policy=two_guards, state=watched.store)
+    patient_key = "guard/hyper/" + state_key("patient", "PatientId", "P9")
+    at_vendor: list[bool] = []
+    watched.vendor.script = lambda request: (
+        at_vendor.append(not rc.MemoryState.try_acquire(watched.store, [patient_key], 1, 1.0, "peek", 0.0))
+        or watched.answer(request)
+    )
+    client = connect(watched.transport)
+    assert (await client.post(JOURNAL, json={"AccountNo": "A1", "PatientId": "P9"})).status_code == 200
+    assert watched.store.asked == ["limiter_admit_and_acquire", "try_acquire", "sent", "release", "release"]
+    assert watched.held_at_vendor == [True]
+    assert at_vendor == [True]
+    assert not held_by_someone(watched.store, watched.clock.now)
+    assert rc.MemoryState.try_acquire(watched.store, [patient_key], 1, 1.0, "after", watched.clock.now)
