@@ -130,7 +130,7 @@ class _Lane:
         self.cap = policy.body.max_read_bytes
         #: httpx's own transports read the deadline of every network operation from ``_deadline``.
         inner = transport._inner
-        self.bound = isinstance(inner, httpx.HTTPTransport | httpx.AsyncHTTPTransport) or inner is None
+        self.bound = transport._network_bound
         #: The inner transport of each kind (None: the pipeline's way says why it cannot serve).
         self.sync_inner = inner if isinstance(inner, httpx.BaseTransport) else transport._sync_default
         self.async_inner = inner if isinstance(inner, httpx.AsyncBaseTransport) else transport._async_default
@@ -211,6 +211,10 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self._spec = self.catalog.envelope
         self.policy = resolve_policy(policy, self.vendor).checked_for(self.catalog)
         self._inner = _deadline.bind(transport)
+        #: Whether the inner transport is httpx's own, whose network operations read the deadline.
+        self._network_bound = transport is None or isinstance(
+            transport, httpx.HTTPTransport | httpx.AsyncHTTPTransport
+        )
         # Built now, not by the first request: a TLS context costs tens of ms (see _default_inners).
         defaults = (None, None) if transport is not None else _default_inners()
         self._sync_default: httpx.HTTPTransport | None = defaults[0]
@@ -394,17 +398,21 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def _attempt_sync(self, call: Call, number: int) -> Attempt:
         """The pipeline's leaf: send, read, classify, decide."""
-        if call.shrink or number > 1:  # from the second attempt on, less than the deadline is left
+        monotonic = call.clock.monotonic
+        # From the second attempt on, less than the deadline is left: the timeouts are cut to it
+        # when it is shorter than the longest of the caller's (else cutting changes none of them).
+        if call.shrink or (number > 1 and call.deadline - monotonic() < call.longest):
             call.shrink_timeouts()
         inner = self._sync_inner()
         request = call.request
-        monotonic = call.clock.monotonic
         hooks = self.hooks
         for hook in hooks.attempt_start:
             hook(call, number)
         started = monotonic() if hooks.attempt else 0.0  # for the attempt event's duration
-        # httpx's own transport bounds each network operation by the time left (see _deadline).
-        bound = _deadline.current.set(_deadline.Deadline(call.deadline, monotonic))
+        # httpx's own transport bounds each network operation by the time left (see _deadline);
+        # any other inner transport has no network operation that reads it (as in the fast lane).
+        deadline = _deadline.Deadline(call.deadline, monotonic) if self._network_bound else None
+        bound = None if deadline is None else _deadline.current.set(deadline)
         try:
             try:
                 response = inner.handle_request(request)
@@ -418,7 +426,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 response.close()
                 return self._ended(call, self._judge_error(call, number, exc), started)
         finally:
-            _deadline.current.reset(bound)
+            if bound is not None:
+                _deadline.current.reset(bound)
         return self._concluded(call, number, response, body, started)
 
     def _concluded(
@@ -596,16 +605,17 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return self._async_default
 
     async def _attempt_async(self, call: Call, number: int) -> Attempt:
-        if call.shrink or number > 1:
+        monotonic = call.clock.monotonic
+        if call.shrink or (number > 1 and call.deadline - monotonic() < call.longest):
             call.shrink_timeouts()
         inner = self._async_inner()
         request = call.request
-        monotonic = call.clock.monotonic
         hooks = self.hooks
         for hook in hooks.attempt_start:
             hook(call, number)
         started = monotonic() if hooks.attempt else 0.0
-        bound = _deadline.current.set(_deadline.Deadline(call.deadline, monotonic))
+        deadline = _deadline.Deadline(call.deadline, monotonic) if self._network_bound else None
+        bound = None if deadline is None else _deadline.current.set(deadline)
         try:
             try:
                 response = await inner.handle_async_request(request)
@@ -619,7 +629,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 await response.aclose()
                 return self._ended(call, self._judge_error(call, number, exc), started)
         finally:
-            _deadline.current.reset(bound)
+            if bound is not None:
+                _deadline.current.reset(bound)
         return await self._aconcluded(call, number, response, body, started)
 
     async def _aconcluded(

@@ -45,6 +45,24 @@ __all__ = ["RetryStrategy"]
 _IDLE_CONTROLLERS = 16
 
 _HAS_ITER_STATE = isinstance(getattr(tenacity.Retrying, "iter_state", None), property)
+_IterState: Any = getattr(tenacity, "IterState", None)
+#: tenacity's step state keeps one list of actions that ``reset`` empties in place (tenacity's own
+#: ``reset`` makes a new list): then a controller binds that list's ``append`` once, see _Retrying.
+_KEEPS_ACTIONS = (
+    _HAS_ITER_STATE
+    and isinstance(_IterState, type)
+    and {"actions", "retry_run_result", "stop_run_result", "is_explicit_retry"}
+    <= set(getattr(_IterState, "__dataclass_fields__", ()))
+)
+
+if _KEEPS_ACTIONS:
+
+    class _OneList(_IterState):  # type: ignore[misc]
+        def reset(self) -> None:
+            self.actions.clear()
+            self.retry_run_result = False
+            self.stop_run_result = False
+            self.is_explicit_retry = False
 
 
 class _Retrying(tenacity.Retrying):
@@ -55,6 +73,10 @@ class _Retrying(tenacity.Retrying):
     it that every retry makes (a quarter of tenacity's cost per retry). A controller here serves one
     call, in one thread or task, so plain attributes hold the same objects: the class attributes
     below shadow tenacity's properties, and each controller sets its own.
+
+    Each of tenacity's steps queues its actions one ``_add_action_func`` call at a time (a dozen per
+    retry): here that is the action list's own ``append``, bound once, so queueing an action runs no
+    Python frame. tenacity still chooses every action and runs them in its own ``iter``.
     """
 
     statistics: dict[str, Any] = {}  # noqa: RUF012 - shadows the property; every instance sets its own
@@ -64,7 +86,10 @@ class _Retrying(tenacity.Retrying):
         super().__init__(**options)
         # tenacity's own objects, made once through its properties.
         self.statistics = tenacity.Retrying.statistics.fget(self)  # type: ignore[attr-defined]
-        if _HAS_ITER_STATE:
+        if _KEEPS_ACTIONS:
+            self.iter_state = _OneList()
+            self._add_action_func = self.iter_state.actions.append  # type: ignore[method-assign]
+        elif _HAS_ITER_STATE:
             self.iter_state = tenacity.Retrying.iter_state.fget(self)  # type: ignore[attr-defined]
 
 
