@@ -30,7 +30,7 @@ from resilient_client._decision import RETURN
 from resilient_client._pipeline import AsyncNext, Attempt, BreakerEvent, Call, Hooks, Next, rejected
 from resilient_client._settings import BreakerOverride, BreakerSettings
 from resilient_client.errors import CircuitOpenError
-from resilient_client.stores import Circuit, CircuitState, StateStore, state_key
+from resilient_client.stores import Circuit, CircuitState, MemoryState, StateStore, state_key
 from resilient_client.strategies._tally import Tally, batch_seconds
 
 __all__ = ["FAILURE_CATEGORIES", "Breaker", "BreakerStrategy", "CircuitOpen", "Permit"]
@@ -81,6 +81,7 @@ class Breaker:
         "_closed_for",
         "_closed_until",
         "flush_at",
+        "inline",
         "key",
         "overrides",
         "settings",
@@ -116,6 +117,9 @@ class Breaker:
         self._closed_until = -math.inf
         #: When the successes are written even if no failure comes first.
         self.flush_at = 0.0
+        #: The in-process store's async operations only call its sync ones: an async caller may call
+        #: the sync methods here itself (``admit``, ``record``) and await nothing.
+        self.inline = type(store) is MemoryState
 
     def __repr__(self) -> str:
         return f"Breaker(key={self.key!r})"
@@ -400,6 +404,9 @@ class BreakerStrategy:
             self._report(call, moved)
 
     async def asettle_sent(self, call: Call, breaker: Breaker, attempt: Attempt) -> None:
+        if breaker.inline:
+            self.settle_sent(call, breaker, attempt)
+            return
         now = call.clock.monotonic()
         permit = breaker.closed_permit(await self.store.acircuit(breaker.key, now))
         failed = False if attempt.decision is RETURN else self._evidence(breaker, attempt)
@@ -437,7 +444,12 @@ class BreakerStrategy:
         hosts.last = call.host
         clock = call.clock
         now = clock.monotonic()
-        permit = await breaker.aadmit(now, call.deadline - now)
+        inline = breaker.inline
+        permit = (
+            breaker.admit(now, call.deadline - now)
+            if inline
+            else await breaker.aadmit(now, call.deadline - now)
+        )
         if isinstance(permit, CircuitOpen):
             return self._refused(call, number, permit)
         if permit.probe is not None:
@@ -449,7 +461,8 @@ class BreakerStrategy:
                 await breaker.arecord(permit, None, clock.monotonic())
             raise
         failed = False if attempt.decision is RETURN else self._evidence(breaker, attempt)
-        moved = await breaker.arecord(permit, failed, clock.monotonic())
+        now = clock.monotonic()
+        moved = breaker.record(permit, failed, now) if inline else await breaker.arecord(permit, failed, now)
         if moved is not None:
             self._report(call, moved)
         return attempt

@@ -357,14 +357,19 @@ class RetryStrategy:
 
     async def arun(self, call: Call, attempt: AsyncNext) -> Attempt:
         budget = self.budget(call.policy)
+        inline = budget.inline  # the in-process store: its sync operations, nothing awaited
         if budget.enabled:
-            await budget.adeposit(call.clock.monotonic())
+            if inline:
+                budget.deposit(call.clock.monotonic())
+            else:
+                await budget.adeposit(call.clock.monotonic())
         last = await attempt(call, 1)
         if last.rejection is not None:
             self._heard(call, last)
         if last.decision.action != "retry":
             return last
-        if not await budget.atry_spend(call.clock.monotonic()):
+        now = call.clock.monotonic()
+        if not (budget.try_spend(now) if inline else await budget.atry_spend(now)):
             return self._unfunded(call, last)
         retrying, state = self._retrying(call, last)
         while True:
@@ -383,9 +388,9 @@ class RetryStrategy:
                 if result.rejection is not None:
                     final = self._refused(last, result)
                 else:
-                    if result.decision.action == "retry" and not await budget.atry_spend(
-                        call.clock.monotonic()
-                    ):
-                        result = self._unfunded(call, result)
+                    if result.decision.action == "retry":
+                        now = call.clock.monotonic()
+                        if not (budget.try_spend(now) if inline else await budget.atry_spend(now)):
+                            result = self._unfunded(call, result)
                     final = last = result
             state.settle(final)

@@ -1,0 +1,96 @@
+"""What a retried call costs over the in-process store: its async shell calls the store's sync
+operations itself (``MemoryState``'s async twins only call them), and awaits none; any other store,
+a subclass of MemoryState included, is awaited as before."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from pipeline_kit import OK, Caller, Vendor, policy, transport
+
+import resilient_client as rc
+from resilient_client.stores import MemoryState
+from resilient_client.testing import FakeClock
+
+pytestmark = pytest.mark.anyio
+
+#: The async twins the budget and the breaker use on a retried call (and when a circuit opens).
+ASYNC_TWINS = ("adeposit", "atry_spend", "acircuit", "arecord_outcome", "arecord_successes", "aopen_circuit")
+
+#: Every request fails once, and the breaker is at the edge of opening: it opens on the 503.
+EDGY_BREAKER = rc.BreakerSettings(minimum_throughput=1, failure_ratio=1.0, break_duration=10.0)
+
+
+@pytest.fixture
+def awaited(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The async twins of MemoryState called during the test (the class is patched)."""
+    calls: list[str] = []
+    for name in ASYNC_TWINS:
+        original = getattr(MemoryState, name)
+
+        async def recorded(
+            self: MemoryState, *args: Any, _name: str = name, _original: Any = original
+        ) -> Any:
+            calls.append(_name)
+            return await _original(self, *args)
+
+        monkeypatch.setattr(MemoryState, name, recorded)
+    return calls
+
+
+async def test_a_call_retried_over_the_in_process_store_awaits_no_store_operation(
+    connect: Callable[[Any], Caller], awaited: list[str]
+) -> None:
+    vendor = Vendor(FakeClock(), httpx.Response(503), OK)
+    client = connect(transport(vendor, policy=policy()))
+    for _ in range(3):
+        vendor.requests.clear()
+        response = await client.get()
+        assert response.extensions[rc.ATTEMPTS_EXTENSION] == vendor.sent == 2
+    assert awaited == []
+    assert client.transport.breaker.state == "closed"  # type: ignore[union-attr]
+
+
+async def test_a_circuit_the_first_attempt_opens_refuses_the_retry_awaiting_no_store_operation(
+    connect: Callable[[Any], Caller], awaited: list[str]
+) -> None:
+    vendor = Vendor(FakeClock(), httpx.Response(503), OK)
+    client = connect(transport(vendor, policy=policy(breaker=EDGY_BREAKER)))
+    with pytest.raises(rc.errors.ServiceUnavailableError, match="retry not sent: circuit open") as caught:
+        await client.get()
+    assert caught.value.attempts == vendor.sent == 1
+    assert awaited == []
+    assert client.transport.breaker.state == "open"  # type: ignore[union-attr]
+
+
+class Subclass(MemoryState):
+    """A store of its own: its async twins may do more than the sync operations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.awaited: list[str] = []
+
+    async def atry_spend(self, key: str, cost: float, cap: float, now: float) -> bool:
+        self.awaited.append("atry_spend")
+        return await super().atry_spend(key, cost, cap, now)
+
+    async def acircuit(self, key: str, now: float) -> rc.stores.Circuit:
+        self.awaited.append("acircuit")
+        return await super().acircuit(key, now)
+
+    async def arecord_outcome(self, key: str, failed: bool, window: float, now: float) -> tuple[int, int]:
+        self.awaited.append("arecord_outcome")
+        return await super().arecord_outcome(key, failed, window, now)
+
+
+async def test_another_store_is_awaited(connect: Callable[[Any], Caller]) -> None:
+    store = Subclass()
+    vendor = Vendor(FakeClock(), httpx.Response(503), OK)
+    client = connect(transport(vendor, policy=policy(), state=store))
+    response = await client.get()
+    assert response.extensions[rc.ATTEMPTS_EXTENSION] == 2
+    expected = ["acircuit", "arecord_outcome", "atry_spend", "acircuit"] if client.asynchronous else []
+    assert store.awaited == expected
