@@ -94,3 +94,43 @@ async def test_another_store_is_awaited(connect: Callable[[Any], Caller]) -> Non
     assert response.extensions[rc.ATTEMPTS_EXTENSION] == 2
     expected = ["acircuit", "arecord_outcome", "atry_spend", "acircuit"] if client.asynchronous else []
     assert store.awaited == expected
+
+
+#: The sync operations of MemoryState a retried call may make.
+OPERATIONS = ("deposit", "try_spend", "record_outcome", "record_successes", "circuit")
+
+
+@pytest.fixture
+def operations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The sync operations of MemoryState made during the test, by name (the class is patched)."""
+    calls: list[str] = []
+    for name in OPERATIONS:
+        original = getattr(MemoryState, name)
+
+        def recorded(self: MemoryState, *args: Any, _name: str = name, _original: Any = original) -> Any:
+            calls.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(MemoryState, name, recorded)
+    return calls
+
+
+async def test_a_retry_after_successes_writes_them_with_the_failure_and_the_earned_tokens_with_the_spend(
+    connect: Callable[[Any], Caller], operations: list[str]
+) -> None:
+    vendor = Vendor(FakeClock(), OK, OK, OK, httpx.Response(503), OK)
+    resilient = transport(vendor, policy=policy())
+    client = connect(resilient)
+    for _ in range(3):
+        await client.get()
+    operations.clear()
+    response = await client.get()
+    assert response.extensions[rc.ATTEMPTS_EXTENSION] == 2
+    # The circuit read for the 503, the 503 counted after the successes before it (one step), the
+    # retry's token spent after the tokens those requests earned (one step), the circuit read again
+    # for the retry.
+    assert operations == ["circuit", "record_outcome", "try_spend", "circuit"]
+    # The window holds the 3 successes and the 503 (the retry's success is only counted so far),
+    # and now one success more.
+    key = resilient.breaker.for_host("hyper.test").key
+    assert resilient.state.record_outcome(key, False, 30.0, vendor.clock.now) == (1, 5)

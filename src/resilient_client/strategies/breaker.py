@@ -80,6 +80,7 @@ class Breaker:
         "_closed",
         "_closed_for",
         "_closed_until",
+        "_memory",
         "flush_at",
         "inline",
         "key",
@@ -120,6 +121,8 @@ class Breaker:
         #: The in-process store's async operations only call its sync ones: an async caller may call
         #: the sync methods here itself (``admit``, ``record``) and await nothing.
         self.inline = type(store) is MemoryState
+        #: That store, whose ``record_outcome`` also writes the successes counted before (one step).
+        self._memory = store if isinstance(store, MemoryState) and self.inline else None
 
     def __repr__(self) -> str:
         return f"Breaker(key={self.key!r})"
@@ -225,8 +228,14 @@ class Breaker:
             self.succeeded(now)
             return None
         self._closed_until = -math.inf  # a failure: ask the store again from now on
-        self.flush(now)  # the failure is weighed against every success before it
-        failures, total = store.record_outcome(key, failed, self.settings.sampling_duration, now)
+        window = self.settings.sampling_duration
+        # The failure is weighed against every success before it: those are written first.
+        if self._memory is not None:
+            count, age = self._take_wins(now)
+            failures, total = self._memory.record_outcome(key, failed, window, now, count, age)
+        else:
+            self.flush(now)
+            failures, total = store.record_outcome(key, failed, window, now)
         if permit.probe is not None:
             if failed:
                 return _moved(store.open_circuit(key, permit.epoch, self._next_break(permit), now), "open")

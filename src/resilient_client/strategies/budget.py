@@ -32,6 +32,7 @@ class Budget:
     __slots__ = (
         "_batch",
         "_burst",
+        "_memory",
         "_ratio",
         "earned",
         "enabled",
@@ -59,6 +60,8 @@ class Budget:
         #: The in-process store's async operations only call its sync ones: an async caller may call
         #: the sync methods here itself (``deposit``, ``try_spend``) and await nothing.
         self.inline = type(store) is MemoryState
+        #: That store, whose ``try_spend`` also makes the deposit before it (one step, not two).
+        self._memory = store if isinstance(store, MemoryState) and self.inline else None
 
     def __repr__(self) -> str:
         return f"Budget(ratio={self.settings.ratio!r}, burst={self.settings.burst!r}, key={self.key!r})"
@@ -82,6 +85,8 @@ class Budget:
         if not self.enabled:
             return True
         amount = self._amount(now)
+        if self._memory is not None:
+            return self._memory.try_spend(self.key, RETRY_COST, self._burst, now, amount)
         if amount > 0:
             self.store.deposit(self.key, amount, self._burst, now)
         return self.store.try_spend(self.key, RETRY_COST, self._burst, now)
