@@ -139,17 +139,16 @@ class _CallState(tenacity.RetryCallState):
         self.set_result(result)
 
 
-def _result(state: tenacity.RetryCallState) -> Attempt:
-    assert isinstance(state, _CallState)
-    return state.result
+# tenacity hands these the _CallState of the controller they belong to (see _retrying): its last
+# attempt is read directly (no isinstance check): tenacity asks on every step.
 
 
 def _wants_retry(state: tenacity.RetryCallState) -> bool:
-    return _result(state).decision.action == "retry"
+    return state.result.decision.action == "retry"  # type: ignore[attr-defined,no-any-return]
 
 
 def _wait(state: tenacity.RetryCallState) -> float:
-    return 0.0 if is_testing() else _result(state).decision.wait
+    return 0.0 if is_testing() else state.result.decision.wait  # type: ignore[attr-defined]
 
 
 def _step(retrying: tenacity.Retrying, state: tenacity.RetryCallState) -> Attempt | float:
