@@ -295,6 +295,17 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         decision = self._decide(call, number, outcome, None, retry_after)
         return Attempt(number, decision, response, outcome, retry_after=retry_after)
 
+    def _in_memory_success(self, call: Call, response: httpx.Response, content: bytes) -> bool:
+        """Whether an answer whose body is already in memory (MockTransport, respx) is a success that
+        no hook hears: what reading, judging and concluding it would come to (a 2xx body the scan
+        proves clean is returned as it is), in one scan."""
+        return (
+            response.status_code < 300
+            and len(content) <= call.policy.body.max_read_bytes
+            and not self.hooks.attempt_success
+            and surely_no_fault(self._spec, content)
+        )
+
     def _judge_error(self, call: Call, number: int, error: Exception) -> Attempt:
         return Attempt(number, self._decide(call, number, None, error, None), error=error)
 
@@ -418,6 +429,9 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 response = inner.handle_request(request)
             except httpx.TransportError as exc:
                 return self._ended(call, self._judge_error(call, number, exc), started)
+            content = getattr(response, "_content", None)  # a body already in memory (MockTransport)
+            if content is not None and self._in_memory_success(call, response, content):
+                return Attempt(number, RETURN, response)
             try:
                 response, body = read_sync(
                     response, request, call.policy.body.max_read_bytes, monotonic, call.deadline
@@ -549,6 +563,22 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         if lane.earn is not None:
             lane.earn()
 
+    def _known_breaker(self, breaker: Breaker) -> Next:
+        """The attempt function of a call the fast lane began: the pipeline (only the breaker, over
+        the in-process store: see ``_Lane.of``) with the host's breaker already found."""
+        lane = self._lane
+        assert lane is not None
+        return functools.partial(
+            self._pipeline.breaker.handle_known, breaker, lane.store, next=self._attempt_sync
+        )
+
+    def _aknown_breaker(self, breaker: Breaker) -> AsyncNext:
+        lane = self._lane
+        assert lane is not None
+        return functools.partial(
+            self._pipeline.breaker.ahandle_known, breaker, lane.store, next=self._attempt_async
+        )
+
     def _resume(
         self,
         request: httpx.Request,
@@ -567,10 +597,12 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             assert response is not None
             first = self._concluded(call, 1, response, body, started, scanned)
         pipeline = self._pipeline
+        attempt = pipeline.attempt
         try:
             if breaker is not None:
                 pipeline.breaker.settle_sent(call, breaker, first)
-            result = pipeline.retry.run(call, functools.partial(_resumed, first, pipeline.attempt))
+                attempt = self._known_breaker(breaker)
+            result = pipeline.retry.run(call, functools.partial(_resumed, first, attempt))
         except BaseException as exc:
             self._aborted(call, exc)
             raise
@@ -621,6 +653,9 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 response = await inner.handle_async_request(request)
             except httpx.TransportError as exc:
                 return self._ended(call, self._judge_error(call, number, exc), started)
+            content = getattr(response, "_content", None)  # a body already in memory (MockTransport)
+            if content is not None and self._in_memory_success(call, response, content):
+                return Attempt(number, RETURN, response)
             try:
                 response, body = await read_async(
                     response, request, call.policy.body.max_read_bytes, monotonic, call.deadline
@@ -762,10 +797,12 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             assert response is not None
             first = await self._aconcluded(call, 1, response, body, started, scanned)
         pipeline = self._pipeline
+        attempt = pipeline.aattempt
         try:
             if breaker is not None:
                 await pipeline.breaker.asettle_sent(call, breaker, first)
-            result = await pipeline.retry.arun(call, functools.partial(_aresumed, first, pipeline.aattempt))
+                attempt = self._aknown_breaker(breaker)
+            result = await pipeline.retry.arun(call, functools.partial(_aresumed, first, attempt))
         except BaseException as exc:
             self._aborted(call, exc)
             raise

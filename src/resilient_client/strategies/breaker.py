@@ -423,6 +423,34 @@ class BreakerStrategy:
         if moved is not None:
             self._report(call, moved)
 
+    def handle_known(
+        self, breaker: Breaker, memory: MemoryState, call: Call, number: int, next: Next
+    ) -> Attempt:
+        """``handle`` for a later attempt of a call the transport's fast lane began (it found the
+        host's ``breaker``) over the in-process store ``memory``: while that says no circuit is
+        open, the attempt is sent as the lane sends, with no admission step, and weighed as
+        ``settle_sent`` weighs the lane's (a success only counted); else it is ``handle``'s."""
+        if not memory.circuits_closed:
+            return self.handle(call, number, next)
+        attempt = next(call, number)
+        if attempt.decision is RETURN:
+            breaker.succeeded(call.clock.monotonic())
+        else:
+            self.settle_sent(call, breaker, attempt)
+        return attempt
+
+    async def ahandle_known(
+        self, breaker: Breaker, memory: MemoryState, call: Call, number: int, next: AsyncNext
+    ) -> Attempt:
+        if not memory.circuits_closed:
+            return await self.ahandle(call, number, next)
+        attempt = await next(call, number)
+        if attempt.decision is RETURN:
+            breaker.succeeded(call.clock.monotonic())
+        else:
+            self.settle_sent(call, breaker, attempt)  # the in-process store: nothing to await
+        return attempt
+
     def handle(self, call: Call, number: int, next: Next) -> Attempt:
         # The host's breaker, made once (``for_host``) and then found without a call per attempt.
         hosts = self._hosts

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable
-from typing import Any, cast
+from typing import Any
 
 import attrs
 import tenacity
@@ -130,7 +130,7 @@ class _CallState(tenacity.RetryCallState):
         self.set_result(first)
 
     def set_result(self, val: Any) -> None:
-        self.outcome = cast("tenacity.Future", _Settled(self.attempt_number, val))
+        self.outcome = _Settled(self.attempt_number, val)  # type: ignore[assignment]  # tenacity reads it as a Future
         self.outcome_timestamp = time.monotonic()
 
     def settle(self, result: Attempt) -> None:
