@@ -134,9 +134,10 @@ class _CallState(tenacity.RetryCallState):
         self.outcome_timestamp = time.monotonic()
 
     def settle(self, result: Attempt) -> None:
-        """The outcome of the attempt just made."""
+        """The outcome of the attempt just made (``set_result``'s work, written out: every retry)."""
         self.result = result
-        self.set_result(result)
+        self.outcome = _Settled(self.attempt_number, result)  # type: ignore[assignment]
+        self.outcome_timestamp = time.monotonic()
 
 
 # tenacity hands these the _CallState of the controller they belong to (see _retrying): its last
@@ -149,16 +150,6 @@ def _wants_retry(state: tenacity.RetryCallState) -> bool:
 
 def _wait(state: tenacity.RetryCallState) -> float:
     return 0.0 if is_testing() else state.result.decision.wait  # type: ignore[attr-defined]
-
-
-def _step(retrying: tenacity.Retrying, state: tenacity.RetryCallState) -> Attempt | float:
-    """tenacity's next step: the final attempt, or the seconds to wait before the next one."""
-    do = retrying.iter(state)
-    if isinstance(do, tenacity.DoSleep):
-        return float(do)
-    # The outcome is always set when asked, so tenacity never answers "attempt".
-    assert isinstance(do, Attempt)
-    return do
 
 
 class RetryStrategy:
@@ -200,11 +191,9 @@ class RetryStrategy:
     # -- no I/O ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _out_of_time(call: Call, last: Attempt) -> Attempt | None:
-        """The last attempt, now final, when the deadline passed while waiting (a slow hook, a late
-        sleep): no attempt starts after the deadline."""
-        if call.clock.monotonic() < call.deadline:
-            return None
+    def _out_of_time(last: Attempt) -> Attempt:
+        """The last attempt, final: the deadline passed while waiting (a slow hook, a late sleep), and
+        no attempt starts after the deadline."""
         reason = f"the total deadline passed before attempt {last.number + 1}"
         return attrs.evolve(last, decision=Decision("raise", reason=reason))
 
@@ -289,7 +278,14 @@ class RetryStrategy:
         try:
             retrying = self._idle.pop()
         except IndexError:  # none idle (or another thread took the last one)
-            retrying = _Retrying(retry=_wants_retry, wait=_wait, stop=tenacity.stop_never, reraise=True)
+            # No ``after`` (tenacity's default is a function that does nothing, queued every step).
+            retrying = _Retrying(
+                retry=_wants_retry,
+                wait=_wait,
+                stop=tenacity.stop_never,
+                after=None,
+                reraise=True,
+            )
         retrying.before_sleep = self._before_sleep if self.hooks.retry else None
         retrying.begin()
         # The first attempt ran before any tenacity object was built (the success path builds none):
@@ -333,21 +329,28 @@ class RetryStrategy:
         if not budget.try_spend(call.clock.monotonic()):
             return self._unfunded(call, last)
         retrying, state = self._retrying(call, last)
+        clock = call.clock
         while True:
-            wait = _step(retrying, state)
-            if isinstance(wait, Attempt):
-                return self._done(retrying, wait)
-            self._sync_hooks_only(state)
+            # tenacity's step: wait and attempt again (DoSleep), or end with the last attempt (the
+            # outcome is always set when it asks, so it never answers "attempt").
+            do = retrying.iter(state)
+            if not isinstance(do, tenacity.DoSleep):
+                assert isinstance(do, Attempt)
+                return self._done(retrying, do)
+            if state.awaiting:
+                self._sync_hooks_only(state)
             state.prepare_for_next_attempt()
+            wait = float(do)
             if wait > 0 and not is_testing():
-                call.clock.sleep(wait)
-            final = self._out_of_time(call, last)
-            if final is None:
-                result = self._heard(call, attempt(call, last.number + 1))
+                clock.sleep(wait)
+            if clock.monotonic() >= call.deadline:
+                final = self._out_of_time(last)
+            else:
+                result = attempt(call, last.number + 1)
                 if result.rejection is not None:
-                    final = self._refused(last, result)
+                    final = self._refused(last, self._heard(call, result))
                 else:
-                    if result.decision.action == "retry" and not budget.try_spend(call.clock.monotonic()):
+                    if result.decision.action == "retry" and not budget.try_spend(clock.monotonic()):
                         result = self._unfunded(call, result)
                     final = last = result
             state.settle(final)
@@ -371,24 +374,29 @@ class RetryStrategy:
         if not (budget.try_spend(now) if inline else await budget.atry_spend(now)):
             return self._unfunded(call, last)
         retrying, state = self._retrying(call, last)
+        clock = call.clock
         while True:
-            wait = _step(retrying, state)
-            if isinstance(wait, Attempt):
-                return self._done(retrying, wait)
-            awaiting, state.awaiting = state.awaiting, []
-            for returned in awaiting:
-                await returned
+            do = retrying.iter(state)  # tenacity's step, as in ``run``
+            if not isinstance(do, tenacity.DoSleep):
+                assert isinstance(do, Attempt)
+                return self._done(retrying, do)
+            if state.awaiting:
+                awaiting, state.awaiting = state.awaiting, []
+                for returned in awaiting:
+                    await returned
             state.prepare_for_next_attempt()
+            wait = float(do)
             if wait > 0 and not is_testing():
-                await call.clock.asleep(wait)
-            final = self._out_of_time(call, last)
-            if final is None:
-                result = self._heard(call, await attempt(call, last.number + 1))
+                await clock.asleep(wait)
+            if clock.monotonic() >= call.deadline:
+                final = self._out_of_time(last)
+            else:
+                result = await attempt(call, last.number + 1)
                 if result.rejection is not None:
-                    final = self._refused(last, result)
+                    final = self._refused(last, self._heard(call, result))
                 else:
                     if result.decision.action == "retry":
-                        now = call.clock.monotonic()
+                        now = clock.monotonic()
                         if not (budget.try_spend(now) if inline else await budget.atry_spend(now)):
                             result = self._unfunded(call, result)
                     final = last = result
