@@ -166,15 +166,6 @@ _IN_MEMORY = (httpx.MockTransport, httpx.ASGITransport, httpx.WSGITransport)
 _URI_HOST = isinstance(getattr(httpx.URL("http://h/"), "_uri_reference", None), tuple)
 
 
-def _resumed(first: Attempt, attempt: Next, call: Call, number: int) -> Attempt:
-    """The attempt function of a call whose first attempt the fast lane already sent."""
-    return first if number == 1 else attempt(call, number)
-
-
-async def _aresumed(first: Attempt, attempt: AsyncNext, call: Call, number: int) -> Attempt:
-    return first if number == 1 else await attempt(call, number)
-
-
 class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     """An httpx transport that classifies every response by the vendor's catalog, retries, and
     guards the vendor with a circuit breaker, a rate limiter and per-key guards (as its policy says).
@@ -602,7 +593,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             if breaker is not None:
                 pipeline.breaker.settle_sent(call, breaker, first)
                 attempt = self._known_breaker(breaker)
-            result = pipeline.retry.run(call, functools.partial(_resumed, first, attempt))
+            result = pipeline.retry.run(call, attempt, first)
         except BaseException as exc:
             self._aborted(call, exc)
             raise
@@ -800,9 +791,10 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         attempt = pipeline.aattempt
         try:
             if breaker is not None:
-                await pipeline.breaker.asettle_sent(call, breaker, first)
+                # The lane's store is the in-process one: its operations are the sync ones.
+                pipeline.breaker.settle_sent(call, breaker, first)
                 attempt = self._aknown_breaker(breaker)
-            result = await pipeline.retry.arun(call, functools.partial(_aresumed, first, attempt))
+            result = await pipeline.retry.arun(call, attempt, first)
         except BaseException as exc:
             self._aborted(call, exc)
             raise

@@ -413,9 +413,6 @@ class BreakerStrategy:
             self._report(call, moved)
 
     async def asettle_sent(self, call: Call, breaker: Breaker, attempt: Attempt) -> None:
-        if breaker.inline:
-            self.settle_sent(call, breaker, attempt)
-            return
         now = call.clock.monotonic()
         permit = breaker.closed_permit(await self.store.acircuit(breaker.key, now))
         failed = False if attempt.decision is RETURN else self._evidence(breaker, attempt)

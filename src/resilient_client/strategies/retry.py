@@ -316,12 +316,13 @@ class RetryStrategy:
 
     # -- sync -----------------------------------------------------------------------------------
 
-    def run(self, call: Call, attempt: Next) -> Attempt:
-        """Every attempt of ``call``, each through ``attempt`` (the inner strategies and the leaf)."""
+    def run(self, call: Call, attempt: Next, first: Attempt | None = None) -> Attempt:
+        """Every attempt of ``call``, each through ``attempt`` (the inner strategies and the leaf);
+        ``first``: the first attempt, already made (the transport's fast lane sent it)."""
         budget = self.budget(call.policy)
         if budget.enabled:
             budget.deposit(call.clock.monotonic())
-        last = attempt(call, 1)
+        last = attempt(call, 1) if first is None else first
         if last.rejection is not None:
             self._heard(call, last)
         if last.decision.action != "retry":
@@ -357,7 +358,7 @@ class RetryStrategy:
 
     # -- async ----------------------------------------------------------------------------------
 
-    async def arun(self, call: Call, attempt: AsyncNext) -> Attempt:
+    async def arun(self, call: Call, attempt: AsyncNext, first: Attempt | None = None) -> Attempt:
         budget = self.budget(call.policy)
         inline = budget.inline  # the in-process store: its sync operations, nothing awaited
         if budget.enabled:
@@ -365,7 +366,7 @@ class RetryStrategy:
                 budget.deposit(call.clock.monotonic())
             else:
                 await budget.adeposit(call.clock.monotonic())
-        last = await attempt(call, 1)
+        last = await attempt(call, 1) if first is None else first
         if last.rejection is not None:
             self._heard(call, last)
         if last.decision.action != "retry":
