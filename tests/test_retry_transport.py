@@ -626,3 +626,77 @@ def test_a_retry_the_budget_refuses_reaches_hooks_as_a_budget_rejection() -> Non
         "the retry budget is spent",
     )
     assert all("k3y" not in e.url for e in events)
+
+
+@pytest.mark.parametrize(
+    ("takes", "cut_to"),
+    [
+        # 15 s total: 14 s left after the first attempt, more than the caller's 10 s timeouts.
+        pytest.param(1.0, None, id="more-time-left-than-the-timeouts-keeps-them"),
+        # 9 s left: each timeout is cut to it.
+        pytest.param(6.0, 9.0, id="less-time-left-than-the-timeouts-cuts-them"),
+    ],
+)
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_a_retry_cuts_the_callers_timeouts_only_when_less_time_is_left(
+    takes: float, cut_to: float | None, driver: str
+) -> None:
+    server = Server(FakeClock(), httpx.Response(503), OK, takes=takes)
+    policy = rc.RetryPolicy(retry=rc.RetrySettings(total_timeout=15.0))
+    resilient = transport("hyper", server, policy=policy)
+    with no_waits():
+        if driver == "sync":
+            with httpx.Client(transport=resilient, timeout=10.0) as client:
+                request = client.build_request("GET", "https://hyper.test/x")
+                client.send(request)
+        else:
+
+            async def send() -> httpx.Request:
+                async with httpx.AsyncClient(transport=resilient, timeout=10.0) as client:
+                    request = client.build_request("GET", "https://hyper.test/x")
+                    await client.send(request)
+                    return request
+
+            import anyio
+
+            request = anyio.run(send)
+    assert len(server.timeouts) == 2
+    assert server.timeouts[0] == dict.fromkeys(("connect", "read", "write", "pool"), 10.0)
+    if cut_to is None:
+        assert server.timeouts[1] == server.timeouts[0]
+        assert rc.CALLER_TIMEOUT_EXTENSION not in request.extensions  # nothing was cut
+    else:
+        assert server.timeouts[1] == dict.fromkeys(
+            ("connect", "read", "write", "pool"), pytest.approx(cut_to)
+        )
+        assert request.extensions[rc.CALLER_TIMEOUT_EXTENSION]["read"] == 10.0
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_an_inner_transport_not_httpxs_sees_no_network_deadline(driver: str) -> None:
+    # Only httpx's own transports read the deadline (see _deadline); another inner transport's
+    # attempts leave it unset, on the fast lane's first attempt and the pipeline's retry alike.
+    from resilient_client import _deadline
+
+    seen: list[object] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(_deadline.current.get())
+        return httpx.Response(503) if len(seen) == 1 else httpx.Response(200, json={"ResponseCode": 0})
+
+    resilient = rc.ResilientTransport("hyper", transport=httpx.MockTransport(handler))
+    with no_waits():
+        if driver == "sync":
+            with httpx.Client(transport=resilient) as client:
+                response = client.get("https://hyper.test/x")
+        else:
+
+            async def get() -> httpx.Response:
+                async with httpx.AsyncClient(transport=resilient) as client:
+                    return await client.get("https://hyper.test/x")
+
+            import anyio
+
+            response = anyio.run(get)
+    assert response.extensions[rc.ATTEMPTS_EXTENSION] == 2
+    assert seen == [None, None]

@@ -297,3 +297,19 @@ def test_a_gzip_success_is_decoded_once(declared: bool, monkeypatch: pytest.Monk
     # The transport's bounded decoder did the only decoding; the caller's read reused its bytes.
     assert by_transport == [len(raw)]
     assert by_httpx == []
+
+
+@pytest.mark.parametrize("status", [500, 503, 404])
+def test_a_status_without_an_envelope_is_one_outcome_per_catalog(status: int) -> None:
+    from resilient_client._catalog import catalog
+    from resilient_client._classify import Outcome, classify, status_category
+
+    category = status_category(status)
+    assert category is not None
+    hyper, usta = catalog("hyper"), catalog("usta")
+    first = classify(hyper, status, None)
+    assert first == Outcome(category, error_class=hyper.error_class(category))
+    assert classify(hyper, status, None) is first  # made once, not on every such answer
+    theirs = classify(usta, status, None)
+    assert theirs.error_class is usta.error_class(category)
+    assert theirs.error_class is not first.error_class

@@ -365,7 +365,10 @@ def read_plan(
     ("stream", None, declared length, identity?) for the rest, read chunk by chunk up to the cap."""
     headers = response.headers
     if response.is_stream_consumed:  # read already (MockTransport, respx): only its type matters
-        if not wants_body(response.status_code, request.method, headers.get("content-type")):
+        status = response.status_code
+        # An error status wants its body whatever its type (``wants_body``): no header looked up.
+        content_type = headers.get("content-type") if status < 400 else None
+        if not wants_body(status, request.method, content_type):
             return "done", None, None, True
         return "done", content_if_read(response, cap), None, True
     content_type, declared_length, content_encoding = body_headers(headers)

@@ -83,13 +83,30 @@ def _fault(
     return Outcome(category, code, message, entry, details, catalog.error_class(category, entry))
 
 
+#: The outcome of a status without an envelope (a proxy's 503, an empty 500), by category and error
+#: class: all it depends on. A frozen Outcome, made once instead of on every such fault (every retried
+#: outage). Bounded: a process that keeps making catalogs with classes of their own stops adding.
+_STATUS_ONLY: dict[tuple[str, type[ApiError]], Outcome] = {}
+_STATUS_ONLY_MAX = 256
+
+
+def _status_fault(catalog: Catalog, category: str) -> Outcome:
+    error_class = catalog.error_class(category)
+    found = _STATUS_ONLY.get((category, error_class))
+    if found is None:
+        found = Outcome(category, error_class=error_class)
+        if len(_STATUS_ONLY) < _STATUS_ONLY_MAX:
+            _STATUS_ONLY[category, error_class] = found
+    return found
+
+
 def classify(catalog: Catalog, status: int, envelope: Envelope | None) -> Outcome:
     """The outcome of a response with this status and envelope (None: no readable envelope)."""
     by_status = status_category(status)
     if envelope is None:
         if by_status is None:
             return OK
-        return _fault(catalog, by_status, None, "", None, ())
+        return _status_fault(catalog, by_status)
     code = catalog.normalize(envelope.code)
     entry = None if code is None else catalog.resolve(code)
     details = envelope.faults

@@ -253,7 +253,7 @@ def decide(
         code = outcome.code
         if outcome.category in SOFT_CATEGORIES and policy.returns(outcome.category, code):
             return Decision("return", reason=f"the policy returns {outcome.category}")
-        if not is_retryable(policy, outcome):
+        if not policy.retries(outcome.category, code):  # ``is_retryable``
             return Decision("raise", reason=f"not retried: the policy does not retry {outcome.category}")
         rule = policy.rule(code) if code is not None else None
         any_method = (
@@ -275,7 +275,12 @@ def decide(
     else:
         raise ValueError("decide() needs an outcome or an error")
 
-    if not any_method and not is_idempotent(policy, method, operation):
+    # The method alone answers for most requests (a GET): ``is_idempotent`` is asked only if not.
+    if (
+        not any_method
+        and method not in settings.idempotent_methods
+        and not is_idempotent(policy, method, operation)
+    ):
         return Decision("raise", reason=f"not retried: {method} may have been processed")
     if not replayable:
         return Decision("raise", reason="not retried: the request body is a one-shot stream")

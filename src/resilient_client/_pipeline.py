@@ -69,6 +69,7 @@ CALLER_TIMEOUT_EXTENSION = "resilient_client.caller_timeout"
 ATTEMPTS_EXTENSION = "resilient_client.attempts"
 
 _TIMEOUT_KEYS = ("connect", "read", "write", "pool")
+_TIMEOUT_KEY_SET = frozenset(_TIMEOUT_KEYS)
 _testing = False
 
 
@@ -89,7 +90,7 @@ def is_testing() -> bool:
 
 def _longest(timeouts: Any) -> float:
     """The longest of httpx's four timeouts; infinite when one is missing or None (no timeout)."""
-    if not isinstance(timeouts, dict) or len(timeouts) < len(_TIMEOUT_KEYS):
+    if not isinstance(timeouts, dict) or not timeouts.keys() >= _TIMEOUT_KEY_SET:
         return math.inf
     values = timeouts.values()
     return math.inf if None in values else float(max(values))
@@ -105,6 +106,7 @@ class Call:
         "deadline",
         "hook_data",
         "host",
+        "longest",
         "policy",
         "replayable",
         "request",
@@ -145,8 +147,10 @@ class Call:
         extensions = request.extensions
         timeouts = extensions.get(CALLER_TIMEOUT_EXTENSION) or extensions.get("timeout")
         self.timeouts: Any = timeouts
+        #: The longest of the caller's timeouts (infinite: one is missing or None).
+        self.longest = _longest(timeouts)
         # Usually the caller's timeouts (httpx's 5 s) end long before the deadline: nothing to shrink.
-        self.shrink = retry.attempt_timeout > 0 or retry.total_timeout < _longest(timeouts)
+        self.shrink = retry.attempt_timeout > 0 or retry.total_timeout < self.longest
 
     @property
     def operation(self) -> str:

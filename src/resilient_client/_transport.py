@@ -130,7 +130,7 @@ class _Lane:
         self.cap = policy.body.max_read_bytes
         #: httpx's own transports read the deadline of every network operation from ``_deadline``.
         inner = transport._inner
-        self.bound = isinstance(inner, httpx.HTTPTransport | httpx.AsyncHTTPTransport) or inner is None
+        self.bound = transport._network_bound
         #: The inner transport of each kind (None: the pipeline's way says why it cannot serve).
         self.sync_inner = inner if isinstance(inner, httpx.BaseTransport) else transport._sync_default
         self.async_inner = inner if isinstance(inner, httpx.AsyncBaseTransport) else transport._async_default
@@ -164,15 +164,6 @@ _IN_MEMORY = (httpx.MockTransport, httpx.ASGITransport, httpx.WSGITransport)
 #: the IDNA decoding (an ``xn--`` host then misses its breaker in the fast lane and takes the
 #: pipeline's way): a tenth of what the public property costs. The lane is off if httpx changes it.
 _URI_HOST = isinstance(getattr(httpx.URL("http://h/"), "_uri_reference", None), tuple)
-
-
-def _resumed(first: Attempt, attempt: Next, call: Call, number: int) -> Attempt:
-    """The attempt function of a call whose first attempt the fast lane already sent."""
-    return first if number == 1 else attempt(call, number)
-
-
-async def _aresumed(first: Attempt, attempt: AsyncNext, call: Call, number: int) -> Attempt:
-    return first if number == 1 else await attempt(call, number)
 
 
 class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
@@ -211,6 +202,10 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self._spec = self.catalog.envelope
         self.policy = resolve_policy(policy, self.vendor).checked_for(self.catalog)
         self._inner = _deadline.bind(transport)
+        #: Whether the inner transport is httpx's own, whose network operations read the deadline.
+        self._network_bound = transport is None or isinstance(
+            transport, httpx.HTTPTransport | httpx.AsyncHTTPTransport
+        )
         # Built now, not by the first request: a TLS context costs tens of ms (see _default_inners).
         defaults = (None, None) if transport is not None else _default_inners()
         self._sync_default: httpx.HTTPTransport | None = defaults[0]
@@ -290,6 +285,17 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         retry_after = parse_retry_after(response.headers, call.clock.wall(), spec.rate_limit_reset_header)
         decision = self._decide(call, number, outcome, None, retry_after)
         return Attempt(number, decision, response, outcome, retry_after=retry_after)
+
+    def _in_memory_success(self, call: Call, response: httpx.Response, content: bytes) -> bool:
+        """Whether an answer whose body is already in memory (MockTransport, respx) is a success that
+        no hook hears: what reading, judging and concluding it would come to (a 2xx body the scan
+        proves clean is returned as it is), in one scan."""
+        return (
+            response.status_code < 300
+            and len(content) <= call.policy.body.max_read_bytes
+            and not self.hooks.attempt_success
+            and surely_no_fault(self._spec, content)
+        )
 
     def _judge_error(self, call: Call, number: int, error: Exception) -> Attempt:
         return Attempt(number, self._decide(call, number, None, error, None), error=error)
@@ -394,22 +400,29 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def _attempt_sync(self, call: Call, number: int) -> Attempt:
         """The pipeline's leaf: send, read, classify, decide."""
-        if call.shrink or number > 1:  # from the second attempt on, less than the deadline is left
+        monotonic = call.clock.monotonic
+        # From the second attempt on, less than the deadline is left: the timeouts are cut to it
+        # when it is shorter than the longest of the caller's (else cutting changes none of them).
+        if call.shrink or (number > 1 and call.deadline - monotonic() < call.longest):
             call.shrink_timeouts()
         inner = self._sync_inner()
         request = call.request
-        monotonic = call.clock.monotonic
         hooks = self.hooks
         for hook in hooks.attempt_start:
             hook(call, number)
         started = monotonic() if hooks.attempt else 0.0  # for the attempt event's duration
-        # httpx's own transport bounds each network operation by the time left (see _deadline).
-        bound = _deadline.current.set(_deadline.Deadline(call.deadline, monotonic))
+        # httpx's own transport bounds each network operation by the time left (see _deadline);
+        # any other inner transport has no network operation that reads it (as in the fast lane).
+        deadline = _deadline.Deadline(call.deadline, monotonic) if self._network_bound else None
+        bound = None if deadline is None else _deadline.current.set(deadline)
         try:
             try:
                 response = inner.handle_request(request)
             except httpx.TransportError as exc:
                 return self._ended(call, self._judge_error(call, number, exc), started)
+            content = getattr(response, "_content", None)  # a body already in memory (MockTransport)
+            if content is not None and self._in_memory_success(call, response, content):
+                return Attempt(number, RETURN, response)
             try:
                 response, body = read_sync(
                     response, request, call.policy.body.max_read_bytes, monotonic, call.deadline
@@ -418,7 +431,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 response.close()
                 return self._ended(call, self._judge_error(call, number, exc), started)
         finally:
-            _deadline.current.reset(bound)
+            if bound is not None:
+                _deadline.current.reset(bound)
         return self._concluded(call, number, response, body, started)
 
     def _concluded(
@@ -540,6 +554,22 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         if lane.earn is not None:
             lane.earn()
 
+    def _known_breaker(self, breaker: Breaker) -> Next:
+        """The attempt function of a call the fast lane began: the pipeline (only the breaker, over
+        the in-process store: see ``_Lane.of``) with the host's breaker already found."""
+        lane = self._lane
+        assert lane is not None
+        return functools.partial(
+            self._pipeline.breaker.handle_known, breaker, lane.store, next=self._attempt_sync
+        )
+
+    def _aknown_breaker(self, breaker: Breaker) -> AsyncNext:
+        lane = self._lane
+        assert lane is not None
+        return functools.partial(
+            self._pipeline.breaker.ahandle_known, breaker, lane.store, next=self._attempt_async
+        )
+
     def _resume(
         self,
         request: httpx.Request,
@@ -558,10 +588,12 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             assert response is not None
             first = self._concluded(call, 1, response, body, started, scanned)
         pipeline = self._pipeline
+        attempt = pipeline.attempt
         try:
             if breaker is not None:
                 pipeline.breaker.settle_sent(call, breaker, first)
-            result = pipeline.retry.run(call, functools.partial(_resumed, first, pipeline.attempt))
+                attempt = self._known_breaker(breaker)
+            result = pipeline.retry.run(call, attempt, first)
         except BaseException as exc:
             self._aborted(call, exc)
             raise
@@ -596,21 +628,25 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return self._async_default
 
     async def _attempt_async(self, call: Call, number: int) -> Attempt:
-        if call.shrink or number > 1:
+        monotonic = call.clock.monotonic
+        if call.shrink or (number > 1 and call.deadline - monotonic() < call.longest):
             call.shrink_timeouts()
         inner = self._async_inner()
         request = call.request
-        monotonic = call.clock.monotonic
         hooks = self.hooks
         for hook in hooks.attempt_start:
             hook(call, number)
         started = monotonic() if hooks.attempt else 0.0
-        bound = _deadline.current.set(_deadline.Deadline(call.deadline, monotonic))
+        deadline = _deadline.Deadline(call.deadline, monotonic) if self._network_bound else None
+        bound = None if deadline is None else _deadline.current.set(deadline)
         try:
             try:
                 response = await inner.handle_async_request(request)
             except httpx.TransportError as exc:
                 return self._ended(call, self._judge_error(call, number, exc), started)
+            content = getattr(response, "_content", None)  # a body already in memory (MockTransport)
+            if content is not None and self._in_memory_success(call, response, content):
+                return Attempt(number, RETURN, response)
             try:
                 response, body = await read_async(
                     response, request, call.policy.body.max_read_bytes, monotonic, call.deadline
@@ -619,7 +655,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 await response.aclose()
                 return self._ended(call, self._judge_error(call, number, exc), started)
         finally:
-            _deadline.current.reset(bound)
+            if bound is not None:
+                _deadline.current.reset(bound)
         return await self._aconcluded(call, number, response, body, started)
 
     async def _aconcluded(
@@ -751,10 +788,13 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             assert response is not None
             first = await self._aconcluded(call, 1, response, body, started, scanned)
         pipeline = self._pipeline
+        attempt = pipeline.aattempt
         try:
             if breaker is not None:
-                await pipeline.breaker.asettle_sent(call, breaker, first)
-            result = await pipeline.retry.arun(call, functools.partial(_aresumed, first, pipeline.aattempt))
+                # The lane's store is the in-process one: its operations are the sync ones.
+                pipeline.breaker.settle_sent(call, breaker, first)
+                attempt = self._aknown_breaker(breaker)
+            result = await pipeline.retry.arun(call, attempt, first)
         except BaseException as exc:
             self._aborted(call, exc)
             raise

@@ -84,3 +84,59 @@ def test_acquiring_no_key_is_refused() -> None:
 
 def test_repr_shows_the_idle_time() -> None:
     assert repr(MemoryState(idle_seconds=30.0)) == "MemoryState(idle_seconds=30.0)"
+
+
+# -- the one-step forms a retried call uses (MemoryState's own extensions of two operations) ---------
+
+
+@pytest.mark.parametrize(
+    ("count", "age", "now"),
+    [
+        pytest.param(0, 0.0, 5.0, id="no-successes"),
+        pytest.param(7, 0.0, 5.0, id="successes-now"),
+        pytest.param(5, 3.5, 5.0, id="successes-in-an-earlier-bucket"),
+        pytest.param(5, 60.0, 5.0, id="successes-already-outside-the-window"),
+        pytest.param(3, -1.0, 5.0, id="a-negative-age-is-now"),
+        pytest.param(4, 0.5, 25.0, id="the-window-slides-first"),
+    ],
+)
+@pytest.mark.parametrize("failed", [True, False])
+def test_an_outcome_with_successes_is_record_successes_then_record_outcome(
+    count: int, age: float, now: float, failed: bool
+) -> None:
+    one, two = MemoryState(), MemoryState()
+    for store in (one, two):
+        for step in range(6):  # a window with history in several buckets
+            store.record_outcome("breaker/h", step % 3 == 0, 10.0, step * 1.0)
+    if count:
+        two.record_successes("breaker/h", count, age, 10.0, now)
+    expected = two.record_outcome("breaker/h", failed, 10.0, now)
+    assert one.record_outcome("breaker/h", failed, 10.0, now, count, age) == expected
+    # And what follows sees the same window.
+    assert one.record_outcome("breaker/h", True, 10.0, now + 1.0) == two.record_outcome(
+        "breaker/h", True, 10.0, now + 1.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("start", "earned", "cap"),
+    [
+        pytest.param(None, 0.0, 10.0, id="a-new-bucket-nothing-earned"),
+        pytest.param(0.0, 0.6, 10.0, id="not-enough-even-with-what-was-earned"),
+        pytest.param(0.5, 0.6, 10.0, id="enough-with-what-was-earned"),
+        pytest.param(9.5, 4.0, 10.0, id="earned-beyond-the-cap-is-cut"),
+        pytest.param(9.0, 0.0, 3.0, id="a-lowered-cap-cuts-the-bucket"),
+    ],
+)
+def test_a_spend_with_earned_tokens_is_deposit_then_try_spend(
+    start: float | None, earned: float, cap: float
+) -> None:
+    one, two = MemoryState(), MemoryState()
+    if start is not None:
+        for store in (one, two):
+            assert store.try_spend("budget/v", 100.0 - start, 100.0, 0.0)  # a new bucket starts full
+    if earned > 0:
+        two.deposit("budget/v", earned, cap, 1.0)
+    expected = two.try_spend("budget/v", 1.0, cap, 1.0)
+    assert one.try_spend("budget/v", 1.0, cap, 1.0, earned) == expected
+    assert one.deposit("budget/v", 0.0, cap, 2.0) == pytest.approx(two.deposit("budget/v", 0.0, cap, 2.0))

@@ -234,9 +234,14 @@ class MemoryState:
             self._touch(bucket, now)
             return bucket.tokens
 
-    def try_spend(self, key: str, cost: float, cap: float, now: float) -> bool:
+    def try_spend(self, key: str, cost: float, cap: float, now: float, earned: float = 0.0) -> bool:
+        """The protocol's ``try_spend``; ``earned`` (this store's own extension) is a ``deposit`` of
+        that many tokens made first, in the same step: a budget's retry, one lock instead of two."""
         with self._lock:
             bucket = self._bucket(key, cap)
+            if earned > 0:
+                tokens = bucket.tokens + earned
+                bucket.tokens = cap if tokens > cap else tokens
             self._touch(bucket, now)
             if bucket.tokens < cost:
                 return False
@@ -256,9 +261,16 @@ class MemoryState:
             found.slide(current)
         return found, current
 
-    def record_outcome(self, key: str, failed: bool, window: float, now: float) -> tuple[int, int]:
+    def record_outcome(
+        self, key: str, failed: bool, window: float, now: float, successes: int = 0, age: float = 0.0
+    ) -> tuple[int, int]:
+        """The protocol's ``record_outcome``; ``successes`` and ``age`` (this store's own extension)
+        are a ``record_successes`` made first, in the same step: a breaker's failure, one lock
+        instead of two."""
         with self._lock:
-            found, _ = self._window(key, window, now)
+            found, current = self._window(key, window, now)
+            if successes:
+                self._count_successes(found, current, successes, age, now)
             # Every call counts an outcome, so the usual case (same bucket as the last outcome) is
             # a few additions: the bucket is at hand and the sums are kept, not recounted.
             bucket = found.bucket
@@ -273,14 +285,18 @@ class MemoryState:
     def record_successes(self, key: str, count: int, age: float, window: float, now: float) -> None:
         with self._lock:
             found, current = self._window(key, window, now)
-            index = min(current, math.floor((now - max(0.0, age)) / found.width))
-            if index > current - _WINDOW_BUCKETS:
-                bucket = found.counts.get(index)
-                if bucket is None:
-                    bucket = found.counts[index] = [0, 0]
-                bucket[1] += count
-                found.total += count
+            self._count_successes(found, current, count, age, now)
             self._touch(found, now)
+
+    @staticmethod
+    def _count_successes(found: _Window, current: int, count: int, age: float, now: float) -> None:
+        index = min(current, math.floor((now - max(0.0, age)) / found.width))
+        if index > current - _WINDOW_BUCKETS:
+            bucket = found.counts.get(index)
+            if bucket is None:
+                bucket = found.counts[index] = [0, 0]
+            bucket[1] += count
+            found.total += count
 
     # -- circuit state -------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from resilient_client._decision import RETURN
 from resilient_client._pipeline import AsyncNext, Attempt, BreakerEvent, Call, Hooks, Next, rejected
 from resilient_client._settings import BreakerOverride, BreakerSettings
 from resilient_client.errors import CircuitOpenError
-from resilient_client.stores import Circuit, CircuitState, StateStore, state_key
+from resilient_client.stores import Circuit, CircuitState, MemoryState, StateStore, state_key
 from resilient_client.strategies._tally import Tally, batch_seconds
 
 __all__ = ["FAILURE_CATEGORIES", "Breaker", "BreakerStrategy", "CircuitOpen", "Permit"]
@@ -80,7 +80,9 @@ class Breaker:
         "_closed",
         "_closed_for",
         "_closed_until",
+        "_memory",
         "flush_at",
+        "inline",
         "key",
         "overrides",
         "settings",
@@ -116,6 +118,11 @@ class Breaker:
         self._closed_until = -math.inf
         #: When the successes are written even if no failure comes first.
         self.flush_at = 0.0
+        #: The in-process store's async operations only call its sync ones: an async caller may call
+        #: the sync methods here itself (``admit``, ``record``) and await nothing.
+        self.inline = type(store) is MemoryState
+        #: That store, whose ``record_outcome`` also writes the successes counted before (one step).
+        self._memory = store if isinstance(store, MemoryState) and self.inline else None
 
     def __repr__(self) -> str:
         return f"Breaker(key={self.key!r})"
@@ -221,8 +228,14 @@ class Breaker:
             self.succeeded(now)
             return None
         self._closed_until = -math.inf  # a failure: ask the store again from now on
-        self.flush(now)  # the failure is weighed against every success before it
-        failures, total = store.record_outcome(key, failed, self.settings.sampling_duration, now)
+        window = self.settings.sampling_duration
+        # The failure is weighed against every success before it: those are written first.
+        if self._memory is not None:
+            count, age = self._take_wins(now)
+            failures, total = self._memory.record_outcome(key, failed, window, now, count, age)
+        else:
+            self.flush(now)
+            failures, total = store.record_outcome(key, failed, window, now)
         if permit.probe is not None:
             if failed:
                 return _moved(store.open_circuit(key, permit.epoch, self._next_break(permit), now), "open")
@@ -407,6 +420,34 @@ class BreakerStrategy:
         if moved is not None:
             self._report(call, moved)
 
+    def handle_known(
+        self, breaker: Breaker, memory: MemoryState, call: Call, number: int, next: Next
+    ) -> Attempt:
+        """``handle`` for a later attempt of a call the transport's fast lane began (it found the
+        host's ``breaker``) over the in-process store ``memory``: while that says no circuit is
+        open, the attempt is sent as the lane sends, with no admission step, and weighed as
+        ``settle_sent`` weighs the lane's (a success only counted); else it is ``handle``'s."""
+        if not memory.circuits_closed:
+            return self.handle(call, number, next)
+        attempt = next(call, number)
+        if attempt.decision is RETURN:
+            breaker.succeeded(call.clock.monotonic())
+        else:
+            self.settle_sent(call, breaker, attempt)
+        return attempt
+
+    async def ahandle_known(
+        self, breaker: Breaker, memory: MemoryState, call: Call, number: int, next: AsyncNext
+    ) -> Attempt:
+        if not memory.circuits_closed:
+            return await self.ahandle(call, number, next)
+        attempt = await next(call, number)
+        if attempt.decision is RETURN:
+            breaker.succeeded(call.clock.monotonic())
+        else:
+            self.settle_sent(call, breaker, attempt)  # the in-process store: nothing to await
+        return attempt
+
     def handle(self, call: Call, number: int, next: Next) -> Attempt:
         # The host's breaker, made once (``for_host``) and then found without a call per attempt.
         hosts = self._hosts
@@ -437,7 +478,12 @@ class BreakerStrategy:
         hosts.last = call.host
         clock = call.clock
         now = clock.monotonic()
-        permit = await breaker.aadmit(now, call.deadline - now)
+        inline = breaker.inline
+        permit = (
+            breaker.admit(now, call.deadline - now)
+            if inline
+            else await breaker.aadmit(now, call.deadline - now)
+        )
         if isinstance(permit, CircuitOpen):
             return self._refused(call, number, permit)
         if permit.probe is not None:
@@ -449,7 +495,8 @@ class BreakerStrategy:
                 await breaker.arecord(permit, None, clock.monotonic())
             raise
         failed = False if attempt.decision is RETURN else self._evidence(breaker, attempt)
-        moved = await breaker.arecord(permit, failed, clock.monotonic())
+        now = clock.monotonic()
+        moved = breaker.record(permit, failed, now) if inline else await breaker.arecord(permit, failed, now)
         if moved is not None:
             self._report(call, moved)
         return attempt

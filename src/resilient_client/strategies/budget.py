@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 from resilient_client._settings import BudgetSettings
-from resilient_client.stores import StateStore
+from resilient_client.stores import MemoryState, StateStore
 from resilient_client.strategies._tally import Tally, batch_seconds
 
 __all__ = ["Budget"]
@@ -29,7 +29,19 @@ RETRY_COST = 1.0
 class Budget:
     """A retry budget over one store key; ``ratio = 0`` turns it off (every retry allowed)."""
 
-    __slots__ = ("_batch", "_burst", "_ratio", "earned", "enabled", "flush_at", "key", "settings", "store")
+    __slots__ = (
+        "_batch",
+        "_burst",
+        "_memory",
+        "_ratio",
+        "earned",
+        "enabled",
+        "flush_at",
+        "inline",
+        "key",
+        "settings",
+        "store",
+    )
 
     def __init__(self, settings: BudgetSettings, store: StateStore, key: str) -> None:
         self.settings = settings
@@ -45,6 +57,11 @@ class Budget:
         self._batch = batch_seconds(store)
         #: When the earned shares are written even if no retry asks first (never, in process).
         self.flush_at = -math.inf if self._batch <= 0 else 0.0
+        #: The in-process store's async operations only call its sync ones: an async caller may call
+        #: the sync methods here itself (``deposit``, ``try_spend``) and await nothing.
+        self.inline = type(store) is MemoryState
+        #: That store, whose ``try_spend`` also makes the deposit before it (one step, not two).
+        self._memory = store if isinstance(store, MemoryState) and self.inline else None
 
     def __repr__(self) -> str:
         return f"Budget(ratio={self.settings.ratio!r}, burst={self.settings.burst!r}, key={self.key!r})"
@@ -68,6 +85,8 @@ class Budget:
         if not self.enabled:
             return True
         amount = self._amount(now)
+        if self._memory is not None:
+            return self._memory.try_spend(self.key, RETRY_COST, self._burst, now, amount)
         if amount > 0:
             self.store.deposit(self.key, amount, self._burst, now)
         return self.store.try_spend(self.key, RETRY_COST, self._burst, now)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable
-from typing import Any, cast
+from typing import Any
 
 import attrs
 import tenacity
@@ -45,6 +45,24 @@ __all__ = ["RetryStrategy"]
 _IDLE_CONTROLLERS = 16
 
 _HAS_ITER_STATE = isinstance(getattr(tenacity.Retrying, "iter_state", None), property)
+_IterState: Any = getattr(tenacity, "IterState", None)
+#: tenacity's step state keeps one list of actions that ``reset`` empties in place (tenacity's own
+#: ``reset`` makes a new list): then a controller binds that list's ``append`` once, see _Retrying.
+_KEEPS_ACTIONS = (
+    _HAS_ITER_STATE
+    and isinstance(_IterState, type)
+    and {"actions", "retry_run_result", "stop_run_result", "is_explicit_retry"}
+    <= set(getattr(_IterState, "__dataclass_fields__", ()))
+)
+
+if _KEEPS_ACTIONS:
+
+    class _OneList(_IterState):  # type: ignore[misc]
+        def reset(self) -> None:
+            self.actions.clear()
+            self.retry_run_result = False
+            self.stop_run_result = False
+            self.is_explicit_retry = False
 
 
 class _Retrying(tenacity.Retrying):
@@ -55,6 +73,10 @@ class _Retrying(tenacity.Retrying):
     it that every retry makes (a quarter of tenacity's cost per retry). A controller here serves one
     call, in one thread or task, so plain attributes hold the same objects: the class attributes
     below shadow tenacity's properties, and each controller sets its own.
+
+    Each of tenacity's steps queues its actions one ``_add_action_func`` call at a time (a dozen per
+    retry): here that is the action list's own ``append``, bound once, so queueing an action runs no
+    Python frame. tenacity still chooses every action and runs them in its own ``iter``.
     """
 
     statistics: dict[str, Any] = {}  # noqa: RUF012 - shadows the property; every instance sets its own
@@ -64,7 +86,10 @@ class _Retrying(tenacity.Retrying):
         super().__init__(**options)
         # tenacity's own objects, made once through its properties.
         self.statistics = tenacity.Retrying.statistics.fget(self)  # type: ignore[attr-defined]
-        if _HAS_ITER_STATE:
+        if _KEEPS_ACTIONS:
+            self.iter_state = _OneList()
+            self._add_action_func = self.iter_state.actions.append  # type: ignore[method-assign]
+        elif _HAS_ITER_STATE:
             self.iter_state = tenacity.Retrying.iter_state.fget(self)  # type: ignore[attr-defined]
 
 
@@ -105,36 +130,26 @@ class _CallState(tenacity.RetryCallState):
         self.set_result(first)
 
     def set_result(self, val: Any) -> None:
-        self.outcome = cast("tenacity.Future", _Settled(self.attempt_number, val))
+        self.outcome = _Settled(self.attempt_number, val)  # type: ignore[assignment]  # tenacity reads it as a Future
         self.outcome_timestamp = time.monotonic()
 
     def settle(self, result: Attempt) -> None:
-        """The outcome of the attempt just made."""
+        """The outcome of the attempt just made (``set_result``'s work, written out: every retry)."""
         self.result = result
-        self.set_result(result)
+        self.outcome = _Settled(self.attempt_number, result)  # type: ignore[assignment]
+        self.outcome_timestamp = time.monotonic()
 
 
-def _result(state: tenacity.RetryCallState) -> Attempt:
-    assert isinstance(state, _CallState)
-    return state.result
+# tenacity hands these the _CallState of the controller they belong to (see _retrying): its last
+# attempt is read directly (no isinstance check): tenacity asks on every step.
 
 
 def _wants_retry(state: tenacity.RetryCallState) -> bool:
-    return _result(state).decision.action == "retry"
+    return state.result.decision.action == "retry"  # type: ignore[attr-defined,no-any-return]
 
 
 def _wait(state: tenacity.RetryCallState) -> float:
-    return 0.0 if is_testing() else _result(state).decision.wait
-
-
-def _step(retrying: tenacity.Retrying, state: tenacity.RetryCallState) -> Attempt | float:
-    """tenacity's next step: the final attempt, or the seconds to wait before the next one."""
-    do = retrying.iter(state)
-    if isinstance(do, tenacity.DoSleep):
-        return float(do)
-    # The outcome is always set when asked, so tenacity never answers "attempt".
-    assert isinstance(do, Attempt)
-    return do
+    return 0.0 if is_testing() else state.result.decision.wait  # type: ignore[attr-defined]
 
 
 class RetryStrategy:
@@ -176,11 +191,9 @@ class RetryStrategy:
     # -- no I/O ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _out_of_time(call: Call, last: Attempt) -> Attempt | None:
-        """The last attempt, now final, when the deadline passed while waiting (a slow hook, a late
-        sleep): no attempt starts after the deadline."""
-        if call.clock.monotonic() < call.deadline:
-            return None
+    def _out_of_time(last: Attempt) -> Attempt:
+        """The last attempt, final: the deadline passed while waiting (a slow hook, a late sleep), and
+        no attempt starts after the deadline."""
         reason = f"the total deadline passed before attempt {last.number + 1}"
         return attrs.evolve(last, decision=Decision("raise", reason=reason))
 
@@ -265,7 +278,14 @@ class RetryStrategy:
         try:
             retrying = self._idle.pop()
         except IndexError:  # none idle (or another thread took the last one)
-            retrying = _Retrying(retry=_wants_retry, wait=_wait, stop=tenacity.stop_never, reraise=True)
+            # No ``after`` (tenacity's default is a function that does nothing, queued every step).
+            retrying = _Retrying(
+                retry=_wants_retry,
+                wait=_wait,
+                stop=tenacity.stop_never,
+                after=None,
+                reraise=True,
+            )
         retrying.before_sleep = self._before_sleep if self.hooks.retry else None
         retrying.begin()
         # The first attempt ran before any tenacity object was built (the success path builds none):
@@ -296,12 +316,13 @@ class RetryStrategy:
 
     # -- sync -----------------------------------------------------------------------------------
 
-    def run(self, call: Call, attempt: Next) -> Attempt:
-        """Every attempt of ``call``, each through ``attempt`` (the inner strategies and the leaf)."""
+    def run(self, call: Call, attempt: Next, first: Attempt | None = None) -> Attempt:
+        """Every attempt of ``call``, each through ``attempt`` (the inner strategies and the leaf);
+        ``first``: the first attempt, already made (the transport's fast lane sent it)."""
         budget = self.budget(call.policy)
         if budget.enabled:
             budget.deposit(call.clock.monotonic())
-        last = attempt(call, 1)
+        last = attempt(call, 1) if first is None else first
         if last.rejection is not None:
             self._heard(call, last)
         if last.decision.action != "retry":
@@ -309,58 +330,75 @@ class RetryStrategy:
         if not budget.try_spend(call.clock.monotonic()):
             return self._unfunded(call, last)
         retrying, state = self._retrying(call, last)
+        clock = call.clock
         while True:
-            wait = _step(retrying, state)
-            if isinstance(wait, Attempt):
-                return self._done(retrying, wait)
-            self._sync_hooks_only(state)
+            # tenacity's step: wait and attempt again (DoSleep), or end with the last attempt (the
+            # outcome is always set when it asks, so it never answers "attempt").
+            do = retrying.iter(state)
+            if not isinstance(do, tenacity.DoSleep):
+                assert isinstance(do, Attempt)
+                return self._done(retrying, do)
+            if state.awaiting:
+                self._sync_hooks_only(state)
             state.prepare_for_next_attempt()
+            wait = float(do)
             if wait > 0 and not is_testing():
-                call.clock.sleep(wait)
-            final = self._out_of_time(call, last)
-            if final is None:
-                result = self._heard(call, attempt(call, last.number + 1))
+                clock.sleep(wait)
+            if clock.monotonic() >= call.deadline:
+                final = self._out_of_time(last)
+            else:
+                result = attempt(call, last.number + 1)
                 if result.rejection is not None:
-                    final = self._refused(last, result)
+                    final = self._refused(last, self._heard(call, result))
                 else:
-                    if result.decision.action == "retry" and not budget.try_spend(call.clock.monotonic()):
+                    if result.decision.action == "retry" and not budget.try_spend(clock.monotonic()):
                         result = self._unfunded(call, result)
                     final = last = result
             state.settle(final)
 
     # -- async ----------------------------------------------------------------------------------
 
-    async def arun(self, call: Call, attempt: AsyncNext) -> Attempt:
+    async def arun(self, call: Call, attempt: AsyncNext, first: Attempt | None = None) -> Attempt:
         budget = self.budget(call.policy)
+        inline = budget.inline  # the in-process store: its sync operations, nothing awaited
         if budget.enabled:
-            await budget.adeposit(call.clock.monotonic())
-        last = await attempt(call, 1)
+            if inline:
+                budget.deposit(call.clock.monotonic())
+            else:
+                await budget.adeposit(call.clock.monotonic())
+        last = await attempt(call, 1) if first is None else first
         if last.rejection is not None:
             self._heard(call, last)
         if last.decision.action != "retry":
             return last
-        if not await budget.atry_spend(call.clock.monotonic()):
+        now = call.clock.monotonic()
+        if not (budget.try_spend(now) if inline else await budget.atry_spend(now)):
             return self._unfunded(call, last)
         retrying, state = self._retrying(call, last)
+        clock = call.clock
         while True:
-            wait = _step(retrying, state)
-            if isinstance(wait, Attempt):
-                return self._done(retrying, wait)
-            awaiting, state.awaiting = state.awaiting, []
-            for returned in awaiting:
-                await returned
+            do = retrying.iter(state)  # tenacity's step, as in ``run``
+            if not isinstance(do, tenacity.DoSleep):
+                assert isinstance(do, Attempt)
+                return self._done(retrying, do)
+            if state.awaiting:
+                awaiting, state.awaiting = state.awaiting, []
+                for returned in awaiting:
+                    await returned
             state.prepare_for_next_attempt()
+            wait = float(do)
             if wait > 0 and not is_testing():
-                await call.clock.asleep(wait)
-            final = self._out_of_time(call, last)
-            if final is None:
-                result = self._heard(call, await attempt(call, last.number + 1))
+                await clock.asleep(wait)
+            if clock.monotonic() >= call.deadline:
+                final = self._out_of_time(last)
+            else:
+                result = await attempt(call, last.number + 1)
                 if result.rejection is not None:
-                    final = self._refused(last, result)
+                    final = self._refused(last, self._heard(call, result))
                 else:
-                    if result.decision.action == "retry" and not await budget.atry_spend(
-                        call.clock.monotonic()
-                    ):
-                        result = self._unfunded(call, result)
+                    if result.decision.action == "retry":
+                        now = clock.monotonic()
+                        if not (budget.try_spend(now) if inline else await budget.atry_spend(now)):
+                            result = self._unfunded(call, result)
                     final = last = result
             state.settle(final)
