@@ -412,14 +412,6 @@ class BreakerStrategy:
         if moved is not None:
             self._report(call, moved)
 
-    async def asettle_sent(self, call: Call, breaker: Breaker, attempt: Attempt) -> None:
-        now = call.clock.monotonic()
-        permit = breaker.closed_permit(await self.store.acircuit(breaker.key, now))
-        failed = False if attempt.decision is RETURN else self._evidence(breaker, attempt)
-        moved = await breaker.arecord(permit, failed, now)
-        if moved is not None:
-            self._report(call, moved)
-
     def handle_known(
         self, breaker: Breaker, memory: MemoryState, call: Call, number: int, next: Next
     ) -> Attempt:
