@@ -81,6 +81,21 @@ async def test_an_outage_moves_to_local_state_with_one_warning_and_back_when_red
     assert PASSWORD not in caplog.text
 
 
+async def test_a_hold_taken_while_redis_was_down_is_released_after_it_is_back(
+    server: RedisProcess, twin: Callable[[object], Any]
+) -> None:
+    store = RedisState(server.url)
+    ops = twin(store)
+    server.stop()
+    assert await ops.try_acquire(["account"], 1, 60.0, "caller", 0.0)  # in-process: Redis is gone
+    server.start()
+    assert await ops.try_acquire(["other"], 1, 60.0, "someone", 2.0)  # Redis answers again
+    await ops.release(["account"], "caller", 2.5)
+    # The local hold ended with its release, not with its lease: were Redis to go again, the
+    # account would not stay busy for a minute in this process.
+    assert store._fallback.local.try_acquire(["account"], 1, 60.0, "next", 3.0)
+
+
 async def test_every_outage_warns_once(
     server: RedisProcess, twin: Callable[[object], Any], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -714,6 +714,9 @@ class RedisState:
 
         def shared() -> None:
             if not commands:
+                # Not held in Redis: maybe taken while Redis was down, in the local state, which
+                # must let it go too (a no-op when not held there either).
+                self._fallback.local.release(keys, token, now)
                 return
             link = self._sync_link()
             try:
@@ -814,6 +817,7 @@ class RedisState:
 
         async def shared() -> None:
             if not commands:
+                self._fallback.local.release(keys, token, now)  # see release
                 return
             try:
                 await link.send(commands)
