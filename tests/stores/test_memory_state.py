@@ -64,6 +64,17 @@ def test_a_sweep_while_keys_are_taken_keeps_every_hold(before: int) -> None:
         assert not store.try_acquire([key], 1, 30.0, "another", 100.0), key
 
 
+def test_a_shorter_hold_taken_after_a_longer_one_does_not_shorten_the_keys_life() -> None:
+    # Found in review: the record's expiry followed the latest holder's lease, so a sweep after the
+    # short lease ended (idle time shorter than the leases) dropped the long hold with it.
+    store = MemoryState(idle_seconds=1.0)
+    assert store.try_acquire(["account"], 2, 100.0, "long", 0.0)
+    assert store.try_acquire(["account"], 2, 6.0, "short", 0.0)
+    for _ in range(_SWEEP_EVERY):
+        store.deposit("other", 1.0, 10.0, 10.0)
+    assert not store.try_acquire(["account"], 1, 6.0, "third", 10.0)  # "long" holds it until 100
+
+
 def test_a_release_of_the_last_holder_drops_the_key() -> None:
     store = MemoryState()
     store.try_acquire(["a", "b"], 1, 30.0, "t", 0.0)

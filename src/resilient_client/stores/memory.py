@@ -419,7 +419,9 @@ class MemoryState:
             # kept (expiry 0) would be swept away, its hold with it, while this call still holds it.
             leases.expires = max(leases.expires, ends)
         for leases in held:
-            self._touch(leases, now, ends)
+            # Kept until the last of its holders' leases ends, not just this one's (a shorter lease
+            # taken after a longer one must not let a sweep drop the longer hold).
+            self._touch(leases, now, max(leases.holders.values()))
         return True
 
     def release(self, keys: Sequence[str], token: str, now: float) -> None:
