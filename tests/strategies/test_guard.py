@@ -159,6 +159,8 @@ def test_the_pause_between_tries_doubles_up_to_its_maximum() -> None:
         pytest.param(30.0, 30.0, 60.0, None, id="max-wait-reached"),
         pytest.param(30.0, 1.0, 0.0, None, id="deadline-reached"),
         pytest.param(0.0, 0.0, 60.0, None, id="max-wait-zero-means-no-waiting"),
+        # What is left of 0.05 s waited on a clock at 1000 s: a pause of it would not move that clock.
+        pytest.param(0.05, (1000.05 - 1000.0) - 4.5e-14, 60.0, None, id="a-rounding-error-left-is-none"),
     ],
 )
 def test_waiting_stops_at_max_wait_or_the_deadline(

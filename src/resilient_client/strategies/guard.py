@@ -49,6 +49,9 @@ LEASE_MARGIN = 5.0
 #: The first pause before asking for busy keys again; it doubles up to ``POLL_MAX``.
 POLL_FIRST = 0.005
 POLL_MAX = 0.1
+#: Less of ``max_wait`` (or of the time left) than this is none: a pause that short cannot move a
+#: clock reading 1000 s or more (a float's resolution there), so the wait would never end.
+POLL_MIN = 1e-6
 
 
 class Gate(Protocol):
@@ -139,7 +142,7 @@ class Guard:
         """The pause before asking again for busy keys after ``tries`` refusals and ``waited``
         seconds, or None when waiting more would pass ``max_wait`` or the deadline."""
         remaining = min(self.settings.max_wait - waited, time_left)
-        if remaining <= 0:
+        if remaining < POLL_MIN:
             return None
         return min(POLL_FIRST * 2.0 ** min(tries, 30), POLL_MAX, remaining)
 
