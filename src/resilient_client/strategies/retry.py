@@ -51,8 +51,9 @@ _IterState: Any = getattr(tenacity, "IterState", None)
 _KEEPS_ACTIONS = (
     _HAS_ITER_STATE
     and isinstance(_IterState, type)
+    # Exactly these fields, all reset below: a tenacity that adds one gets its own reset back.
     and {"actions", "retry_run_result", "stop_run_result", "is_explicit_retry"}
-    <= set(getattr(_IterState, "__dataclass_fields__", ()))
+    == set(getattr(_IterState, "__dataclass_fields__", ()))
 )
 
 if _KEEPS_ACTIONS:
