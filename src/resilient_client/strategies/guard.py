@@ -177,7 +177,8 @@ class _Plan:
         self.taken = False
 
     def lease(self, time_left: float) -> float:
-        return max(0.0, time_left) + LEASE_MARGIN
+        """The first hold's lease, as its guard takes it (asked only when there is a first hold)."""
+        return self.holds[0][0].lease(time_left)
 
 
 class GuardStrategy:

@@ -117,8 +117,8 @@ def _paused(seconds: float) -> RateTicket:
 
 class Ride(Protocol):
     """The keys of a hold the strategy inside the limiter (the guard) must take before sending: the
-        limiter takes them in its admission step when the send may go at once (one store operation for
-        both, ``StateStore.limiter_admit_and_acquire``), and says so in ``taken``. A send that must wait
+    limiter takes them in its admission step when the send may go at once (one store operation for
+    both, ``StateStore.limiter_admit_and_acquire``), and says so in ``taken``. A send that must wait
     (its turn, or a pause) takes no key: a refusal or a wait never leaves one held."""
 
     keys: tuple[str, ...]
