@@ -96,6 +96,7 @@ class _Lane:
     """What the fast lane reads on every call, gathered once per transport (see the module docstring)."""
 
     __slots__ = (
+        "aknown",
         "async_inner",
         "bound",
         "breakers",
@@ -103,6 +104,7 @@ class _Lane:
         "check_timeouts",
         "earn",
         "key",
+        "known",
         "monotonic",
         "scan",
         "shape",
@@ -123,6 +125,10 @@ class _Lane:
         self.key, self.shape = SUCCESS_SHAPES.get(transport.catalog.envelope.reader, (b"\0", ()))
         #: The breaker strategy (its hosts are read per call: a vendor client shares them later).
         self.breakers: BreakerStrategy | None = pipeline.breaker if pipeline.strategies else None
+        #: The attempt functions of the calls it began, per host breaker (see ``_known_breaker``):
+        #: made once per host, not once per retried call.
+        self.known: dict[Breaker, Next] = {}
+        self.aknown: dict[Breaker, AsyncNext] = {}
         budget = pipeline.retry.budget(policy)
         self.earn: Callable[[], object] | None = budget.earned.add if budget.enabled else None
         self.monotonic = transport.clock.monotonic
@@ -559,16 +565,22 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         the in-process store: see ``_Lane.of``) with the host's breaker already found."""
         lane = self._lane
         assert lane is not None
-        return functools.partial(
-            self._pipeline.breaker.handle_known, breaker, lane.store, next=self._attempt_sync
-        )
+        known = lane.known.get(breaker)
+        if known is None:
+            known = lane.known[breaker] = functools.partial(
+                self._pipeline.breaker.handle_known, breaker, lane.store, next=self._attempt_sync
+            )
+        return known
 
     def _aknown_breaker(self, breaker: Breaker) -> AsyncNext:
         lane = self._lane
         assert lane is not None
-        return functools.partial(
-            self._pipeline.breaker.ahandle_known, breaker, lane.store, next=self._attempt_async
-        )
+        known = lane.aknown.get(breaker)
+        if known is None:
+            known = lane.aknown[breaker] = functools.partial(
+                self._pipeline.breaker.ahandle_known, breaker, lane.store, next=self._attempt_async
+            )
+        return known
 
     def _resume(
         self,
