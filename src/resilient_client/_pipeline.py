@@ -141,6 +141,7 @@ class Call:
         replayable: bool,
         secrets: Secrets,
         started: float | None = None,
+        host: str | None = None,
     ) -> None:
         self.request = request
         #: The transport's known secrets: what a refusal's message must mask.
@@ -148,7 +149,8 @@ class Call:
         self.policy = policy
         self.clock = clock
         self.vendor = vendor
-        self.host = request.url.host
+        #: ``request.url.host`` (``host``: the caller read it already; the property decodes IDNA).
+        self.host = request.url.host if host is None else host
         self.replayable = replayable
         retry = policy.retry
         self.deadline = (clock.monotonic() if started is None else started) + retry.total_timeout

@@ -252,7 +252,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     # -- shared, no I/O --------------------------------------------------------------------
 
-    def _start(self, request: httpx.Request, started: float | None = None) -> Call:
+    def _start(self, request: httpx.Request, started: float | None = None, host: str | None = None) -> Call:
         override = request.extensions.get(POLICY_EXTENSION)
         if override is None:
             policy = self.policy
@@ -263,7 +263,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         # Replayability is asked before sending: a transport that reads a one-shot body makes it look
         # replayable afterwards.
         call = Call(
-            request, policy, self.clock, self.vendor, self._replayable(request), self.secrets, started
+            request, policy, self.clock, self.vendor, self._replayable(request), self.secrets, started, host
         )
         lane = self._lane
         if lane is not None and override is None and not call.shrink:
@@ -593,7 +593,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         scanned: bool = False,
     ) -> httpx.Response:
         """The pipeline, from a first attempt the fast lane sent (its answer, or its error)."""
-        call = self._start(request, started)
+        # The breaker the lane found is its host's: the host is not read from the URL again.
+        call = self._start(request, started, None if breaker is None else breaker.host)
         if error is not None:
             first = self._ended(call, self._judge_error(call, 1, error), started)
         else:
@@ -793,7 +794,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         error: Exception | None,
         scanned: bool = False,
     ) -> httpx.Response:
-        call = self._start(request, started)
+        # The breaker the lane found is its host's: the host is not read from the URL again.
+        call = self._start(request, started, None if breaker is None else breaker.host)
         if error is not None:
             first = self._ended(call, self._judge_error(call, 1, error), started)
         else:
