@@ -38,7 +38,6 @@ from resilient_client._envelopes import (
     SUCCESS_SHAPES,
     no_fault_scanner,
     read_envelope,
-    surely_no_fault,
 )
 from resilient_client._log_redaction import protect as protect_logs
 from resilient_client._pipeline import (
@@ -157,7 +156,7 @@ class _Lane:
             or any(s is not pipeline.breaker for s in pipeline.strategies)
         ):
             return None
-        scan = no_fault_scanner(transport.catalog.envelope)
+        scan = transport._scan
         return None if scan is None else cls(transport, store, scan)
 
 
@@ -206,6 +205,9 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self.catalog = vendor if isinstance(vendor, Catalog) else catalog(vendor)
         self.vendor = self.catalog.vendor
         self._spec = self.catalog.envelope
+        #: The byte scan that proves a 2xx body of this vendor clean (``surely_no_fault``'s, held
+        #: here: every success asks it); None when this vendor's bodies are always decoded.
+        self._scan = no_fault_scanner(self._spec)
         self.policy = resolve_policy(policy, self.vendor).checked_for(self.catalog)
         self._inner = _deadline.bind(transport)
         #: Whether the inner transport is httpx's own, whose network operations read the deadline.
@@ -281,7 +283,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     ) -> Attempt:
         # ``scanned``: the fast lane's scan already failed to prove this body clean.
         status = response.status_code
-        if status < 300 and (body is None or (not scanned and surely_no_fault(self._spec, body))):
+        scan = self._scan
+        if status < 300 and (body is None or (not scanned and scan is not None and scan(body))):
             return Attempt(number, RETURN, response)  # the success path: nothing to decode
         spec = self._spec
         envelope = None if body is None else read_envelope(spec, body)
@@ -300,7 +303,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             response.status_code < 300
             and len(content) <= call.policy.body.max_read_bytes
             and not self.hooks.attempt_success
-            and surely_no_fault(self._spec, content)
+            and self._scan is not None
+            and self._scan(content)
         )
 
     def _judge_error(self, call: Call, number: int, error: Exception) -> Attempt:
