@@ -97,8 +97,10 @@ _measured: tuple[dict[str, Any], float] = ({}, math.inf)
 def _longest(timeouts: Any) -> float:
     """The longest of httpx's four timeouts; infinite when one is missing or None (no timeout)."""
     global _measured
+    # A plain dict only: other mappings (a mappingproxy) compare equal to dicts, and have no longest.
+    plain = type(timeouts) is dict
     measured = _measured
-    if timeouts == measured[0]:
+    if plain and timeouts == measured[0]:
         return measured[1]
     if not isinstance(timeouts, dict) or not timeouts.keys() >= _TIMEOUT_KEY_SET:
         return math.inf
@@ -106,7 +108,7 @@ def _longest(timeouts: Any) -> float:
     longest = math.inf if None in values else float(max(values))
     # Kept only when every dict equal to this one has the same longest: plain floats, none NaN
     # (``max`` of values that do not order depends on their order, which equality ignores).
-    if all(type(value) is float and value == value for value in values):
+    if plain and all(type(value) is float and value == value for value in values):
         _measured = (dict(timeouts), longest)
     return longest
 

@@ -4,6 +4,8 @@ deadline): the last one measured is remembered, and an equal dict must read the 
 from __future__ import annotations
 
 import math
+import types
+from collections import OrderedDict
 from typing import Any
 
 import pytest
@@ -26,6 +28,8 @@ FIVES = {"connect": 5.0, "read": 5.0, "write": 5.0, "pool": 5.0}
         pytest.param(FIVES, {}, math.inf, id="empty"),
         pytest.param({**FIVES, "read": None}, {**FIVES, "read": None}, math.inf, id="none-not-kept"),
         pytest.param({**FIVES, "read": 7}, {**FIVES, "read": 7.0}, 7.0, id="int-not-kept"),
+        pytest.param(FIVES, types.MappingProxyType(FIVES), math.inf, id="a-mapping-is-no-timeouts"),
+        pytest.param(FIVES, OrderedDict(FIVES), 5.0, id="a-dict-subclass-is-measured"),
     ],
 )
 def test_the_longest_timeout_reads_the_same_after_another_was_measured(
@@ -34,7 +38,7 @@ def test_the_longest_timeout_reads_the_same_after_another_was_measured(
     monkeypatch.setattr(_pipeline, "_measured", ({}, math.inf))
     _pipeline._longest(first)
     assert _pipeline._longest(then) == expected
-    assert _pipeline._longest(dict(then) if isinstance(then, dict) else then) == expected
+    assert _pipeline._longest(type(then)(then) if isinstance(then, dict) else then) == expected
 
 
 def test_a_nan_timeout_is_measured_each_time() -> None:
