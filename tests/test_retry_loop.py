@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 import resilient_client as rc
+from resilient_client.strategies import retry as retry_module
 from resilient_client.testing import FakeClock
 
 CALLS = 16
@@ -145,3 +146,15 @@ def test_an_idle_controller_keeps_nothing_of_the_call_it_served() -> None:
     state = controller.state
     assert (state.call, state.result, state.outcome) == (None, None, None)
     assert state.awaiting == []
+
+
+def test_tenacity_state_has_the_fields_a_reused_state_sets_again() -> None:
+    # Should tenacity add one, each retried call gets a new state (as below): this says so.
+    assert retry_module._REUSES_STATE
+
+
+def test_with_a_new_state_per_call_a_controller_still_serves_one_call_after_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(retry_module, "_REUSES_STATE", False)
+    test_a_controller_serves_one_call_after_another()

@@ -65,6 +65,24 @@ if _KEEPS_ACTIONS:
             self.is_explicit_retry = False
 
 
+#: The fields tenacity's ``RetryCallState.__init__`` sets, each one set again by ``_CallState.start``:
+#: a tenacity that adds one gets a new state per retried call back (see ``_retrying``).
+_STATE_FIELDS = {
+    "start_time",
+    "retry_object",
+    "fn",
+    "args",
+    "kwargs",
+    "attempt_number",
+    "outcome",
+    "outcome_timestamp",
+    "idle_for",
+    "next_action",
+    "upcoming_sleep",
+}
+_REUSES_STATE = set(vars(tenacity.RetryCallState(None, None, (), {}))) == _STATE_FIELDS  # type: ignore[arg-type]
+
+
 class _Retrying(tenacity.Retrying):
     """The tenacity controller of one call.
 
@@ -150,6 +168,7 @@ class _CallState(tenacity.RetryCallState):
         self.outcome = _Settled(1, first)  # type: ignore[assignment]  # tenacity reads it as a Future
 
     def end(self) -> None:
+        """The call ended: nothing of it is kept while the controller is idle."""
         self.call = self.result = self.outcome = None
 
     def set_result(self, val: Any) -> None:
@@ -320,6 +339,8 @@ class RetryStrategy:
         retrying.begin()
         # The first attempt ran before any tenacity object was built (the success path builds none):
         # it is tenacity's first outcome.
+        if not _REUSES_STATE:
+            retrying.state = _CallState(retrying, self)
         state = retrying.state
         state.start(call, first)
         return retrying, state
