@@ -137,8 +137,8 @@ class _Lane:
         inner = transport._inner
         self.bound = transport._network_bound
         #: The inner transport of each kind (None: the pipeline's way says why it cannot serve).
-        self.sync_inner = inner if isinstance(inner, httpx.BaseTransport) else transport._sync_default
-        self.async_inner = inner if isinstance(inner, httpx.AsyncBaseTransport) else transport._async_default
+        self.sync_inner = transport._sync_sender
+        self.async_inner = transport._async_sender
         #: The caller's timeouts last seen to need no shrinking (see ``Call.shrink``): a request
         #: with others goes the pipeline's way. An inner transport that never waits on a network
         #: (httpx's mock, ASGI and WSGI transports) has no use for them, and skips the check.
@@ -218,6 +218,11 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         defaults = (None, None) if transport is not None else _default_inners()
         self._sync_default: httpx.HTTPTransport | None = defaults[0]
         self._async_default: httpx.AsyncHTTPTransport | None = defaults[1]
+        inner = self._inner
+        #: The inner transport of each kind of client, found once (every attempt sends through it);
+        #: None when there is none (``_sync_inner`` and ``_async_inner`` then say why).
+        self._sync_sender = inner if isinstance(inner, httpx.BaseTransport) else self._sync_default
+        self._async_sender = inner if isinstance(inner, httpx.AsyncBaseTransport) else self._async_default
         self.clock = (
             clock
             if isinstance(clock, Clock)
@@ -415,7 +420,9 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         # when it is shorter than the longest of the caller's (else cutting changes none of them).
         if call.shrink or (number > 1 and call.deadline - monotonic() < call.longest):
             call.shrink_timeouts()
-        inner = self._sync_inner()
+        inner = self._sync_sender
+        if inner is None:
+            inner = self._sync_inner()  # raises: this transport cannot serve a sync client
         request = call.request
         hooks = self.hooks
         for hook in hooks.attempt_start:
@@ -648,7 +655,9 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         monotonic = call.clock.monotonic
         if call.shrink or (number > 1 and call.deadline - monotonic() < call.longest):
             call.shrink_timeouts()
-        inner = self._async_inner()
+        inner = self._async_sender
+        if inner is None:
+            inner = self._async_inner()  # raises: this transport cannot serve an async client
         request = call.request
         hooks = self.hooks
         for hook in hooks.attempt_start:
