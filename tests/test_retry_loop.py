@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 import resilient_client as rc
+from resilient_client.strategies import retry as retry_module
 from resilient_client.testing import FakeClock
 
 CALLS = 16
@@ -105,3 +106,55 @@ def test_a_controller_serves_one_call_after_another() -> None:
         ]
     assert attempts == [3, 2, 3]
     assert [e.attempt for e in events] == [1, 2, 1, 1, 2]
+
+
+@pytest.mark.anyio
+async def test_a_controller_serves_one_async_call_after_another() -> None:
+    # The async shell reuses the controllers and their call states as the sync one does.
+    answers = iter([503, 503, 200, 503, 200, 503, 503, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        status = next(answers)
+        if status == 503:
+            return httpx.Response(503)
+        return httpx.Response(200, content=OK, headers={"content-type": "application/json"})
+
+    events: list[rc.RetryEvent] = []
+    async with httpx.AsyncClient(transport=transport(events.append, handler)) as client:
+        attempts = [
+            (await client.get(f"https://hyper.test/items/{i}")).extensions[rc.ATTEMPTS_EXTENSION]
+            for i in range(3)
+        ]
+    assert attempts == [3, 2, 3]
+    assert [(e.attempt, e.url) for e in events] == [
+        (1, "https://hyper.test/items/0"),
+        (2, "https://hyper.test/items/0"),
+        (1, "https://hyper.test/items/1"),
+        (1, "https://hyper.test/items/2"),
+        (2, "https://hyper.test/items/2"),
+    ]
+
+
+def test_an_idle_controller_keeps_nothing_of_the_call_it_served() -> None:
+    # A controller waits in the pool with its call state: the ended call's request and responses
+    # must not live on in it.
+    retried = transport(None)
+    with httpx.Client(transport=retried) as client:
+        response = client.get("https://hyper.test/items/once")
+    assert response.extensions[rc.ATTEMPTS_EXTENSION] == 2
+    (controller,) = retried._pipeline.retry._idle
+    state = controller.state
+    assert (state.call, state.result, state.outcome) == (None, None, None)
+    assert state.awaiting == []
+
+
+def test_tenacity_state_has_the_fields_a_reused_state_sets_again() -> None:
+    # Should tenacity add one, each retried call gets a new state (as below): this says so.
+    assert retry_module._REUSES_STATE
+
+
+def test_with_a_new_state_per_call_a_controller_still_serves_one_call_after_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(retry_module, "_REUSES_STATE", False)
+    test_a_controller_serves_one_call_after_another()

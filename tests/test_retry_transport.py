@@ -329,6 +329,16 @@ def test_a_transport_built_for_async_refuses_a_sync_client() -> None:
         client.get("https://hyper.test/x")
 
 
+@pytest.mark.anyio
+async def test_a_transport_built_for_sync_refuses_an_async_client() -> None:
+    class SyncOnly(httpx.BaseTransport):
+        pass
+
+    async with httpx.AsyncClient(transport=rc.ResilientTransport("hyper", transport=SyncOnly())) as client:
+        with pytest.raises(TypeError, match=r"cannot serve an httpx\.AsyncClient"):
+            await client.get("https://hyper.test/x")
+
+
 @pytest.mark.parametrize(
     ("vendor", "waited"),
     [

@@ -300,8 +300,11 @@ class RetryPolicy:
         """
         settings = self.retry
         rule = self.rule(code) if code is not None else None
-        initial = rule.initial_wait if rule and rule.initial_wait is not None else settings.initial_wait
-        cap = _cap(settings, rule)
+        if rule is None:  # most faults (every status-only one): no call for the code's numbers
+            initial, cap = settings.initial_wait, settings.max_wait
+        else:
+            initial = rule.initial_wait if rule.initial_wait is not None else settings.initial_wait
+            cap = _cap(settings, rule)
         try:
             grown = initial * settings.multiplier ** min(attempt - 1, 1000)
         except OverflowError:

@@ -38,7 +38,6 @@ from resilient_client._envelopes import (
     SUCCESS_SHAPES,
     no_fault_scanner,
     read_envelope,
-    surely_no_fault,
 )
 from resilient_client._log_redaction import protect as protect_logs
 from resilient_client._pipeline import (
@@ -96,6 +95,7 @@ class _Lane:
     """What the fast lane reads on every call, gathered once per transport (see the module docstring)."""
 
     __slots__ = (
+        "aknown",
         "async_inner",
         "bound",
         "breakers",
@@ -103,6 +103,7 @@ class _Lane:
         "check_timeouts",
         "earn",
         "key",
+        "known",
         "monotonic",
         "scan",
         "shape",
@@ -123,6 +124,10 @@ class _Lane:
         self.key, self.shape = SUCCESS_SHAPES.get(transport.catalog.envelope.reader, (b"\0", ()))
         #: The breaker strategy (its hosts are read per call: a vendor client shares them later).
         self.breakers: BreakerStrategy | None = pipeline.breaker if pipeline.strategies else None
+        #: The attempt functions of the calls it began, per host breaker (see ``_known_breaker``):
+        #: made once per host, not once per retried call.
+        self.known: dict[Breaker, Next] = {}
+        self.aknown: dict[Breaker, AsyncNext] = {}
         budget = pipeline.retry.budget(policy)
         self.earn: Callable[[], object] | None = budget.earned.add if budget.enabled else None
         self.monotonic = transport.clock.monotonic
@@ -132,8 +137,8 @@ class _Lane:
         inner = transport._inner
         self.bound = transport._network_bound
         #: The inner transport of each kind (None: the pipeline's way says why it cannot serve).
-        self.sync_inner = inner if isinstance(inner, httpx.BaseTransport) else transport._sync_default
-        self.async_inner = inner if isinstance(inner, httpx.AsyncBaseTransport) else transport._async_default
+        self.sync_inner = transport._sync_sender
+        self.async_inner = transport._async_sender
         #: The caller's timeouts last seen to need no shrinking (see ``Call.shrink``): a request
         #: with others goes the pipeline's way. An inner transport that never waits on a network
         #: (httpx's mock, ASGI and WSGI transports) has no use for them, and skips the check.
@@ -151,7 +156,7 @@ class _Lane:
             or any(s is not pipeline.breaker for s in pipeline.strategies)
         ):
             return None
-        scan = no_fault_scanner(transport.catalog.envelope)
+        scan = transport._scan
         return None if scan is None else cls(transport, store, scan)
 
 
@@ -200,6 +205,9 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self.catalog = vendor if isinstance(vendor, Catalog) else catalog(vendor)
         self.vendor = self.catalog.vendor
         self._spec = self.catalog.envelope
+        #: The byte scan that proves a 2xx body of this vendor clean (``surely_no_fault``'s, held
+        #: here: every success asks it); None when this vendor's bodies are always decoded.
+        self._scan = no_fault_scanner(self._spec)
         self.policy = resolve_policy(policy, self.vendor).checked_for(self.catalog)
         self._inner = _deadline.bind(transport)
         #: Whether the inner transport is httpx's own, whose network operations read the deadline.
@@ -210,6 +218,11 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         defaults = (None, None) if transport is not None else _default_inners()
         self._sync_default: httpx.HTTPTransport | None = defaults[0]
         self._async_default: httpx.AsyncHTTPTransport | None = defaults[1]
+        inner = self._inner
+        #: The inner transport of each kind of client, found once (every attempt sends through it);
+        #: None when there is none (``_sync_inner`` and ``_async_inner`` then say why).
+        self._sync_sender = inner if isinstance(inner, httpx.BaseTransport) else self._sync_default
+        self._async_sender = inner if isinstance(inner, httpx.AsyncBaseTransport) else self._async_default
         self.clock = (
             clock
             if isinstance(clock, Clock)
@@ -246,7 +259,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     # -- shared, no I/O --------------------------------------------------------------------
 
-    def _start(self, request: httpx.Request, started: float | None = None) -> Call:
+    def _start(self, request: httpx.Request, started: float | None = None, host: str | None = None) -> Call:
         override = request.extensions.get(POLICY_EXTENSION)
         if override is None:
             policy = self.policy
@@ -257,7 +270,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         # Replayability is asked before sending: a transport that reads a one-shot body makes it look
         # replayable afterwards.
         call = Call(
-            request, policy, self.clock, self.vendor, self._replayable(request), self.secrets, started
+            request, policy, self.clock, self.vendor, self._replayable(request), self.secrets, started, host
         )
         lane = self._lane
         if lane is not None and override is None and not call.shrink:
@@ -275,7 +288,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     ) -> Attempt:
         # ``scanned``: the fast lane's scan already failed to prove this body clean.
         status = response.status_code
-        if status < 300 and (body is None or (not scanned and surely_no_fault(self._spec, body))):
+        scan = self._scan
+        if status < 300 and (body is None or (not scanned and scan is not None and scan(body))):
             return Attempt(number, RETURN, response)  # the success path: nothing to decode
         spec = self._spec
         envelope = None if body is None else read_envelope(spec, body)
@@ -294,7 +308,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             response.status_code < 300
             and len(content) <= call.policy.body.max_read_bytes
             and not self.hooks.attempt_success
-            and surely_no_fault(self._spec, content)
+            and self._scan is not None
+            and self._scan(content)
         )
 
     def _judge_error(self, call: Call, number: int, error: Exception) -> Attempt:
@@ -405,7 +420,9 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         # when it is shorter than the longest of the caller's (else cutting changes none of them).
         if call.shrink or (number > 1 and call.deadline - monotonic() < call.longest):
             call.shrink_timeouts()
-        inner = self._sync_inner()
+        inner = self._sync_sender
+        if inner is None:
+            inner = self._sync_inner()  # raises: this transport cannot serve a sync client
         request = call.request
         hooks = self.hooks
         for hook in hooks.attempt_start:
@@ -559,16 +576,22 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         the in-process store: see ``_Lane.of``) with the host's breaker already found."""
         lane = self._lane
         assert lane is not None
-        return functools.partial(
-            self._pipeline.breaker.handle_known, breaker, lane.store, next=self._attempt_sync
-        )
+        known = lane.known.get(breaker)
+        if known is None:
+            known = lane.known[breaker] = functools.partial(
+                self._pipeline.breaker.handle_known, breaker, lane.store, next=self._attempt_sync
+            )
+        return known
 
     def _aknown_breaker(self, breaker: Breaker) -> AsyncNext:
         lane = self._lane
         assert lane is not None
-        return functools.partial(
-            self._pipeline.breaker.ahandle_known, breaker, lane.store, next=self._attempt_async
-        )
+        known = lane.aknown.get(breaker)
+        if known is None:
+            known = lane.aknown[breaker] = functools.partial(
+                self._pipeline.breaker.ahandle_known, breaker, lane.store, next=self._attempt_async
+            )
+        return known
 
     def _resume(
         self,
@@ -581,7 +604,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         scanned: bool = False,
     ) -> httpx.Response:
         """The pipeline, from a first attempt the fast lane sent (its answer, or its error)."""
-        call = self._start(request, started)
+        # The breaker the lane found is its host's: the host is not read from the URL again.
+        call = self._start(request, started, None if breaker is None else breaker.host)
         if error is not None:
             first = self._ended(call, self._judge_error(call, 1, error), started)
         else:
@@ -631,7 +655,9 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         monotonic = call.clock.monotonic
         if call.shrink or (number > 1 and call.deadline - monotonic() < call.longest):
             call.shrink_timeouts()
-        inner = self._async_inner()
+        inner = self._async_sender
+        if inner is None:
+            inner = self._async_inner()  # raises: this transport cannot serve an async client
         request = call.request
         hooks = self.hooks
         for hook in hooks.attempt_start:
@@ -781,7 +807,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         error: Exception | None,
         scanned: bool = False,
     ) -> httpx.Response:
-        call = self._start(request, started)
+        # The breaker the lane found is its host's: the host is not read from the URL again.
+        call = self._start(request, started, None if breaker is None else breaker.host)
         if error is not None:
             first = self._ended(call, self._judge_error(call, 1, error), started)
         else:

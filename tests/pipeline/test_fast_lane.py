@@ -15,6 +15,7 @@ import pytest
 from pipeline_kit import OK, URL, Caller, Recorder, Vendor, policy, transport
 
 import resilient_client as rc
+from resilient_client._pipeline import Call
 from resilient_client.stores import MemoryState
 from resilient_client.testing import FakeClock
 
@@ -172,3 +173,39 @@ async def test_a_body_past_the_read_cap_passes_unclassified(connect: Callable[[A
 def test_the_lane_reads_the_url_host_as_httpx_keeps_it() -> None:
     url = httpx.URL(URL)
     assert url._uri_reference.host == url.host
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        pytest.param("https://hyper.test/items", "hyper.test", id="ascii"),
+        pytest.param("https://b\u00fccher.example/items", "b\u00fccher.example", id="idna"),
+    ],
+)
+def test_a_call_the_lane_resumed_has_the_host_a_pipeline_call_has(url: str, host: str) -> None:
+    # The resumed call takes its host from the breaker the lane found, not from the URL again.
+    seen: list[tuple[str, bool]] = []
+
+    class Hosts(rc.Hook):
+        def on_retry(self, call: Call, event: rc.RetryEvent) -> None:
+            seen.append((call.host, retried.breaker.state == "closed"))
+
+    answers = iter([503, 200] * 3)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        status = next(answers)
+        body = b'{"ResponseCode": 0}' if status == 200 else b""
+        return httpx.Response(status, content=body, headers={"content-type": "application/json"})
+
+    retried = rc.ResilientTransport(
+        "hyper",
+        transport=httpx.MockTransport(handler),
+        policy=policy(budget=rc.BudgetSettings(ratio=1.0)),
+        hooks=[Hosts()],
+        random=lambda: 0.5,
+        **FakeClock().options(),
+    )
+    with httpx.Client(transport=retried) as client:
+        for _ in range(3):  # the first call makes the host's breaker, the lane begins the others
+            assert client.get(url).extensions[rc.ATTEMPTS_EXTENSION] == 2
+    assert seen == [(host, True)] * 3

@@ -215,13 +215,6 @@ class MemoryState:
 
     # -- token bucket ---------------------------------------------------------------------------
 
-    def _bucket(self, key: str, cap: float) -> _Bucket:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = _Bucket(cap)
-        bucket.tokens = min(bucket.tokens, cap)
-        return bucket
-
     def deposit(self, key: str, amount: float, cap: float, now: float) -> float:
         # Every request deposits: ``_bucket`` written out here, and no min() calls.
         with self._lock:
@@ -237,11 +230,19 @@ class MemoryState:
     def try_spend(self, key: str, cost: float, cap: float, now: float, earned: float = 0.0) -> bool:
         """The protocol's ``try_spend``; ``earned`` (this store's own extension) is a ``deposit`` of
         that many tokens made first, in the same step: a budget's retry, one lock instead of two."""
+        # Every retry spends: the bucket's lookup written out here, as in ``deposit``.
         with self._lock:
-            bucket = self._bucket(key, cap)
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = _Bucket(cap)
+            tokens = bucket.tokens
+            if tokens > cap:
+                tokens = cap
             if earned > 0:
-                tokens = bucket.tokens + earned
-                bucket.tokens = cap if tokens > cap else tokens
+                tokens += earned
+                if tokens > cap:
+                    tokens = cap
+            bucket.tokens = tokens
             self._touch(bucket, now)
             if bucket.tokens < cost:
                 return False

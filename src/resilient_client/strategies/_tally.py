@@ -25,23 +25,22 @@ def batch_seconds(store: object) -> float:
 class Tally:
     """Events counted lock-free (``add``) and taken out exactly once each (``take``)."""
 
-    __slots__ = ("_counter", "_lock", "_taken", "_takes", "add")
+    __slots__ = ("_counter", "_lock", "_next", "add")
 
     def __init__(self) -> None:
         self._counter = itertools.count()
         #: Count one event: the counter's own ``__next__``, so the hot path is one C call.
         self.add = self._counter.__next__
         self._lock = threading.Lock()  # held for a few additions, never across I/O
-        self._takes = 0
-        self._taken = 0
+        #: The first number drawn after the last ``take`` (the events since drew from it on).
+        self._next = 0
 
     def take(self) -> int:
         """The events counted since the last ``take`` (each event is taken once, whatever the
-        threads). ``take`` draws a number from the counter too; it counts those draws apart."""
+        threads). ``take`` draws a number from the counter too: the numbers between the last
+        take's and this one's are the events'."""
         with self._lock:
-            drawn = next(self._counter)  # numbers drawn so far, this one excluded
-            events = drawn - self._takes
-            self._takes += 1
-            pending = events - self._taken
-            self._taken = events
+            drawn = next(self._counter)
+            pending = drawn - self._next
+            self._next = drawn + 1
             return pending

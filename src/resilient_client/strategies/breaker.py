@@ -82,6 +82,7 @@ class Breaker:
         "_closed_until",
         "_memory",
         "flush_at",
+        "host",
         "inline",
         "key",
         "overrides",
@@ -97,10 +98,13 @@ class Breaker:
         store: StateStore,
         key: str,
         overrides: Mapping[str, BreakerOverride] | None = None,
+        host: str | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.key = key
+        #: The host (``Call.host``) whose calls it weighs, when it is one host's breaker.
+        self.host = host
         self.overrides: Mapping[str, BreakerOverride] = dict(overrides or {})
         #: The permit of the closed circuit's current epoch: every call of a healthy vendor gets
         #: one, and a frozen Permit can be shared instead of made per call.
@@ -359,7 +363,7 @@ class BreakerStrategy:
         breaker = hosts.breakers.get(host)
         if breaker is None:
             key = state_key("breaker", self.vendor, host)
-            breaker = hosts.breakers[host] = Breaker(self.settings, self.store, key, self.overrides)
+            breaker = hosts.breakers[host] = Breaker(self.settings, self.store, key, self.overrides, host)
         hosts.last = host
         return breaker
 

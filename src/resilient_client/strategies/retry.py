@@ -11,7 +11,6 @@ was refused ends with the refusal itself.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -66,6 +65,24 @@ if _KEEPS_ACTIONS:
             self.is_explicit_retry = False
 
 
+#: The fields tenacity's ``RetryCallState.__init__`` sets, each one set again by ``_CallState.start``:
+#: a tenacity that adds one gets a new state per retried call back (see ``_retrying``).
+_STATE_FIELDS = {
+    "start_time",
+    "retry_object",
+    "fn",
+    "args",
+    "kwargs",
+    "attempt_number",
+    "outcome",
+    "outcome_timestamp",
+    "idle_for",
+    "next_action",
+    "upcoming_sleep",
+}
+_REUSES_STATE = set(vars(tenacity.RetryCallState(None, None, (), {}))) == _STATE_FIELDS  # type: ignore[arg-type]
+
+
 class _Retrying(tenacity.Retrying):
     """The tenacity controller of one call.
 
@@ -83,8 +100,10 @@ class _Retrying(tenacity.Retrying):
     statistics: dict[str, Any] = {}  # noqa: RUF012 - shadows the property; every instance sets its own
     iter_state: Any = None  # tenacity >= 8.4 keeps its step state there
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, strategy: RetryStrategy, **options: Any) -> None:
         super().__init__(**options)
+        #: The state of the call this controller serves, reused by each call after it (``start``).
+        self.state = _CallState(self, strategy)
         # tenacity's own objects, made once through its properties.
         self.statistics = tenacity.Retrying.statistics.fget(self)  # type: ignore[attr-defined]
         if _KEEPS_ACTIONS:
@@ -121,14 +140,36 @@ class _Settled:
 class _CallState(tenacity.RetryCallState):
     """tenacity's state of one retried call, with the call itself for ``before_sleep``, its last
     attempt as a plain attribute, and what the retry hooks returned that the async shell still
-    has to await."""
+    has to await.
 
-    def __init__(self, retrying: tenacity.Retrying, call: Call, first: Attempt) -> None:
+    One per controller, reused: ``start`` sets every field tenacity's ``__init__`` sets for a new
+    call (a new state per retried call cost two Python frames and a dozen attribute writes more),
+    and ``end`` lets go of the call, so an idle controller keeps no response or request alive.
+    """
+
+    def __init__(self, retrying: tenacity.Retrying, strategy: RetryStrategy) -> None:
         super().__init__(retrying, None, (), {})
-        self.call = call
+        self.strategy = strategy
+        self.call: Call | None = None
         self.awaiting: list[Awaitable[object]] = []
+        self.result: Attempt | None = None
+
+    def start(self, call: Call, first: Attempt) -> None:
+        """Begin ``call``, its first attempt made: tenacity's first outcome."""
+        # tenacity's ``__init__`` and ``set_result`` read the clock apart; one reading serves both.
+        self.start_time = self.outcome_timestamp = time.monotonic()
+        self.attempt_number = 1
+        self.idle_for = 0.0
+        self.next_action = None
+        self.upcoming_sleep = 0.0
+        self.call = call
+        self.awaiting = []
         self.result = first
-        self.set_result(first)
+        self.outcome = _Settled(1, first)  # type: ignore[assignment]  # tenacity reads it as a Future
+
+    def end(self) -> None:
+        """The call ended: nothing of it is kept while the controller is idle."""
+        self.call = self.result = self.outcome = None
 
     def set_result(self, val: Any) -> None:
         self.outcome = _Settled(self.attempt_number, val)  # type: ignore[assignment]  # tenacity reads it as a Future
@@ -139,6 +180,12 @@ class _CallState(tenacity.RetryCallState):
         self.result = result
         self.outcome = _Settled(self.attempt_number, result)  # type: ignore[assignment]
         self.outcome_timestamp = time.monotonic()
+
+    def event(self) -> RetryEvent:
+        """The retry event of the last attempt (built only if a hook hears it)."""
+        assert self.call is not None
+        assert self.result is not None
+        return self.strategy._event(self.call, self.result)
 
 
 # tenacity hands these the _CallState of the controller they belong to (see _retrying): its last
@@ -281,6 +328,7 @@ class RetryStrategy:
         except IndexError:  # none idle (or another thread took the last one)
             # No ``after`` (tenacity's default is a function that does nothing, queued every step).
             retrying = _Retrying(
+                self,
                 retry=_wants_retry,
                 wait=_wait,
                 stop=tenacity.stop_never,
@@ -291,10 +339,15 @@ class RetryStrategy:
         retrying.begin()
         # The first attempt ran before any tenacity object was built (the success path builds none):
         # it is tenacity's first outcome.
-        return retrying, _CallState(retrying, call, first)
+        if not _REUSES_STATE:
+            retrying.state = _CallState(retrying, self)
+        state = retrying.state
+        state.start(call, first)
+        return retrying, state
 
     def _done(self, retrying: _Retrying, final: Attempt) -> Attempt:
         """``final``, the call's end: its controller is free for the next retried call."""
+        retrying.state.end()
         if len(self._idle) < _IDLE_CONTROLLERS:
             self._idle.append(retrying)
         return final
@@ -302,9 +355,8 @@ class RetryStrategy:
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:
         """Tell the retry hooks, keeping what they return to be awaited (async shell)."""
         assert isinstance(state, _CallState)
-        state.awaiting = self.hooks.retrying(
-            state.call, functools.partial(self._event, state.call, state.result)
-        )
+        assert state.call is not None
+        state.awaiting = self.hooks.retrying(state.call, state.event)
 
     @staticmethod
     def _sync_hooks_only(state: _CallState) -> None:
