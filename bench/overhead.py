@@ -21,7 +21,7 @@ processes on a shared machine disturb it far less than wall time); loopback batc
 since there the server's and the kernel's work is part of a request.
 
 Prints one line per case and a verdict per bar. ``--quick`` for a smoke run, ``--retry-only`` for
-the one-retry cases alone.
+the one-retry cases alone, ``--loopback-only`` for the loopback cases alone.
 """
 
 from __future__ import annotations
@@ -342,58 +342,7 @@ def retry_case(sync: bool, count: int, rounds: int) -> dict[str, list[float]]:
         rc.set_testing(False)
 
 
-def tenacity_loop_us(sync: bool, count: int, rounds: int) -> float:
-    """What tenacity's loop alone costs for one retry, as the SDK drives it (no waits, no hooks): the
-    SDK's controller (a ``tenacity.Retrying``) built for the call, the first attempt's result as its
-    first outcome, two steps (retry after a wait of 0, then return the second result). The floor
-    under the SDK's retry cost (SPEC section 4 makes tenacity the retry loop); the async shell
-    drives the same synchronous controller from a coroutine, so only the surrounding await differs."""
-    import tenacity
-
-    from resilient_client.strategies.retry import _Retrying
-
-    def wants_retry(state: tenacity.RetryCallState) -> bool:
-        assert state.outcome is not None
-        return bool(state.outcome.result() < 2)
-
-    def once() -> None:
-        retrying = _Retrying(
-            retry=wants_retry, wait=lambda state: 0.0, stop=tenacity.stop_never, reraise=True
-        )
-        retrying.begin()
-        state = tenacity.RetryCallState(retrying, None, (), {})
-        state.set_result(1)
-        while isinstance(retrying.iter(state), tenacity.DoSleep):
-            state.prepare_for_next_attempt()
-            state.set_result(2)
-
-    async def aonce() -> None:
-        once()
-
-    def timed() -> float:
-        start = time.thread_time()
-        for _ in range(count):
-            once()
-        return time.thread_time() - start
-
-    async def atimed() -> float:
-        start = time.thread_time()
-        for _ in range(count):
-            await aonce()
-        return time.thread_time() - start
-
-    if sync:
-        times = [timed() for _ in range(rounds)]
-    else:
-
-        async def run() -> list[float]:
-            return [await atimed() for _ in range(rounds)]
-
-        times = anyio.run(run, backend="asyncio")
-    return statistics.median(times) / count * 1e6
-
-
-def retry_line(driver: str, times: dict[str, list[float]], count: int, loop_us: float) -> tuple[str, bool]:
+def retry_line(driver: str, times: dict[str, list[float]], count: int) -> tuple[str, bool]:
     def us(name: str) -> float:
         return statistics.median(times[name]) / count * 1e6
 
@@ -406,7 +355,7 @@ def retry_line(driver: str, times: dict[str, list[float]], count: int, loop_us: 
     return (
         f"one retry, in-process {driver:5s}  request 503+200: resilient {us('resilient 503+200'):7.1f} us, "
         f"httpx-retries {us('httpx-retries 503+200'):7.1f} us | the retry's own cost: resilient "
-        f"{ours:6.1f} us (tenacity's loop alone {loop_us:5.1f} us), httpx-retries {theirs:6.1f} us | "
+        f"{ours:6.1f} us, httpx-retries {theirs:6.1f} us (bench/retry_floor.py splits it) | "
         f"bar <= httpx-retries: {'met' if met else 'NOT met'}"
     ), met
 
@@ -415,8 +364,7 @@ def retry_lines(count: int, rounds: int) -> list[str]:
     """Print the one-retry line of each driver; returns the bars missed."""
     missed = []
     for sync, driver in ((True, "sync"), (False, "async")):
-        loop_us = tenacity_loop_us(sync, count, rounds // 2 or 1)
-        line, met = retry_line(driver, retry_case(sync, count, rounds // 2 or 1), count, loop_us)
+        line, met = retry_line(driver, retry_case(sync, count, rounds // 2 or 1), count)
         print(line, flush=True)
         if not met:
             missed.append(f"one retry ({driver})")
@@ -446,7 +394,8 @@ def main() -> None:
     print(
         f"success path: {VENDOR} under the {POLICY!r} policy; ratios to bare httpx (median of per-round ratios)"
     )
-    for label, body, _, count in sizes:
+    loopback_only = "--loopback-only" in sys.argv
+    for label, body, _, count in () if loopback_only else sizes:
         bar = 1.05 if body is SMALL else None
         times = sync_case(mock(body), "http://x/", count, rounds, time.thread_time)
         verdicts.append(judged(f"in-process sync  {label}", times, count, bar, True))
@@ -462,7 +411,7 @@ def main() -> None:
             atimes = async_case(httpx.AsyncHTTPTransport, base + path, count, rounds, time.perf_counter)
             verdicts.append(judged(f"loopback async   {label}", atimes, count, 1.03, False))
             print(verdicts[-1].line(), flush=True)
-    missed = [v.case for v in verdicts if not v.met] + retry_lines(small, rounds)
+    missed = [v.case for v in verdicts if not v.met] + ([] if loopback_only else retry_lines(small, rounds))
     print("bars not met: " + (", ".join(missed) if missed else "none"))
 
 
