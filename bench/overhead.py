@@ -21,7 +21,7 @@ processes on a shared machine disturb it far less than wall time); loopback batc
 since there the server's and the kernel's work is part of a request.
 
 Prints one line per case and a verdict per bar. ``--quick`` for a smoke run, ``--retry-only`` for
-the one-retry cases alone, ``--loopback-only`` for the loopback cases alone.
+the one-retry cases alone, ``--loopback-only`` / ``--in-process-only`` for the loopback / in-process success-path cases alone.
 """
 
 from __future__ import annotations
@@ -126,10 +126,17 @@ class Ratio:
 
 
 def rotations(names: tuple[str, ...], rounds: int) -> Iterator[tuple[str, ...]]:
-    """Each round's order: the sides in turn, starting one further each round."""
+    """Each round's order: the sides in turn, starting one further each round, forwards on even
+    rounds and backwards on odd ones. Forwards alone, each side would always run right after the same
+    other side (in bare, resilient, httpx-retries: resilient after bare, httpx-retries after
+    resilient), and whatever a batch leaves behind (garbage for the collector, a cold cache) would
+    always be charged to the same side; both ways, each side follows each of its two neighbours
+    equally often, and with three sides every order is run."""
+    backwards = names[::-1]
     for index in range(rounds):
-        shift = index % len(names)
-        yield names[shift:] + names[:shift]
+        order = names if index % 2 == 0 else backwards
+        shift = (index // 2) % len(order)
+        yield order[shift:] + order[:shift]
 
 
 def run_rounds(timed: Callable[[str], float], names: tuple[str, ...], rounds: int) -> dict[str, list[float]]:
@@ -395,6 +402,7 @@ def main() -> None:
         f"success path: {VENDOR} under the {POLICY!r} policy; ratios to bare httpx (median of per-round ratios)"
     )
     loopback_only = "--loopback-only" in sys.argv
+    in_process_only = "--in-process-only" in sys.argv
     for label, body, _, count in () if loopback_only else sizes:
         bar = 1.05 if body is SMALL else None
         times = sync_case(mock(body), "http://x/", count, rounds, time.thread_time)
@@ -404,14 +412,16 @@ def main() -> None:
         verdicts.append(judged(f"in-process async {label}", atimes, count, bar, True))
         print(verdicts[-1].line(), flush=True)
     with LoopbackServer() as base:
-        for label, _, path, count in sizes:
+        for label, _, path, count in () if in_process_only else sizes:
             times = sync_case(httpx.HTTPTransport, base + path, count, rounds, time.perf_counter)
             verdicts.append(judged(f"loopback sync    {label}", times, count, 1.03, False))
             print(verdicts[-1].line(), flush=True)
             atimes = async_case(httpx.AsyncHTTPTransport, base + path, count, rounds, time.perf_counter)
             verdicts.append(judged(f"loopback async   {label}", atimes, count, 1.03, False))
             print(verdicts[-1].line(), flush=True)
-    missed = [v.case for v in verdicts if not v.met] + ([] if loopback_only else retry_lines(small, rounds))
+    missed = [v.case for v in verdicts if not v.met] + (
+        [] if loopback_only or in_process_only else retry_lines(small, rounds)
+    )
     print("bars not met: " + (", ".join(missed) if missed else "none"))
 
 
