@@ -312,12 +312,14 @@ def retry_transports(sync: bool) -> dict[str, Any]:
     return out
 
 
-def retry_case(sync: bool, count: int, rounds: int) -> dict[str, list[float]]:
+def retried_rounds(transports: dict[str, Any], sync: bool, count: int, rounds: int) -> dict[str, list[float]]:
+    """Rounds of ``count`` GETs through each transport (each request must end in a 200), waits off."""
     clock = time.thread_time
+    names = tuple(transports)
     rc.set_testing(True)  # the SDK's waits off (httpx-retries' default backoff is 0 s)
     try:
         if sync:
-            clients = {name: httpx.Client(transport=t) for name, t in retry_transports(True).items()}
+            clients = {name: httpx.Client(transport=t) for name, t in transports.items()}
 
             def timed(name: str) -> float:
                 client = clients[name]
@@ -328,10 +330,10 @@ def retry_case(sync: bool, count: int, rounds: int) -> dict[str, list[float]]:
                     assert response.status_code == 200
                 return clock() - start
 
-            return run_rounds(timed, RETRY_SIDES, rounds)
+            return run_rounds(timed, names, rounds)
 
         async def run_case() -> dict[str, list[float]]:
-            aclients = {name: httpx.AsyncClient(transport=t) for name, t in retry_transports(False).items()}
+            aclients = {name: httpx.AsyncClient(transport=t) for name, t in transports.items()}
 
             async def atimed(name: str) -> float:
                 client = aclients[name]
@@ -342,11 +344,16 @@ def retry_case(sync: bool, count: int, rounds: int) -> dict[str, list[float]]:
                     assert response.status_code == 200
                 return clock() - start
 
-            return await arun_rounds(atimed, RETRY_SIDES, rounds)
+            return await arun_rounds(atimed, names, rounds)
 
         return anyio.run(run_case, backend="asyncio")
     finally:
         rc.set_testing(False)
+
+
+def retry_case(sync: bool, count: int, rounds: int) -> dict[str, list[float]]:
+    transports = retry_transports(sync)
+    return retried_rounds({name: transports[name] for name in RETRY_SIDES}, sync, count, rounds)
 
 
 def retry_line(driver: str, times: dict[str, list[float]], count: int) -> tuple[str, bool]:

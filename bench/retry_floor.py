@@ -59,6 +59,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import overhead  # the measuring rounds and the transports of the retry bar
 
 SIDES = ("second send", "+ tenacity", "sketch", "httpx-retries", "resilient")
+KINDS = ("200", "503+200")  # a request answered 200; one answered 503, then 200
 RETRY_HEADERS = frozenset({b"retry-after", b"retry-after-ms", b"x-rate-limit-reset"})
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
@@ -216,42 +217,9 @@ def transport(side: str, retried: bool) -> Any:
     return rc.ResilientTransport(overhead.VENDOR, policy=overhead.retry_policy(), transport=inner)
 
 
-def names() -> tuple[str, ...]:
-    return tuple(f"{side} {kind}" for side in SIDES for kind in ("200", "503+200"))
-
-
 def timed_case(sync: bool, count: int, rounds: int) -> dict[str, list[float]]:
-    clock = time.thread_time
-    transports = {f"{s} {k}": transport(s, k != "200") for s in SIDES for k in ("200", "503+200")}
-    if sync:
-        clients = {name: httpx.Client(transport=t) for name, t in transports.items()}
-
-        def timed(name: str) -> float:
-            client = clients[name]
-            start = clock()
-            for _ in range(count):
-                response = client.get("http://x/")
-                response.read()
-                assert response.status_code == 200
-            return clock() - start
-
-        return overhead.run_rounds(timed, names(), rounds)
-
-    async def run() -> dict[str, list[float]]:
-        aclients = {name: httpx.AsyncClient(transport=t) for name, t in transports.items()}
-
-        async def atimed(name: str) -> float:
-            client = aclients[name]
-            start = clock()
-            for _ in range(count):
-                response = await client.get("http://x/")
-                await response.aread()
-                assert response.status_code == 200
-            return clock() - start
-
-        return await overhead.arun_rounds(atimed, names(), rounds)
-
-    return anyio.run(run, backend="asyncio")
+    transports = {f"{side} {kind}": transport(side, kind != "200") for side in SIDES for kind in KINDS}
+    return overhead.retried_rounds(transports, sync, count, rounds)
 
 
 # -- instructions ---------------------------------------------------------------------------------
@@ -315,9 +283,7 @@ def main() -> None:
         if shutil.which("valgrind") is None:
             sys.exit("--instructions needs valgrind (apt install valgrind)")
         for driver in drivers:
-            counts = {
-                f"{s} {k}": float(instructions(s, k, driver)) for s in SIDES for k in ("200", "503+200")
-            }
+            counts = {f"{s} {k}": float(instructions(s, k, driver)) for s in SIDES for k in KINDS}
             report(driver, counts.__getitem__, "instructions")
         return
     count, rounds = (10, 4) if "--quick" in sys.argv else (50, 60)

@@ -5,6 +5,7 @@ tenacity's steps), with asyncio and trio."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -89,15 +90,21 @@ async def test_calls_in_tasks_retry_each_on_their_own() -> None:
     assert all(e.attempt == 1 and e.status == 503 for e in events)
 
 
-def test_a_controller_serves_one_call_after_another() -> None:
-    # Controllers of ended calls are kept for the next retried call: none may carry a count over.
+def _three_calls_answers() -> Callable[[httpx.Request], httpx.Response]:
+    """503, 503, 200 | 503, 200 | 503, 503, 200: three calls of 3, 2 and 3 attempts."""
     answers = iter([503, 503, 200, 503, 200, 503, 503, 200])
 
     def handler(request: httpx.Request) -> httpx.Response:
-        status = next(answers)
-        if status == 503:
+        if next(answers) == 503:
             return httpx.Response(503)
         return httpx.Response(200, content=OK, headers={"content-type": "application/json"})
+
+    return handler
+
+
+def test_a_controller_serves_one_call_after_another() -> None:
+    # Controllers of ended calls are kept for the next retried call: none may carry a count over.
+    handler = _three_calls_answers()
 
     events: list[rc.RetryEvent] = []
     with httpx.Client(transport=transport(events.append, handler)) as client:
@@ -111,13 +118,7 @@ def test_a_controller_serves_one_call_after_another() -> None:
 @pytest.mark.anyio
 async def test_a_controller_serves_one_async_call_after_another() -> None:
     # The async shell reuses the controllers and their call states as the sync one does.
-    answers = iter([503, 503, 200, 503, 200, 503, 503, 200])
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        status = next(answers)
-        if status == 503:
-            return httpx.Response(503)
-        return httpx.Response(200, content=OK, headers={"content-type": "application/json"})
+    handler = _three_calls_answers()
 
     events: list[rc.RetryEvent] = []
     async with httpx.AsyncClient(transport=transport(events.append, handler)) as client:
