@@ -12,11 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from pipeline_kit import OK, URL, Caller, Recorder, Vendor, policy, transport
+from pipeline_kit import OK, URL, Caller, Recorder, Vendor, policy, recorded_store_calls, transport
 
 import resilient_client as rc
 from resilient_client._pipeline import Call
-from resilient_client.stores import MemoryState
 from resilient_client.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -26,18 +25,8 @@ OPERATIONS = ("deposit", "try_spend", "record_outcome", "record_successes", "cir
 
 @pytest.fixture
 def store_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every MemoryState operation of the test, by name (the class is patched: the lane only runs
-    over MemoryState itself, not a subclass)."""
-    calls: list[str] = []
-    for name in OPERATIONS:
-        original = getattr(MemoryState, name)
-
-        def recorded(self: MemoryState, *args: Any, _name: str = name, _original: Any = original) -> Any:
-            calls.append(_name)
-            return _original(self, *args)
-
-        monkeypatch.setattr(MemoryState, name, recorded)
-    return calls
+    """Every MemoryState operation of the test, by name."""
+    return recorded_store_calls(monkeypatch, OPERATIONS)
 
 
 def default(vendor: Vendor, **kwargs: Any) -> rc.ResilientTransport:

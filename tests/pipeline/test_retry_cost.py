@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pipeline_kit import OK, Caller, Vendor, policy, transport
+from pipeline_kit import OK, Caller, Vendor, policy, recorded_store_calls, transport
 
 import resilient_client as rc
 from resilient_client.stores import MemoryState
@@ -103,17 +103,8 @@ OPERATIONS = ("deposit", "try_spend", "record_outcome", "record_successes", "cir
 
 @pytest.fixture
 def operations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The sync operations of MemoryState made during the test, by name (the class is patched)."""
-    calls: list[str] = []
-    for name in OPERATIONS:
-        original = getattr(MemoryState, name)
-
-        def recorded(self: MemoryState, *args: Any, _name: str = name, _original: Any = original) -> Any:
-            calls.append(_name)
-            return _original(self, *args)
-
-        monkeypatch.setattr(MemoryState, name, recorded)
-    return calls
+    """The sync operations of MemoryState made during the test, by name."""
+    return recorded_store_calls(monkeypatch, OPERATIONS)
 
 
 async def test_a_retry_after_successes_writes_them_with_the_failure_and_the_earned_tokens_with_the_spend(
