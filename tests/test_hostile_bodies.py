@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 import resilient_client as rc
-from resilient_client._body import content_length
+from resilient_client import _body
+from resilient_client._body import body_headers, content_length
 from resilient_client._envelopes import surely_no_fault
 from resilient_client.testing import FakeClock
 
@@ -365,6 +366,31 @@ async def test_a_weird_content_length_from_an_asgi_app_gives_a_typed_outcome(
 )
 def test_content_length_reads_only_what_rfc_9110_allows(value: str | None, length: int | None) -> None:
     assert content_length(value) == length
+
+
+@pytest.mark.parametrize("lowered_names", [True, False], ids=["httpx-lowered-names", "raw-names"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param([("Content-Type", "application/json"), ("Content-Length", "12")], id="usual"),
+        pytest.param([("CONTENT-TYPE", "text/plain"), ("content-encoding", "gzip")], id="any-case"),
+        pytest.param([("Content-Length", "12"), ("content-length", "12")], id="sent-twice"),
+        pytest.param([("Content-Encoding", "gzip"), ("X-Other", "1"), ("Content-Encoding", "br")], id="list"),
+        pytest.param([("Content-Type", "text/plain; name=café".encode())], id="utf-8-value"),
+        pytest.param([(b"Content-Type", b"text/plain; name=caf\xe9")], id="latin-1-value"),
+        pytest.param([(b"X-Note", b"caf\xc3\xa9"), (b"Content-Type", b"application/json")], id="other-utf-8"),
+        pytest.param([("Date", "Tue, 14 Nov 2023 22:13:20 GMT")], id="none-of-them"),
+    ],
+)
+def test_the_body_headers_read_as_headers_get_reads_them(
+    monkeypatch: pytest.MonkeyPatch, lowered_names: bool, headers: list[tuple[Any, Any]]
+) -> None:
+    # One pass over the names (httpx's lowercased ones, or the raw ones lowercased), each value
+    # decoded as httpx decodes it: the answers are those of three ``headers.get`` calls.
+    monkeypatch.setattr(_body, "LOWERED_NAMES", lowered_names)
+    parsed = httpx.Headers(headers)
+    names = ("content-type", "content-length", "content-encoding")
+    assert body_headers(parsed) == [parsed.get(name) for name in names]
 
 
 # -- a last chunk after the deadline ----------------------------------------------------------------

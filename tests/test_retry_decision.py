@@ -482,7 +482,7 @@ def test_the_wait_headers_are_found_by_either_reading_of_the_names(
 ) -> None:
     # The presence check reads httpx's own lowercased names when their layout is known, else the
     # raw names: both find what the full reading finds, whatever the case or order.
-    monkeypatch.setattr(_decision, "_LOWERED_NAMES", lowered_names)
+    monkeypatch.setattr(_decision, "LOWERED_NAMES", lowered_names)
     found = rc.parse_retry_after(httpx.Headers(headers), NOW, reset_header)
     assert found == (None if expected is None else pytest.approx(expected))
 
@@ -490,4 +490,4 @@ def test_the_wait_headers_are_found_by_either_reading_of_the_names(
 def test_httpx_keeps_the_lowercased_names_the_presence_check_reads() -> None:
     # Should httpx change its layout, the check falls back to the raw names (slower, same answers):
     # this says so, so that the fallback is not the one in use unnoticed.
-    assert _decision._LOWERED_NAMES
+    assert _decision.LOWERED_NAMES

@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 import httpx
 
+from resilient_client._decision import LOWERED_NAMES
+
 Clock = Callable[[], float]
 Plan = Literal["done", "in_place", "stream"]
 #: A piece of a body on its way through the decoders (the raw body is sliced, not copied).
@@ -78,13 +80,20 @@ def body_headers(headers: httpx.Headers) -> list[str | None]:
     """[Content-Type, Content-Length, Content-Encoding] as ``headers.get`` reads each (a header sent
     twice joined with ``", "``), in one pass over the headers instead of one per name."""
     found: list[bytes | None] = [None, None, None]
-    for key, value in headers.raw:
-        index = _BODY_HEADERS.get(key.lower())
+    # httpx's own lowercased names when their layout is known (see ``LOWERED_NAMES``), else each
+    # raw name lowercased here: this runs on every streamed response.
+    named = headers._list if LOWERED_NAMES else [(k, k.lower(), v) for k, v in headers.raw]
+    for _, name, value in named:
+        index = _BODY_HEADERS.get(name)
         if index is not None:
             seen = found[index]
             found[index] = value if seen is None else seen + b", " + value
-    encoding = headers.encoding
-    return [None if value is None else value.decode(encoding) for value in found]
+    # An ASCII value reads the same in every encoding httpx may pick for the headers: their encoding
+    # (one decoding attempt of every header) is worked out only for a value that is not ASCII.
+    return [
+        None if value is None else value.decode("ascii" if value.isascii() else headers.encoding)
+        for value in found
+    ]
 
 
 def wants_body(status: int, method: str, content_type: str | None) -> bool:

@@ -121,7 +121,7 @@ _WAIT_HEADERS = (b"retry-after", b"retry-after-ms")
 #: httpx keeps each header as (name as sent, name lowercased, value) in ``Headers._list``: reading the
 #: lowercased names there is a quarter of what ``headers.raw`` (a list built per call, then each
 #: name lowercased) costs, and a fifth of ``headers.keys()``. Off if httpx changes that layout.
-_LOWERED_NAMES = getattr(httpx.Headers({"Retry-After": "1"}), "_list", None) == [
+LOWERED_NAMES = getattr(httpx.Headers({"Retry-After": "1"}), "_list", None) == [
     (b"Retry-After", b"retry-after", b"1")
 ]
 
@@ -135,7 +135,7 @@ def _names_any(headers: httpx.Headers, reset_header: str | None) -> bool:
         reset = reset_header.lower().encode()
     else:
         return True  # a name of no single encoding: the full reading decides
-    if _LOWERED_NAMES:
+    if LOWERED_NAMES:
         # A loop, not any() over a generator: no generator frame per call.
         for _, name, _ in headers._list:  # noqa: SIM110
             if name in _WAIT_HEADERS or name == reset:
