@@ -26,7 +26,6 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import shutil
-import subprocess
 import sys
 import time
 from typing import Any
@@ -115,13 +114,7 @@ def child(url: str, side: str, driver: str, count: int) -> None:
 
 
 def collected(url: str, side: str, driver: str, count: int) -> int:
-    command = [
-        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-        sys.executable, __file__, "--child", url, side, driver, str(count),
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stderr
-    return int(next(line for line in out.splitlines() if "Collected" in line).split()[-1])
+    return overhead.instructions_collected(__file__, "--child", url, side, driver, str(count))
 
 
 def chosen(flag: str, choices: tuple[str, ...]) -> tuple[str, ...]:

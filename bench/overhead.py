@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -159,6 +161,22 @@ async def arun_rounds(
         for name in order:
             times[name].append(await timed(name))
     return times
+
+
+def instructions_collected(script: str, *args: str) -> int:
+    """Machine instructions valgrind's callgrind counts in one run of ``script`` with ``args``
+    (a fixed hash seed, so two runs differ only by what they were asked to do)."""
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        script,
+        *args,
+    ]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stderr
+    return int(next(line for line in out.splitlines() if "Collected" in line).split()[-1])
 
 
 # -- success path -----------------------------------------------------------------------------------

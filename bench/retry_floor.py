@@ -37,7 +37,6 @@ import logging
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -246,14 +245,7 @@ def instructions(side: str, kind: str, driver: str) -> int:
     """Machine instructions per request: two runs of the child, the difference divided."""
 
     def collected(count: int) -> int:
-        command = [
-            "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-            sys.executable, __file__, "--child", side, kind, driver, str(count),
-        ]  # fmt: skip
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
-        out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stderr
-        line = next(line for line in out.splitlines() if "Collected" in line)
-        return int(line.split()[-1])
+        return overhead.instructions_collected(__file__, "--child", side, kind, driver, str(count))
 
     return (collected(2500) - collected(500)) // 2000
 
