@@ -236,7 +236,6 @@ def test_journal_calls_of_one_account_are_never_at_the_server_at_once_across_the
                 redis_url,
                 via_env=True,
                 policy=policy,
-                state_timeout=STRICT_STATE_TIMEOUT,
                 mode=mode,
                 concurrency=threads,
                 calls=calls,
