@@ -209,7 +209,7 @@ def test_connection_options_reach_the_transport_the_client_builds(monkeypatch: p
     monkeypatch.delenv("ALL_PROXY", raising=False)
     limits = httpx.Limits(max_connections=1)
     with rc.HyperClient(base_url="https://hyper.test", token="t", verify=False, limits=limits) as client:
-        inner = client.resilient_transport._sync_inner()
+        inner = client.resilient_transport._inner
         assert isinstance(inner, httpx.HTTPTransport)
         pool = inner._pool
         assert pool._max_connections == 1

@@ -37,7 +37,7 @@ from resilient_client._pipeline import Hook
 from resilient_client._policy import RetryPolicy, resolve_policy
 from resilient_client._redact import Secrets, redact_url
 from resilient_client._scrub import scrub_error, scrubbing_async_stream, scrubbing_stream
-from resilient_client._transport import ATTEMPTS_EXTENSION, OnRetry, ResilientTransport
+from resilient_client._transport import ATTEMPTS_EXTENSION, OnRetry, ResilientTransport, replayable
 from resilient_client.errors import ApiError, AuthenticationError
 from resilient_client.stores import StateStore
 from resilient_client.stores.environment import default_state
@@ -345,7 +345,7 @@ class _BearerMixin(_VendorClient):
             isinstance(error, AuthenticationError)
             and self._bearer.can_refresh
             and self._is_token_rejected(error)
-            and ResilientTransport._replayable(request)
+            and replayable(request)
         )
 
 
