@@ -1,7 +1,9 @@
 """The hand-written exception tree (drawn in ``resilient_client.errors``).
 
-Imports nothing of the package but ``_redact``: the catalog loader, above it, hands this tree what it
-generates through ``register`` (in the package face) and ``set_catalog_loader`` (here).
+The errors sit at the bottom of the package: they import nothing of it but ``_redact`` (which
+imports nothing of it). The catalog loader, above them, hands this tree what it builds through
+``register`` (in the package face) and ``set_catalog_loader`` (here); the type of a catalog entry
+lives beside this tree (``_entry``) for the same reason.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import httpx
 from resilient_client._redact import Secrets, redact_url
 
 if TYPE_CHECKING:
-    from resilient_client._catalog import CatalogEntry
+    from resilient_client.errors._entry import CatalogEntry
 
 __all__ = [
     "ApiError",
