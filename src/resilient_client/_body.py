@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import httpx
 
-from resilient_client._decision import LOWERED_NAMES
+from resilient_client import _httpx_compat
 
 Clock = Callable[[], float]
 Plan = Literal["done", "in_place", "stream"]
@@ -80,11 +80,8 @@ def body_headers(headers: httpx.Headers) -> list[str | None]:
     """[Content-Type, Content-Length, Content-Encoding] as ``headers.get`` reads each (a header sent
     twice joined with ``", "``), in one pass over the headers instead of one per name."""
     found: list[bytes | None] = [None, None, None]
-    # httpx's own lowercased names when their layout is known (see ``LOWERED_NAMES``), else each
-    # raw name lowercased here: this runs on every streamed response.
-    named = headers._list if LOWERED_NAMES else [(k, k.lower(), v) for k, v in headers.raw]
-    for _, name, value in named:
-        index = _BODY_HEADERS.get(name)
+    for name, value in headers.raw:
+        index = _BODY_HEADERS.get(name.lower())
         if index is not None:
             seen = found[index]
             found[index] = value if seen is None else seen + b", " + value
@@ -278,8 +275,7 @@ def classifiable(
     if body is None:
         return replay(response, raw), None
     decoded = replay(response, raw)
-    # What Response.read() stores: the caller's read() returns it instead of decoding again.
-    decoded._content = body
+    _httpx_compat.set_content(decoded, body)  # the caller's read() returns it, not decoding again
     return decoded, body
 
 
