@@ -100,10 +100,14 @@ def set_network_backend(
 
 _HOOKS = ("_init_transport", "_init_proxy_transport")
 
+
+def _probe_client_transport_hooks() -> bool:
+    clients = (httpx.Client, httpx.AsyncClient)
+    return all(callable(getattr(client, hook, None)) for client in clients for hook in _HOOKS)
+
+
 #: Whether httpx's clients build their transports in the two hooks ``TransportHooks`` overrides.
-CLIENT_TRANSPORT_HOOKS = all(
-    callable(getattr(client, hook, None)) for client in (httpx.Client, httpx.AsyncClient) for hook in _HOOKS
-)
+CLIENT_TRANSPORT_HOOKS = _probe_client_transport_hooks()
 
 
 class TransportHooks:
