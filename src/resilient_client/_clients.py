@@ -19,21 +19,12 @@ import json
 import os
 import ssl
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
-from httpx._config import DEFAULT_LIMITS, DEFAULT_MAX_REDIRECTS, DEFAULT_TIMEOUT_CONFIG
-from httpx._types import (
-    AuthTypes,
-    CertTypes,
-    CookieTypes,
-    HeaderTypes,
-    ProxyTypes,
-    QueryParamTypes,
-    TimeoutTypes,
-)
 
 from resilient_client import _httpx_compat
+from resilient_client._httpx_compat import DEFAULT_LIMITS, DEFAULT_MAX_REDIRECTS, DEFAULT_TIMEOUT_CONFIG
 from resilient_client._pipeline import Hook
 from resilient_client._policy import RetryPolicy, resolve_policy
 from resilient_client._redact import Secrets, redact_url
@@ -42,6 +33,17 @@ from resilient_client._transport import ATTEMPTS_EXTENSION, OnRetry, ResilientTr
 from resilient_client.errors import ApiError, AuthenticationError
 from resilient_client.stores import StateStore
 from resilient_client.stores.environment import default_state
+
+if TYPE_CHECKING:
+    from resilient_client._httpx_compat import (
+        AuthTypes,
+        CertTypes,
+        CookieTypes,
+        HeaderTypes,
+        ProxyTypes,
+        QueryParamTypes,
+        TimeoutTypes,
+    )
 
 TokenProvider = Callable[[], str | Awaitable[str]]
 PolicyArg = RetryPolicy | str | os.PathLike[str] | None

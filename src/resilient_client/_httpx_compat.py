@@ -25,20 +25,38 @@ the README promises, at some cost named below. Each reach and its fallback are t
    classification, so the caller's read does not decode it a second time (README: a JSON body that
    fits the cap "reaches you already read and decoded once"). Fallback: ``response.read()``, which
    decodes the body a second time (CPU only; the bytes are the same).
+4. For type checkers only: the argument types of httpx's client (``httpx._types``), which the vendor
+   clients' signatures spell as httpx does. Nothing imports them at run time.
+
+Not a reach: httpx's client defaults (``DEFAULT_LIMITS`` and the others below) are read from
+``httpx.Client``'s public signature, so the vendor clients default to what httpx defaults to.
 """
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.request import getproxies
 
 import httpcore
 import httpx
 
+if TYPE_CHECKING:  # reach 4: re-exported for the vendor clients' signatures
+    from httpx._types import AuthTypes as AuthTypes
+    from httpx._types import CertTypes as CertTypes
+    from httpx._types import CookieTypes as CookieTypes
+    from httpx._types import HeaderTypes as HeaderTypes
+    from httpx._types import ProxyTypes as ProxyTypes
+    from httpx._types import QueryParamTypes as QueryParamTypes
+    from httpx._types import TimeoutTypes as TimeoutTypes
+
 __all__ = [
     "CLIENT_TRANSPORT_HOOKS",
+    "DEFAULT_LIMITS",
+    "DEFAULT_MAX_REDIRECTS",
+    "DEFAULT_TIMEOUT_CONFIG",
     "NETWORK_BACKEND",
     "RESPONSE_CONTENT",
     "TransportHooks",
@@ -50,6 +68,14 @@ __all__ = [
 
 NetworkBackend = httpcore.NetworkBackend | httpcore.AsyncNetworkBackend
 Transport = httpx.BaseTransport | httpx.AsyncBaseTransport
+
+_CLIENT_DEFAULTS = {
+    name: p.default for name, p in inspect.signature(httpx.Client.__init__).parameters.items()
+}
+#: httpx's own defaults for a client's ``limits=``, ``max_redirects=`` and ``timeout=``.
+DEFAULT_LIMITS: httpx.Limits = _CLIENT_DEFAULTS["limits"]
+DEFAULT_MAX_REDIRECTS: int = _CLIENT_DEFAULTS["max_redirects"]
+DEFAULT_TIMEOUT_CONFIG: httpx.Timeout = _CLIENT_DEFAULTS["timeout"]
 
 
 # -- 1. the network backend under httpx's own transports ----------------------------------------

@@ -181,15 +181,18 @@ class _HTTPErrorOfACall(httpx.HTTPError):
     """An ``httpx.HTTPError`` whose ``request`` is None when unknown instead of raising."""
 
     # httpx's getter raises when no request is set; ours answers None (an error built by hand, or
-    # unpickled: pickles never carry the request), as this SDK's errors always did.
+    # unpickled: pickles never carry the request), as this SDK's errors always did. The request is
+    # kept in an attribute of our own, not in the one httpx's getter reads.
+    _request_of_call: httpx.Request | None = None
+
     @property  # type: ignore[override]
     def request(self) -> httpx.Request | None:
         """The request of the failed call; None on an error built by hand or unpickled."""
-        return self._request
+        return self._request_of_call
 
     @request.setter
     def request(self, request: httpx.Request | None) -> None:
-        self._request = request
+        self._request_of_call = request
 
 
 class ApiError(ResilientClientError, _HTTPErrorOfACall):
