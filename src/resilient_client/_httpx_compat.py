@@ -118,7 +118,7 @@ def network_backend(transport: object) -> NetworkBackend | None:
 def set_network_backend(
     transport: httpx.HTTPTransport | httpx.AsyncHTTPTransport, backend: NetworkBackend
 ) -> None:
-    """Put ``backend`` under ``transport`` (one ``network_backend`` found there)."""
+    """Put ``backend`` under ``transport``, in place of the one ``network_backend`` found there."""
     transport._pool._network_backend = backend
 
 
