@@ -367,7 +367,10 @@ def read_plan(
 ) -> tuple[Plan, bytes | None, int | None, bool]:
     """How a body is read, without I/O: ("done", body or None, ...) when nothing is left to read;
     ("in_place", ...) for an identity body known to fit (its stream now cut at the deadline);
-    ("stream", None, declared length, identity?) for the rest, read chunk by chunk up to the cap."""
+    ("stream", None, declared length, identity?) for the rest, read chunk by chunk up to the cap.
+
+    ``network_bounded``: the response came through httpx's own transport, whose network operations
+    the deadline bounds (``_deadline.reaches_network``)."""
     headers = response.headers
     if response.is_stream_consumed:  # read already (MockTransport, respx): only its type matters
         status = response.status_code
@@ -384,9 +387,10 @@ def read_plan(
         return "done", None, length, True
     if length is not None and identity:
         # A body already in memory (MockTransport, respx, a replay) cannot trickle in: only a
-        # stream still arriving is cut at the deadline.
-        # httpx's own transports already bound every read by the deadline (``_deadline``).
-        if not (network_bounded or isinstance(response.stream, httpx.ByteStream)):
+        # stream still arriving is cut at the deadline. httpx's own transports already bound every
+        # read by it (``_deadline``), unless this httpx keeps their network backend out of reach.
+        bounded = network_bounded and _httpx_compat.NETWORK_BACKEND
+        if not (bounded or isinstance(response.stream, httpx.ByteStream)):
             response.stream = DeadlineStream(response.stream, request, clock, deadline, length)
         return "in_place", None, length, True
     return "stream", None, length, identity
