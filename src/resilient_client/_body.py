@@ -387,10 +387,9 @@ def read_plan(
         return "done", None, length, True
     if length is not None and identity:
         # A body already in memory (MockTransport, respx, a replay) cannot trickle in: only a
-        # stream still arriving is cut at the deadline. httpx's own transports already bound every
-        # read by it (``_deadline``), unless this httpx keeps their network backend out of reach.
-        bounded = network_bounded and _httpx_compat.NETWORK_BACKEND
-        if not (bounded or isinstance(response.stream, httpx.ByteStream)):
+        # stream still arriving is cut at the deadline. A transport whose network operations read
+        # the deadline already bounds every read by it (``_deadline.reaches_network``).
+        if not (network_bounded or isinstance(response.stream, httpx.ByteStream)):
             response.stream = DeadlineStream(response.stream, request, clock, deadline, length)
         return "in_place", None, length, True
     return "stream", None, length, identity

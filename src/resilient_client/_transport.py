@@ -149,9 +149,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self.on_retry = on_retry
         self.hooks = Hooks([LoggingHook(), *hooks, *([OnRetryHook(on_retry)] if on_retry else [])])
         # httpx's own transports bound every network operation by the deadline (``_deadline``).
-        network_bound = transport is None or isinstance(
-            transport, httpx.HTTPTransport | httpx.AsyncHTTPTransport
-        )
+        network_bound = _deadline.reaches_network(self._sync_default if inner is None else inner)
         leaf = Leaf(
             self.catalog,
             self.hooks,
