@@ -197,9 +197,9 @@ KNOWN_ON_MAIN: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
 
 
 def mark_known_failure(request: pytest.FixtureRequest, name: str) -> None:
-    test = request.node.originalname  # type: ignore[attr-defined]
+    test = request.node.originalname
     cases, reason = KNOWN_ON_MAIN.get((test, name), ((), ""))
-    if any(case in request.node.callspec.id for case in cases):  # type: ignore[attr-defined]
+    if any(case in request.node.callspec.id for case in cases):
         request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
 
