@@ -18,12 +18,12 @@ $(STAMP): pyproject.toml
 test: redis-server $(STAMP) lint typecheck pytest
 
 # Made anew whenever pyproject.toml changes, so nothing newer than the floor lingers from a past run.
+# The runtime dependencies go in first, alone: the package must import without what '.[dev]' brings.
 $(FLOOR_STAMP): pyproject.toml scripts/floor_requirements.py
 	rm -rf $(FLOOR_VENV)
 	$(PYTHON) -m venv $(FLOOR_VENV)
 	$(FLOOR_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(PYTHON) scripts/floor_requirements.py > $(FLOOR_VENV)/constraints.txt
-	# First the runtime dependencies alone: the package must import without what '.[dev]' brings along.
 	$(FLOOR_VENV)/bin/python -m pip install --quiet -c $(FLOOR_VENV)/constraints.txt -e .
 	$(FLOOR_VENV)/bin/python -c 'import resilient_client'
 	$(FLOOR_VENV)/bin/python -m pip install --quiet -c $(FLOOR_VENV)/constraints.txt -e '.[dev]'
