@@ -5,25 +5,14 @@ supplies its leaf: send the request through the inner transport (every network o
 own transports bounded by the total deadline: see ``_deadline``), read the body only when it can
 carry an envelope and only up to the policy's cap (see ``_body``), classify it and ask the pure retry
 decision what to do. Tenacity is built only once a retry is needed.
-
-The fast lane. Most calls succeed at once, and on them the pipeline's layers cost more than the work
-(SPEC section 7 allows 5 % over bare httpx). So when the pipeline is the retry budget and the breaker
-over the in-process store (the default policy), no hook hears of successes, and the store says no
-circuit is open, ``handle_request`` sends the first attempt itself: it counts the budget's deposit
-and the breaker's success (``Tally``: no lock, no store operation) and scans the body, and that is
-all. Anything else that comes back (a fault, a transport error, a body the scan cannot prove clean)
-is handed to the pipeline as its first attempt, already sent (``_resume``): the breaker weighs it
-and the retry strategy goes on from there, exactly as if the layers had sent it.
 """
 
 from __future__ import annotations
 
-import functools
 import random as _random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -35,7 +24,6 @@ from resilient_client._classify import Outcome, classify
 from resilient_client._clock import Clock
 from resilient_client._decision import RETURN, Decision, decide, is_retryable, parse_retry_after
 from resilient_client._envelopes import (
-    SUCCESS_SHAPES,
     no_fault_scanner,
     read_envelope,
 )
@@ -45,13 +33,11 @@ from resilient_client._pipeline import (
     CALLER_TIMEOUT_EXTENSION,
     OPERATION_EXTENSION,
     POLICY_EXTENSION,
-    AsyncNext,
     Attempt,
     AttemptEvent,
     Call,
     Hook,
     Hooks,
-    Next,
     OnRetry,
     OnRetryHook,
     RetryEvent,
@@ -62,10 +48,10 @@ from resilient_client._policy import RetryPolicy, resolve_policy
 from resilient_client._redact import Secrets
 from resilient_client._scrub import async_body_errors_scrubbed, body_errors_scrubbed, scrub_error
 from resilient_client.instrumentation import LoggingHook
-from resilient_client.stores import MemoryState, StateStore
+from resilient_client.stores import StateStore
 from resilient_client.stores.environment import default_state
 from resilient_client.strategies import Pipeline, build
-from resilient_client.strategies.breaker import Breaker, BreakerStrategy
+from resilient_client.strategies.breaker import BreakerStrategy
 
 __all__ = [
     "ATTEMPTS_EXTENSION",
@@ -89,86 +75,6 @@ def _default_inners() -> tuple[httpx.HTTPTransport, httpx.AsyncHTTPTransport]:
         _deadline.bind(httpx.HTTPTransport(verify=context)),
         _deadline.bind(httpx.AsyncHTTPTransport(verify=context)),
     )
-
-
-class _Lane:
-    """What the fast lane reads on every call, gathered once per transport (see the module docstring)."""
-
-    __slots__ = (
-        "aknown",
-        "async_inner",
-        "bound",
-        "breakers",
-        "cap",
-        "check_timeouts",
-        "earn",
-        "key",
-        "known",
-        "monotonic",
-        "scan",
-        "shape",
-        "store",
-        "sync_inner",
-        "timeouts",
-        "total",
-    )
-
-    def __init__(
-        self, transport: ResilientTransport, store: MemoryState, scan: Callable[[bytes], bool]
-    ) -> None:
-        pipeline = transport._pipeline
-        policy = transport.policy
-        self.store = store
-        self.scan = scan
-        #: The vendor's usual success shape (see ``SUCCESS_SHAPES``): its key and openings.
-        self.key, self.shape = SUCCESS_SHAPES.get(transport.catalog.envelope.reader, (b"\0", ()))
-        #: The breaker strategy (its hosts are read per call: a vendor client shares them later).
-        self.breakers: BreakerStrategy | None = pipeline.breaker if pipeline.strategies else None
-        #: The attempt functions of the calls it began, per host breaker (see ``_known_breaker``):
-        #: made once per host, not once per retried call.
-        self.known: dict[Breaker, Next] = {}
-        self.aknown: dict[Breaker, AsyncNext] = {}
-        budget = pipeline.retry.budget(policy)
-        self.earn: Callable[[], object] | None = budget.earned.add if budget.enabled else None
-        self.monotonic = transport.clock.monotonic
-        self.total = policy.retry.total_timeout
-        self.cap = policy.body.max_read_bytes
-        #: httpx's own transports read the deadline of every network operation from ``_deadline``.
-        inner = transport._inner
-        self.bound = transport._network_bound
-        #: The inner transport of each kind (None: the pipeline's way says why it cannot serve).
-        self.sync_inner = transport._sync_sender
-        self.async_inner = transport._async_sender
-        #: The caller's timeouts last seen to need no shrinking (see ``Call.shrink``): a request
-        #: with others goes the pipeline's way. An inner transport that never waits on a network
-        #: (httpx's mock, ASGI and WSGI transports) has no use for them, and skips the check.
-        self.timeouts: object = _UNSEEN
-        self.check_timeouts = not isinstance(inner, _IN_MEMORY)
-
-    @classmethod
-    def of(cls, transport: ResilientTransport) -> _Lane | None:
-        """The lane of ``transport``, or None when its calls cannot take one."""
-        store = transport.state
-        pipeline = transport._pipeline
-        if (
-            not _URI_HOST
-            or type(store) is not MemoryState
-            or any(s is not pipeline.breaker for s in pipeline.strategies)
-        ):
-            return None
-        scan = transport._scan
-        return None if scan is None else cls(transport, store, scan)
-
-
-_UNSEEN = object()
-#: Inner transports that answer from memory: no timeout of a request's means anything to them.
-_IN_MEMORY = (httpx.MockTransport, httpx.ASGITransport, httpx.WSGITransport)
-
-
-#: httpx keeps a request's parsed URL as ``URL._uri_reference``, whose ``host`` is ``URL.host`` without
-#: the IDNA decoding (an ``xn--`` host then misses its breaker in the fast lane and takes the
-#: pipeline's way): a tenth of what the public property costs. The lane is off if httpx changes it.
-_URI_HOST = isinstance(getattr(httpx.URL("http://h/"), "_uri_reference", None), tuple)
 
 
 class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
@@ -247,7 +153,6 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             self._attempt_sync,
             self._attempt_async,
         )
-        self._lane = _Lane.of(self)
 
     def __repr__(self) -> str:
         return f"ResilientTransport(vendor={self.vendor!r}, policy={self.policy.source!r})"
@@ -272,9 +177,6 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         call = Call(
             request, policy, self.clock, self.vendor, self._replayable(request), self.secrets, started, host
         )
-        lane = self._lane
-        if lane is not None and override is None and not call.shrink:
-            lane.timeouts = call.timeouts
         for hook in self.hooks.call_start:
             hook(call)
         return call
@@ -470,161 +372,6 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return self._ended(call, result, started)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        lane = self._lane
-        extensions = request.extensions
-        if (
-            lane is None
-            or not lane.store.circuits_closed
-            or not self.hooks.quiet
-            or POLICY_EXTENSION in extensions
-            or (lane.check_timeouts and extensions.get("timeout") != lane.timeouts)
-        ):
-            return self._handle(request)
-        breaker = None
-        strategy = lane.breakers
-        if strategy is not None:
-            hosts = strategy._hosts
-            host = request.url._uri_reference.host
-            breaker = hosts.breakers.get(host)
-            if breaker is None:
-                return self._handle(request)  # the host's first call makes its breaker
-            hosts.last = host
-        inner = lane.sync_inner
-        if inner is None:
-            return self._handle(request)
-        now = lane.monotonic()
-        bound = (
-            _deadline.current.set(_deadline.Deadline(now + lane.total, lane.monotonic))
-            if lane.bound
-            else None
-        )
-        try:
-            response = inner.handle_request(request)
-        except httpx.TransportError as exc:
-            if bound is not None:
-                _deadline.current.reset(bound)
-            return self._resume(request, now, breaker, None, None, exc)
-        content = getattr(response, "_content", None)  # a body already in memory (MockTransport, respx)
-        if (
-            bound is None
-            and content is not None
-            and response.status_code < 300
-            and len(content) <= lane.cap  # a body past the cap is not classified (``_lane_read``)
-            and (
-                # The scanner's first test, written out: a call saved on every success.
-                (content.startswith(lane.shape) and content.count(lane.key) == 1 and content.find(b"\\") < 0)
-                or lane.scan(content)
-            )
-        ):
-            # The success, counted (written to the store when next read) and handed back. Written out
-            # here, not as calls to Breaker.succeeded and Budget.deposit: this is the whole success path.
-            if breaker is not None:
-                breaker.wins.add()
-                breaker.won_at = now
-                if now >= breaker.flush_at:
-                    breaker.flush(now)
-            if lane.earn is not None:
-                lane.earn()
-            extensions = response.extensions
-            extensions[ATTEMPTS_EXTENSION] = 1
-            return response
-        return self._lane_read(lane, request, now, breaker, response, bound, content)
-
-    def _lane_read(
-        self,
-        lane: _Lane,
-        request: httpx.Request,
-        now: float,
-        breaker: Breaker | None,
-        response: httpx.Response,
-        bound: Any,
-        scanned: bytes | None,
-    ) -> httpx.Response:
-        """The fast lane for a body still to read (or to prove clean the slower way)."""
-        try:
-            try:
-                response, body = read_sync(
-                    response,
-                    request,
-                    lane.cap,
-                    lane.monotonic,
-                    now + lane.total,
-                    network_bounded=bound is not None,
-                )
-            except httpx.TransportError as exc:
-                response.close()
-                return self._resume(request, now, breaker, None, None, exc)
-        finally:
-            if bound is not None:
-                _deadline.current.reset(bound)
-        # ``scanned``: the body the lane already failed to prove clean (not scanned again).
-        if response.status_code < 300 and (body is None or (body is not scanned and lane.scan(body))):
-            self._lane_won(lane, breaker, now)
-            response.extensions[ATTEMPTS_EXTENSION] = 1
-            return body_errors_scrubbed(response, request, self.secrets) if body is None else response
-        return self._resume(request, now, breaker, response, body, None, scanned=body is not None)
-
-    @staticmethod
-    def _lane_won(lane: _Lane, breaker: Breaker | None, now: float) -> None:
-        if breaker is not None:
-            breaker.succeeded(now)
-        if lane.earn is not None:
-            lane.earn()
-
-    def _known_breaker(self, breaker: Breaker) -> Next:
-        """The attempt function of a call the fast lane began: the pipeline (only the breaker, over
-        the in-process store: see ``_Lane.of``) with the host's breaker already found."""
-        lane = self._lane
-        assert lane is not None
-        known = lane.known.get(breaker)
-        if known is None:
-            known = lane.known[breaker] = functools.partial(
-                self._pipeline.breaker.handle_known, breaker, lane.store, next=self._attempt_sync
-            )
-        return known
-
-    def _aknown_breaker(self, breaker: Breaker) -> AsyncNext:
-        lane = self._lane
-        assert lane is not None
-        known = lane.aknown.get(breaker)
-        if known is None:
-            known = lane.aknown[breaker] = functools.partial(
-                self._pipeline.breaker.ahandle_known, breaker, lane.store, next=self._attempt_async
-            )
-        return known
-
-    def _resume(
-        self,
-        request: httpx.Request,
-        started: float,
-        breaker: Breaker | None,
-        response: httpx.Response | None,
-        body: bytes | None,
-        error: Exception | None,
-        scanned: bool = False,
-    ) -> httpx.Response:
-        """The pipeline, from a first attempt the fast lane sent (its answer, or its error)."""
-        # The breaker the lane found is its host's: the host is not read from the URL again.
-        call = self._start(request, started, None if breaker is None else breaker.host)
-        if error is not None:
-            first = self._ended(call, self._judge_error(call, 1, error), started)
-        else:
-            assert response is not None
-            first = self._concluded(call, 1, response, body, started, scanned)
-        pipeline = self._pipeline
-        attempt = pipeline.attempt
-        try:
-            if breaker is not None:
-                pipeline.breaker.settle_sent(call, breaker, first)
-                attempt = self._known_breaker(breaker)
-            result = pipeline.retry.run(call, attempt, first)
-        except BaseException as exc:
-            self._aborted(call, exc)
-            raise
-        response = self._finish(call, result)
-        return body_errors_scrubbed(response, call.request, self.secrets)
-
-    def _handle(self, request: httpx.Request) -> httpx.Response:
         call = self._start(request)
         pipeline = self._pipeline
         try:
@@ -702,133 +449,6 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return self._ended(call, result, started)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        # The fast lane of handle_request, awaiting.
-        lane = self._lane
-        extensions = request.extensions
-        if (
-            lane is None
-            or not lane.store.circuits_closed
-            or not self.hooks.quiet
-            or POLICY_EXTENSION in extensions
-            or (lane.check_timeouts and extensions.get("timeout") != lane.timeouts)
-        ):
-            return await self._ahandle(request)
-        breaker = None
-        strategy = lane.breakers
-        if strategy is not None:
-            hosts = strategy._hosts
-            host = request.url._uri_reference.host
-            breaker = hosts.breakers.get(host)
-            if breaker is None:
-                return await self._ahandle(request)
-            hosts.last = host
-        inner = lane.async_inner
-        if inner is None:
-            return await self._ahandle(request)
-        now = lane.monotonic()
-        bound = (
-            _deadline.current.set(_deadline.Deadline(now + lane.total, lane.monotonic))
-            if lane.bound
-            else None
-        )
-        try:
-            response = await inner.handle_async_request(request)
-        except httpx.TransportError as exc:
-            if bound is not None:
-                _deadline.current.reset(bound)
-            return await self._aresume(request, now, breaker, None, None, exc)
-        content = getattr(response, "_content", None)
-        if (
-            bound is None
-            and content is not None
-            and response.status_code < 300
-            and len(content) <= lane.cap  # a body past the cap is not classified (``_lane_read``)
-            and (
-                # The scanner's first test, written out: a call saved on every success.
-                (content.startswith(lane.shape) and content.count(lane.key) == 1 and content.find(b"\\") < 0)
-                or lane.scan(content)
-            )
-        ):
-            if breaker is not None:
-                breaker.wins.add()
-                breaker.won_at = now
-                if now >= breaker.flush_at:
-                    await breaker.aflush(now)
-            if lane.earn is not None:
-                lane.earn()
-            extensions = response.extensions
-            extensions[ATTEMPTS_EXTENSION] = 1
-            return response
-        return await self._alane_read(lane, request, now, breaker, response, bound, content)
-
-    async def _alane_read(
-        self,
-        lane: _Lane,
-        request: httpx.Request,
-        now: float,
-        breaker: Breaker | None,
-        response: httpx.Response,
-        bound: Any,
-        scanned: bytes | None,
-    ) -> httpx.Response:
-        try:
-            try:
-                response, body = await read_async(
-                    response,
-                    request,
-                    lane.cap,
-                    lane.monotonic,
-                    now + lane.total,
-                    network_bounded=bound is not None,
-                )
-            except httpx.TransportError as exc:
-                await response.aclose()
-                return await self._aresume(request, now, breaker, None, None, exc)
-        finally:
-            if bound is not None:
-                _deadline.current.reset(bound)
-        # ``scanned``: the body the lane already failed to prove clean (not scanned again).
-        if response.status_code < 300 and (body is None or (body is not scanned and lane.scan(body))):
-            if breaker is not None:
-                await breaker.asucceeded(now)
-            if lane.earn is not None:
-                lane.earn()
-            response.extensions[ATTEMPTS_EXTENSION] = 1
-            return async_body_errors_scrubbed(response, request, self.secrets) if body is None else response
-        return await self._aresume(request, now, breaker, response, body, None, scanned=body is not None)
-
-    async def _aresume(
-        self,
-        request: httpx.Request,
-        started: float,
-        breaker: Breaker | None,
-        response: httpx.Response | None,
-        body: bytes | None,
-        error: Exception | None,
-        scanned: bool = False,
-    ) -> httpx.Response:
-        # The breaker the lane found is its host's: the host is not read from the URL again.
-        call = self._start(request, started, None if breaker is None else breaker.host)
-        if error is not None:
-            first = self._ended(call, self._judge_error(call, 1, error), started)
-        else:
-            assert response is not None
-            first = await self._aconcluded(call, 1, response, body, started, scanned)
-        pipeline = self._pipeline
-        attempt = pipeline.aattempt
-        try:
-            if breaker is not None:
-                # The lane's store is the in-process one: its operations are the sync ones.
-                pipeline.breaker.settle_sent(call, breaker, first)
-                attempt = self._aknown_breaker(breaker)
-            result = await pipeline.retry.arun(call, attempt, first)
-        except BaseException as exc:
-            self._aborted(call, exc)
-            raise
-        response = self._finish(call, result)
-        return async_body_errors_scrubbed(response, call.request, self.secrets)
-
-    async def _ahandle(self, request: httpx.Request) -> httpx.Response:
         call = self._start(request)
         pipeline = self._pipeline
         try:
