@@ -4,7 +4,8 @@
     ``state=RedisState`` and with ``MemoryState``, against an in-process ``httpx.MockTransport``
     (no I/O but Redis's), runs interleaved in blocks so load on the machine hits both alike. The
     added cost per call, median and p99 (bars <= 1 ms, <= 3 ms), and per call the store round trips
-    (each operation is one script), counted by the server. ``--overhead-only`` (or ``--only a``) runs this part alone.
+    (each operation is one script), counted by the server. ``--overhead-only`` (or ``--only a``)
+    runs this part alone.
 (b) 4 processes x 4 threads sharing Redis against the simulator with Hyper's habits (a rate limit
     that answers 429 + Retry-After, journal calls that answer code 50 to an overlapping call of
     the same account): journal overlaps per account (bar 0), and requests sent before a shared

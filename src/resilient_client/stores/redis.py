@@ -136,6 +136,8 @@ class _LoopClient:
     scripts: dict[str, Any]
     #: Keeps the generator that closes ``client`` when its event loop shuts down (see _close_with_loop).
     closer: AsyncGenerator[None, None] | None
+    #: Each operation's time limit, as a whole (a client this store made: see ``_loop_client``).
+    timeout: float | None = None
 
 
 def _import_redis() -> Any:
@@ -459,12 +461,16 @@ class RedisState:
                 return found
             redis_module = self._redis
             retry = redis_module.asyncio.retry.Retry(redis_module.backoff.NoBackoff(), 0)
-            pool = redis_module.asyncio.BlockingConnectionPool.from_url(
-                self._url, **self._pool_options(retry)
-            )
+            # Each operation is timed as a whole (``arun``), not each send and read: redis.asyncio
+            # bounds a send by its socket timeout with ``asyncio.wait_for``, which cost ~20 us of
+            # a ~80 us operation on loopback (bench/redis_store.py); connecting keeps its timeout.
+            options = {**self._pool_options(retry), "socket_timeout": None}
+            pool = redis_module.asyncio.BlockingConnectionPool.from_url(self._url, **options)
             client = redis_module.asyncio.Redis.from_pool(pool)
             closer = _close_with_loop(client)
-            found = self._loop_clients[loop] = _LoopClient(client, self._register(client), closer)
+            found = self._loop_clients[loop] = _LoopClient(
+                client, self._register(client), closer, self._timeout
+            )
         await closer.asend(None)  # started in this loop, so this loop's shutdown closes it
         return found
 
@@ -522,10 +528,11 @@ class RedisState:
 
         async def shared() -> _T:
             client = loop_client.client
+            run = loop_client.scripts[script.name]
             try:
-                reply = await loop_client.scripts[script.name](
-                    keys=script.keys, args=self._args(script, now), client=client
-                )
+                # TimeoutError past the limit: an OSError, so Redis did not answer (the fallback's).
+                async with asyncio.timeout(loop_client.timeout):
+                    reply = await run(keys=script.keys, args=self._args(script, now), client=client)
             except self._fallback.unavailable:
                 with anyio.CancelScope(shield=True):
                     await client.connection_pool.disconnect(inuse_connections=False)

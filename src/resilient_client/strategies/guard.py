@@ -11,9 +11,9 @@ released once the attempt is classified, never across a backoff wait. While the 
 shell asks again after ``next_try``; past ``max_wait`` or the call's deadline it raises
 GuardTimeoutError, sending nothing.
 
-What a hold costs with a shared store: taking the keys is one operation (one round trip, all keys in
-one script); releasing them cannot be dropped or deferred (other processes wait for the account), so
-RedisState writes the release at once without waiting for its answer (see ``stores/redis.py``).
+What a hold costs with a shared store: taking the keys is one operation (``Acquire``: one round trip,
+all keys in one script), and releasing them another (``Release``), which cannot be dropped or
+deferred: other processes wait for the account.
 
 The guard sits inside the rate limiter, so an attempt that waited here for its keys passed the
 limiter's pause check before that wait. A server's Retry-After pause that began meanwhile (another
