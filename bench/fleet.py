@@ -34,7 +34,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import anyio
 import attrs
@@ -43,12 +43,21 @@ import httpx
 import resilient_client as rc
 from resilient_client._redis_server import RedisServer
 from resilient_client.simulator import Simulator, serve
-from resilient_client.stores import PausedFor
+from resilient_client.stores import (
+    Acquire,
+    LimiterAcquire,
+    LimiterAdmit,
+    Operation,
+    Pause,
+    PausedFor,
+    RateTicket,
+)
 
 BLOCK = 250
 BLOCKS = 12
 WARM_UP = 200
 PROCESSES = 4
+_T = TypeVar("_T")
 
 
 def percentile(samples: Sequence[float], fraction: float) -> float:
@@ -301,33 +310,18 @@ class PauseWatch(rc.RedisState):
         self.record = record
         self.pauses: list[tuple[float, float, float]] = []
 
-    def pause(self, key: str, seconds: float, now: float) -> None:
-        super().pause(key, seconds, now)
-        received = getattr(self.record.local, "received", time.monotonic())
-        self.pauses.append((received, time.monotonic(), seconds))
-
-    def paused_for(self, key: str, now: float) -> float:
-        self.record.local.checked = time.monotonic()
-        return super().paused_for(key, now)
-
-    def limiter_acquire(self, key: str, ceiling: float, burst: float, max_wait: float, now: float) -> Any:
-        ticket = super().limiter_acquire(key, ceiling, burst, max_wait, now)
-        if ticket.wait > 0:
+    def run(self, op: Operation[_T], now: float) -> _T:
+        if isinstance(op, PausedFor | LimiterAdmit):
+            self.record.local.checked = time.monotonic()  # LimiterAdmit: the pause check and the reservation
+        result = super().run(op, now)
+        if isinstance(op, Pause):
+            received = getattr(self.record.local, "received", time.monotonic())
+            self.pauses.append((received, time.monotonic(), op.seconds))
+        elif isinstance(op, LimiterAcquire | LimiterAdmit) and cast(RateTicket, result).wait > 0:
             self.record.held("paced")
-        return ticket
-
-    def limiter_admit(self, key: str, ceiling: float, burst: float, max_wait: float, now: float) -> Any:
-        self.record.local.checked = time.monotonic()  # the pause check and the reservation, in one
-        ticket = super().limiter_admit(key, ceiling, burst, max_wait, now)
-        if ticket.wait > 0:
-            self.record.held("paced")
-        return ticket
-
-    def try_acquire(self, keys: Sequence[str], limit: int, lease: float, token: str, now: float) -> bool:
-        taken = super().try_acquire(keys, limit, lease, token, now)
-        if not taken:
+        elif isinstance(op, Acquire) and not result:
             self.record.held("guard")
-        return taken
+        return result
 
 
 class Outages(logging.Handler):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import os
 import re
@@ -385,21 +384,3 @@ def test_a_per_code_class_finds_its_entry_before_anyone_loaded_its_catalog() -> 
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env)
     assert done.stdout == "ok\n", done.stderr
-
-
-def test_the_errors_package_imports_nothing_above_redact() -> None:
-    package = ROOT / "src" / "resilient_client" / "errors"
-    for file in package.glob("*.py"):
-        tree = ast.parse(file.read_text())
-        imported = {
-            node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
-        }
-        imported |= {
-            alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
-        }
-        ours = {name for name in imported if name.startswith("resilient_client")}
-        if_typing = {"resilient_client._catalog"}  # under TYPE_CHECKING only, for annotations
-        allowed = {"resilient_client._redact", "resilient_client.errors"} | if_typing
-        assert {n for n in ours if not n.startswith("resilient_client.errors.")} <= allowed, file.name
-    source = (package / "_tree.py").read_text()
-    assert "if TYPE_CHECKING:\n    from resilient_client._catalog import CatalogEntry\n" in source

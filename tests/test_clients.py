@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 import resilient_client as rc
+from resilient_client import _httpx_compat
 from resilient_client.testing import FakeClock, fault_response
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -191,7 +192,17 @@ def test_attempts_count_a_refresh_that_ends_in_a_transport_error() -> None:
     assert getattr(caught.value, "attempts", None) == 2
 
 
-def test_every_transport_of_a_client_shares_one_state_store(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(params=[True, False], ids=["httpx-builds-them", "the-client-builds-them"])
+def transport_hooks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Whether httpx builds a client's transports in the hooks the client overrides, or (an httpx
+    without them: ``_httpx_compat``'s fallback) the client builds them through httpx's public API."""
+    monkeypatch.setattr(_httpx_compat, "CLIENT_TRANSPORT_HOOKS", request.param)
+    return bool(request.param)
+
+
+def test_every_transport_of_a_client_shares_one_state_store(
+    monkeypatch: pytest.MonkeyPatch, transport_hooks: bool
+) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     mounted = httpx.MockTransport(lambda r: HYPER_OK)
     with rc.HyperClient(
@@ -204,19 +215,21 @@ def test_every_transport_of_a_client_shares_one_state_store(monkeypatch: pytest.
         assert proxied.state is other.state is client.resilient_transport.state
 
 
-def test_connection_options_reach_the_transport_the_client_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connection_options_reach_the_transport_the_client_builds(
+    monkeypatch: pytest.MonkeyPatch, transport_hooks: bool
+) -> None:
     monkeypatch.delenv("HTTPS_PROXY", raising=False)
     monkeypatch.delenv("ALL_PROXY", raising=False)
     limits = httpx.Limits(max_connections=1)
     with rc.HyperClient(base_url="https://hyper.test", token="t", verify=False, limits=limits) as client:
-        inner = client.resilient_transport._sync_inner()
+        inner = client.resilient_transport._inner
         assert isinstance(inner, httpx.HTTPTransport)
         pool = inner._pool
         assert pool._max_connections == 1
         assert pool._ssl_context.verify_mode.name == "CERT_NONE"
 
 
-def test_proxies_and_mounts_are_wrapped_too(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_proxies_and_mounts_are_wrapped_too(monkeypatch: pytest.MonkeyPatch, transport_hooks: bool) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     served: list[str] = []
 

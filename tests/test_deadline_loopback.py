@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 import resilient_client as rc
-from resilient_client import _deadline
+from resilient_client import _deadline, _httpx_compat
 
 DEADLINE = 0.3
 BODY = b'{"ResponseCode": 0, "Data": "trickled"}'
@@ -162,8 +162,8 @@ def test_every_network_operation_waits_at_most_the_time_left() -> None:
             return Stream()
 
     transport = httpx.HTTPTransport()
-    transport._pool._network_backend = Backend()
-    backend = _deadline.bind(transport)._pool._network_backend
+    _httpx_compat.set_network_backend(transport, Backend())
+    backend: Any = _httpx_compat.network_backend(_deadline.bind(transport))
     now = [100.0]
     token = _deadline.current.set(_deadline.Deadline(101.0, lambda: now[0]))
     try:
@@ -187,9 +187,38 @@ def test_every_network_operation_waits_at_most_the_time_left() -> None:
 @pytest.mark.parametrize("transport_class", [httpx.HTTPTransport, httpx.AsyncHTTPTransport])
 def test_httpx_transports_are_wrapped_once_and_others_left_alone(transport_class: Any) -> None:
     transport = transport_class(proxy="http://127.0.0.1:9")
-    backend = _deadline.bind(_deadline.bind(transport))._pool._network_backend
+    backend: Any = _httpx_compat.network_backend(_deadline.bind(_deadline.bind(transport)))
     assert type(backend).__module__ == "resilient_client._deadline"
     assert type(backend._backend).__module__.startswith("httpcore")
     mock = httpx.MockTransport(lambda r: httpx.Response(200))
     assert _deadline.bind(mock) is mock
     assert _deadline.bind(None) is None
+
+
+# -- without the reach into httpcore's network backend (``_httpx_compat.NETWORK_BACKEND`` off) --------
+
+FALLBACK_PHASES = [
+    # The status line stalls after its first byte: the attempt's read timeout, shrunk to the time
+    # left, ends it (a byte every 10 s restarts httpx's timeout, not the deadline's).
+    pytest.param(0, 10.0, id="stalled-head"),
+    # The head arrives whole, the body trickles: the transport's read of the body is cut at the deadline.
+    pytest.param(len(HEAD) + 3, 0.05, id="trickled-body"),
+]
+
+
+@pytest.mark.parametrize(("trickle_from", "every"), FALLBACK_PHASES)
+def test_without_the_network_backend_the_deadline_still_bounds_a_call(
+    trickle_from: int, every: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_httpx_compat, "NETWORK_BACKEND", False)
+    transport = rc.ResilientTransport("hyper", policy=policy())
+    with (
+        TricklingServer(trickle_from=trickle_from, every=every) as running,
+        httpx.Client(transport=transport) as client,
+    ):
+        start = time.monotonic()
+        try:
+            outcome: object = client.get(running.url)
+        except httpx.HTTPError as error:
+            outcome = error
+        check(outcome, time.monotonic() - start)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import logging
 import pickle
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -537,3 +540,48 @@ def test_a_secret_echoed_into_any_field_is_masked(
         ]
     )
     assert ECHO not in shown
+
+
+# -- the errors sit at the bottom of the package -------------------------------------------------
+
+PACKAGE = Path(rc.__file__).parent
+#: What the errors may import of the SDK: their own modules, and ``_redact``, a leaf.
+ERRORS_MAY_IMPORT = {"resilient_client._redact"}
+
+
+def sdk_imports(path: Path) -> set[str]:
+    """Every module of the SDK that ``path`` imports: at the top, in a function, or for type checkers."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module is not None and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            raise AssertionError(f"{path.name}: a relative import; this package spells imports in full")
+    return {name for name in found if name == "resilient_client" or name.startswith("resilient_client.")}
+
+
+def test_the_errors_import_nothing_of_the_sdk_but_redact_which_imports_nothing_of_it() -> None:
+    for path in sorted((PACKAGE / "errors").glob("*.py")):
+        outside = {name for name in sdk_imports(path) if not name.startswith("resilient_client.errors")}
+        assert outside <= ERRORS_MAY_IMPORT, f"errors/{path.name} imports {sorted(outside)}"
+    assert sdk_imports(PACKAGE / "_redact.py") == set()
+
+
+def test_importing_the_errors_alone_loads_no_other_module_of_the_sdk() -> None:
+    # The package's face imports everything: it is stood in for by an empty package, so only what
+    # the errors themselves import is loaded.
+    code = f"""
+import sys, types
+package = types.ModuleType("resilient_client")
+package.__path__ = [{str(PACKAGE)!r}]
+sys.modules["resilient_client"] = package
+import resilient_client.errors
+print(sorted(name for name in sys.modules if name.startswith("resilient_client.")))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(ast.literal_eval(done.stdout))
+    assert "resilient_client.errors._tree" in loaded  # the stand-in did load the errors
+    outside = {name for name in loaded if not name.startswith("resilient_client.errors")}
+    assert outside <= ERRORS_MAY_IMPORT

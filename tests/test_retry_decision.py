@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import resilient_client as rc
-from resilient_client import _decision
 from resilient_client._decision import backoff
 
 POLICY = rc.RetryPolicy()
@@ -460,7 +459,6 @@ def test_the_wait_headers_are_found_whatever_their_case(
     assert rc.parse_retry_after(httpx.Headers(headers), NOW, reset_header) == expected
 
 
-@pytest.mark.parametrize("lowered_names", [True, False], ids=["httpx-lowered-names", "raw-names"])
 @pytest.mark.parametrize(
     ("headers", "reset_header", "expected"),
     [
@@ -473,21 +471,8 @@ def test_the_wait_headers_are_found_whatever_their_case(
         pytest.param([("X-Résumé".encode(), b"9")], "X-Résumé", 9.0, id="non-ascii-reset-name"),
     ],
 )
-def test_the_wait_headers_are_found_by_either_reading_of_the_names(
-    monkeypatch: pytest.MonkeyPatch,
-    lowered_names: bool,
-    headers: list[tuple[Any, Any]],
-    reset_header: str | None,
-    expected: float | None,
+def test_the_wait_headers_are_found_whatever_their_case_order_or_type(
+    headers: list[tuple[Any, Any]], reset_header: str | None, expected: float | None
 ) -> None:
-    # The presence check reads httpx's own lowercased names when their layout is known, else the
-    # raw names: both find what the full reading finds, whatever the case or order.
-    monkeypatch.setattr(_decision, "LOWERED_NAMES", lowered_names)
     found = rc.parse_retry_after(httpx.Headers(headers), NOW, reset_header)
     assert found == (None if expected is None else pytest.approx(expected))
-
-
-def test_httpx_keeps_the_lowercased_names_the_presence_check_reads() -> None:
-    # Should httpx change its layout, the check falls back to the raw names (slower, same answers):
-    # this says so, so that the fallback is not the one in use unnoticed.
-    assert _decision.LOWERED_NAMES

@@ -680,33 +680,3 @@ def test_a_retry_cuts_the_callers_timeouts_only_when_less_time_is_left(
             ("connect", "read", "write", "pool"), pytest.approx(cut_to)
         )
         assert request.extensions[rc.CALLER_TIMEOUT_EXTENSION]["read"] == 10.0
-
-
-@pytest.mark.parametrize("driver", ["sync", "async"])
-def test_an_inner_transport_not_httpxs_sees_no_network_deadline(driver: str) -> None:
-    # Only httpx's own transports read the deadline (see _deadline); another inner transport's
-    # attempts leave it unset, on the fast lane's first attempt and the pipeline's retry alike.
-    from resilient_client import _deadline
-
-    seen: list[object] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(_deadline.current.get())
-        return httpx.Response(503) if len(seen) == 1 else httpx.Response(200, json={"ResponseCode": 0})
-
-    resilient = rc.ResilientTransport("hyper", transport=httpx.MockTransport(handler))
-    with no_waits():
-        if driver == "sync":
-            with httpx.Client(transport=resilient) as client:
-                response = client.get("https://hyper.test/x")
-        else:
-
-            async def get() -> httpx.Response:
-                async with httpx.AsyncClient(transport=resilient) as client:
-                    return await client.get("https://hyper.test/x")
-
-            import anyio
-
-            response = anyio.run(get)
-    assert response.extensions[rc.ATTEMPTS_EXTENSION] == 2
-    assert seen == [None, None]

@@ -220,7 +220,7 @@ def test_requests_alternating_policies_spend_from_their_own_budgets() -> None:
 )
 def test_the_operation_is_read_once_per_call(url: str, extensions: dict[str, Any], operation: str) -> None:
     request = httpx.Request("POST", url, extensions=extensions)
-    call = rc.ResilientTransport("hyper", policy="default")._start(request)
+    call = rc.ResilientTransport("hyper", policy="default")._call(request)
     assert call.operation == operation
     request.extensions["resilient_client.operation"] = "Changed"
     assert call.operation == operation  # one call, one name: every attempt and guard agree

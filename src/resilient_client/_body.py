@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import httpx
 
-from resilient_client._decision import LOWERED_NAMES
+from resilient_client import _httpx_compat
 
 Clock = Callable[[], float]
 Plan = Literal["done", "in_place", "stream"]
@@ -80,11 +80,8 @@ def body_headers(headers: httpx.Headers) -> list[str | None]:
     """[Content-Type, Content-Length, Content-Encoding] as ``headers.get`` reads each (a header sent
     twice joined with ``", "``), in one pass over the headers instead of one per name."""
     found: list[bytes | None] = [None, None, None]
-    # httpx's own lowercased names when their layout is known (see ``LOWERED_NAMES``), else each
-    # raw name lowercased here: this runs on every streamed response.
-    named = headers._list if LOWERED_NAMES else [(k, k.lower(), v) for k, v in headers.raw]
-    for _, name, value in named:
-        index = _BODY_HEADERS.get(name)
+    for name, value in headers.raw:
+        index = _BODY_HEADERS.get(name.lower())
         if index is not None:
             seen = found[index]
             found[index] = value if seen is None else seen + b", " + value
@@ -278,8 +275,7 @@ def classifiable(
     if body is None:
         return replay(response, raw), None
     decoded = replay(response, raw)
-    # What Response.read() stores: the caller's read() returns it instead of decoding again.
-    decoded._content = body
+    _httpx_compat.set_content(decoded, body)  # the caller's read() returns it, not decoding again
     return decoded, body
 
 
@@ -371,7 +367,10 @@ def read_plan(
 ) -> tuple[Plan, bytes | None, int | None, bool]:
     """How a body is read, without I/O: ("done", body or None, ...) when nothing is left to read;
     ("in_place", ...) for an identity body known to fit (its stream now cut at the deadline);
-    ("stream", None, declared length, identity?) for the rest, read chunk by chunk up to the cap."""
+    ("stream", None, declared length, identity?) for the rest, read chunk by chunk up to the cap.
+
+    ``network_bounded``: the response came through httpx's own transport, whose network operations
+    the deadline bounds (``_deadline.reaches_network``)."""
     headers = response.headers
     if response.is_stream_consumed:  # read already (MockTransport, respx): only its type matters
         status = response.status_code
@@ -388,8 +387,8 @@ def read_plan(
         return "done", None, length, True
     if length is not None and identity:
         # A body already in memory (MockTransport, respx, a replay) cannot trickle in: only a
-        # stream still arriving is cut at the deadline.
-        # httpx's own transports already bound every read by the deadline (``_deadline``).
+        # stream still arriving is cut at the deadline. A transport whose network operations read
+        # the deadline already bounds every read by it (``_deadline.reaches_network``).
         if not (network_bounded or isinstance(response.stream, httpx.ByteStream)):
             response.stream = DeadlineStream(response.stream, request, clock, deadline, length)
         return "in_place", None, length, True

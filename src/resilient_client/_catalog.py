@@ -22,30 +22,21 @@ from resilient_client import errors
 from resilient_client._structure import check, join_path, read_toml, structure
 from resilient_client.errors import ApiError, PolicyError, PolicyProblem
 
+# Re-exported: the package's face and the classifier know the entry as the catalog's.
+from resilient_client.errors._entry import CatalogEntry as CatalogEntry
+from resilient_client.errors._entry import Code as Code
+
 #: The four vendors shipped with the package, in the order of SPEC section 1.
 VENDORS: tuple[str, ...] = ("updox", "usta", "medable", "hyper")
 
 #: Every category a catalog entry may have (``ok`` marks success codes).
 CATEGORIES: tuple[str, ...] = ("ok", *errors.CATEGORY_CLASSES)
 
-#: Categories retried (for some method) under the shipped policies.
-DEFAULT_RETRYABLE: frozenset[str] = frozenset(
-    {
-        "locked",
-        "rate_limited",
-        "request_timeout",
-        "server_error",
-        "service_unavailable",
-        "not_ready",
-    }
-)
-
 #: Categories that only exist under a 2xx status.
 SOFT_CATEGORIES: frozenset[str] = frozenset(
     {"incomplete_success", "no_results", "verification_required", "not_ready", "partial_failure"}
 )
 
-Code = int | str
 _IDENTIFIER = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 _VENDOR_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _MAX_CODE_DIGITS = 18
@@ -126,24 +117,6 @@ class _CatalogFile:
         default=None, validator=check(lambda v: v is None or v > 0, "must be > 0")
     )
     fallback_ranges: tuple[FallbackRange, ...] = ()
-
-
-@attrs.frozen
-class CatalogEntry:
-    """One documented code of a vendor: what it means and which exception it raises."""
-
-    vendor: str
-    code: Code
-    message: str
-    http_status: int | None
-    category: str
-    group: str | None
-    exception: type[ApiError] = attrs.field(eq=False, repr=False)
-
-    @property
-    def retryable(self) -> bool:
-        """True when the category is retried for some method under the shipped policies."""
-        return self.category in DEFAULT_RETRYABLE
 
 
 @attrs.frozen

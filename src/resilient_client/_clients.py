@@ -19,28 +19,31 @@ import json
 import os
 import ssl
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
-from httpx._config import DEFAULT_LIMITS, DEFAULT_MAX_REDIRECTS, DEFAULT_TIMEOUT_CONFIG
-from httpx._types import (
-    AuthTypes,
-    CertTypes,
-    CookieTypes,
-    HeaderTypes,
-    ProxyTypes,
-    QueryParamTypes,
-    TimeoutTypes,
-)
 
+from resilient_client import _httpx_compat
+from resilient_client._httpx_compat import DEFAULT_LIMITS, DEFAULT_MAX_REDIRECTS, DEFAULT_TIMEOUT_CONFIG
 from resilient_client._pipeline import Hook
 from resilient_client._policy import RetryPolicy, resolve_policy
 from resilient_client._redact import Secrets, redact_url
 from resilient_client._scrub import scrub_error, scrubbing_async_stream, scrubbing_stream
-from resilient_client._transport import ATTEMPTS_EXTENSION, OnRetry, ResilientTransport
+from resilient_client._transport import ATTEMPTS_EXTENSION, OnRetry, ResilientTransport, replayable
 from resilient_client.errors import ApiError, AuthenticationError
 from resilient_client.stores import StateStore
 from resilient_client.stores.environment import default_state
+
+if TYPE_CHECKING:
+    from resilient_client._httpx_compat import (
+        AuthTypes,
+        CertTypes,
+        CookieTypes,
+        HeaderTypes,
+        ProxyTypes,
+        QueryParamTypes,
+        TimeoutTypes,
+    )
 
 TokenProvider = Callable[[], str | Awaitable[str]]
 PolicyArg = RetryPolicy | str | os.PathLike[str] | None
@@ -128,7 +131,7 @@ class _BearerAuth(httpx.Auth):
         yield request
 
 
-class _VendorClient:
+class _VendorClient(_httpx_compat.TransportHooks):
     """What the eight vendor clients share: the vendor id, argument checks and a repr without secrets."""
 
     vendor: ClassVar[str]
@@ -137,7 +140,7 @@ class _VendorClient:
 
     def __repr__(self) -> str:
         # A constructor that refused its arguments leaves no base URL behind: say so, do not raise.
-        base_url = getattr(self, "_base_url", None)
+        base_url = getattr(self, "base_url", None)
         shown = "<not built>" if base_url is None else repr(redact_url(base_url))
         return f"{type(self).__name__}(base_url={shown})"
 
@@ -180,9 +183,14 @@ class _VendorClient:
         self._first_resilient: ResilientTransport | None = None
         if mounts is not None:
             mounts = {pattern: inner and self._resilient(inner) for pattern, inner in mounts.items()}
-        # The next class in the MRO is httpx.Client or httpx.AsyncClient; it calls the two
-        # _init_*transport hooks below, so every transport it builds (with verify=, cert=, limits=,
-        # http2=, proxy= and the environment's proxies) is wrapped, as is the injected one.
+        # httpx.Client or httpx.AsyncClient, next in the MRO, hands every transport it builds (with
+        # verify=, cert=, limits=, http2=, proxy= and the environment's proxies) and the injected one
+        # to ``wrap_built_transport``; an httpx that builds them elsewhere gets them built here.
+        if not _httpx_compat.CLIENT_TRANSPORT_HOOKS:
+            inner, proxies = _httpx_compat.built_transports(self._is_async, transport, httpx_options)
+            transport = self.wrap_built_transport(inner, default=True)
+            built = {pattern: proxied and self._resilient(proxied) for pattern, proxied in proxies.items()}
+            mounts = {**built, **(mounts or {})}
         super().__init__(  # type: ignore[call-arg]
             transport=transport, mounts=mounts, event_hooks=event_hooks, **httpx_options
         )
@@ -257,14 +265,14 @@ class _VendorClient:
         transport.breaker.share_hosts(self._first_resilient.breaker)
         return transport
 
-    def _init_transport(self, *args: Any, **kwargs: Any) -> ResilientTransport:
-        inner = kwargs.get("transport") or super()._init_transport(*args, **kwargs)  # type: ignore[misc]
-        #: The ResilientTransport wrapping ``transport``; its ``secrets`` mask this client's credentials.
-        self.resilient_transport = self._resilient(inner)
-        return self.resilient_transport
-
-    def _init_proxy_transport(self, *args: Any, **kwargs: Any) -> ResilientTransport:
-        return self._resilient(super()._init_proxy_transport(*args, **kwargs))  # type: ignore[misc]
+    def wrap_built_transport(
+        self, inner: httpx.BaseTransport | httpx.AsyncBaseTransport, *, default: bool
+    ) -> ResilientTransport:
+        wrapped = self._resilient(inner)
+        if default:
+            #: The ResilientTransport wrapping ``transport``; its ``secrets`` mask this client's credentials.
+            self.resilient_transport = wrapped
+        return wrapped
 
     def _is_token_rejected(self, error: AuthenticationError) -> bool:
         return False
@@ -345,7 +353,7 @@ class _BearerMixin(_VendorClient):
             isinstance(error, AuthenticationError)
             and self._bearer.can_refresh
             and self._is_token_rejected(error)
-            and ResilientTransport._replayable(request)
+            and replayable(request)
         )
 
 

@@ -16,10 +16,12 @@ success path; it does not exist for sync clients; and it cannot tell which phase
 costs a context-variable lookup per network operation, and outside an attempt (another client
 sharing the transport, or the caller reading a body passed through) it changes nothing.
 
-An inner transport that is not httpx's (``MockTransport``, ``ASGITransport``, a user's own) has no
-network backend to wrap: there the deadline bounds what the ``ResilientTransport`` itself does
-(no attempt starts after it, each attempt's timeouts shrink to the time left, and the body it reads
-for classification is cut at it), not a wait inside the inner transport.
+The backend is reached through ``_httpx_compat`` (httpx keeps it in private attributes). An inner
+transport that is not httpx's (``MockTransport``, ``ASGITransport``, a user's own) has no network
+backend to wrap, and neither has httpx's own when that reach is off (``reaches_network`` says
+which): there the deadline bounds what the ``ResilientTransport`` itself does (no attempt starts
+after it, each attempt's timeouts shrink to the time left, and the body it reads for
+classification is cut at it), not a wait inside the inner transport.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from typing import TypeVar
 
 import httpcore
 import httpx
+
+from resilient_client import _httpx_compat
 
 #: Write this much at a time, so a long upload to a slow reader is bounded too.
 _WRITE_PIECE = 65536
@@ -185,14 +189,19 @@ T = TypeVar("T")
 
 def bind(transport: T) -> T:
     """``transport`` itself, its network backend wrapped once when it is httpx's own transport
-    (proxies and mounts built by httpx included); any other transport is left as it is."""
-    if not isinstance(transport, httpx.HTTPTransport | httpx.AsyncHTTPTransport):
+    (proxies and mounts built by httpx included); any other transport is left as it is, and so is
+    httpx's own when this httpx keeps its backend where ``_httpx_compat`` cannot reach it."""
+    backend = _httpx_compat.network_backend(transport)
+    if backend is None or isinstance(backend, _Backend | _AsyncBackend):
         return transport
-    pool = getattr(transport, "_pool", None)
-    if isinstance(pool, httpcore.ConnectionPool) and not isinstance(pool._network_backend, _Backend):
-        pool._network_backend = _Backend(pool._network_backend)
-    elif isinstance(pool, httpcore.AsyncConnectionPool) and not isinstance(
-        pool._network_backend, _AsyncBackend
-    ):
-        pool._network_backend = _AsyncBackend(pool._network_backend)
+    assert isinstance(transport, httpx.HTTPTransport | httpx.AsyncHTTPTransport)  # a backend was found
+    if isinstance(backend, httpcore.NetworkBackend):
+        _httpx_compat.set_network_backend(transport, _Backend(backend))
+    else:
+        _httpx_compat.set_network_backend(transport, _AsyncBackend(backend))
     return transport
+
+
+def reaches_network(transport: object) -> bool:
+    """Whether the deadline is inside ``transport``'s network operations (``bind`` wrapped them)."""
+    return isinstance(_httpx_compat.network_backend(transport), _Backend | _AsyncBackend)

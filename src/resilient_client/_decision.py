@@ -117,37 +117,6 @@ def _date_wait(text: str, reference: float, now: float) -> float | None:
     return None if when is None else when - reference
 
 
-_WAIT_HEADERS = (b"retry-after", b"retry-after-ms")
-#: httpx keeps each header as (name as sent, name lowercased, value) in ``Headers._list``: reading the
-#: lowercased names there is a quarter of what ``headers.raw`` (a list built per call, then each
-#: name lowercased) costs, and a fifth of ``headers.keys()``. Off if httpx changes that layout.
-LOWERED_NAMES = getattr(httpx.Headers({"Retry-After": "1"}), "_list", None) == [
-    (b"Retry-After", b"retry-after", b"1")
-]
-
-
-def _names_any(headers: httpx.Headers, reset_header: str | None) -> bool:
-    """Whether ``headers`` may have a Retry-After, a Retry-After-Ms or a ``reset_header`` (any case);
-    False only when it surely has none (every status-only fault asks, so one pass over the names)."""
-    if reset_header is None:
-        reset = b""
-    elif reset_header.isascii():
-        reset = reset_header.lower().encode()
-    else:
-        return True  # a name of no single encoding: the full reading decides
-    if LOWERED_NAMES:
-        # A loop, not any() over a generator: no generator frame per call.
-        for _, name, _ in headers._list:  # noqa: SIM110
-            if name in _WAIT_HEADERS or name == reset:
-                return True
-        return False
-    for name, _ in headers.raw:
-        name = name.lower()
-        if name in _WAIT_HEADERS or name == reset:
-            return True
-    return False
-
-
 def parse_retry_after(headers: Mapping[str, str], now: float, reset_header: str | None) -> float | None:
     """Seconds the server asked to wait, or None when it asked no wait.
 
@@ -162,8 +131,6 @@ def parse_retry_after(headers: Mapping[str, str], now: float, reset_header: str 
     server repeating ``Retry-After: 0`` is not hammered. Malformed values are ignored; huge ones are
     capped at 1e9 s, a wait that no policy accepts.
     """
-    if isinstance(headers, httpx.Headers) and not _names_any(headers, reset_header):
-        return None  # most answers carry none of these headers
     asked: list[float] = []
     for millis in _values(headers, "retry-after-ms"):
         for part in millis.split(","):

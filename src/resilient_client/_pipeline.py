@@ -141,8 +141,6 @@ class Call:
         vendor: str,
         replayable: bool,
         secrets: Secrets,
-        started: float | None = None,
-        host: str | None = None,
     ) -> None:
         self.request = request
         #: The transport's known secrets: what a refusal's message must mask.
@@ -150,11 +148,11 @@ class Call:
         self.policy = policy
         self.clock = clock
         self.vendor = vendor
-        #: ``request.url.host`` (``host``: the caller read it already; the property decodes IDNA).
-        self.host = request.url.host if host is None else host
+        #: ``request.url.host`` (IDNA decoded), read once: each strategy keys on it.
+        self.host = request.url.host
         self.replayable = replayable
         retry = policy.retry
-        self.deadline = (clock.monotonic() if started is None else started) + retry.total_timeout
+        self.deadline = clock.monotonic() + retry.total_timeout
         self.hook_data: dict[str, Any] | None = None
         self._operation: str | None = None
         #: The caller's own timeouts (kept under CALLER_TIMEOUT_EXTENSION once shrunk, so a request

@@ -113,7 +113,10 @@ class Secrets:
             for key, value in url.params.multi_items():
                 if is_secret_name(key):
                     found.add(value)
-        content = getattr(request, "_content", None)  # a streamed body is never read here
+        try:
+            content = request.content
+        except httpx.RequestNotRead:  # a streamed body is never read here
+            content = None
         if content and len(content) <= _MAX_SCANNED_BODY:
             if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
                 for key, value in parse_qsl(content.decode("latin-1"), keep_blank_values=True):

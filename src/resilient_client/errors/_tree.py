@@ -1,7 +1,9 @@
 """The hand-written exception tree (drawn in ``resilient_client.errors``).
 
-Imports nothing of the package but ``_redact``: the catalog loader, above it, hands this tree what it
-generates through ``register`` (in the package face) and ``set_catalog_loader`` (here).
+The errors sit at the bottom of the package: they import nothing of it but ``_redact`` (which
+imports nothing of it). The catalog loader, above them, hands this tree what it builds through
+``register`` (in the package face) and ``set_catalog_loader`` (here); the type of a catalog entry
+lives beside this tree (``_entry``) for the same reason.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import httpx
 from resilient_client._redact import Secrets, redact_url
 
 if TYPE_CHECKING:
-    from resilient_client._catalog import CatalogEntry
+    from resilient_client.errors._entry import CatalogEntry
 
 __all__ = [
     "ApiError",
@@ -179,15 +181,18 @@ class _HTTPErrorOfACall(httpx.HTTPError):
     """An ``httpx.HTTPError`` whose ``request`` is None when unknown instead of raising."""
 
     # httpx's getter raises when no request is set; ours answers None (an error built by hand, or
-    # unpickled: pickles never carry the request), as this SDK's errors always did.
+    # unpickled: pickles never carry the request), as this SDK's errors always did. The request is
+    # kept in an attribute of our own, not in the one httpx's getter reads.
+    _request_of_call: httpx.Request | None = None
+
     @property  # type: ignore[override]
     def request(self) -> httpx.Request | None:
         """The request of the failed call; None on an error built by hand or unpickled."""
-        return self._request
+        return self._request_of_call
 
     @request.setter
     def request(self, request: httpx.Request | None) -> None:
-        self._request = request
+        self._request_of_call = request
 
 
 class ApiError(ResilientClientError, _HTTPErrorOfACall):

@@ -14,8 +14,10 @@ guard.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from resilient_client._clock import Clock
-from resilient_client._pipeline import AsyncNext, Hooks, Next, Strategy, chain
+from resilient_client._pipeline import Attempt, Call, Hooks, Strategy, chain
 from resilient_client._policy import RetryPolicy
 from resilient_client._settings import BreakerOverride
 from resilient_client.stores import StateStore, state_key
@@ -24,27 +26,33 @@ from resilient_client.strategies.guard import Guard, GuardStrategy
 from resilient_client.strategies.limiter import LimiterStrategy
 from resilient_client.strategies.retry import RetryStrategy
 
+if TYPE_CHECKING:
+    from resilient_client._leaf import Leaf
+
 __all__ = ["Pipeline", "build"]
 
 
 class Pipeline:
-    """One transport's strategies: the retry driver, the breaker (for ``transport.breaker``), and the
-    attempt functions that pass the inner strategies down to the leaf."""
+    """One transport's strategies: the retry driver outermost, then the inner strategies (each
+    attempt passes them) down to the leaf; and the breaker, for ``transport.breaker``."""
 
     __slots__ = ("aattempt", "attempt", "breaker", "retry", "strategies")
 
     def __init__(
-        self,
-        retry: RetryStrategy,
-        breaker: BreakerStrategy,
-        strategies: tuple[Strategy, ...],
-        leaf: Next,
-        aleaf: AsyncNext,
+        self, retry: RetryStrategy, breaker: BreakerStrategy, strategies: tuple[Strategy, ...], leaf: Leaf
     ) -> None:
         self.retry = retry
         self.breaker = breaker
         self.strategies = strategies
-        self.attempt, self.aattempt = chain(strategies, leaf, aleaf)
+        self.attempt, self.aattempt = chain(strategies, leaf.send, leaf.asend)
+
+    def run(self, call: Call) -> Attempt:
+        """Every attempt of ``call``, as the strategies allow; the last one."""
+        return self.retry.run(call, self.attempt)
+
+    async def arun(self, call: Call) -> Attempt:
+        """The async twin of ``run``."""
+        return await self.retry.arun(call, self.aattempt)
 
 
 def _breaker_overrides(policy: RetryPolicy) -> dict[str, BreakerOverride]:
@@ -57,10 +65,9 @@ def build(
     vendor: str,
     hooks: Hooks,
     clock: Clock,
-    leaf: Next,
-    aleaf: AsyncNext,
+    leaf: Leaf,
 ) -> Pipeline:
-    """The pipeline a policy asks for, over ``store``, ending in ``leaf``/``aleaf``."""
+    """The pipeline a policy asks for, over ``store``, ending in ``leaf``."""
     strategies: list[Strategy] = []
     # Built when off too: ``transport.breaker`` then reads "closed" and resets nothing.
     breaker = BreakerStrategy(policy.breaker, store, vendor, _breaker_overrides(policy), hooks, clock)
@@ -76,4 +83,4 @@ def build(
         # The limiter is outside the guard: after a wait for a key, the guard asks it about pauses
         # (the one meeting of two strategies, see the module docstring).
         strategies.append(GuardStrategy(guards, vendor, gate=limiter))
-    return Pipeline(RetryStrategy(store, vendor, hooks), breaker, tuple(strategies), leaf, aleaf)
+    return Pipeline(RetryStrategy(store, vendor, hooks), breaker, tuple(strategies), leaf)
