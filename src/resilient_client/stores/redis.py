@@ -10,10 +10,10 @@ Clients. ``run`` uses a ``redis.Redis``; ``arun`` a ``redis.asyncio.Redis`` unde
 sync client in a worker thread under any other event loop (trio), since ``redis.asyncio`` runs on
 asyncio only. Made from ``url``, the clients are this store's: the ``[state] timeout`` as their
 socket timeouts, no retries of redis-py's own (a dead Redis costs one timeout, not seconds of
-retries: the fallback decides what a missing answer means), no health checks, and a blocking pool
-of ``POOL_CONNECTIONS`` connections that waits up to the timeout for a free one (a process's own
-concurrency queues for a moment instead of opening connections without bound). A
-``client=``/``async_client=`` given is used as it is. redis.asyncio connections belong to the event
+retries: the fallback decides what a missing answer means), no health checks, and a pool that opens
+a connection for each caller at once (redis-py's default): a process's own concurrency never waits
+for a connection, so it never looks like an outage. A ``client=``/``async_client=`` given is used
+as it is. redis.asyncio connections belong to the event
 loop that opened them, so one async client is made per loop and closed when that loop shuts down.
 
 Unavailability (``stores/fallback.py``): when Redis does not answer, the operation runs on an
@@ -71,14 +71,11 @@ if TYPE_CHECKING:
     import redis.asyncio
     import redis.commands.core
 
-__all__ = ["POOL_CONNECTIONS", "RedisState"]
+__all__ = ["RedisState"]
 
 _T = TypeVar("_T")
 _SCHEMES = ("redis", "rediss", "unix")
 _URL_EXAMPLE = "redis://localhost:6379/0"
-#: Connections a client made from ``url`` keeps at most (per process, and per event loop for the
-#: async ones); more callers at once wait for one, up to the ``[state] timeout``.
-POOL_CONNECTIONS = 64
 
 
 class _Script(NamedTuple):
@@ -415,10 +412,8 @@ class RedisState:
         when the server does not know it)."""
         return {name: client.register_script(text) for name, text in SCRIPTS.items()}
 
-    def _pool_options(self, retry: Any) -> dict[str, Any]:
+    def _client_options(self, retry: Any) -> dict[str, Any]:
         return {
-            "max_connections": POOL_CONNECTIONS,
-            "timeout": self._timeout,  # the wait for a free connection
             "socket_timeout": self._timeout,
             "socket_connect_timeout": self._timeout,
             "retry": retry,
@@ -439,8 +434,7 @@ class RedisState:
                     )
                 redis_module = self._redis
                 retry = redis_module.retry.Retry(redis_module.backoff.NoBackoff(), 0)
-                pool = redis_module.BlockingConnectionPool.from_url(self._url, **self._pool_options(retry))
-                self._client = redis_module.Redis.from_pool(pool)
+                self._client = redis_module.Redis.from_url(self._url, **self._client_options(retry))
             if self._scripts is None:
                 self._scripts = self._register(self._client)
             return self._client, self._scripts
@@ -464,9 +458,8 @@ class RedisState:
             # Each operation is timed as a whole (``arun``), not each send and read: redis.asyncio
             # bounds a send by its socket timeout with ``asyncio.wait_for``, which cost ~20 us of
             # a ~80 us operation on loopback (bench/redis_store.py); connecting keeps its timeout.
-            options = {**self._pool_options(retry), "socket_timeout": None}
-            pool = redis_module.asyncio.BlockingConnectionPool.from_url(self._url, **options)
-            client = redis_module.asyncio.Redis.from_pool(pool)
+            options = {**self._client_options(retry), "socket_timeout": None}
+            client = redis_module.asyncio.Redis.from_url(self._url, **options)
             closer = _close_with_loop(client)
             found = self._loop_clients[loop] = _LoopClient(
                 client, self._register(client), closer, self._timeout
