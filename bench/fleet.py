@@ -4,8 +4,8 @@
     ``state=RedisState`` and with ``MemoryState``, against an in-process ``httpx.MockTransport``
     (no I/O but Redis's), runs interleaved in blocks so load on the machine hits both alike. The
     added cost per call, median and p99 (bars <= 1 ms, <= 3 ms), and per call the store round trips
-    (operations waited for) and the commands sent without waiting (guard releases), counted by the
-    server. ``--overhead-only`` (or ``--only a``) runs this part alone.
+    (each operation is one script), counted by the server. ``--overhead-only`` (or ``--only a``)
+    runs this part alone.
 (b) 4 processes x 4 threads sharing Redis against the simulator with Hyper's habits (a rate limit
     that answers 429 + Retry-After, journal calls that answer code 50 to an overlapping call of
     the same account): journal overlaps per account (bar 0), and requests sent before a shared
@@ -34,7 +34,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import anyio
 import attrs
@@ -43,11 +43,21 @@ import httpx
 import resilient_client as rc
 from resilient_client._redis_server import RedisServer
 from resilient_client.simulator import Simulator, serve
+from resilient_client.stores import (
+    Acquire,
+    LimiterAcquire,
+    LimiterAdmit,
+    Operation,
+    Pause,
+    PausedFor,
+    RateTicket,
+)
 
 BLOCK = 250
 BLOCKS = 12
 WARM_UP = 200
 PROCESSES = 4
+_T = TypeVar("_T")
 
 
 def percentile(samples: Sequence[float], fraction: float) -> float:
@@ -55,11 +65,9 @@ def percentile(samples: Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
-def store_commands(server: RedisServer) -> tuple[int, int]:
-    """(round trips, commands sent unanswered) so far: every operation RedisState waits for is one
-    script (EVALSHA, or EVAL once the server forgot it); the ones it does not wait for (guard
-    releases) are plain HDELs. Read from INFO commandstats, which counts a script's own calls too:
-    no script of part (a) runs HDEL (it would only drop an expired lease)."""
+def store_commands(server: RedisServer) -> int:
+    """Round trips so far: every RedisState operation is one script (EVALSHA, or EVAL once the
+    server forgot it), read from INFO commandstats."""
     import redis
 
     with redis.Redis(host="127.0.0.1", port=server.port) as admin:
@@ -68,7 +76,7 @@ def store_commands(server: RedisServer) -> tuple[int, int]:
     def calls(name: str) -> int:
         return int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
 
-    return calls("evalsha") + calls("eval"), calls("hdel")
+    return calls("evalsha") + calls("eval")
 
 
 # -- (a) overhead per successful call -------------------------------------------------------------
@@ -202,29 +210,25 @@ def async_samples(
 def overhead(server: RedisServer) -> None:
     print("(a) Redis-backed pipeline overhead per successful call, in-process MockTransport, "
           f"{BLOCKS} interleaved blocks of {BLOCK} calls each (microseconds)")  # fmt: skip
-    print(f"    {'client and call':66} {'memory':>14} {'redis':>14} {'added':>14} {'trips':>5} {'sent':>5}")
-    print(
-        f"    {'':66} {'median':>7}{'p99':>7} {'median':>7}{'p99':>7} {'median':>7}{'p99':>7} {'':>5} {'unans.':>5}"
-    )
+    print(f"    {'client and call':66} {'memory':>14} {'redis':>14} {'added':>14} {'trips':>5}")
+    print(f"    {'':66} {'median':>7}{'p99':>7} {'median':>7}{'p99':>7} {'median':>7}{'p99':>7}")
     for case in CASES:
         redis_state = rc.RedisState(server.url)
         memory, shared = case.make(rc.MemoryState()), case.make(redis_state)
         with memory, shared:
             timed_block(memory, case, WARM_UP)
             timed_block(shared, case, WARM_UP)
-            trips_before, sent_before = store_commands(server)
+            trips_before = store_commands(server)
             on_memory: list[float] = []
             on_redis: list[float] = []
             for _ in range(BLOCKS):
                 on_memory += timed_block(memory, case, BLOCK)
                 on_redis += timed_block(shared, case, BLOCK)
-            trips_after, sent_after = store_commands(server)
-            trips = (trips_after - trips_before) / (BLOCKS * BLOCK)
-            unanswered = (sent_after - sent_before) / (BLOCKS * BLOCK)
+            trips = (store_commands(server) - trips_before) / (BLOCKS * BLOCK)
         m50, m99 = statistics.median(on_memory) * 1e6, percentile(on_memory, 0.99) * 1e6
         r50, r99 = statistics.median(on_redis) * 1e6, percentile(on_redis, 0.99) * 1e6
         print(f"    {case.name:66} {m50:7.0f}{m99:7.0f} {r50:7.0f}{r99:7.0f} "
-              f"{r50 - m50:7.0f}{r99 - m99:7.0f} {trips:5.1f} {unanswered:5.1f}")  # fmt: skip
+              f"{r50 - m50:7.0f}{r99 - m99:7.0f} {trips:5.1f}")  # fmt: skip
         on_memory, on_redis = async_samples(case, rc.MemoryState(), redis_state)
         redis_state.close()
         m50, m99 = statistics.median(on_memory) * 1e6, percentile(on_memory, 0.99) * 1e6
@@ -306,33 +310,18 @@ class PauseWatch(rc.RedisState):
         self.record = record
         self.pauses: list[tuple[float, float, float]] = []
 
-    def pause(self, key: str, seconds: float, now: float) -> None:
-        super().pause(key, seconds, now)
-        received = getattr(self.record.local, "received", time.monotonic())
-        self.pauses.append((received, time.monotonic(), seconds))
-
-    def paused_for(self, key: str, now: float) -> float:
-        self.record.local.checked = time.monotonic()
-        return super().paused_for(key, now)
-
-    def limiter_acquire(self, key: str, ceiling: float, burst: float, max_wait: float, now: float) -> Any:
-        ticket = super().limiter_acquire(key, ceiling, burst, max_wait, now)
-        if ticket.wait > 0:
+    def run(self, op: Operation[_T], now: float) -> _T:
+        if isinstance(op, PausedFor | LimiterAdmit):
+            self.record.local.checked = time.monotonic()  # LimiterAdmit: the pause check and the reservation
+        result = super().run(op, now)
+        if isinstance(op, Pause):
+            received = getattr(self.record.local, "received", time.monotonic())
+            self.pauses.append((received, time.monotonic(), op.seconds))
+        elif isinstance(op, LimiterAcquire | LimiterAdmit) and cast(RateTicket, result).wait > 0:
             self.record.held("paced")
-        return ticket
-
-    def limiter_admit(self, key: str, ceiling: float, burst: float, max_wait: float, now: float) -> Any:
-        self.record.local.checked = time.monotonic()  # the pause check and the reservation, in one
-        ticket = super().limiter_admit(key, ceiling, burst, max_wait, now)
-        if ticket.wait > 0:
-            self.record.held("paced")
-        return ticket
-
-    def try_acquire(self, keys: Sequence[str], limit: int, lease: float, token: str, now: float) -> bool:
-        taken = super().try_acquire(keys, limit, lease, token, now)
-        if not taken:
+        elif isinstance(op, Acquire) and not result:
             self.record.held("guard")
-        return taken
+        return result
 
 
 class Outages(logging.Handler):
@@ -393,7 +382,7 @@ def worker(task: str, redis_url: str, base_url: str, threads: int, go: Any, stop
             # backoff wait): the store goes back to Redis at its first operation after Redis returns.
             go.wait()
             while not stop.is_set():
-                state.paused_for("heartbeat", time.monotonic())
+                state.run(PausedFor("heartbeat"), time.monotonic())
                 time.sleep(0.02)
 
         pool = [threading.Thread(target=loop, args=(random.randrange(2**32),)) for _ in range(threads)]

@@ -1,15 +1,13 @@
 """Round-trip latency of RedisState's operations on a successful call, against a local redis-server.
 
-A successful Hyper journal call asks the store one operation before it is sent,
-``limiter_admit_and_acquire`` (the rate limiter checks the Retry-After pause and reserves the send,
-and the guard's account is taken in the same script), and one after, ``release`` (sent without
-waiting for its reply). The breaker reads ``circuit`` at most once per 0.1 s while calls succeed, and
-the budget's ``deposit`` and the breaker's ``record_outcome`` are written in batches, not per call:
-those are shown alone, as are ``limiter_admit`` (a call no guard covers) and ``try_acquire`` (the
-guard's own take, after a wait). Each operation waited for is one Lua script run with EVALSHA, one
-round trip. This prints the median and p99 of each, sync (redis.Redis) and async (redis.asyncio
-under asyncio), the journal call's two together, a bare PING for the floor of one round trip with
-redis-py, and MemoryState for comparison.
+A successful Hyper journal call asks the store three operations: the rate limiter's ``LimiterAdmit``
+(the Retry-After pause checked and the send reserved, one script) before it is sent, the guard's
+``Acquire`` (the account's lease), and ``Release`` after. The breaker reads ``ReadCircuit`` at most
+once per 0.1 s while calls succeed, and the budget's ``Deposit`` and the breaker's successes are
+written in batches, not per call: those are shown alone. Each operation is one Lua script run through
+redis-py's ``Script`` (EVALSHA), one round trip. This prints the median and p99 of each, sync
+(redis.Redis) and async (redis.asyncio under asyncio), the journal call's three together, a bare
+PING for the floor of one round trip with redis-py, and MemoryState for comparison.
 
 The script starts its own redis-server on a free loopback port (nothing saved) and stops it after.
 """
@@ -25,10 +23,20 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import redis
 
 import resilient_client as rc
+from resilient_client.stores import (
+    Acquire,
+    Deposit,
+    LimiterAdmit,
+    Operation,
+    ReadCircuit,
+    RecordOutcome,
+    Release,
+)
 
 CALLS = 5000
 WARM_UP = 200
@@ -97,45 +105,35 @@ async def atimed(call: Callable[[int], Awaitable[object]]) -> list[float]:
 KEY = "breaker/hyper/api.hyper.test"
 LIMITER = "limiter/hyper/api.hyper.test"
 ACCOUNT = ["guard/hyper/journal/AccountNo/A1"]
-JOURNAL = "journal call (limiter_admit_and_acquire, release)"
+JOURNAL = "journal call (LimiterAdmit, Acquire, Release)"
+
+OPERATIONS: dict[str, Operation[Any]] = {
+    "ReadCircuit": ReadCircuit(KEY),
+    "LimiterAdmit": LimiterAdmit(LIMITER, 1e9, 1e6, 30.0),
+    "Acquire": Acquire(ACCOUNT, 1, 35.0, "token"),
+    "Deposit": Deposit(KEY, 0.2, 10.0),
+    "RecordOutcome": RecordOutcome(KEY, False, 30.0),
+}
+#: A release is timed only after its take: a token holding nothing in Redis has nothing to release there.
+JOURNAL_OPERATIONS = [OPERATIONS["LimiterAdmit"], OPERATIONS["Acquire"], Release(ACCOUNT, "token")]
 
 
 def sync_figures(store: rc.RedisState | rc.MemoryState) -> dict[str, list[float]]:
     def journal(n: int) -> None:
-        store.limiter_admit_and_acquire(LIMITER, 1e9, 1e6, 30.0, ACCOUNT, 1, 35.0, "token", n)
-        store.release(ACCOUNT, "token", n)
+        for op in JOURNAL_OPERATIONS:
+            store.run(op, n)
 
-    return {
-        "circuit": timed(lambda n: store.circuit(KEY, n)),
-        "limiter_admit": timed(lambda n: store.limiter_admit(LIMITER, 1e9, 1e6, 30.0, n)),
-        "try_acquire": timed(lambda n: store.try_acquire(ACCOUNT, 1, 35.0, "token", n)),
-        "limiter_admit_and_acquire": timed(
-            lambda n: store.limiter_admit_and_acquire(LIMITER, 1e9, 1e6, 30.0, ACCOUNT, 1, 35.0, "token", n)
-        ),
-        "release (not waited for)": timed(lambda n: store.release(ACCOUNT, "token", n)),
-        "deposit": timed(lambda n: store.deposit(KEY, 0.2, 10.0, n)),
-        "record_outcome": timed(lambda n: store.record_outcome(KEY, False, 30.0, n)),
-        JOURNAL: timed(journal),
-    }
+    figures = {name: timed(lambda n, op=op: store.run(op, n)) for name, op in OPERATIONS.items()}
+    return {**figures, JOURNAL: timed(journal)}
 
 
 async def async_figures(store: rc.RedisState) -> dict[str, list[float]]:
     async def journal(n: int) -> None:
-        await store.alimiter_admit_and_acquire(LIMITER, 1e9, 1e6, 30.0, ACCOUNT, 1, 35.0, "token", n)
-        await store.arelease(ACCOUNT, "token", n)
+        for op in JOURNAL_OPERATIONS:
+            await store.arun(op, n)
 
-    figures = {
-        "circuit": await atimed(lambda n: store.acircuit(KEY, n)),
-        "limiter_admit": await atimed(lambda n: store.alimiter_admit(LIMITER, 1e9, 1e6, 30.0, n)),
-        "try_acquire": await atimed(lambda n: store.atry_acquire(ACCOUNT, 1, 35.0, "token", n)),
-        "limiter_admit_and_acquire": await atimed(
-            lambda n: store.alimiter_admit_and_acquire(LIMITER, 1e9, 1e6, 30.0, ACCOUNT, 1, 35.0, "token", n)
-        ),
-        "release (not waited for)": await atimed(lambda n: store.arelease(ACCOUNT, "token", n)),
-        "deposit": await atimed(lambda n: store.adeposit(KEY, 0.2, 10.0, n)),
-        "record_outcome": await atimed(lambda n: store.arecord_outcome(KEY, False, 30.0, n)),
-        JOURNAL: await atimed(journal),
-    }
+    figures = {name: await atimed(lambda n, op=op: store.arun(op, n)) for name, op in OPERATIONS.items()}
+    figures[JOURNAL] = await atimed(journal)
     await store.aclose()
     return figures
 

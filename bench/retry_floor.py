@@ -51,7 +51,7 @@ import resilient_client as rc
 from resilient_client._classify import classify
 from resilient_client._envelopes import no_fault_scanner
 from resilient_client._pipeline import Hooks
-from resilient_client.stores import MemoryState
+from resilient_client.stores import MemoryState, RecordOutcome, TrySpend
 from resilient_client.strategies.retry import RetryStrategy, _CallState, _Retrying
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -169,8 +169,8 @@ class Sketch(httpx.BaseTransport, httpx.AsyncBaseTransport):
         wait = retry_after if retry_after is not None else policy.initial_wait * 0.5  # a jitter draw
         if wait >= started + policy.total_timeout - time.monotonic():
             return None
-        self.store.record_outcome("breaker", True, 30.0, started)
-        if not self.store.try_spend("budget", 1.0, 10.0, started, 1.0):
+        self.store.run(RecordOutcome("breaker", True, 30.0), started)
+        if not self.store.run(TrySpend("budget", 1.0, 10.0, earned=1.0), started):
             return None
         state = _retry_decided(self.retrying, response)
         if self.log.isEnabledFor(logging.INFO):

@@ -10,6 +10,7 @@ import pytest
 
 import redis_process as redis_process_module
 from redis_process import RedisProcess
+from store_ops import STORE_OPERATIONS, store_operation
 
 # A developer's shell may point clients at a Redis; the suite's clients keep their state in process
 # unless a test says otherwise.
@@ -23,17 +24,29 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 class Twin:
     """Calls ``target.name(...)``, or ``await target.aname(...)`` (httpx's naming of async twins), so
-    one async test body checks an operation and its async twin alike."""
+    one async test body checks an operation and its async twin alike. A store (``run``/``arun``) is
+    called by its operations' names instead (``STORE_OPERATIONS``): ``run(op)`` or ``arun(op)``."""
 
     def __init__(self, target: object, asynchronous: bool) -> None:
         self._target = target
         self._asynchronous = asynchronous
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        target = self._target
+        if name in STORE_OPERATIONS and not hasattr(target, name) and hasattr(target, "arun"):
+
+            async def run(*args: Any, **kwargs: Any) -> Any:
+                op, now = store_operation(name, *args, **kwargs)
+                if self._asynchronous:
+                    return await target.arun(op, now)  # type: ignore[attr-defined]
+                return target.run(op, now)  # type: ignore[attr-defined]
+
+            return run
+
         async def call(*args: Any, **kwargs: Any) -> Any:
             if self._asynchronous:
-                return await getattr(self._target, "a" + name)(*args, **kwargs)
-            return getattr(self._target, name)(*args, **kwargs)
+                return await getattr(target, "a" + name)(*args, **kwargs)
+            return getattr(target, name)(*args, **kwargs)
 
         return call
 

@@ -146,3 +146,32 @@ def contract_store(timeline: Any) -> RedisState:
     store = RedisState(process.url, timeout=5.0, on_unavailable="raise")
     store._clock_from_caller = True
     return store
+
+
+def round_trips(process: RedisProcess) -> int:
+    """Scripts the server has run since its stats were last reset (``reset_round_trips``): each is
+    one round trip of a RedisState operation (the admin's own commands are not scripts)."""
+    with process.admin() as admin:
+        stats = admin.info("commandstats")
+    return sum(
+        int(row["calls"]) for name, row in stats.items() if name in ("cmdstat_evalsha", "cmdstat_eval")
+    )
+
+
+def reset_round_trips(process: RedisProcess) -> None:
+    with process.admin() as admin:
+        admin.config_resetstat()
+
+
+def counted_store(process: RedisProcess) -> RedisState:
+    """A RedisState on the caller's clock (as ``contract_store``) whose scripts the server knows
+    already (a script's first run is two round trips), its round trips counted from zero."""
+    from resilient_client.stores._lua import SCRIPTS
+
+    store = RedisState(process.url, timeout=5.0, on_unavailable="raise")
+    store._clock_from_caller = True
+    with process.admin() as admin:
+        for text in SCRIPTS.values():
+            admin.script_load(text)
+    reset_round_trips(process)
+    return store

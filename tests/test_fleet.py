@@ -35,6 +35,7 @@ import resilient_client as rc
 from redis_process import RedisProcess
 from resilient_client.simulator import Reply, Simulator, serve
 from resilient_client.stores import state_key
+from store_ops import Store
 
 WORKER_SCRIPT = Path(__file__).with_name("fleet_worker.py")
 SOURCE = Path(rc.__file__).resolve().parents[1]
@@ -314,7 +315,7 @@ def test_a_circuit_opened_by_one_process_refuses_calls_in_the_others(
     opener = fleet.run({first: command(first, base_url, redis_url, policy=policy, testing=True, calls=6)})
     opener = opener[first]
     state = rc.RedisState(redis_url)
-    circuit = state.circuit(state_key("breaker", "hyper", HOST), 0.0)
+    circuit = Store(state).circuit(state_key("breaker", "hyper", HOST), 0.0)
     state.close()
     answered = sim.outage_answers["hyper"]
     results = fleet.run(
@@ -432,7 +433,7 @@ def test_a_redis_outage_fails_no_call_and_the_fleet_shares_again_soon_after_it_r
         while resumed_at is None and time.time() < restarted_at + 10:
             rounds += 1
             set_at = time.time()
-            probe.pause(pause_key, 0.4, 0.0)
+            Store(probe).pause(pause_key, 0.4, 0.0)
             ends = float(admin.get(f"{PREFIX}:pause:{pause_key}") or 0)
             time.sleep(max(0.0, ends - time.time()) + 0.05)  # real-sleep: the pause runs out
             # 0.15 s for the requests already past the limiter when the pause was written.

@@ -22,6 +22,7 @@ from resilient_client._pipeline import Call
 from resilient_client.stores import MemoryState
 from resilient_client.strategies.breaker import Breaker, Permit
 from resilient_client.testing import FakeClock
+from store_ops import Store
 
 OK_BODY = {"ResponseCode": 0, "ResponseMsgEng": "Success"}
 URL = "https://hyper.test/api/items"
@@ -113,21 +114,21 @@ def test_a_soft_fault_the_policy_returns_is_no_success_for_the_hooks() -> None:
 # -- the store's closed-circuit answers and kept window sums --------------------------------------------
 
 
-def test_a_closed_circuit_is_answered_with_one_view_until_it_moves() -> None:
+def test_a_closed_circuit_reads_the_same_until_it_moves() -> None:
     store, now = MemoryState(), 1000.0
-    assert store.circuit("k", now) is store.circuit("k", now + 1)  # never opened
-    assert store.open_circuit("k", 0, 10.0, now)
-    opened = store.circuit("k", now)
+    assert Store(store).circuit("k", now) == Store(store).circuit("k", now + 1)  # never opened
+    assert Store(store).open_circuit("k", 0, 10.0, now)
+    opened = Store(store).circuit("k", now)
     assert opened.state == "open" and opened.retry_after == 10.0
-    taken, probing = store.try_probe("k", "probe", 1, 30.0, now + 10)
+    taken, probing = Store(store).try_probe("k", "probe", 1, 30.0, now + 10)
     assert taken and probing.state == "half_open"
-    assert store.close_circuit("k", probing.epoch, now + 11)
-    closed = store.circuit("k", now + 11)
+    assert Store(store).close_circuit("k", probing.epoch, now + 11)
+    closed = Store(store).circuit("k", now + 11)
     assert (closed.state, closed.epoch, closed.retry_after) == ("closed", probing.epoch + 1, 0.0)
-    assert store.circuit("k", now + 12) is closed
-    store.reset_circuit("k", now + 13)
-    after_reset = store.circuit("k", now + 13)
-    assert after_reset.epoch > closed.epoch and after_reset is not closed
+    assert Store(store).circuit("k", now + 12) == closed
+    Store(store).reset_circuit("k", now + 13)
+    after_reset = Store(store).circuit("k", now + 13)
+    assert after_reset.epoch > closed.epoch and after_reset.state == "closed"
 
 
 def test_a_closed_breaker_hands_out_one_permit_per_epoch() -> None:
@@ -169,7 +170,7 @@ def test_the_kept_window_sums_match_counting_the_buckets(steps: list[tuple[float
         now += delta
         events.append((now, failed))
     for at, (when, failed) in enumerate(events):
-        assert store.record_outcome("k", failed, window, when) == window_sums(events, window, at)
+        assert Store(store).record_outcome("k", failed, window, when) == window_sums(events, window, at)
 
 
 # -- the budget found by its settings' identity --------------------------------------------------------

@@ -26,18 +26,19 @@ import queue
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import attrs
 import httpx
 
 import resilient_client as rc
 from resilient_client._redis_server import RedisServer, RedisServerMissing
-from resilient_client.stores import RateTicket
+from resilient_client.stores import Acquire, LimiterAdmit, Operation, PausedFor, RateTicket
 
 __all__ = ["ACCOUNTS", "SCENES", "demo_policy", "run"]
 
 Print = Callable[[str], None]
+_T = TypeVar("_T")
 Tally = Counter[str]
 
 ACCOUNTS = ("A1", "A2", "A3")
@@ -102,41 +103,15 @@ class _WatchedState(rc.RedisState):
     paused = False
     busy = False
 
-    def paused_for(self, key: str, now: float) -> float:
-        left = super().paused_for(key, now)
-        self.paused = self.paused or left > 0
-        return left
-
-    def limiter_admit(
-        self, key: str, ceiling: float, burst: float, max_wait: float, now: float
-    ) -> RateTicket:
-        ticket = super().limiter_admit(key, ceiling, burst, max_wait, now)
-        self.paused = self.paused or ticket.paused > 0
-        return ticket
-
-    def limiter_admit_and_acquire(
-        self,
-        key: str,
-        ceiling: float,
-        burst: float,
-        max_wait: float,
-        keys: Sequence[str],
-        limit: int,
-        lease: float,
-        token: str,
-        now: float,
-    ) -> tuple[RateTicket, bool]:
-        ticket, taken = super().limiter_admit_and_acquire(
-            key, ceiling, burst, max_wait, keys, limit, lease, token, now
-        )
-        self.paused = self.paused or ticket.paused > 0
-        self.busy = self.busy or (not taken and ticket.paused <= 0 and ticket.wait <= 0)
-        return ticket, taken
-
-    def try_acquire(self, keys: Sequence[str], limit: int, lease: float, token: str, now: float) -> bool:
-        taken = super().try_acquire(keys, limit, lease, token, now)
-        self.busy = self.busy or not taken
-        return taken
+    def run(self, op: Operation[_T], now: float) -> _T:
+        result = super().run(op, now)
+        if isinstance(op, PausedFor):
+            self.paused = self.paused or cast(float, result) > 0
+        elif isinstance(op, LimiterAdmit):
+            self.paused = self.paused or cast(RateTicket, result).paused > 0
+        elif isinstance(op, Acquire):
+            self.busy = self.busy or not result
+        return result
 
 
 class _Fallbacks(logging.Handler):

@@ -127,7 +127,6 @@ class Call:
         "policy",
         "replayable",
         "request",
-        "ride",
         "secrets",
         "shrink",
         "timeouts",
@@ -156,9 +155,6 @@ class Call:
         self.deadline = clock.monotonic() + retry.total_timeout
         self.hook_data: dict[str, Any] | None = None
         self._operation: str | None = None
-        #: What a strategy hands the next one inside it for the current attempt (the guard's plan,
-        #: which the rate limiter may have taken the first key of; see ``strategies/guard.py``).
-        self.ride: object = None
         #: The caller's own timeouts (kept under CALLER_TIMEOUT_EXTENSION once shrunk, so a request
         #: sent again starts from them, not from a shrunk leftover).
         extensions = request.extensions

@@ -10,16 +10,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
 import attrs
 import httpx
-import pytest
 
 import resilient_client as rc
-from resilient_client.stores import MemoryState
 from resilient_client.testing import FakeClock
 
 Answer = httpx.Response | Exception
@@ -104,21 +102,6 @@ class FrozenClock(FakeClock):
     async def async_sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         await anyio.lowlevel.checkpoint()
-
-
-def recorded_store_calls(monkeypatch: pytest.MonkeyPatch, names: Iterable[str]) -> list[str]:
-    """The list every later call of the named ``MemoryState`` operations is appended to, by name
-    (the class itself is patched: the fast lane runs only over ``MemoryState``, not a subclass)."""
-    calls: list[str] = []
-    for name in names:
-        original = getattr(MemoryState, name)
-
-        def recorded(self: MemoryState, *args: Any, _name: str = name, _original: Any = original) -> Any:
-            calls.append(_name)
-            return _original(self, *args)
-
-        monkeypatch.setattr(MemoryState, name, recorded)
-    return calls
 
 
 def body_of(request: httpx.Request) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from resilient_client.simulator import Simulator
 from resilient_client.stores import state_key
 from resilient_client.strategies.guard import GUARD_KEY_EXTENSION, Guard
 from resilient_client.testing import FakeClock, fault_response
+from store_ops import Store
 
 pytestmark = pytest.mark.anyio
 
@@ -60,8 +61,8 @@ def journal_keys(account: object, resilient: rc.ResilientTransport) -> tuple[str
 
 def held(resilient: rc.ResilientTransport, keys: tuple[str, ...], now: float) -> bool:
     """Whether another call holds ``keys`` now (asked by taking them, and letting go at once)."""
-    if resilient.state.try_acquire(keys, 1, 1.0, "peek", now):
-        resilient.state.release(keys, "peek", now)
+    if Store(resilient.state).try_acquire(keys, 1, 1.0, "peek", now):
+        Store(resilient.state).release(keys, "peek", now)
         return False
     return True
 
@@ -284,7 +285,7 @@ async def test_a_key_busy_too_long_raises_guard_timeout_sending_nothing(
     vendor = Vendor(clock)
     resilient = transport(vendor, policy=guarded(max_wait=max_wait, retry={"total_timeout": total}))
     keys = journal_keys(7, resilient)
-    assert resilient.state.try_acquire(keys, 1, 1000.0, "another-process", clock.now)
+    assert Store(resilient.state).try_acquire(keys, 1, 1000.0, "another-process", clock.now)
     client = connect(resilient)
     with pytest.raises(rc.errors.GuardTimeoutError) as caught:
         await client.post(JOURNAL, json={"AccountNo": 7})
@@ -362,7 +363,7 @@ def test_calls_the_guard_does_not_cover_are_not_held() -> None:
     clock = FakeClock()
     resilient = transport(Vendor(clock), policy=guarded(max_wait=1.0))
     keys = journal_keys(7, resilient)
-    assert resilient.state.try_acquire(keys, 1, 1000.0, "another-process", clock.now)
+    assert Store(resilient.state).try_acquire(keys, 1, 1000.0, "another-process", clock.now)
     with httpx.Client(transport=resilient) as client:
         assert client.post("https://hyper.test/api/items", json={"AccountNo": 7}).status_code == 200
         assert client.post(JOURNAL, json={"Other": 7}).status_code == 200  # no key field: no key

@@ -5,36 +5,38 @@ by what an outer strategy's refusal spares the inner ones (no limiter wait, no g
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 from pipeline_kit import JOURNAL, OK, Caller, Recorder, Vendor, policy, transport
 
 import resilient_client as rc
+from resilient_client import stores
 from resilient_client.stores import state_key
 from resilient_client.strategies.guard import Guard
 from resilient_client.testing import FakeClock
+from store_ops import Store
 
 pytestmark = pytest.mark.anyio
 
-#: Which strategy each store operation belongs to. The limiter's admission takes the guard's first
-#: hold in the same operation when the send may go at once: then it is both, in that order.
-OWNER = {
-    "limiter_admit_and_acquire": "limiter",
-    "deposit": "budget",
-    "try_spend": "budget",
-    "circuit": "breaker",
-    "try_probe": "breaker",
-    "record_outcome": "breaker",
-    "record_successes": "breaker",
-    "open_circuit": "breaker",
-    "paused_for": "limiter",
-    "limiter_acquire": "limiter",
-    "limiter_admit": "limiter",
-    "pause": "limiter",
-    "try_acquire": "guard",
-    "release": "guard",
+_T = TypeVar("_T")
+
+#: Which strategy each store operation belongs to.
+OWNER: dict[type[Any], str] = {
+    stores.Deposit: "budget",
+    stores.TrySpend: "budget",
+    stores.ReadCircuit: "breaker",
+    stores.TryProbe: "breaker",
+    stores.RecordOutcome: "breaker",
+    stores.RecordSuccesses: "breaker",
+    stores.OpenCircuit: "breaker",
+    stores.PausedFor: "limiter",
+    stores.LimiterAcquire: "limiter",
+    stores.LimiterAdmit: "limiter",
+    stores.Pause: "limiter",
+    stores.Acquire: "guard",
+    stores.Release: "guard",
 }
 
 
@@ -48,32 +50,11 @@ class RecordingState(rc.MemoryState):
         super().__init__()
         self.log = log
 
-    def __getattribute__(self, name: str) -> Any:
-        found = super().__getattribute__(name)
-        owner = OWNER.get(name.removeprefix("a") if name.startswith("a") and name[1:] in OWNER else name)
-        if owner is None or not callable(found):
-            return found
-        log = super().__getattribute__("log")
-
-        def recorded(*args: Any, **kwargs: Any) -> Any:
-            log.append(owner)
-            return found(*args, **kwargs)
-
-        if name.endswith("limiter_admit_and_acquire"):  # the guard's hold when taken, after the limiter
-
-            def admitted(answer: tuple[Any, bool]) -> tuple[Any, bool]:
-                if answer[1]:
-                    log.append("guard")
-                return answer
-
-            if name.startswith("a"):
-
-                async def arecorded(*args: Any, **kwargs: Any) -> Any:
-                    return admitted(await recorded(*args, **kwargs))
-
-                return arecorded
-            return lambda *args, **kwargs: admitted(recorded(*args, **kwargs))
-        return recorded
+    def run(self, op: stores.Operation[_T], now: float) -> _T:
+        owner = OWNER.get(type(op))
+        if owner is not None:
+            self.log.append(owner)
+        return super().run(op, now)
 
 
 class Sends(rc.Hook):
@@ -129,7 +110,9 @@ async def test_an_outer_refusal_spares_the_inner_strategies(connect: Callable[[A
     with pytest.raises(rc.errors.ServiceUnavailableError):
         await client.post(JOURNAL, json={"AccountNo": 7})  # opens the circuit, empties the limiter
     # The account's key is busy too: each inner strategy would wait, then refuse.
-    assert resilient.state.try_acquire(journal_keys(resilient), 1, 1000.0, "another-process", clock.now)
+    assert Store(resilient.state).try_acquire(
+        journal_keys(resilient), 1, 1000.0, "another-process", clock.now
+    )
 
     # The breaker refuses first: no limiter wait, no guard polling.
     with pytest.raises(rc.errors.CircuitOpenError):
@@ -153,9 +136,9 @@ async def test_the_limiters_wait_is_made_before_the_guard_is_taken(connect: Call
     class Watching(FakeClock):
         def sleep(self, seconds: float) -> None:
             keys = journal_keys(box[0])
-            free = box[0].state.try_acquire(keys, 1, 1.0, "peek", self.now)
+            free = Store(box[0].state).try_acquire(keys, 1, 1.0, "peek", self.now)
             if free:
-                box[0].state.release(keys, "peek", self.now)
+                Store(box[0].state).release(keys, "peek", self.now)
             held_while_waiting.append(not free)
             super().sleep(seconds)
 

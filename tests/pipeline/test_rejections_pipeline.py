@@ -16,6 +16,7 @@ import resilient_client as rc
 from resilient_client.stores import state_key
 from resilient_client.strategies.guard import Guard
 from resilient_client.testing import FakeClock, fault_response
+from store_ops import Store
 
 pytestmark = pytest.mark.anyio
 
@@ -45,13 +46,13 @@ def hold_the_account(resilient: rc.ResilientTransport, clock: FakeClock) -> None
     guard = Guard("journal", resilient.policy.guards["journal"], resilient.state, state_key("guard", "hyper"))
     keys = guard.keys_for("journal", b'{"AccountNo": 7}')
     assert keys is not None
-    assert resilient.state.try_acquire(keys, 1, 1000.0, "another-process", clock.now)
+    assert Store(resilient.state).try_acquire(keys, 1, 1000.0, "another-process", clock.now)
 
 
 def spend_the_budget(resilient: rc.ResilientTransport, clock: FakeClock) -> None:
     store, budget = resilient.state, resilient.policy.budget
     key = state_key("budget", "hyper", f"{budget.ratio:g}", f"{budget.burst:g}")
-    while store.try_spend(key, 1.0, budget.burst, clock.now):
+    while Store(store).try_spend(key, 1.0, budget.burst, clock.now):
         pass
 
 

@@ -15,7 +15,6 @@ from collections.abc import Callable
 import pytest
 
 from resilient_client.stores.fallback import Fallback
-from resilient_client.stores.memory import MemoryState
 
 pytestmark = pytest.mark.anyio
 
@@ -28,7 +27,7 @@ def fallback() -> Fallback:
     return Fallback(name="redis://store", unavailable=(Down,), on_unavailable="local", idle_seconds=60.0)
 
 
-def local(store: MemoryState) -> str:
+def local() -> str:
     return "local"
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from resilient_client.stores import MemoryState
+from resilient_client.stores import Acquire, MemoryState
 from resilient_client.stores.memory import _SWEEP_EVERY
+from store_ops import Store
 
 
 def held_records(store: MemoryState) -> int:
@@ -17,38 +18,38 @@ def held_records(store: MemoryState) -> int:
 def test_keys_idle_past_the_idle_time_are_swept_away() -> None:
     store = MemoryState(idle_seconds=60.0)
     for n in range(_SWEEP_EVERY - 1):
-        store.deposit(f"budget/{n}", 1.0, 10.0, 0.0)
+        Store(store).deposit(f"budget/{n}", 1.0, 10.0, 0.0)
     assert held_records(store) == _SWEEP_EVERY - 1
-    store.deposit("budget/late", 1.0, 10.0, 61.0)  # the operation that sweeps
+    Store(store).deposit("budget/late", 1.0, 10.0, 61.0)  # the operation that sweeps
     assert held_records(store) == 1
 
 
 def test_a_key_in_use_is_kept() -> None:
     store = MemoryState(idle_seconds=60.0)
-    store.try_spend("busy", 1.0, 10.0, 0.0)
+    Store(store).try_spend("busy", 1.0, 10.0, 0.0)
     for n in range(_SWEEP_EVERY):
-        store.deposit("busy", 0.0, 10.0, 50.0 + n * 0.01)
-    assert store.deposit("busy", 0.0, 10.0, 70.0) == 9.0  # not forgotten (it would be full again)
+        Store(store).deposit("busy", 0.0, 10.0, 50.0 + n * 0.01)
+    assert Store(store).deposit("busy", 0.0, 10.0, 70.0) == 9.0  # not forgotten (it would be full again)
 
 
 def test_state_that_still_matters_outlives_the_idle_time() -> None:
     store = MemoryState(idle_seconds=60.0)
-    store.pause("paused", 3600.0, 0.0)
-    store.try_acquire(["held"], 1, 600.0, "holder", 0.0)
-    store.open_circuit("broken", 0, 300.0, 0.0)
+    Store(store).pause("paused", 3600.0, 0.0)
+    Store(store).try_acquire(["held"], 1, 600.0, "holder", 0.0)
+    Store(store).open_circuit("broken", 0, 300.0, 0.0)
     for n in range(_SWEEP_EVERY):
-        store.deposit(f"other/{n}", 1.0, 10.0, 120.0)
-    assert store.paused_for("paused", 120.0) == 3480.0
-    assert not store.try_acquire(["held"], 1, 600.0, "other", 120.0)
-    assert store.circuit("broken", 120.0).state == "open"
+        Store(store).deposit(f"other/{n}", 1.0, 10.0, 120.0)
+    assert Store(store).paused_for("paused", 120.0) == 3480.0
+    assert not Store(store).try_acquire(["held"], 1, 600.0, "other", 120.0)
+    assert Store(store).circuit("broken", 120.0).state == "open"
 
 
 def test_forgetting_a_key_is_the_same_as_never_having_seen_it() -> None:
     store = MemoryState(idle_seconds=60.0)
-    store.open_circuit("broken", 0, 10.0, 0.0)
+    Store(store).open_circuit("broken", 0, 10.0, 0.0)
     for n in range(_SWEEP_EVERY):
-        store.deposit(f"other/{n}", 1.0, 10.0, 100.0)
-    assert store.circuit("broken", 100.0).state == "closed"
+        Store(store).deposit(f"other/{n}", 1.0, 10.0, 100.0)
+    assert Store(store).circuit("broken", 100.0).state == "closed"
     assert held_records(store) == _SWEEP_EVERY
 
 
@@ -58,27 +59,27 @@ def test_a_sweep_while_keys_are_taken_keeps_every_hold(before: int) -> None:
     # same call and not yet touched was swept away, and its hold with it (found by the 32-thread race).
     store = MemoryState(idle_seconds=60.0)
     for n in range(_SWEEP_EVERY - 1 - before):
-        store.deposit(f"budget/{n}", 1.0, 10.0, 0.0)
-    assert store.try_acquire(["a", "b", "c"], 1, 30.0, "holder", 100.0)
+        Store(store).deposit(f"budget/{n}", 1.0, 10.0, 0.0)
+    assert Store(store).try_acquire(["a", "b", "c"], 1, 30.0, "holder", 100.0)
     for key in ("a", "b", "c"):
-        assert not store.try_acquire([key], 1, 30.0, "another", 100.0), key
+        assert not Store(store).try_acquire([key], 1, 30.0, "another", 100.0), key
 
 
 def test_a_shorter_hold_taken_after_a_longer_one_does_not_shorten_the_keys_life() -> None:
     # Found in review: the record's expiry followed the latest holder's lease, so a sweep after the
     # short lease ended (idle time shorter than the leases) dropped the long hold with it.
     store = MemoryState(idle_seconds=1.0)
-    assert store.try_acquire(["account"], 2, 100.0, "long", 0.0)
-    assert store.try_acquire(["account"], 2, 6.0, "short", 0.0)
+    assert Store(store).try_acquire(["account"], 2, 100.0, "long", 0.0)
+    assert Store(store).try_acquire(["account"], 2, 6.0, "short", 0.0)
     for _ in range(_SWEEP_EVERY):
-        store.deposit("other", 1.0, 10.0, 10.0)
-    assert not store.try_acquire(["account"], 1, 6.0, "third", 10.0)  # "long" holds it until 100
+        Store(store).deposit("other", 1.0, 10.0, 10.0)
+    assert not Store(store).try_acquire(["account"], 1, 6.0, "third", 10.0)  # "long" holds it until 100
 
 
 def test_a_release_of_the_last_holder_drops_the_key() -> None:
     store = MemoryState()
-    store.try_acquire(["a", "b"], 1, 30.0, "t", 0.0)
-    store.release(["a", "b"], "t", 0.0)
+    Store(store).try_acquire(["a", "b"], 1, 30.0, "t", 0.0)
+    Store(store).release(["a", "b"], "t", 0.0)
     assert held_records(store) == 0
 
 
@@ -88,16 +89,17 @@ def test_the_idle_time_must_be_a_positive_finite_number(idle: float) -> None:
         MemoryState(idle_seconds=idle)
 
 
-def test_acquiring_no_key_is_refused() -> None:
-    with pytest.raises(ValueError, match="at least one key"):
-        MemoryState().try_acquire([], 1, 30.0, "t", 0.0)
+@pytest.mark.parametrize("keys", [[], "account", None])
+def test_an_acquire_of_no_list_of_keys_is_refused(keys: object) -> None:
+    with pytest.raises(ValueError, match="lease keys must be a non-empty list of str"):
+        Acquire(keys, 1, 30.0, "t")
 
 
 def test_repr_shows_the_idle_time() -> None:
     assert repr(MemoryState(idle_seconds=30.0)) == "MemoryState(idle_seconds=30.0)"
 
 
-# -- the one-step forms a retried call uses (MemoryState's own extensions of two operations) ---------
+# -- an operation that brings counts along is the two operations it stands for ------------------------
 
 
 @pytest.mark.parametrize(
@@ -118,13 +120,13 @@ def test_an_outcome_with_successes_is_record_successes_then_record_outcome(
     one, two = MemoryState(), MemoryState()
     for store in (one, two):
         for step in range(6):  # a window with history in several buckets
-            store.record_outcome("breaker/h", step % 3 == 0, 10.0, step * 1.0)
+            Store(store).record_outcome("breaker/h", step % 3 == 0, 10.0, step * 1.0)
     if count:
-        two.record_successes("breaker/h", count, age, 10.0, now)
-    expected = two.record_outcome("breaker/h", failed, 10.0, now)
-    assert one.record_outcome("breaker/h", failed, 10.0, now, count, age) == expected
+        Store(two).record_successes("breaker/h", count, age, 10.0, now)
+    expected = Store(two).record_outcome("breaker/h", failed, 10.0, now)
+    assert Store(one).record_outcome("breaker/h", failed, 10.0, count, age, now) == expected
     # And what follows sees the same window.
-    assert one.record_outcome("breaker/h", True, 10.0, now + 1.0) == two.record_outcome(
+    assert Store(one).record_outcome("breaker/h", True, 10.0, now + 1.0) == Store(two).record_outcome(
         "breaker/h", True, 10.0, now + 1.0
     )
 
@@ -145,9 +147,11 @@ def test_a_spend_with_earned_tokens_is_deposit_then_try_spend(
     one, two = MemoryState(), MemoryState()
     if start is not None:
         for store in (one, two):
-            assert store.try_spend("budget/v", 100.0 - start, 100.0, 0.0)  # a new bucket starts full
+            assert Store(store).try_spend("budget/v", 100.0 - start, 100.0, 0.0)  # a new bucket starts full
     if earned > 0:
-        two.deposit("budget/v", earned, cap, 1.0)
-    expected = two.try_spend("budget/v", 1.0, cap, 1.0)
-    assert one.try_spend("budget/v", 1.0, cap, 1.0, earned) == expected
-    assert one.deposit("budget/v", 0.0, cap, 2.0) == pytest.approx(two.deposit("budget/v", 0.0, cap, 2.0))
+        Store(two).deposit("budget/v", earned, cap, 1.0)
+    expected = Store(two).try_spend("budget/v", 1.0, cap, 1.0)
+    assert Store(one).try_spend("budget/v", 1.0, cap, earned, 1.0) == expected
+    assert Store(one).deposit("budget/v", 0.0, cap, 2.0) == pytest.approx(
+        Store(two).deposit("budget/v", 0.0, cap, 2.0)
+    )

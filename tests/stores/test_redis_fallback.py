@@ -14,11 +14,11 @@ from typing import Any
 
 import anyio
 import pytest
-import redis
 
 from redis_process import RedisProcess
 from resilient_client.errors import RejectedError, StateUnavailableError
 from resilient_client.stores.redis import RedisState
+from store_ops import Store
 
 pytestmark = pytest.mark.anyio
 
@@ -93,7 +93,7 @@ async def test_a_hold_taken_while_redis_was_down_is_released_after_it_is_back(
     await ops.release(["account"], "caller", 2.5)
     # The local hold ended with its release, not with its lease: were Redis to go again, the
     # account would not stay busy for a minute in this process.
-    assert store._fallback.local.try_acquire(["account"], 1, 60.0, "next", 3.0)
+    assert Store(store._fallback.local).try_acquire(["account"], 1, 60.0, "next", 3.0)
 
 
 async def test_every_outage_warns_once(
@@ -148,40 +148,37 @@ async def test_a_hung_redis_costs_one_timeout_then_the_call_goes_on_locally(
     assert "TimeoutError" in warnings_of(caplog)[0]
 
 
-def test_other_errors_are_not_an_outage(server: RedisProcess) -> None:
+@pytest.mark.parametrize("corrupt", [b"not a number", None], ids=["unreadable-value", "wrong-type"])
+async def test_an_error_reply_goes_local_for_that_operation_only_and_warns_once(
+    server: RedisProcess,
+    twin: Callable[[object], Any],
+    caplog: pytest.LogCaptureFixture,
+    corrupt: bytes | None,
+) -> None:
     store = RedisState(server.url)
+    ops = twin(store)
+    with server.admin() as admin:
+        if corrupt is None:
+            admin.hset("resilient_client:bucket:k", "field", "a hash where a string belongs")
+        else:
+            admin.set("resilient_client:bucket:k", corrupt)
+    assert await ops.deposit("k", 1.0, 2.0, 0.0) == 2.0  # the in-process bucket, new and full
+    assert await ops.deposit("k", 1.0, 2.0, 0.0) == 2.0
+    assert not store._fallback.down  # Redis answered: no outage
+    assert await ops.deposit("other", 0.0, 5.0, 0.0) == 5.0
+    [warning] = warnings_of(caplog)
+    assert "refused an operation" in warning and PASSWORD not in warning
+
+
+async def test_an_error_reply_under_raise_is_a_state_unavailable_error(
+    server: RedisProcess, twin: Callable[[object], Any]
+) -> None:
+    ops = twin(RedisState(server.url, on_unavailable="raise"))
     with server.admin() as admin:
         admin.set("resilient_client:bucket:k", "not a number")
-    with pytest.raises(redis.exceptions.ResponseError, match="number expected"):
-        store.deposit("k", 1.0, 2.0, 0.0)
-
-
-async def test_a_release_does_not_wait_for_its_answer_yet_reaches_redis(
-    server: RedisProcess, twin: Callable[[object], Any], caplog: pytest.LogCaptureFixture
-) -> None:
-    ops = twin(RedisState(server.url, timeout=1.0))
-    assert await ops.try_acquire(["account"], 1, 30.0, "holder", 0.0)
-    server.freeze()  # a hung server: a call waiting for its answer would wait the whole timeout
-    try:
-        _, seconds = await timed(ops.release(["account"], "holder", 0.0))
-    finally:
-        server.thaw()
-    assert seconds < 0.5
-    assert await ops.try_acquire(["account"], 1, 30.0, "next", 0.0)  # the release was done first
-    assert not warnings_of(caplog)
-
-
-async def test_a_release_refused_by_redis_is_logged_once_and_the_next_operation_goes_on(
-    server: RedisProcess, twin: Callable[[object], Any], caplog: pytest.LogCaptureFixture
-) -> None:
-    ops = twin(RedisState(server.url))
-    assert await ops.try_acquire(["account"], 1, 30.0, "holder", 0.0)
-    with server.admin() as admin:
-        admin.set("resilient_client:lease:account", "not a hash")
-    await ops.release(["account"], "holder", 0.0)
-    assert await ops.deposit("budget", 1.0, 3.0, 0.0) == 3.0
-    [warning] = warnings_of(caplog)
-    assert "Redis refused a command sent without waiting (a guard release): WRONGTYPE" in warning
+    with pytest.raises(StateUnavailableError, match="refused the operation") as caught:
+        await ops.deposit("k", 1.0, 2.0, 0.0)
+    assert isinstance(caught.value, RejectedError)
 
 
 def _connected(connection: Any) -> bool:

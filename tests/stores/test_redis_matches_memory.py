@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from redis_process import RedisProcess
 from resilient_client.stores import MemoryState
 from resilient_client.stores.redis import RedisState
+from store_ops import Store
 
 KEYS = st.sampled_from(["a", "b", "c"])
 TOKENS = st.sampled_from(["t1", "t2", "t3"])
@@ -29,8 +30,28 @@ OPERATIONS = st.one_of(
     st.tuples(
         st.just("deposit"), KEYS, st.sampled_from([0.0, 0.1, 0.2, 0.5, 1.0]), st.sampled_from([1.0, 2.0, 2.5])
     ),
-    st.tuples(st.just("try_spend"), KEYS, st.sampled_from([0.5, 1.0]), st.sampled_from([1.0, 2.0, 2.5])),
-    st.tuples(st.just("record_outcome"), KEYS, st.booleans(), st.sampled_from([1.0, 10.0])),
+    st.tuples(
+        st.just("try_spend"),
+        KEYS,
+        st.sampled_from([0.5, 1.0]),
+        st.sampled_from([1.0, 2.0, 2.5]),
+        st.sampled_from([0.0, 0.2, 0.6, 3.0]),
+    ),
+    st.tuples(
+        st.just("record_outcome"),
+        KEYS,
+        st.booleans(),
+        st.sampled_from([1.0, 10.0]),
+        st.sampled_from([0, 1, 5]),
+        st.sampled_from([0.0, 0.3, 4.0, 30.0]),
+    ),
+    st.tuples(
+        st.just("record_successes"),
+        KEYS,
+        st.sampled_from([1, 5]),
+        st.sampled_from([0.0, 0.3, 4.0, 30.0]),
+        st.sampled_from([1.0, 10.0]),
+    ),
     st.tuples(st.just("circuit"), KEYS),
     st.tuples(st.just("try_probe"), KEYS, TOKENS, st.sampled_from([1, 2]), SECONDS),
     st.tuples(st.just("release_probe"), KEYS, TOKENS),
@@ -61,17 +82,6 @@ OPERATIONS = st.one_of(
         st.sampled_from([1.0, 3.0]),
         SECONDS,
     ),
-    st.tuples(
-        st.just("limiter_admit_and_acquire"),
-        KEYS,
-        st.sampled_from([0.0, 1.0, 4.0]),
-        st.sampled_from([1.0, 3.0]),
-        SECONDS,
-        st.lists(KEYS, min_size=1, max_size=3),
-        st.sampled_from([1, 2]),
-        SECONDS,
-        TOKENS,
-    ),
     st.tuples(st.just("limiter_state"), KEYS),
     st.tuples(
         st.just("limiter_learn"),
@@ -99,15 +109,13 @@ def run(store: Any, operations: list[tuple[Any, ...]]) -> list[Any]:
             args[1] = epochs.get(args[0], 0) if args[1] == "last" else args[1]
         if name == "limiter_learn":
             args[1] = versions.get(args[0], 0) if args[1] == "last" else args[1]
-        answer = getattr(store, name)(*args, now)
+        answer = getattr(Store(store), name)(*args, now)
         if name == "circuit":
             epochs[args[0]] = answer.epoch
         if name == "try_probe":
             epochs[args[0]] = answer[1].epoch
         if name in ("limiter_acquire", "limiter_admit", "limiter_state"):
             versions[args[0]] = answer.version
-        if name == "limiter_admit_and_acquire":
-            versions[args[0]] = answer[0].version
         answers.append((name, answer))
     return answers
 

@@ -27,7 +27,9 @@ import redis.asyncio
 
 import resilient_client as rc
 from redis_process import RedisProcess
+from resilient_client.stores import Deposit, TrySpend
 from resilient_client.stores.redis import RedisState
+from store_ops import Store
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -92,8 +94,8 @@ async def test_breaks_and_pauses_end_on_the_server_clock(
 
 
 def test_the_server_clock_has_microseconds(store: RedisState) -> None:
-    store.pause("host", 1000.0, 0.0)
-    left = [store.paused_for("host", 0.0) for _ in range(3)]
+    Store(store).pause("host", 1000.0, 0.0)
+    left = [Store(store).paused_for("host", 0.0) for _ in range(3)]
     assert left == sorted(left, reverse=True)
     assert any(value != round(value) for value in left)  # not whole seconds
 
@@ -112,14 +114,14 @@ KINDS = {
 
 
 def every_write(store: RedisState, key: str) -> None:
-    store.deposit(key, 1.0, 10.0, 0.0)
-    store.record_outcome(key, True, 60.0, 0.0)
-    store.open_circuit(key, 0, 5.0, 0.0)
-    store.try_acquire([key], 1, 30.0, "t", 0.0)
-    store.pause(key, 3.0, 0.0)
-    store.limiter_acquire(key, 2.0, 1.0, 60.0, 0.0)
-    first = store.limiter_state(key, 0.0)
-    store.limiter_learn(key, first.version, 1.0, 2.0, True, 0.0)
+    Store(store).deposit(key, 1.0, 10.0, 0.0)
+    Store(store).record_outcome(key, True, 60.0, 0.0)
+    Store(store).open_circuit(key, 0, 5.0, 0.0)
+    Store(store).try_acquire([key], 1, 30.0, "t", 0.0)
+    Store(store).pause(key, 3.0, 0.0)
+    Store(store).limiter_acquire(key, 2.0, 1.0, 60.0, 0.0)
+    first = Store(store).limiter_state(key, 0.0)
+    Store(store).limiter_learn(key, first.version, 1.0, 2.0, True, 0.0)
 
 
 def test_keys_are_named_by_prefix_kind_and_key_and_all_expire(redis_url: str, admin: redis.Redis) -> None:
@@ -145,13 +147,13 @@ def test_the_readme_documents_every_key() -> None:
 
 
 WRITES = [
-    pytest.param("bucket", lambda s, k: s.deposit(k, 1.0, 10.0, 0.0), id="deposit"),
-    pytest.param("bucket", lambda s, k: s.try_spend(k, 1.0, 10.0, 0.0), id="try_spend"),
-    pytest.param("window", lambda s, k: s.record_outcome(k, False, 60.0, 0.0), id="record_outcome"),
-    pytest.param("circuit", lambda s, k: s.reset_circuit(k, 0.0), id="reset_circuit"),
-    pytest.param("lease", lambda s, k: s.try_acquire([k], 5, 30.0, "t", 0.0), id="try_acquire"),
-    pytest.param("pause", lambda s, k: s.pause(k, 1.0, 0.0), id="pause"),
-    pytest.param("rate", lambda s, k: s.limiter_acquire(k, 0.0, 1.0, 0.0, 0.0), id="limiter_acquire"),
+    pytest.param("bucket", lambda s, k: Store(s).deposit(k, 1.0, 10.0, 0.0), id="deposit"),
+    pytest.param("bucket", lambda s, k: Store(s).try_spend(k, 1.0, 10.0, 0.0), id="try_spend"),
+    pytest.param("window", lambda s, k: Store(s).record_outcome(k, False, 60.0, 0.0), id="record_outcome"),
+    pytest.param("circuit", lambda s, k: Store(s).reset_circuit(k, 0.0), id="reset_circuit"),
+    pytest.param("lease", lambda s, k: Store(s).try_acquire([k], 5, 30.0, "t", 0.0), id="try_acquire"),
+    pytest.param("pause", lambda s, k: Store(s).pause(k, 1.0, 0.0), id="pause"),
+    pytest.param("rate", lambda s, k: Store(s).limiter_acquire(k, 0.0, 1.0, 0.0, 0.0), id="limiter_acquire"),
 ]
 
 
@@ -170,9 +172,9 @@ def test_every_write_renews_the_idle_expiry(
 @pytest.mark.parametrize(
     ("kind", "write"),
     [
-        pytest.param("lease", lambda s: s.try_acquire(["k"], 1, 3600.0, "t", 0.0), id="lease"),
-        pytest.param("pause", lambda s: s.pause("k", 3600.0, 0.0), id="pause"),
-        pytest.param("circuit", lambda s: s.open_circuit("k", 0, 3600.0, 0.0), id="break"),
+        pytest.param("lease", lambda s: Store(s).try_acquire(["k"], 1, 3600.0, "t", 0.0), id="lease"),
+        pytest.param("pause", lambda s: Store(s).pause("k", 3600.0, 0.0), id="pause"),
+        pytest.param("circuit", lambda s: Store(s).open_circuit("k", 0, 3600.0, 0.0), id="break"),
     ],
 )
 def test_a_key_outlives_the_idle_time_while_its_lease_break_or_pause_lasts(
@@ -186,16 +188,16 @@ def test_a_short_lease_does_not_cut_a_longer_one_held_on_the_same_key(
     redis_url: str, admin: redis.Redis
 ) -> None:
     store = RedisState(redis_url, idle_seconds=60.0)
-    assert store.try_acquire(["k"], 2, 3600.0, "long", 0.0)
-    assert store.try_acquire(["k"], 2, 1.0, "short", 0.0)
+    assert Store(store).try_acquire(["k"], 2, 3600.0, "long", 0.0)
+    assert Store(store).try_acquire(["k"], 2, 1.0, "short", 0.0)
     assert admin.pttl("resilient_client:lease:k") > 3_590_000
 
 
 def test_stores_of_one_prefix_share_state_and_other_prefixes_do_not(redis_url: str) -> None:
     one, same, other = RedisState(redis_url), RedisState(redis_url), RedisState(redis_url, prefix="other")
-    assert one.try_acquire(["account"], 1, 30.0, "process-1", 0.0)
-    assert not same.try_acquire(["account"], 1, 30.0, "process-2", 0.0)
-    assert other.try_acquire(["account"], 1, 30.0, "process-2", 0.0)
+    assert Store(one).try_acquire(["account"], 1, 30.0, "process-1", 0.0)
+    assert not Store(same).try_acquire(["account"], 1, 30.0, "process-2", 0.0)
+    assert Store(other).try_acquire(["account"], 1, 30.0, "process-2", 0.0)
 
 
 # -- one script, one round trip -------------------------------------------------------------------------
@@ -206,9 +208,7 @@ def commands_sent(admin: redis.Redis) -> Counter[str]:
     are left out, as are the admin's)."""
     stats = admin.info("commandstats")
     ran = Counter({name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()})
-    return Counter(
-        {name: ran[name] for name in ("evalsha", "eval", "script|load", "ping", "hdel") if ran[name]}
-    )
+    return Counter({name: ran[name] for name in ("evalsha", "eval", "script|load", "ping") if ran[name]})
 
 
 def test_each_operation_is_one_evalsha(redis_url: str, admin: redis.Redis) -> None:
@@ -216,85 +216,92 @@ def test_each_operation_is_one_evalsha(redis_url: str, admin: redis.Redis) -> No
 
     def every_operation(key: str) -> None:
         every_write(store, key)
-        assert store.try_probe(key, "p", 1, 10.0, 0.0)[1].state == "open"
-        store.release([key], "t", 0.0)
-        store.paused_for(key, 0.0)
+        assert Store(store).try_probe(key, "p", 1, 10.0, 0.0)[1].state == "open"
+        Store(store).release([key], "t", 0.0)
+        Store(store).paused_for(key, 0.0)
 
     every_operation("warm-up")  # the first call of each script loads it (NOSCRIPT, then EVAL)
     admin.config_resetstat()
     every_operation("k")
-    assert commands_sent(admin) == {"evalsha": 10, "hdel": 1}  # a release is no script (below)
+    assert commands_sent(admin) == {"evalsha": 11}
 
 
 @pytest.mark.anyio
-async def test_a_release_is_one_hdel_per_key_and_frees_the_keys_before_the_next_operation(
+async def test_a_release_is_one_script_for_all_its_keys_and_frees_them_for_the_next_operation(
     store: RedisState, admin: redis.Redis, twin: Callable[[object], Any]
 ) -> None:
     ops = twin(store)
     assert await ops.try_acquire(["a", "b"], 1, 30.0, "holder", 0.0)
+    await ops.release(["a", "b"], "holder", 0.0)  # loads the script
+    assert await ops.try_acquire(["a", "b"], 1, 30.0, "holder", 0.0)
     admin.config_resetstat()
     await ops.release(["a", "b"], "holder", 0.0)
     assert await ops.try_acquire(["a", "b"], 1, 30.0, "next", 0.0)
-    assert commands_sent(admin) == {"hdel": 2, "evalsha": 1}
+    assert commands_sent(admin) == {"evalsha": 2}
 
 
 def test_a_connection_the_server_closed_is_replaced_before_it_is_used(
     store: RedisState, admin: redis.Redis
 ) -> None:
-    store.deposit("k", 1.0, 10.0, 0.0)
+    Store(store).deposit("k", 1.0, 10.0, 0.0)
     admin.client_kill_filter(_type="normal", skipme=True)  # every connection but the admin's
-    assert store.deposit("k", 0.0, 10.0, 0.0) == 10.0
+    assert Store(store).deposit("k", 0.0, 10.0, 0.0) == 10.0
     assert not store._fallback.down
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
-def test_a_forked_child_opens_its_own_connections(store: RedisState, admin: redis.Redis) -> None:
-    store.deposit("k", 1.0, 10.0, 0.0)  # the parent holds an idle connection now
+def test_a_forked_child_opens_its_own_connections(
+    store: RedisState, admin: redis.Redis, redis_url: str
+) -> None:
+    url = redis_url
+    Store(store).deposit("k", 1.0, 10.0, 0.0)  # the parent holds an idle connection now
     parent_ids = {int(client["id"]) for client in admin.client_list()}
     child = os.fork()
     if child == 0:  # pragma: no cover - the child reports through its exit code
         code = 1
         try:
-            store.deposit("k", 0.0, 10.0, 0.0)
-            ran_on = store._sync_link()._idle[0][0]
-            ran_on.send_command("CLIENT", "ID")
-            code = 0 if int(ran_on.read_response()) not in parent_ids else 2
+            Store(store).deposit("k", 0.0, 10.0, 0.0)
+            with redis.Redis.from_url(url) as look:
+                mine = [
+                    c for c in look.client_list() if int(c["id"]) not in parent_ids and c["cmd"] == "evalsha"
+                ]
+            code = 0 if mine else 2
         finally:
             os._exit(code)
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert store.deposit("k", 0.0, 10.0, 0.0) == 10.0  # the parent's connection is still its own
+    assert Store(store).deposit("k", 0.0, 10.0, 0.0) == 10.0  # the parent's connection is still its own
 
 
 def test_a_late_release_never_ends_a_newer_hold_of_the_same_token(
     store: RedisState, admin: redis.Redis
 ) -> None:
-    # A release is not waited for, and Redis orders commands per connection only: a caller that
-    # releases and takes the key again with the same token (a guard waiting out a pause) may have
-    # its take run before its release. Each hold is its own field, so the release ends only its own.
-    assert store.try_acquire(["account"], 1, 30.0, "caller", 0.0)
+    # A release may reach Redis late (its answer timed out, or it was cancelled on the way), after
+    # the same caller took the key again with the same token (a guard waiting out a pause). Each
+    # hold is its own field, so the late release ends only its own.
+    assert Store(store).try_acquire(["account"], 1, 30.0, "caller", 0.0)
     (first,) = admin.hkeys("resilient_client:lease:account")
-    assert store.try_acquire(["account"], 1, 30.0, "caller", 0.0)  # holding: renewed, same field
+    assert Store(store).try_acquire(["account"], 1, 30.0, "caller", 0.0)  # holding: renewed, same field
     assert admin.hkeys("resilient_client:lease:account") == [first]
-    store.release(["account"], "caller", 0.0)
+    Store(store).release(["account"], "caller", 0.0)
     admin.hset("resilient_client:lease:account", first, "1e18")  # as if the release had not run yet
-    assert not store.try_acquire(["account"], 1, 30.0, "caller", 0.0)  # refused once, not merged
+    assert not Store(store).try_acquire(["account"], 1, 30.0, "caller", 0.0)  # refused once, not merged
     admin.hdel("resilient_client:lease:account", first)  # the late release arrives
-    assert store.try_acquire(["account"], 1, 30.0, "caller", 0.0)
+    assert Store(store).try_acquire(["account"], 1, 30.0, "caller", 0.0)
     (second,) = admin.hkeys("resilient_client:lease:account")
     assert second != first
     admin.hdel("resilient_client:lease:account", first)  # a second late release of the old hold
-    assert not store.try_acquire(["account"], 1, 30.0, "other", 0.0)  # the new hold stands
-    store.release(["account"], "caller", 0.0)
-    assert store.try_acquire(["account"], 1, 30.0, "other", 0.0)
+    assert not Store(store).try_acquire(["account"], 1, 30.0, "other", 0.0)  # the new hold stands
+    Store(store).release(["account"], "caller", 0.0)
+    assert Store(store).try_acquire(["account"], 1, 30.0, "other", 0.0)
 
 
 def test_scripts_are_loaded_again_after_the_server_forgets_them(
     store: RedisState, admin: redis.Redis
 ) -> None:
-    store.deposit("k", 1.0, 10.0, 0.0)
+    Store(store).deposit("k", 1.0, 10.0, 0.0)
     admin.script_flush()
-    assert store.deposit("k", 0.0, 10.0, 0.0) == 10.0
+    assert Store(store).deposit("k", 0.0, 10.0, 0.0) == 10.0
 
 
 # -- the clients ----------------------------------------------------------------------------------------
@@ -329,16 +336,16 @@ def _in_asyncio() -> bool:
 
 
 @pytest.mark.anyio
-async def test_with_only_a_sync_client_the_async_twins_run_it_in_a_thread(redis_url: str) -> None:
+async def test_with_only_a_sync_client_arun_runs_it_in_a_thread(redis_url: str) -> None:
     store = RedisState(client=redis.Redis.from_url(redis_url))
-    assert await store.adeposit("k", 1.0, 2.0, 0.0) == 2.0
-    assert await store.atry_spend("k", 2.0, 2.0, 0.0)
+    assert await store.arun(Deposit("k", 1.0, 2.0), 0.0) == 2.0
+    assert await store.arun(TrySpend("k", 2.0, 2.0), 0.0)
 
 
 def test_with_only_an_async_client_the_sync_operations_say_what_is_missing(redis_url: str) -> None:
     store = RedisState(async_client=redis.asyncio.Redis.from_url(redis_url))
-    with pytest.raises(TypeError, match=r"only async_client=.*need client= or url="):
-        store.deposit("k", 1.0, 2.0, 0.0)
+    with pytest.raises(TypeError, match=r"only async_client=.*needs client= or url="):
+        Store(store).deposit("k", 1.0, 2.0, 0.0)
 
 
 def connected_clients(admin: redis.Redis) -> int:
@@ -350,7 +357,7 @@ def test_each_asyncio_loop_gets_its_own_client_closed_when_the_loop_ends(
 ) -> None:
     before = connected_clients(admin)
     for _ in range(3):  # a client bound to an earlier loop would fail here ("attached to a different loop")
-        assert asyncio.run(store.adeposit("k", 0.0, 2.0, 0.0)) == 2.0
+        assert asyncio.run(store.arun(Deposit("k", 0.0, 2.0), 0.0)) == 2.0
     deadline = time.monotonic() + 2.0
     while connected_clients(admin) > before and time.monotonic() < deadline:
         time.sleep(0.01)  # real-sleep: the server notices a closed socket on its own event loop
@@ -359,20 +366,20 @@ def test_each_asyncio_loop_gets_its_own_client_closed_when_the_loop_ends(
 
 def test_close_closes_the_connections_the_store_opened(store: RedisState, admin: redis.Redis) -> None:
     before = connected_clients(admin)
-    store.deposit("k", 0.0, 2.0, 0.0)
+    Store(store).deposit("k", 0.0, 2.0, 0.0)
     assert connected_clients(admin) == before + 1
     store.close()
     deadline = time.monotonic() + 2.0
     while connected_clients(admin) > before and time.monotonic() < deadline:
         time.sleep(0.01)  # real-sleep: as above
     assert connected_clients(admin) == before
-    assert store.deposit("k", 0.0, 2.0, 0.0) == 2.0  # and opens them again when used
+    assert Store(store).deposit("k", 0.0, 2.0, 0.0) == 2.0  # and opens them again when used
 
 
 @pytest.mark.anyio
 async def test_aclose_closes_the_loops_connections(store: RedisState, admin: redis.Redis) -> None:
     before = connected_clients(admin)
-    await store.adeposit("k", 0.0, 2.0, 0.0)
+    await store.arun(Deposit("k", 0.0, 2.0), 0.0)
     await store.aclose()
     deadline = time.monotonic() + 2.0
     while connected_clients(admin) > before and time.monotonic() < deadline:
@@ -461,11 +468,6 @@ def test_bad_arguments_are_refused_with_what_was_wrong(
         RedisState(**arguments)
 
 
-def test_no_key_to_acquire_is_refused(store: RedisState) -> None:
-    with pytest.raises(ValueError, match="at least one key"):
-        store.try_acquire([], 1, 30.0, "t", 0.0)
-
-
 def test_repr_and_pickle_keep_the_password_out() -> None:
     store = RedisState(f"redis://user:{SECRET}@cache:6379/0", prefix="app")
     assert repr(store) == "RedisState('redis://user:[REDACTED]@cache:6379/0', prefix='app')"
@@ -504,8 +506,9 @@ def test_a_killed_process_holds_its_account_no_longer_than_its_lease(redis_url: 
             sys.executable,
             "-c",
             "import sys, time\n"
+            "from resilient_client.stores import Acquire\n"
             "from resilient_client.stores.redis import RedisState\n"
-            f"assert RedisState({redis_url!r}).try_acquire(['hyper/account/42'], 1, 30.0, 'doomed', 0.0)\n"
+            f"assert RedisState({redis_url!r}).run(Acquire(['hyper/account/42'], 1, 30.0, 'doomed'), 0.0)\n"
             "print('held', flush=True)\n"
             "time.sleep(60)\n",  # real-sleep: stands for a call in flight when the process is killed
         ],
@@ -518,6 +521,6 @@ def test_a_killed_process_holds_its_account_no_longer_than_its_lease(redis_url: 
         holder.kill()
         holder.wait()
     store = RedisState(redis_url)
-    assert not store.try_acquire(["hyper/account/42"], 1, 30.0, "survivor", 0.0)
+    assert not Store(store).try_acquire(["hyper/account/42"], 1, 30.0, "survivor", 0.0)
     store._clock_offset = 30.001  # the lease's 30 s, on the server's clock
-    assert store.try_acquire(["hyper/account/42"], 1, 30.0, "survivor", 0.0)
+    assert Store(store).try_acquire(["hyper/account/42"], 1, 30.0, "survivor", 0.0)

@@ -1,4 +1,4 @@
-"""The StateStore contract, run against every store: each operation, its async twin, and races.
+"""The StateStore contract, run against every store: each operation (``run`` and ``arun``), and races.
 
 To add a store, add one line to STORES: a factory taking the test's Timeline. Tests pass
 ``timeline.now`` as every operation's ``now`` and move time with ``timeline.advance``; a store that
@@ -21,6 +21,7 @@ import pytest
 
 from redis_process import contract_store
 from resilient_client.stores import MemoryState, StateStore
+from store_ops import Store
 
 
 class Timeline:
@@ -417,59 +418,28 @@ async def test_a_paused_key_shows_its_learned_rate(ops: Any, key: str, timeline:
     )
 
 
-# -- admission and a guard's keys in one step ------------------------------------------------------
+# -- counts brought along with an operation (a budget's earned tokens, a breaker's successes) ----------
 
 
-async def test_admit_and_acquire_takes_the_keys_with_a_send_that_goes_at_once(
-    ops: Any, key: str, timeline: Timeline
-) -> None:
-    x, y = f"{key}/x", f"{key}/y"
+async def test_a_spend_with_earned_tokens_deposits_them_first(ops: Any, key: str, timeline: Timeline) -> None:
     now = timeline.now
-    ticket, taken = await ops.limiter_admit_and_acquire(key, 2.0, 2.0, 60.0, [y, x], 1, 30.0, "a", now)
-    assert taken
-    assert (ticket.wait, ticket.paused, ticket.sent_rate) == (0.0, 0.0, 1.0)
-    assert not await ops.try_acquire([x], 1, 30.0, "b", now)
-    assert not await ops.try_acquire([y], 1, 30.0, "b", now)
-    await ops.release([x, y], "a", now)
-    assert await ops.try_acquire([x, y], 1, 30.0, "b", now)
+    assert await ops.try_spend(key, 3.0, 3.0, now)  # empty
+    assert not await ops.try_spend(key, 1.0, 3.0, now, earned=0.5)  # 0.5 is not a token
+    assert await ops.try_spend(key, 1.0, 3.0, now, earned=0.5)  # 1.0 is
+    assert await ops.try_spend(key, 1.0, 3.0, now, earned=10.0)  # capped at 3 before the spend
+    assert await ops.deposit(key, 0.0, 3.0, now) == 2.0
 
 
-async def test_admit_and_acquire_reserves_the_send_though_a_key_is_busy(
+async def test_an_outcome_with_successes_counts_them_first_in_the_bucket_of_their_age(
     ops: Any, key: str, timeline: Timeline
 ) -> None:
-    x, y = f"{key}/x", f"{key}/y"
-    now = timeline.now
-    assert await ops.try_acquire([y], 1, 30.0, "holder", now)
-    ticket, taken = await ops.limiter_admit_and_acquire(key, 2.0, 2.0, 60.0, [x, y], 1, 30.0, "a", now)
-    assert not taken
-    assert (ticket.wait, ticket.sent_rate) == (0.0, 1.0)  # admitted and counted: the guard waits next
-    assert await ops.try_acquire([x], 1, 30.0, "b", now)  # all or none: x was not taken either
-
-
-async def test_admit_and_acquire_takes_no_key_for_a_send_that_must_wait_its_turn(
-    ops: Any, key: str, timeline: Timeline
-) -> None:
-    lease_key, now = f"{key}/lease", timeline.now
-    first, taken = await ops.limiter_admit_and_acquire(key, 1.0, 1.0, 60.0, [lease_key], 1, 30.0, "a", now)
-    assert (first.wait, taken) == (0.0, True)
-    await ops.release([lease_key], "a", now)
-    queued, taken = await ops.limiter_admit_and_acquire(key, 1.0, 1.0, 60.0, [lease_key], 1, 30.0, "b", now)
-    assert (queued.wait, taken) == (1.0, False)  # reserved, to be sent in 1 s: no key held meanwhile
-    refused, taken = await ops.limiter_admit_and_acquire(key, 1.0, 1.0, 0.5, [lease_key], 1, 30.0, "c", now)
-    assert (refused.wait, taken) == (2.0, False)  # past max_wait: nothing reserved, nothing taken
-    assert await ops.try_acquire([lease_key], 1, 30.0, "d", now)
-
-
-async def test_admit_and_acquire_takes_no_key_while_the_host_is_paused(
-    ops: Any, key: str, timeline: Timeline
-) -> None:
-    lease_key = f"{key}/lease"
-    await ops.pause(key, 5.0, timeline.now)
-    ticket, taken = await ops.limiter_admit_and_acquire(
-        key, 1.0, 1.0, 60.0, [lease_key], 1, 30.0, "a", timeline.now
-    )
-    assert (ticket.paused, ticket.wait, ticket.sent_rate, taken) == (5.0, 0.0, 0.0, False)
-    assert await ops.try_acquire([lease_key], 1, 30.0, "b", timeline.now)
+    assert await ops.record_outcome(key, True, 10.0, timeline.now, successes=4, age=0.0) == (1, 5)
+    timeline.advance(5.0)
+    # Three successes of 4 s ago (inside the window) and two older than it (dropped).
+    assert await ops.record_outcome(key, True, 10.0, timeline.now, successes=3, age=4.0) == (2, 9)
+    assert await ops.record_outcome(key, False, 10.0, timeline.now, successes=2, age=30.0) == (2, 10)
+    timeline.advance(5.5)  # the first outcome and its four successes leave the window, the three stay
+    assert await ops.record_outcome(key, False, 10.0, timeline.now) == (1, 6)
 
 
 async def test_the_sent_rate_slides_over_the_last_second(ops: Any, key: str, timeline: Timeline) -> None:
@@ -521,29 +491,29 @@ def _race(work: Callable[[int], object]) -> list[Any]:
 def test_racing_spenders_get_exactly_the_whole_tokens(
     store: StateStore, key: str, timeline: Timeline, tokens: float
 ) -> None:
-    store.try_spend(key, 10.0, 10.0, timeline.now)  # empty it
-    store.deposit(key, tokens, 10.0, timeline.now)
-    spent = _race(lambda i: [store.try_spend(key, 1.0, 10.0, timeline.now) for _ in range(3)])
+    Store(store).try_spend(key, 10.0, 10.0, timeline.now)  # empty it
+    Store(store).deposit(key, tokens, 10.0, timeline.now)
+    spent = _race(lambda i: [Store(store).try_spend(key, 1.0, 10.0, timeline.now) for _ in range(3)])
     assert sum(map(sum, spent)) == math.floor(tokens)
-    assert store.deposit(key, 0.0, 10.0, timeline.now) == pytest.approx(tokens - math.floor(tokens))
+    assert Store(store).deposit(key, 0.0, 10.0, timeline.now) == pytest.approx(tokens - math.floor(tokens))
 
 
 def test_racing_depositors_and_spenders_never_lose_or_overdraw_a_token(
     store: StateStore, key: str, timeline: Timeline
 ) -> None:
     cap = 1e9
-    store.try_spend(key, cap, cap, timeline.now)  # empty it
+    Store(store).try_spend(key, cap, cap, timeline.now)  # empty it
     rounds = 300
 
     def work(i: int) -> int:
         spent = 0
         for _ in range(rounds):
-            store.deposit(key, 0.5, cap, timeline.now)
-            spent += store.try_spend(key, 1.0, cap, timeline.now)
+            Store(store).deposit(key, 0.5, cap, timeline.now)
+            spent += Store(store).try_spend(key, 1.0, cap, timeline.now)
         return spent
 
     spent = sum(_race(work))
-    left = store.deposit(key, 0.0, cap, timeline.now)
+    left = Store(store).deposit(key, 0.0, cap, timeline.now)
     assert left >= 0
     assert left + spent == THREADS * rounds * 0.5  # every token deposited is spent or still there
 
@@ -553,38 +523,24 @@ def test_racing_callers_get_exactly_the_allowed_probes(
     store: StateStore, key: str, timeline: Timeline, probes: int
 ) -> None:
     for _ in range(10):  # ten races, each after a fresh break
-        store.open_circuit(key, store.circuit(key, timeline.now).epoch, 5.0, timeline.now)
+        Store(store).open_circuit(key, Store(store).circuit(key, timeline.now).epoch, 5.0, timeline.now)
         timeline.advance(5.0)
-        taken = _race(lambda i: store.try_probe(key, f"t{i}", probes, 30.0, timeline.now)[0])
+        taken = _race(lambda i: Store(store).try_probe(key, f"t{i}", probes, 30.0, timeline.now)[0])
         assert sum(taken) == probes
-        assert store.circuit(key, timeline.now).state == "half_open"
+        assert Store(store).circuit(key, timeline.now).state == "half_open"
 
 
 def _acquire(store: StateStore, timeline: Timeline) -> Callable[[list[str], str], bool]:
     def acquire(keys: list[str], token: str) -> bool:
-        return store.try_acquire(keys, 1, 30.0, token, timeline.now)
+        return Store(store).try_acquire(keys, 1, 30.0, token, timeline.now)
 
     return acquire
 
 
-def _admit_and_acquire(store: StateStore, timeline: Timeline) -> Callable[[list[str], str], bool]:
-    def acquire(keys: list[str], token: str) -> bool:
-        # No pace (ceiling 0, nothing learned): every send goes at once, so the keys decide.
-        return store.limiter_admit_and_acquire(
-            "race/rate", 0.0, 1.0, 60.0, keys, 1, 30.0, token, timeline.now
-        )[1]
-
-    return acquire
-
-
-@pytest.mark.parametrize("taking", [_acquire, _admit_and_acquire], ids=["try_acquire", "admit_and_acquire"])
 def test_racing_holders_never_share_a_key_and_never_deadlock(
-    store: StateStore,
-    key: str,
-    timeline: Timeline,
-    taking: Callable[[StateStore, Timeline], Callable[[list[str], str], bool]],
+    store: StateStore, key: str, timeline: Timeline
 ) -> None:
-    acquire = taking(store, timeline)
+    acquire = _acquire(store, timeline)
     names = [f"{key}/{n}" for n in "abc"]
     # Each thread wants two of the three keys, named in a different order: a lock-per-key design
     # taking them one by one would deadlock here.
@@ -609,7 +565,7 @@ def test_racing_holders_never_share_a_key_and_never_deadlock(
             with guard:
                 for name in wanted[i]:
                     inside[name] -= 1
-            store.release(wanted[i], f"t{i}", timeline.now)
+            Store(store).release(wanted[i], f"t{i}", timeline.now)
             entered += 1
         return entered
 

@@ -15,6 +15,7 @@ import pytest
 import resilient_client as rc
 from resilient_client.stores import state_key
 from resilient_client.testing import FakeClock
+from store_ops import Store
 
 PAUSE_KEY = state_key("limiter", "hyper", "hyper.test")
 ACCOUNT_KEY = "guard/hyper/" + state_key("journal", "AccountNo", "A1")
@@ -31,7 +32,7 @@ class Fleet:
         self.clock = FakeClock(start=1000.0)
         self.store = rc.MemoryState()
         self.sent: list[float] = []
-        assert self.store.try_acquire([ACCOUNT_KEY], 1, 60.0, "other-process", self.clock.now)
+        assert Store(self.store).try_acquire([ACCOUNT_KEY], 1, 60.0, "other-process", self.clock.now)
         self.transport = rc.ResilientTransport(
             "hyper",
             state=self.store,
@@ -47,8 +48,8 @@ class Fleet:
 
     def sleep(self, seconds: float) -> None:
         if not self.clock.sleeps:
-            self.store.pause(PAUSE_KEY, self.pause, self.clock.now)
-            self.store.release([ACCOUNT_KEY], "other-process", self.clock.now)
+            Store(self.store).pause(PAUSE_KEY, self.pause, self.clock.now)
+            Store(self.store).release([ACCOUNT_KEY], "other-process", self.clock.now)
         self.clock.sleep(seconds)
 
     async def async_sleep(self, seconds: float) -> None:
@@ -61,7 +62,7 @@ def test_a_pause_begun_during_a_guard_wait_holds_the_send() -> None:
         client.post(URL, json={"AccountNo": "A1"})
     assert fleet.sent == [pytest.approx(1005.0)]
     # The account was let go while the pause lasted (another call could take it meanwhile).
-    assert fleet.store.try_acquire([ACCOUNT_KEY], 1, 60.0, "someone", fleet.clock.now)
+    assert Store(fleet.store).try_acquire([ACCOUNT_KEY], 1, 60.0, "someone", fleet.clock.now)
 
 
 def test_a_pause_past_the_deadline_after_a_guard_wait_sends_nothing() -> None:
@@ -82,7 +83,7 @@ async def test_a_pause_begun_during_a_guard_wait_holds_the_send_async(anyio_back
 
 def test_without_a_wait_for_the_key_the_pause_is_not_asked_again() -> None:
     fleet = Fleet(pause=5.0)
-    fleet.store.release([ACCOUNT_KEY], "other-process", fleet.clock.now)
+    Store(fleet.store).release([ACCOUNT_KEY], "other-process", fleet.clock.now)
     with httpx.Client(transport=fleet.transport) as client:
         client.post(URL, json={"AccountNo": "A1"})
     assert fleet.sent == [1000.0]

@@ -16,6 +16,7 @@ import pytest
 import resilient_client as rc
 from resilient_client.stores import state_key
 from resilient_client.testing import FakeClock
+from store_ops import Store
 
 KEY = state_key("limiter", "hyper", "hyper.test")
 URL = "https://hyper.test/api/clients"
@@ -55,7 +56,7 @@ class Fleet:
 
     def sleep(self, seconds: float) -> None:
         if not self.clock.sleeps:
-            self.store.pause(KEY, 5.0, self.clock.now)  # another process got a 429, Retry-After: 5
+            Store(self.store).pause(KEY, 5.0, self.clock.now)  # another process got a 429, Retry-After: 5
         self.clock.sleep(seconds)
 
     async def async_sleep(self, seconds: float) -> None:

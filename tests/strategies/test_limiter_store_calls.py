@@ -1,6 +1,6 @@
-"""What the limiter asks its store per send: each operation is a round trip on a shared store, so a send
-costs one before it (the pause check and the reservation together) and, after a success, none while
-nothing has been learned and at most one per RECOVERY_INTERVAL while the rate climbs back."""
+"""What the limiter costs a shared store per send, counted in round trips to a real Redis: one before
+it (the pause check and the reservation together) and, after a success, none while nothing has been
+learned and at most one per RECOVERY_INTERVAL while the rate climbs back."""
 
 from __future__ import annotations
 
@@ -9,41 +9,28 @@ from typing import Any
 
 import pytest
 
+from redis_process import RedisProcess, counted_store, reset_round_trips, round_trips
 from resilient_client._clock import Clock
 from resilient_client._settings import RateLimitSettings
-from resilient_client.stores import MemoryState
+from resilient_client.stores.redis import RedisState
 from resilient_client.strategies.limiter import RECOVERY_INTERVAL, Limiter, Ticket
 from resilient_client.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
 
 KEY = "limiter/hyper/api.hyper.test"
-OPERATIONS = {"paused_for", "pause", "limiter_acquire", "limiter_admit", "limiter_state", "limiter_learn"}
 
 
-class CountingState(MemoryState):
-    """The in-process store, noting each limiter operation asked of it. Its async twins run the sync
-    operations, so counting those counts each operation once, sync or async."""
+@pytest.fixture
+def store(redis_process: RedisProcess, redis_url: str) -> RedisState:
+    return counted_store(redis_process)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.asked: list[str] = []
 
-    def __getattribute__(self, name: str) -> Any:
-        found = super().__getattribute__(name)
-        if name not in OPERATIONS:
-            return found
-        asked = super().__getattribute__("asked")
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            asked.append(name)
-            return found(*args, **kwargs)
-
-        return counted
-
-    def take(self) -> list[str]:
-        asked, self.asked[:] = list(self.asked), []
-        return asked
+def taken(process: RedisProcess) -> int:
+    """The round trips since the last ``taken``."""
+    count = round_trips(process)
+    reset_round_trips(process)
+    return count
 
 
 @pytest.fixture
@@ -54,58 +41,61 @@ def clock() -> Clock:
 @pytest.mark.parametrize(
     ("settings", "before"),
     [
-        pytest.param({}, ["limiter_admit"], id="adaptive-and-pausing"),
-        pytest.param({"adaptive": False, "requests": 5}, ["limiter_admit"], id="fixed-rate-and-pausing"),
-        pytest.param({"pause_on_retry_after": False}, ["limiter_acquire"], id="pausing-off"),
-        pytest.param({"adaptive": False}, ["paused_for"], id="nothing-to-pace"),
-        pytest.param({"adaptive": False, "pause_on_retry_after": False}, [], id="nothing-at-all"),
+        pytest.param({}, 1, id="adaptive-and-pausing"),
+        pytest.param({"adaptive": False, "requests": 5}, 1, id="fixed-rate-and-pausing"),
+        pytest.param({"pause_on_retry_after": False}, 1, id="pausing-off"),
+        pytest.param({"adaptive": False}, 1, id="nothing-to-pace"),
+        pytest.param({"adaptive": False, "pause_on_retry_after": False}, 0, id="nothing-at-all"),
     ],
 )
 async def test_a_send_costs_one_operation_before_it_and_none_after_its_success(
-    twin: Callable[[object], Any], clock: Clock, settings: dict[str, Any], before: list[str]
+    twin: Callable[[object], Any],
+    clock: Clock,
+    settings: dict[str, Any],
+    before: int,
+    store: RedisState,
+    redis_process: RedisProcess,
 ) -> None:
-    store = CountingState()
     ops = twin(Limiter(RateLimitSettings(enabled=True, **settings), store, KEY))
     for _ in range(3):
         ticket = await ops.acquire(clock.monotonic(), 30.0)
         assert isinstance(ticket, Ticket) and ticket.granted
-        assert store.take() == before
+        assert taken(redis_process) == before
         await ops.record(ticket, rate_limited=False, retry_after=None, now=clock.monotonic())
-        assert store.take() == []
+        assert taken(redis_process) == 0
         clock.sleep(1.0)
 
 
 async def test_a_pause_is_seen_by_the_one_operation_before_a_send(
-    twin: Callable[[object], Any], clock: Clock
+    twin: Callable[[object], Any], clock: Clock, store: RedisState, redis_process: RedisProcess
 ) -> None:
-    store = CountingState()
     ops = twin(Limiter(RateLimitSettings(enabled=True), store, KEY))
     first = await ops.acquire(clock.monotonic(), 30.0)
     await ops.record(first, rate_limited=True, retry_after=10.0, now=clock.monotonic())
-    store.take()
+    taken(redis_process)
     assert await ops.acquire(clock.monotonic(), 30.0) == Ticket(10.0, granted=False)
-    assert store.take() == ["limiter_admit"]
+    assert taken(redis_process) == 1
 
 
 async def test_the_climb_back_after_a_429_is_written_at_most_once_per_interval(
-    twin: Callable[[object], Any], clock: Clock
+    twin: Callable[[object], Any], clock: Clock, store: RedisState, redis_process: RedisProcess
 ) -> None:
-    store = CountingState()
     ops = twin(Limiter(RateLimitSettings(enabled=True), store, KEY))
     for _ in range(10):  # ten a second, then a 429: a rate is learned
         sent = await ops.acquire(clock.monotonic(), 30.0)
         clock.sleep(0.1)
     await ops.record(sent, rate_limited=True, retry_after=None, now=clock.monotonic())
     clock.sleep(2.0)
-    store.take()
+    taken(redis_process)
 
     steps = 20
     learned = []
     for _ in range(steps):  # successes every RECOVERY_INTERVAL / 10, all on the climbing curve
         ticket = await ops.acquire(clock.monotonic(), 30.0)
+        assert taken(redis_process) == 1
         clock.sleep(ticket.wait)
         await ops.record(ticket, rate_limited=False, retry_after=None, now=clock.monotonic())
-        learned.append(store.take().count("limiter_learn"))
+        learned.append(taken(redis_process))  # the writes of the climb back
         clock.sleep(RECOVERY_INTERVAL / 10)
     assert learned[0] == 1
     assert 2 <= sum(learned) <= 1 + steps // 10 + 1  # about one write per interval, not one per success

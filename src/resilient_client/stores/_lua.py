@@ -1,10 +1,11 @@
 """The Lua scripts of RedisState: each StateStore operation is one script (atomic, one round trip).
 
-Each script is the helpers it uses followed by its body, and mirrors the operation of the same name in
-``memory.py`` step for step, so the two stores give the same numbers. Lua time is part of every
-call's cost (Redis runs a script's whole text on each call, helpers' definitions included): so each
-script carries only its own helpers, and the hot ones (``circuit``, the limiter's, the guard's) keep
-their Redis calls and number formatting few (``INFO commandstats`` shows ``usec_per_call``).
+Each script is the helpers it uses followed by its body, and mirrors the step of its operation in
+``memory.py`` (``TrySpend``: ``try_spend`` here, ``_try_spend`` there) step for step, so the two
+stores give the same numbers. Lua time is part of every call's cost (Redis runs a script's whole
+text on each call, helpers' definitions included): so each script carries only its own helpers, and
+the hot ones (``circuit``, the limiter's, the guard's) keep their Redis calls and number formatting
+few (``INFO commandstats`` shows ``usec_per_call``).
 
 Calling convention. ``ARGV[1]`` is a pinned time or ``''``; ``ARGV[2]`` seconds added to the server's
 clock; ``ARGV[3]`` the idle seconds after which a key is forgotten; the operation's own arguments
@@ -170,7 +171,7 @@ local function ticket(r, wait, paused)
                        since, sent, paused)
 end
 
--- limiter_acquire's step: reserve one send unless the wait would pass max_wait. Returns the
+-- LimiterAcquire's step: reserve one send unless the wait would pass max_wait. Returns the
 -- ticket's text and the wait.
 local function reserve(key, ceiling, burst, max_wait, packed)
   local r = load_rate(key, true, packed)
@@ -209,9 +210,11 @@ touch(KEYS[1], 0)
 return num(level)
 """
 
+# ARGV[6]: tokens earned, deposited first.
 _TRY_SPEND = r"""
-local cost = tonumber(ARGV[4])
-local level = math.min(tonumber(redis.call('GET', KEYS[1]) or ARGV[5]), tonumber(ARGV[5]))
+local cost, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
+local level = math.min(tonumber(redis.call('GET', KEYS[1]) or ARGV[5]), cap)
+level = math.min(cap, level + tonumber(ARGV[6]))
 local spent = 0
 if level >= cost then
   level = level - cost
@@ -222,6 +225,7 @@ touch(KEYS[1], 0)
 return spent
 """
 
+# ARGV[6], ARGV[7]: successes counted in process and the age of the latest, written first.
 _RECORD_OUTCOME = r"""
 local width = tonumber(ARGV[5]) / 10
 local stored = redis.call('HGET', KEYS[1], 'width')
@@ -230,6 +234,13 @@ if not stored or tonumber(stored) ~= width then
   redis.call('HSET', KEYS[1], 'width', num(width))
 end
 local current = math.floor(now / width)
+local successes = tonumber(ARGV[6])
+if successes > 0 then
+  local index = math.min(current, math.floor((now - math.max(0, tonumber(ARGV[7]))) / width))
+  if index > current - 10 then
+    redis.call('HINCRBY', KEYS[1], 'n' .. num(index), successes)
+  end
+end
 redis.call('HINCRBY', KEYS[1], 'f' .. num(current), tonumber(ARGV[4]))
 redis.call('HINCRBY', KEYS[1], 'n' .. num(current), 1)
 local failures, total = 0, 0
@@ -334,43 +345,43 @@ save_circuit(KEYS[1], c, 0)
 return 1
 """
 
-# Taking lease keys, all or none: KEYS from index `first` on are the lease keys wanted, sorted and
-# without duplicates. Returns 1 when taken, 0 when any is at its limit.
+# KEYS: every lease key wanted, sorted and without duplicates. All are taken, or none: 1 when taken,
+# 0 when any is at its limit.
 _ACQUIRE = r"""
-local function acquire(first, limit, lease, token)
-  local last_end = {}
-  for i = first, #KEYS do
-    local key = KEYS[i]
-    local fields = redis.call('HGETALL', key)
-    local count, mine, latest = 0, false, now + lease
-    for j = 1, #fields, 2 do
-      local holder, ends = fields[j], tonumber(fields[j + 1])
-      if ends <= now then
-        redis.call('HDEL', key, holder)
-      else
-        count = count + 1
-        if holder == token then mine = true end
-        if holder ~= token and ends > latest then latest = ends end
-      end
+local limit, lease, token = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local last_end = {}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local fields = redis.call('HGETALL', key)
+  local count, mine, latest = 0, false, now + lease
+  for j = 1, #fields, 2 do
+    local holder, ends = fields[j], tonumber(fields[j + 1])
+    if ends <= now then
+      redis.call('HDEL', key, holder)
+    else
+      count = count + 1
+      if holder == token then mine = true end
+      if holder ~= token and ends > latest then latest = ends end
     end
-    if not mine and count >= limit then return 0 end
-    last_end[i] = latest
   end
-  for i = first, #KEYS do
-    redis.call('HSET', KEYS[i], token, num(now + lease))
-    touch(KEYS[i], last_end[i])
-  end
-  return 1
+  if not mine and count >= limit then return 0 end
+  last_end[i] = latest
 end
+for i = 1, #KEYS do
+  redis.call('HSET', KEYS[i], token, num(now + lease))
+  touch(KEYS[i], last_end[i])
+end
+return 1
 """
 
-# KEYS: every lease key wanted, sorted and without duplicates. All are taken, or none.
-_TRY_ACQUIRE = r"""
-return acquire(1, tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6])
+# KEYS: the lease keys; ARGV[4]: the holder's field. Only the holder's own field is deleted, so a hold
+# is released by its holder and by nothing else.
+_RELEASE = r"""
+for i = 1, #KEYS do
+  redis.call('HDEL', KEYS[i], ARGV[4])
+end
+return 0
 """
-
-# release is no script: RedisState sends one ``HDEL <lease key> <field>`` per key (only the holder's own
-# field is deleted, so a hold is released by its holder and by nothing else), without waiting.
 
 _PAUSE = r"""
 local ends = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now + tonumber(ARGV[4]))
@@ -389,37 +400,20 @@ _LIMITER_ACQUIRE = r"""
 return (reserve(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])))
 """
 
-# limiter_admit's step: the ticket, and whether the send may go at once (not paused, no wait).
-_ADMIT = r"""
-local function admit(pause_key, rate_key, ceiling, burst, max_wait)
-  local both = redis.call('MGET', pause_key, rate_key)  -- one call for the pause and the record
-  local ends, packed = both[1], both[2]
-  if ends then
-    local paused = tonumber(ends) - now
-    if paused > 0 then
-      local r = load_rate(rate_key, false, packed)
-      if r == nil then return '0 0 0 0 0 0 ' .. num(paused), false end
-      roll(r)
-      return ticket(r, 0, paused), false
-    end
-  end
-  local text, wait = reserve(rate_key, ceiling, burst, max_wait, packed)
-  return text, wait == 0
-end
-"""
-
 # KEYS: the pause, the rate record. A paused key reserves and counts nothing.
 _LIMITER_ADMIT = r"""
-return (admit(KEYS[1], KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])))
-"""
-
-# KEYS: the pause, the rate record, then the lease keys. The ticket's text and ' 1' when the keys
-# were taken, ' 0' when not (busy, or the send must wait: no key is held across a wait).
-_LIMITER_ADMIT_AND_ACQUIRE = r"""
-local text, go = admit(KEYS[1], KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
-local taken = 0
-if go then taken = acquire(3, tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]) end
-return text .. ' ' .. taken
+local both = redis.call('MGET', KEYS[1], KEYS[2])  -- one call for the pause and the record
+local ends, packed = both[1], both[2]
+if ends then
+  local paused = tonumber(ends) - now
+  if paused > 0 then
+    local r = load_rate(KEYS[2], false, packed)
+    if r == nil then return '0 0 0 0 0 0 ' .. num(paused) end
+    roll(r)
+    return ticket(r, 0, paused)
+  end
+end
+return (reserve(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), packed))
 """
 
 _LIMITER_STATE = r"""
@@ -446,7 +440,7 @@ save_rate(KEYS[1], r)
 return 1
 """
 
-#: operation name -> (its helpers, its body)
+#: script name -> (its helpers, its body)
 _PARTS: dict[str, tuple[tuple[str, ...], str]] = {
     "deposit": ((_CLOCK, _NUM, _TOUCH), _DEPOSIT),
     "try_spend": ((_CLOCK, _NUM, _TOUCH), _TRY_SPEND),
@@ -457,18 +451,15 @@ _PARTS: dict[str, tuple[tuple[str, ...], str]] = {
     "release_probe": ((), _RELEASE_PROBE),
     "open_circuit": ((_CLOCK, _NUM, _TOUCH, _CIRCUIT_READ, _CIRCUIT_WRITE), _OPEN_CIRCUIT),
     "close_circuit": ((_CLOCK, _NUM, _TOUCH, _CIRCUIT_READ, _CIRCUIT_WRITE), _CLOSE_CIRCUIT),
-    "try_acquire": ((_CLOCK, _NUM, _TOUCH, _ACQUIRE), _TRY_ACQUIRE),
+    "acquire": ((_CLOCK, _NUM, _TOUCH), _ACQUIRE),
+    "release": ((), _RELEASE),
     "pause": ((_CLOCK, _NUM, _TOUCH), _PAUSE),
     "paused_for": ((_CLOCK, _NUM), _PAUSED_FOR),
     "limiter_acquire": ((_CLOCK, _RATE_HELPERS), _LIMITER_ACQUIRE),
-    "limiter_admit": ((_CLOCK, _NUM, _RATE_HELPERS, _ADMIT), _LIMITER_ADMIT),
-    "limiter_admit_and_acquire": (
-        (_CLOCK, _NUM, _TOUCH, _RATE_HELPERS, _ADMIT, _ACQUIRE),
-        _LIMITER_ADMIT_AND_ACQUIRE,
-    ),
+    "limiter_admit": ((_CLOCK, _NUM, _RATE_HELPERS), _LIMITER_ADMIT),
     "limiter_state": ((_CLOCK, _RATE_HELPERS), _LIMITER_STATE),
     "limiter_learn": ((_CLOCK, _RATE_HELPERS), _LIMITER_LEARN),
 }
 
-#: operation name -> the whole script (its helpers, then its body)
+#: script name -> the whole script (its helpers, then its body)
 SCRIPTS: dict[str, str] = {name: "".join(helpers) + body for name, (helpers, body) in _PARTS.items()}

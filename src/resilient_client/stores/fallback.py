@@ -11,6 +11,10 @@ at once, without waiting for a store that is likely still gone. The interval is 
 operations' ``now`` (the callers' monotonic clock, which a fake clock drives in tests). One warning
 is logged when the store stops answering and one line when it answers again: never one per call.
 
+An error reply (Redis answered, but refused the operation: out of memory, a value of the wrong
+type) is no outage: that one operation goes without the store (local, or refused) and the state does
+not move; the first such refusal is logged as a warning, the later ones at debug level.
+
 Only news moves the state. Every change (up to down, down to up) starts a new generation, and an
 operation counts only if it began in the current one: a call that was already waiting on the store
 when another one saw it fail, and whose answer then arrives, says nothing about the store now (it
@@ -45,6 +49,7 @@ class Fallback:
         *,
         name: str,
         unavailable: tuple[type[BaseException], ...],
+        refused: tuple[type[BaseException], ...] = (),
         on_unavailable: OnUnavailable,
         idle_seconds: float,
         redact: Callable[[str], str] = redact_text,
@@ -52,7 +57,11 @@ class Fallback:
     ) -> None:
         #: How logs and errors name the shared store (a URL without its password).
         self.name = name
+        #: What the shared store raises when it does not answer (an outage).
         self.unavailable = unavailable
+        #: What it raises when it answers with an error (see the module docstring).
+        self.refused = refused
+        self._refusals = 0
         self.on_unavailable = on_unavailable
         self.probe_interval = probe_interval
         #: Masks the store's secrets (its password) in an error's text before it is logged.
@@ -70,7 +79,8 @@ class Fallback:
         """True while the shared store is considered gone (operations run locally or are refused)."""
         return self._down
 
-    def call(self, now: float, shared: Callable[[], _T], local: Callable[[MemoryState], _T]) -> _T:
+    def call(self, now: float, shared: Callable[[], _T], local: Callable[[], _T]) -> _T:
+        """``shared()``, or ``local()`` (on ``self.local``) while the shared store is down."""
         generation = self._may_try(now)
         if generation is None:
             return self._without_store(now, local)
@@ -79,12 +89,13 @@ class Fallback:
         except self.unavailable as exc:
             self._failed(now, exc, generation)
             return self._without_store(now, local, exc)
+        except self.refused as exc:
+            self._refused(exc)
+            return self._without_store(now, local, exc)
         self._answered(generation)
         return result
 
-    async def acall(
-        self, now: float, shared: Callable[[], Awaitable[_T]], local: Callable[[MemoryState], _T]
-    ) -> _T:
+    async def acall(self, now: float, shared: Callable[[], Awaitable[_T]], local: Callable[[], _T]) -> _T:
         generation = self._may_try(now)
         if generation is None:
             return self._without_store(now, local)
@@ -93,8 +104,25 @@ class Fallback:
         except self.unavailable as exc:
             self._failed(now, exc, generation)
             return self._without_store(now, local, exc)
+        except self.refused as exc:
+            self._refused(exc)
+            return self._without_store(now, local, exc)
         self._answered(generation)
         return result
+
+    def _refused(self, exc: BaseException) -> None:
+        with self._lock:
+            self._refusals += 1
+            first = self._refusals == 1
+        then = "used in-process state" if self.on_unavailable == "local" else "refused the call"
+        logger.log(
+            logging.WARNING if first else logging.DEBUG,
+            "shared state store %s refused an operation (%s: %s); %s for it",
+            self.name,
+            type(exc).__name__,
+            self.redact(str(exc)),
+            then,
+        )
 
     def _may_try(self, now: float) -> int | None:
         """The generation this caller goes to the shared store in, or None when it stays away: it
@@ -145,14 +173,12 @@ class Fallback:
             self._generation += 1
         logger.info("shared state store %s answers again; using it again", self.name)
 
-    def _without_store(
-        self, now: float, local: Callable[[MemoryState], _T], cause: BaseException | None = None
-    ) -> _T:
+    def _without_store(self, now: float, local: Callable[[], _T], cause: BaseException | None = None) -> _T:
         if self.on_unavailable == "local":
-            return local(self.local)
+            return local()
         with self._lock:
             retry_after = max(0.0, self._next_probe - now)
-        error = StateUnavailableError(
-            f"the shared state store {self.name} did not answer", retry_after=retry_after
-        )
+        refused = isinstance(cause, self.refused) and not isinstance(cause, self.unavailable)
+        what = "refused the operation" if refused else "did not answer"
+        error = StateUnavailableError(f"the shared state store {self.name} {what}", retry_after=retry_after)
         raise error from cause

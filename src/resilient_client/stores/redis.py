@@ -1,22 +1,24 @@
 """RedisState: the StateStore shared by every process that points at the same Redis (extra ``redis``).
 
-Each operation is one Lua script (``_lua.py``), run with EVALSHA (EVAL once after the server forgot
-it): the read-modify-write is atomic on the server and costs one round trip. The scripts are sent on
-the client's connections directly (``_link.py`` says why: redis-py's command path costs more than the
-round trip itself). The scripts read the time from
+Each operation is one Lua script (``_lua.py``), run through redis-py's public script API
+(``register_script``: EVALSHA, and EVAL once after the server forgot the script): the
+read-modify-write is atomic on the server and costs one round trip. The scripts read the time from
 the server (``TIME``), so a fleet whose machines' clocks disagree still agrees on when a break or a
 lease ends; the ``now`` each operation takes is used only by the in-process fallback.
 
-Clients. The sync operations use a ``redis.Redis``; the async twins a ``redis.asyncio.Redis`` under
-asyncio, and the sync client in a worker thread under any other event loop (trio), since
-``redis.asyncio`` runs on asyncio only. Made from ``url``, the clients get the ``[state] timeout``
-as their socket timeouts and no retries, so a dead Redis costs one timeout, not seconds of redis-py's
-own retries; a ``client=``/``async_client=`` given is used as it is. redis.asyncio connections
-belong to the event loop that opened them, so one async client is made per loop and closed when that
-loop shuts down.
+Clients. ``run`` uses a ``redis.Redis``; ``arun`` a ``redis.asyncio.Redis`` under asyncio, and the
+sync client in a worker thread under any other event loop (trio), since ``redis.asyncio`` runs on
+asyncio only. Made from ``url``, the clients are this store's: the ``[state] timeout`` as their
+socket timeouts, no retries of redis-py's own (a dead Redis costs one timeout, not seconds of
+retries: the fallback decides what a missing answer means), no health checks, and a pool that opens
+a connection for each caller at once (redis-py's default): a process's own concurrency never waits
+for a connection, so it never looks like an outage. A ``client=``/``async_client=`` given is used
+as it is. redis.asyncio connections belong to the event
+loop that opened them, so one async client is made per loop and closed when that loop shuts down.
 
 Unavailability (``stores/fallback.py``): when Redis does not answer, the operation runs on an
-in-process MemoryState (``on_unavailable="local"``) or raises StateUnavailableError (``"raise"``).
+in-process MemoryState (``on_unavailable="local"``) or raises StateUnavailableError (``"raise"``);
+an error reply (out of memory, a value of the wrong type) does the same for that operation alone.
 
 This module imports redis only when a RedisState is built, so it costs nothing without the extra.
 """
@@ -24,59 +26,75 @@ This module imports redis only when a RedisState is built, so it costs nothing w
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import math
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import anyio.to_thread
 import attrs
 
 from resilient_client._redact import REDACTED, Secrets, redact_url
-from resilient_client.stores._link import AsyncLink, Script, SyncLink
 from resilient_client.stores._lua import SCRIPTS
-from resilient_client.stores._protocol import Circuit, CircuitState, RateTicket, StateStore
+from resilient_client.stores._protocol import (
+    Acquire,
+    Circuit,
+    CircuitState,
+    CloseCircuit,
+    Deposit,
+    LimiterAcquire,
+    LimiterAdmit,
+    LimiterLearn,
+    LimiterState,
+    OpenCircuit,
+    Operation,
+    Pause,
+    PausedFor,
+    RateTicket,
+    ReadCircuit,
+    RecordOutcome,
+    RecordSuccesses,
+    Release,
+    ReleaseProbe,
+    ResetCircuit,
+    StateStore,
+    TryProbe,
+    TrySpend,
+)
 from resilient_client.stores.fallback import Fallback, OnUnavailable
-from resilient_client.stores.memory import MemoryState
 
 if TYPE_CHECKING:
     import redis
     import redis.asyncio
+    import redis.commands.core
 
 __all__ = ["RedisState"]
 
 _T = TypeVar("_T")
 _SCHEMES = ("redis", "rediss", "unix")
 _URL_EXAMPLE = "redis://localhost:6379/0"
-_SCRIPTS = {name: Script(text) for name, text in SCRIPTS.items()}
 
 
-class _Operation(NamedTuple, Generic[_T]):
-    """One StateStore operation: its script, keys and arguments, how to read the reply, and the same
-    operation on the in-process fallback. (A NamedTuple: one is made per call, and a tuple is made
-    in a few hundred nanoseconds, a frozen attrs class in several times that.)"""
+class _Script(NamedTuple):
+    """An operation as Redis runs it: its script's name, keys and arguments, and how to read the reply."""
 
-    script: str
+    name: str
     keys: list[str]
     args: list[str | int | float]
-    read: Callable[[Any], _T]
-    local: Callable[[MemoryState], _T]
+    read: Callable[[Any], Any]
 
 
 class _Holds:
     """The lease fields this store holds in Redis: per token, its field and the keys it holds.
 
-    Why a field per acquisition (``<token>#<n>``) and not the token itself: a release is sent without
-    waiting (see ``RedisState.release``), and Redis orders commands per connection only. Were the
-    field the token, a caller releasing and then taking the same keys again with the same token (a
-    guard waiting out a pause does) could see its new hold deleted by its own release, processed
-    late on another connection; then two callers would hold the key at once. With a field per
-    acquisition a late release deletes only the old hold (the new one is at worst refused once and
-    asked for again). A token holding a key keeps its field, so holding again renews the lease."""
+    Why this is tracked: a hold taken while Redis was down is in the in-process state, and must be
+    released there; only the keys held in Redis are released in Redis. Why a field per acquisition
+    (``<token>#<n>``) and not the token itself: a release that reaches Redis late (its answer timed
+    out, or it was cancelled mid-flight) then deletes only the old hold, never a newer one taken with
+    the same token. A token holding a key keeps its field, so holding again renews the lease."""
 
     __slots__ = ("_fields", "_lock", "_serial")
 
@@ -112,9 +130,11 @@ class _Holds:
 @attrs.define
 class _LoopClient:
     client: redis.asyncio.Redis
-    link: AsyncLink
+    scripts: dict[str, Any]
     #: Keeps the generator that closes ``client`` when its event loop shuts down (see _close_with_loop).
     closer: AsyncGenerator[None, None] | None
+    #: Each operation's time limit, as a whole (a client this store made: see ``_loop_client``).
+    timeout: float | None = None
 
 
 def _import_redis() -> Any:
@@ -163,7 +183,7 @@ def _probe(reply: Any) -> tuple[bool, Circuit]:
 
 
 def _ticket(reply: Any) -> RateTicket:
-    wait, version, rate, max_rate, since, sent, paused = reply.split()
+    wait, version, rate, max_rate, since, sent, paused = _text(reply).split()
     return RateTicket(
         float(wait), int(version), float(rate), float(max_rate), float(since), float(sent), float(paused)
     )
@@ -250,7 +270,7 @@ class RedisState:
 
     ``RedisState(url)`` makes its own clients (sync, and one async client per asyncio event loop);
     ``client=`` and ``async_client=`` take clients built elsewhere instead (without ``async_client``,
-    the async twins run the sync client in a worker thread). Keys are ``<prefix>:<kind>:<key>`` and
+    ``arun`` runs the sync client in a worker thread). Keys are ``<prefix>:<kind>:<key>`` and
     expire after ``idle_seconds`` without a write (longer while a lease, break or pause lasts).
     ``timeout`` and ``on_unavailable`` are those of the policy's ``[state]`` table.
     """
@@ -304,36 +324,51 @@ class RedisState:
         self._idle = float(idle_seconds)
         self._name = _shown(url) if url is not None else _describe_client(client or async_client)
         secrets = Secrets(_passwords(url, client, async_client))
-        self._lock = threading.Lock()  # guards the lazy creation of clients and links
+        self._lock = threading.Lock()  # guards the lazy creation of clients
         self._holds = _Holds()
-        self._unavailable: tuple[type[BaseException], ...] = (
-            redis_module.exceptions.ConnectionError,
-            redis_module.exceptions.TimeoutError,
-            redis_module.exceptions.ReadOnlyError,  # READONLY: a failover made our server a replica
-            OSError,
-        )
         self._client = client
-        self._link: SyncLink | None = None
-        self._link_options: dict[str, Any] = {
-            "no_script": redis_module.exceptions.NoScriptError,
-            "refused": redis_module.exceptions.ResponseError,
-            "stale": (redis_module.exceptions.ConnectionError, OSError),
-        }
+        self._scripts: dict[str, Any] | None = None if client is None else self._register(client)
         self._given_async = (
-            None
-            if async_client is None
-            else _LoopClient(async_client, AsyncLink(async_client, **self._link_options), None)
+            None if async_client is None else _LoopClient(async_client, self._register(async_client), None)
         )
         self._loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
             weakref.WeakKeyDictionary()
         )
+        exceptions = redis_module.exceptions
         self._fallback = Fallback(
             name=self._name,
-            unavailable=self._unavailable,
+            unavailable=(
+                exceptions.ConnectionError,  # pool exhausted past the timeout included
+                exceptions.TimeoutError,
+                exceptions.ReadOnlyError,  # READONLY: a failover made our server a replica
+                OSError,
+            ),
+            refused=(exceptions.RedisError,),  # an error reply: out of memory, a wrong type, ...
             on_unavailable=on_unavailable,
             idle_seconds=self._idle,
             redact=secrets.redact,
         )
+        #: Each operation type -> how it runs as a script (None: on the in-process state only).
+        self._plans: dict[type[Any], Callable[[Any], _Script | None]] = {
+            Deposit: self._deposit,
+            TrySpend: self._try_spend,
+            RecordOutcome: self._record_outcome,
+            RecordSuccesses: self._record_successes,
+            ReadCircuit: self._read_circuit,
+            TryProbe: self._try_probe,
+            ReleaseProbe: self._release_probe,
+            OpenCircuit: self._open_circuit,
+            CloseCircuit: self._close_circuit,
+            ResetCircuit: self._reset_circuit,
+            Acquire: self._acquire,
+            Release: self._release,
+            Pause: self._pause,
+            PausedFor: self._paused_for,
+            LimiterAcquire: self._limiter_acquire,
+            LimiterAdmit: self._limiter_admit,
+            LimiterState: self._limiter_state,
+            LimiterLearn: self._limiter_learn,
+        }
         #: The scripts' first arguments (see _lua.py): the server's clock, and the idle time.
         self._server_clock = ("", "0", repr(self._idle))
         #: Internal, tests only: the scripts take the caller's ``now`` as the time instead of the
@@ -352,9 +387,9 @@ class RedisState:
     def close(self) -> None:
         """Close the sync connections this store opened (a ``client=`` given is left open)."""
         with self._lock:
-            client, self._link = self._client, None
+            client = self._client
             if self._url is not None:
-                self._client = None
+                self._client, self._scripts = None, None
         if client is not None and self._url is not None:
             client.close()
 
@@ -369,67 +404,86 @@ class RedisState:
             await found.closer.aclose()
         self.close()
 
-    # -- running the scripts ---------------------------------------------------------------------------
+    # -- clients -----------------------------------------------------------------------------------------
 
-    def _key(self, kind: str, key: str) -> str:
-        return f"{self._prefix}:{kind}:{key}"
+    @staticmethod
+    def _register(client: Any) -> dict[str, Any]:
+        """Every script, registered with ``client`` (redis-py's ``Script``: EVALSHA, then EVAL once
+        when the server does not know it)."""
+        return {name: client.register_script(text) for name, text in SCRIPTS.items()}
 
-    def _args(self, operation: _Operation[Any], now: float) -> list[str | int | float]:
-        if not self._clock_from_caller and not self._clock_offset:  # always, outside the tests
-            return [*self._server_clock, *operation.args]
-        pinned = repr(float(now)) if self._clock_from_caller else ""
-        return [pinned, repr(float(self._clock_offset)), repr(self._idle), *operation.args]
-
-    def _client_options(self, retry_class: Any) -> dict[str, Any]:
-        # No retries and no health checks: the fallback decides what a missing answer means, at once.
+    def _client_options(self, retry: Any) -> dict[str, Any]:
         return {
             "socket_timeout": self._timeout,
             "socket_connect_timeout": self._timeout,
-            "retry": retry_class(self._redis.backoff.NoBackoff(), 0),
+            "retry": retry,
             "health_check_interval": 0,
         }
 
-    def _sync_link(self) -> SyncLink:
-        link = self._link
-        if link is not None:
-            return link
+    def _sync(self) -> tuple[Any, dict[str, Any]]:
+        """The sync client and its scripts, made on first use from ``url``."""
+        client, scripts = self._client, self._scripts
+        if client is not None and scripts is not None:
+            return client, scripts
         with self._lock:
-            if self._link is None:
-                if self._client is None:
-                    if self._url is None:
-                        raise TypeError(
-                            "this RedisState was given only async_client=: its sync operations "
-                            "(and async ones outside asyncio) need client= or url="
-                        )
-                    options = self._client_options(self._redis.retry.Retry)
-                    self._client = self._redis.Redis.from_url(self._url, **options)
-                self._link = SyncLink(self._client, **self._link_options)
-            return self._link
+            if self._client is None:
+                if self._url is None:
+                    raise TypeError(
+                        "this RedisState was given only async_client=: its run (and arun outside "
+                        "asyncio) needs client= or url="
+                    )
+                redis_module = self._redis
+                retry = redis_module.retry.Retry(redis_module.backoff.NoBackoff(), 0)
+                self._client = redis_module.Redis.from_url(self._url, **self._client_options(retry))
+            if self._scripts is None:
+                self._scripts = self._register(self._client)
+            return self._client, self._scripts
 
-    async def _loop_link(self) -> AsyncLink | None:
-        """The async link for the running asyncio loop; None outside asyncio or without an async client."""
+    async def _loop_client(self) -> _LoopClient | None:
+        """The async client of the running asyncio loop; None outside asyncio or without one."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return None
         with self._lock:
-            given = self._given_async
-            if given is not None:
-                return given.link
+            if self._given_async is not None:
+                return self._given_async
             if self._url is None:
                 return None
             found = self._loop_clients.get(loop)
             if found is not None:
-                return found.link
-            # Each operation is timed as a whole by the link (see AsyncLink._timeout), not each
-            # send and read by redis.asyncio; connecting keeps its own timeout.
-            options = {**self._client_options(self._redis.asyncio.retry.Retry), "socket_timeout": None}
-            client = self._redis.asyncio.Redis.from_url(self._url, **options)
+                return found
+            redis_module = self._redis
+            retry = redis_module.asyncio.retry.Retry(redis_module.backoff.NoBackoff(), 0)
+            # Each operation is timed as a whole (``arun``), not each send and read: redis.asyncio
+            # bounds a send by its socket timeout with ``asyncio.wait_for``, which cost ~20 us of
+            # a ~80 us operation on loopback (bench/redis_store.py); connecting keeps its timeout.
+            options = {**self._client_options(retry), "socket_timeout": None}
+            client = redis_module.asyncio.Redis.from_url(self._url, **options)
             closer = _close_with_loop(client)
-            link = AsyncLink(client, **self._link_options, timeout=self._timeout)
-            self._loop_clients[loop] = _LoopClient(client, link, closer)
+            found = self._loop_clients[loop] = _LoopClient(
+                client, self._register(client), closer, self._timeout
+            )
         await closer.asend(None)  # started in this loop, so this loop's shutdown closes it
-        return link
+        return found
+
+    # -- running the scripts ---------------------------------------------------------------------------
+
+    def _key(self, kind: str, key: str) -> str:
+        return f"{self._prefix}:{kind}:{key}"
+
+    def _args(self, script: _Script, now: float) -> list[str | int | float]:
+        if not self._clock_from_caller and not self._clock_offset:  # always, outside the tests
+            return [*self._server_clock, *script.args]
+        pinned = repr(float(now)) if self._clock_from_caller else ""
+        return [pinned, repr(float(self._clock_offset)), repr(self._idle), *script.args]
+
+    def _plan(self, op: Operation[Any]) -> _Script | None:
+        try:
+            plan = self._plans[type(op)]
+        except KeyError:
+            raise TypeError(f"RedisState cannot run {op!r}: not a store operation") from None
+        return plan(op)
 
     # When Redis does not answer, the idle connections of the pool are dropped as well: they lead to
     # the same server, and redis.asyncio has been seen handing out, once Redis was back, a connection
@@ -437,438 +491,131 @@ class RedisState:
     # that call would fail and start a second outage, with a second warning. Dropped, they reconnect
     # when next used; the connections in use fail (or answer) by themselves.
 
-    def _run(self, operation: _Operation[_T], now: float) -> _T:
+    def run(self, op: Operation[_T], now: float) -> _T:
+        """Run ``op`` as its script (see ``StateStore``); on the in-process state while Redis is down."""
+        script = self._plan(op)
+        local = self._fallback.local
+        if script is None:
+            return local.run(op, now)
+
         def shared() -> _T:
-            link = self._sync_link()
+            client, scripts = self._sync()
             try:
-                return operation.read(
-                    link.run(_SCRIPTS[operation.script], operation.keys, self._args(operation, now))
-                )
-            except self._unavailable:
-                with contextlib.suppress(*self._unavailable):
-                    link.drop_idle()
+                reply = scripts[script.name](keys=script.keys, args=self._args(script, now), client=client)
+            except self._fallback.unavailable:
+                client.connection_pool.disconnect(inuse_connections=False)
                 raise
+            return cast(_T, script.read(reply))
 
-        return self._fallback.call(now, shared, operation.local)
+        return self._fallback.call(now, shared, lambda: local.run(op, now))
 
-    async def _arun(self, operation: _Operation[_T], now: float) -> _T:
-        link = await self._loop_link()
-        if link is None:
-            return await anyio.to_thread.run_sync(self._run, operation, now)
+    async def arun(self, op: Operation[_T], now: float) -> _T:
+        """``run`` for async callers: redis.asyncio under asyncio, else the sync client in a thread."""
+        loop_client = await self._loop_client()
+        if loop_client is None:
+            return await anyio.to_thread.run_sync(self.run, op, now)
+        script = self._plan(op)
+        local = self._fallback.local
+        if script is None:
+            return local.run(op, now)
 
         async def shared() -> _T:
+            client = loop_client.client
+            run = loop_client.scripts[script.name]
             try:
-                return operation.read(
-                    await link.run(_SCRIPTS[operation.script], operation.keys, self._args(operation, now))
-                )
-            except self._unavailable:
-                with contextlib.suppress(*self._unavailable):
-                    await link.drop_idle()
+                # TimeoutError past the limit: an OSError, so Redis did not answer (the fallback's).
+                async with asyncio.timeout(loop_client.timeout):
+                    reply = await run(keys=script.keys, args=self._args(script, now), client=client)
+            except self._fallback.unavailable:
+                with anyio.CancelScope(shield=True):
+                    await client.connection_pool.disconnect(inuse_connections=False)
                 raise
+            return cast(_T, script.read(reply))
 
-        return await self._fallback.acall(now, shared, operation.local)
+        return await self._fallback.acall(now, shared, lambda: local.run(op, now))
 
-    # -- the operations, each once for both twins ---------------------------------------------------------
+    # -- each operation as its script -------------------------------------------------------------------
 
-    def _deposit(self, key: str, amount: float, cap: float, now: float) -> _Operation[float]:
-        return _Operation(
-            "deposit",
-            [self._key("bucket", key)],
-            [amount, cap],
-            _float,
-            lambda m: m.deposit(key, amount, cap, now),
-        )
+    def _deposit(self, op: Deposit) -> _Script:
+        return _Script("deposit", [self._key("bucket", op.key)], [op.amount, op.cap], _float)
 
-    def _try_spend(self, key: str, cost: float, cap: float, now: float) -> _Operation[bool]:
-        return _Operation(
-            "try_spend",
-            [self._key("bucket", key)],
-            [cost, cap],
-            _flag,
-            lambda m: m.try_spend(key, cost, cap, now),
-        )
+    def _try_spend(self, op: TrySpend) -> _Script:
+        return _Script("try_spend", [self._key("bucket", op.key)], [op.cost, op.cap, op.earned], _flag)
 
-    def _record_outcome(
-        self, key: str, failed: bool, window: float, now: float
-    ) -> _Operation[tuple[int, int]]:
-        return _Operation(
-            "record_outcome",
-            [self._key("window", key)],
-            [int(failed), window],
-            _counts,
-            lambda m: m.record_outcome(key, failed, window, now),
-        )
+    def _record_outcome(self, op: RecordOutcome) -> _Script:
+        args: list[str | int | float] = [int(op.failed), op.window, op.successes, op.age]
+        return _Script("record_outcome", [self._key("window", op.key)], args, _counts)
 
-    def _record_successes(
-        self, key: str, count: int, age: float, window: float, now: float
-    ) -> _Operation[None]:
-        return _Operation(
-            "record_successes",
-            [self._key("window", key)],
-            [count, age, window],
-            _nothing,
-            lambda m: m.record_successes(key, count, age, window, now),
-        )
+    def _record_successes(self, op: RecordSuccesses) -> _Script:
+        args: list[str | int | float] = [op.count, op.age, op.window]
+        return _Script("record_successes", [self._key("window", op.key)], args, _nothing)
 
-    def _circuit(self, key: str, now: float) -> _Operation[Circuit]:
-        return _Operation("circuit", [self._key("circuit", key)], [], _circuit, lambda m: m.circuit(key, now))
+    def _read_circuit(self, op: ReadCircuit) -> _Script:
+        return _Script("circuit", [self._key("circuit", op.key)], [], _circuit)
 
-    def _try_probe(
-        self, key: str, token: str, probes: int, lease: float, now: float
-    ) -> _Operation[tuple[bool, Circuit]]:
-        return _Operation(
-            "try_probe",
-            [self._key("circuit", key), f"{self._prefix}:serial"],
-            [token, probes, lease],
-            _probe,
-            lambda m: m.try_probe(key, token, probes, lease, now),
-        )
+    def _try_probe(self, op: TryProbe) -> _Script:
+        keys = [self._key("circuit", op.key), f"{self._prefix}:serial"]
+        return _Script("try_probe", keys, [op.token, op.probes, op.lease], _probe)
 
-    def _release_probe(self, key: str, token: str, now: float) -> _Operation[None]:
-        return _Operation(
-            "release_probe",
-            [self._key("circuit", key)],
-            [token],
-            _nothing,
-            lambda m: m.release_probe(key, token, now),
-        )
+    def _release_probe(self, op: ReleaseProbe) -> _Script:
+        return _Script("release_probe", [self._key("circuit", op.key)], [op.token], _nothing)
 
-    def _open_circuit(self, key: str, epoch: int, seconds: float, now: float) -> _Operation[bool]:
-        return _Operation(
-            "open_circuit",
-            [self._key("circuit", key), f"{self._prefix}:serial"],
-            [epoch, seconds],
-            _flag,
-            lambda m: m.open_circuit(key, epoch, seconds, now),
-        )
+    def _open_circuit(self, op: OpenCircuit) -> _Script:
+        keys = [self._key("circuit", op.key), f"{self._prefix}:serial"]
+        return _Script("open_circuit", keys, [op.epoch, op.seconds], _flag)
 
-    def _close_circuit(self, key: str, epoch: int | None, now: float) -> _Operation[bool]:
-        """Close at ``epoch``, or whatever the epoch when it is None (a reset)."""
+    def _close_circuit(self, op: CloseCircuit | ResetCircuit) -> _Script:
+        """Close at the operation's epoch, or whatever the epoch (a reset)."""
+        keys = [self._key("circuit", op.key), f"{self._prefix}:serial", self._key("window", op.key)]
+        epoch = op.epoch if isinstance(op, CloseCircuit) else "any"
+        return _Script("close_circuit", keys, [epoch], _flag)
 
-        def local(m: MemoryState) -> bool:
-            if epoch is None:
-                m.reset_circuit(key, now)
-                return True
-            return m.close_circuit(key, epoch, now)
+    def _reset_circuit(self, op: ResetCircuit) -> _Script:
+        return self._close_circuit(op)._replace(read=_nothing)
 
-        keys = [self._key("circuit", key), f"{self._prefix}:serial", self._key("window", key)]
-        return _Operation("close_circuit", keys, ["any" if epoch is None else epoch], _flag, local)
-
-    def _try_acquire(
-        self, keys: Sequence[str], limit: int, lease: float, token: str, now: float
-    ) -> _Operation[bool]:
-        if isinstance(keys, str) or not keys:
-            raise ValueError("try_acquire needs at least one key, in a list")
+    def _acquire(self, op: Acquire) -> _Script:
         # Sorted and without duplicates, as MemoryState takes them (the script takes all or none anyway).
-        ordered = [self._key("lease", key) for key in sorted(set(keys))]
-        field = self._holds.field(token)
+        ordered = [self._key("lease", key) for key in sorted(set(op.keys))]
+        field = self._holds.field(op.token)
 
         def read(reply: Any) -> bool:
             taken = _flag(reply)
             if taken:
-                self._holds.taken(token, field, keys)
+                self._holds.taken(op.token, field, op.keys)
             return taken
 
-        return _Operation(
-            "try_acquire",
-            ordered,
-            [limit, lease, field],
-            read,
-            lambda m: m.try_acquire(keys, limit, lease, token, now),
-        )
+        return _Script("acquire", ordered, [op.limit, op.lease, field], read)
 
-    def _release(self, keys: Sequence[str], token: str) -> list[tuple[str, str, str]]:
-        """A release is one HDEL per key, sent without waiting (see ``release``); none for keys this
-        store does not hold in Redis for ``token`` (taken while Redis was down, or never)."""
-        field = self._holds.released(token, keys)
+    def _release(self, op: Release) -> _Script | None:
+        """The holder's own field deleted from each key; None when ``op.token`` holds none of them in
+        Redis (taken while Redis was down, in the in-process state, which lets it go instead)."""
+        field = self._holds.released(op.token, op.keys)
         if field is None:
-            return []
-        return [("HDEL", self._key("lease", key), field) for key in keys]
+            return None
+        return _Script("release", [self._key("lease", key) for key in op.keys], [field], _nothing)
 
-    def _pause(self, key: str, seconds: float, now: float) -> _Operation[None]:
-        return _Operation(
-            "pause", [self._key("pause", key)], [seconds], _nothing, lambda m: m.pause(key, seconds, now)
-        )
+    def _pause(self, op: Pause) -> _Script:
+        return _Script("pause", [self._key("pause", op.key)], [op.seconds], _nothing)
 
-    def _paused_for(self, key: str, now: float) -> _Operation[float]:
-        return _Operation(
-            "paused_for", [self._key("pause", key)], [], _float, lambda m: m.paused_for(key, now)
-        )
+    def _paused_for(self, op: PausedFor) -> _Script:
+        return _Script("paused_for", [self._key("pause", op.key)], [], _float)
 
-    def _limiter_acquire(
-        self, key: str, ceiling: float, burst: float, max_wait: float, now: float
-    ) -> _Operation[RateTicket]:
-        return _Operation(
-            "limiter_acquire",
-            [self._key("rate", key)],
-            [ceiling, burst, max_wait],
-            _ticket,
-            lambda m: m.limiter_acquire(key, ceiling, burst, max_wait, now),
-        )
+    def _limiter_acquire(self, op: LimiterAcquire) -> _Script:
+        args: list[str | int | float] = [op.ceiling, op.burst, op.max_wait]
+        return _Script("limiter_acquire", [self._key("rate", op.key)], args, _ticket)
 
-    def _limiter_admit(
-        self, key: str, ceiling: float, burst: float, max_wait: float, now: float
-    ) -> _Operation[RateTicket]:
-        return _Operation(
-            "limiter_admit",
-            [self._key("pause", key), self._key("rate", key)],
-            [ceiling, burst, max_wait],
-            _ticket,
-            lambda m: m.limiter_admit(key, ceiling, burst, max_wait, now),
-        )
+    def _limiter_admit(self, op: LimiterAdmit) -> _Script:
+        keys = [self._key("pause", op.key), self._key("rate", op.key)]
+        return _Script("limiter_admit", keys, [op.ceiling, op.burst, op.max_wait], _ticket)
 
-    def _limiter_admit_and_acquire(
-        self,
-        key: str,
-        ceiling: float,
-        burst: float,
-        max_wait: float,
-        keys: Sequence[str],
-        limit: int,
-        lease: float,
-        token: str,
-        now: float,
-    ) -> _Operation[tuple[RateTicket, bool]]:
-        if isinstance(keys, str) or not keys:
-            raise ValueError("limiter_admit_and_acquire needs at least one key, in a list")
-        leases = [self._key("lease", lease_key) for lease_key in sorted(set(keys))]
-        field = self._holds.field(token)
+    def _limiter_state(self, op: LimiterState) -> _Script:
+        return _Script("limiter_state", [self._key("rate", op.key)], [], _ticket)
 
-        def read(reply: Any) -> tuple[RateTicket, bool]:
-            text, _, flag = _text(reply).rpartition(" ")
-            taken = flag == "1"
-            if taken:
-                self._holds.taken(token, field, keys)
-            return _ticket(text), taken
-
-        return _Operation(
-            "limiter_admit_and_acquire",
-            [self._key("pause", key), self._key("rate", key), *leases],
-            [ceiling, burst, max_wait, limit, lease, field],
-            read,
-            lambda m: m.limiter_admit_and_acquire(
-                key, ceiling, burst, max_wait, keys, limit, lease, token, now
-            ),
-        )
-
-    def _limiter_state(self, key: str, now: float) -> _Operation[RateTicket]:
-        return _Operation(
-            "limiter_state", [self._key("rate", key)], [], _ticket, lambda m: m.limiter_state(key, now)
-        )
-
-    def _limiter_learn(
-        self, key: str, version: int, rate: float, max_rate: float, throttled: bool, now: float
-    ) -> _Operation[bool]:
-        return _Operation(
-            "limiter_learn",
-            [self._key("rate", key), f"{self._prefix}:serial"],
-            [version, rate, max_rate, int(throttled)],
-            _flag,
-            lambda m: m.limiter_learn(key, version, rate, max_rate, throttled, now),
-        )
-
-    # -- sync operations -------------------------------------------------------------------------------
-
-    def deposit(self, key: str, amount: float, cap: float, now: float) -> float:
-        return self._run(self._deposit(key, amount, cap, now), now)
-
-    def try_spend(self, key: str, cost: float, cap: float, now: float) -> bool:
-        return self._run(self._try_spend(key, cost, cap, now), now)
-
-    def record_outcome(self, key: str, failed: bool, window: float, now: float) -> tuple[int, int]:
-        return self._run(self._record_outcome(key, failed, window, now), now)
-
-    def record_successes(self, key: str, count: int, age: float, window: float, now: float) -> None:
-        self._run(self._record_successes(key, count, age, window, now), now)
-
-    def circuit(self, key: str, now: float) -> Circuit:
-        return self._run(self._circuit(key, now), now)
-
-    def try_probe(self, key: str, token: str, probes: int, lease: float, now: float) -> tuple[bool, Circuit]:
-        return self._run(self._try_probe(key, token, probes, lease, now), now)
-
-    def release_probe(self, key: str, token: str, now: float) -> None:
-        self._run(self._release_probe(key, token, now), now)
-
-    def open_circuit(self, key: str, epoch: int, seconds: float, now: float) -> bool:
-        return self._run(self._open_circuit(key, epoch, seconds, now), now)
-
-    def close_circuit(self, key: str, epoch: int, now: float) -> bool:
-        return self._run(self._close_circuit(key, epoch, now), now)
-
-    def reset_circuit(self, key: str, now: float) -> None:
-        self._run(self._close_circuit(key, None, now), now)
-
-    def try_acquire(self, keys: Sequence[str], limit: int, lease: float, token: str, now: float) -> bool:
-        return self._run(self._try_acquire(keys, limit, lease, token, now), now)
-
-    def release(self, keys: Sequence[str], token: str, now: float) -> None:
-        """End ``token``'s holds: HDEL of its own field only (no script needed, as nothing is read),
-        written to Redis at once and not waited for: a released key must be free for other processes
-        promptly, but nothing in this call needs the answer, so the round trip is saved (the reply is
-        read before the connection is next used). The caller's next operation may run before it on
-        another connection: at worst the key looks busy once more (each hold has a field of its own,
-        see ``_Holds``, so a late release never ends a newer hold). One HDEL per key is no less
-        atomic than the call needs: a hold ends with its lease anyway."""
-        commands = self._release(keys, token)
-
-        def shared() -> None:
-            if not commands:
-                # Not held in Redis: maybe taken while Redis was down, in the local state, which
-                # must let it go too (a no-op when not held there either).
-                self._fallback.local.release(keys, token, now)
-                return
-            link = self._sync_link()
-            try:
-                link.send(commands)
-            except self._unavailable:
-                with contextlib.suppress(*self._unavailable):
-                    link.drop_idle()
-                raise
-
-        self._fallback.call(now, shared, lambda m: m.release(keys, token, now))
-
-    def pause(self, key: str, seconds: float, now: float) -> None:
-        self._run(self._pause(key, seconds, now), now)
-
-    def paused_for(self, key: str, now: float) -> float:
-        return self._run(self._paused_for(key, now), now)
-
-    def limiter_acquire(
-        self, key: str, ceiling: float, burst: float, max_wait: float, now: float
-    ) -> RateTicket:
-        return self._run(self._limiter_acquire(key, ceiling, burst, max_wait, now), now)
-
-    def limiter_admit(
-        self, key: str, ceiling: float, burst: float, max_wait: float, now: float
-    ) -> RateTicket:
-        return self._run(self._limiter_admit(key, ceiling, burst, max_wait, now), now)
-
-    def limiter_admit_and_acquire(
-        self,
-        key: str,
-        ceiling: float,
-        burst: float,
-        max_wait: float,
-        keys: Sequence[str],
-        limit: int,
-        lease: float,
-        token: str,
-        now: float,
-    ) -> tuple[RateTicket, bool]:
-        operation = self._limiter_admit_and_acquire(
-            key, ceiling, burst, max_wait, keys, limit, lease, token, now
-        )
-        return self._run(operation, now)
-
-    def limiter_state(self, key: str, now: float) -> RateTicket:
-        return self._run(self._limiter_state(key, now), now)
-
-    def limiter_learn(
-        self, key: str, version: int, rate: float, max_rate: float, throttled: bool, now: float
-    ) -> bool:
-        return self._run(self._limiter_learn(key, version, rate, max_rate, throttled, now), now)
-
-    # -- async twins -------------------------------------------------------------------------------------
-
-    async def adeposit(self, key: str, amount: float, cap: float, now: float) -> float:
-        return await self._arun(self._deposit(key, amount, cap, now), now)
-
-    async def atry_spend(self, key: str, cost: float, cap: float, now: float) -> bool:
-        return await self._arun(self._try_spend(key, cost, cap, now), now)
-
-    async def arecord_outcome(self, key: str, failed: bool, window: float, now: float) -> tuple[int, int]:
-        return await self._arun(self._record_outcome(key, failed, window, now), now)
-
-    async def arecord_successes(self, key: str, count: int, age: float, window: float, now: float) -> None:
-        await self._arun(self._record_successes(key, count, age, window, now), now)
-
-    async def acircuit(self, key: str, now: float) -> Circuit:
-        return await self._arun(self._circuit(key, now), now)
-
-    async def atry_probe(
-        self, key: str, token: str, probes: int, lease: float, now: float
-    ) -> tuple[bool, Circuit]:
-        return await self._arun(self._try_probe(key, token, probes, lease, now), now)
-
-    async def arelease_probe(self, key: str, token: str, now: float) -> None:
-        await self._arun(self._release_probe(key, token, now), now)
-
-    async def aopen_circuit(self, key: str, epoch: int, seconds: float, now: float) -> bool:
-        return await self._arun(self._open_circuit(key, epoch, seconds, now), now)
-
-    async def aclose_circuit(self, key: str, epoch: int, now: float) -> bool:
-        return await self._arun(self._close_circuit(key, epoch, now), now)
-
-    async def areset_circuit(self, key: str, now: float) -> None:
-        await self._arun(self._close_circuit(key, None, now), now)
-
-    async def atry_acquire(
-        self, keys: Sequence[str], limit: int, lease: float, token: str, now: float
-    ) -> bool:
-        return await self._arun(self._try_acquire(keys, limit, lease, token, now), now)
-
-    async def arelease(self, keys: Sequence[str], token: str, now: float) -> None:
-        link = await self._loop_link()
-        if link is None:
-            await anyio.to_thread.run_sync(self.release, keys, token, now)
-            return
-        commands = self._release(keys, token)
-
-        async def shared() -> None:
-            if not commands:
-                self._fallback.local.release(keys, token, now)  # see release
-                return
-            try:
-                await link.send(commands)
-            except self._unavailable:
-                with contextlib.suppress(*self._unavailable):
-                    await link.drop_idle()
-                raise
-
-        await self._fallback.acall(now, shared, lambda m: m.release(keys, token, now))
-
-    async def apause(self, key: str, seconds: float, now: float) -> None:
-        await self._arun(self._pause(key, seconds, now), now)
-
-    async def apaused_for(self, key: str, now: float) -> float:
-        return await self._arun(self._paused_for(key, now), now)
-
-    async def alimiter_acquire(
-        self, key: str, ceiling: float, burst: float, max_wait: float, now: float
-    ) -> RateTicket:
-        return await self._arun(self._limiter_acquire(key, ceiling, burst, max_wait, now), now)
-
-    async def alimiter_admit(
-        self, key: str, ceiling: float, burst: float, max_wait: float, now: float
-    ) -> RateTicket:
-        return await self._arun(self._limiter_admit(key, ceiling, burst, max_wait, now), now)
-
-    async def alimiter_admit_and_acquire(
-        self,
-        key: str,
-        ceiling: float,
-        burst: float,
-        max_wait: float,
-        keys: Sequence[str],
-        limit: int,
-        lease: float,
-        token: str,
-        now: float,
-    ) -> tuple[RateTicket, bool]:
-        operation = self._limiter_admit_and_acquire(
-            key, ceiling, burst, max_wait, keys, limit, lease, token, now
-        )
-        return await self._arun(operation, now)
-
-    async def alimiter_state(self, key: str, now: float) -> RateTicket:
-        return await self._arun(self._limiter_state(key, now), now)
-
-    async def alimiter_learn(
-        self, key: str, version: int, rate: float, max_rate: float, throttled: bool, now: float
-    ) -> bool:
-        return await self._arun(self._limiter_learn(key, version, rate, max_rate, throttled, now), now)
+    def _limiter_learn(self, op: LimiterLearn) -> _Script:
+        keys = [self._key("rate", op.key), f"{self._prefix}:serial"]
+        args: list[str | int | float] = [op.version, op.rate, op.max_rate, int(op.throttled)]
+        return _Script("limiter_learn", keys, args, _flag)
 
 
-if TYPE_CHECKING:  # mypy checks that RedisState has every operation of the protocol, as declared
+if TYPE_CHECKING:  # mypy checks that RedisState runs operations as the protocol declares
     _conforms: StateStore = RedisState()

@@ -5,6 +5,11 @@ shells (``handle``/``ahandle``) that wait and call the next layer.
 
 ``build`` composes them for one transport; a strategy its policy turns off is not built at all, so it
 costs nothing per attempt. Adding a strategy is one module here and one line in ``build``.
+
+Strategies are sealed: none reads another's fields, and none asks which store it has. The one place
+two meet is here: the guard is handed the rate limiter as its pause gate (``guard.Gate``: is the host
+paused, wait the pause out), which it asks after waiting for a key; the limiter knows nothing of the
+guard.
 """
 
 from __future__ import annotations
@@ -75,10 +80,7 @@ def build(
     if policy.guards:
         namespace = state_key("guard", vendor)
         guards = [Guard(name, settings, store, namespace) for name, settings in policy.guards.items()]
-        # The limiter is outside the guard: after a wait for a key, the guard asks it about pauses.
-        guard = GuardStrategy(guards, vendor, gate=limiter)
-        if limiter is not None:
-            # ...and the limiter takes the guard's first hold in its admission step when it can.
-            limiter.rider = guard
-        strategies.append(guard)
+        # The limiter is outside the guard: after a wait for a key, the guard asks it about pauses
+        # (the one meeting of two strategies, see the module docstring).
+        strategies.append(GuardStrategy(guards, vendor, gate=limiter))
     return Pipeline(RetryStrategy(store, vendor, hooks), breaker, tuple(strategies), leaf)

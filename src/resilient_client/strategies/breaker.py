@@ -10,10 +10,11 @@ processes: a probe that succeeds closes it, one that fails opens it again for tw
 Every transition is a compare-and-set on the circuit's epoch, so of many callers that judge the same
 circuit at once only the first moves it; the others' outcomes are still counted.
 
-A success of a closed circuit is only counted in process (``_tally``) and written with
-``record_successes`` before the next failure is weighed, or after the store's ``batch_seconds``
-(at most half a window bucket, so each lands in the bucket it belongs to, dated by the latest
-success of its batch).
+A success of a closed circuit is only counted in process (``_tally``): no store round trip. The
+count is written with the next failure's ``RecordOutcome`` (one step: the failure is weighed against
+every success before it), or as one ``RecordSuccesses`` after the store's ``batch_seconds`` (at most
+half a window bucket, so each lands in the bucket it belongs to, dated by the latest success of its
+batch).
 """
 
 from __future__ import annotations
@@ -30,7 +31,20 @@ from resilient_client._decision import RETURN
 from resilient_client._pipeline import AsyncNext, Attempt, BreakerEvent, Call, Hooks, Next, rejected
 from resilient_client._settings import BreakerOverride, BreakerSettings
 from resilient_client.errors import CircuitOpenError
-from resilient_client.stores import Circuit, CircuitState, MemoryState, StateStore, state_key
+from resilient_client.stores import (
+    Circuit,
+    CircuitState,
+    CloseCircuit,
+    OpenCircuit,
+    ReadCircuit,
+    RecordOutcome,
+    RecordSuccesses,
+    ReleaseProbe,
+    ResetCircuit,
+    StateStore,
+    TryProbe,
+    state_key,
+)
 from resilient_client.strategies._tally import Tally, batch_seconds
 
 __all__ = ["FAILURE_CATEGORIES", "Breaker", "BreakerStrategy", "CircuitOpen", "Permit"]
@@ -80,10 +94,7 @@ class Breaker:
         "_closed",
         "_closed_for",
         "_closed_until",
-        "_memory",
         "flush_at",
-        "host",
-        "inline",
         "key",
         "overrides",
         "settings",
@@ -98,13 +109,10 @@ class Breaker:
         store: StateStore,
         key: str,
         overrides: Mapping[str, BreakerOverride] | None = None,
-        host: str | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.key = key
-        #: The host (``Call.host``) whose calls it weighs, when it is one host's breaker.
-        self.host = host
         self.overrides: Mapping[str, BreakerOverride] = dict(overrides or {})
         #: The permit of the closed circuit's current epoch: every call of a healthy vendor gets
         #: one, and a frozen Permit can be shared instead of made per call.
@@ -122,11 +130,6 @@ class Breaker:
         self._closed_until = -math.inf
         #: When the successes are written even if no failure comes first.
         self.flush_at = 0.0
-        #: The in-process store's async operations only call its sync ones: an async caller may call
-        #: the sync methods here itself (``admit``, ``record``) and await nothing.
-        self.inline = type(store) is MemoryState
-        #: That store, whose ``record_outcome`` also writes the successes counted before (one step).
-        self._memory = store if isinstance(store, MemoryState) and self.inline else None
 
     def __repr__(self) -> str:
         return f"Breaker(key={self.key!r})"
@@ -172,12 +175,6 @@ class Breaker:
         longest = max(settings.max_break_duration, settings.break_duration)
         return min(longest, max(settings.break_duration, 2 * permit.break_duration))
 
-    def closed_permit(self, circuit: Circuit) -> Permit:
-        """The permit of a call sent while the store said nothing was open (see ``MemoryState.
-        circuits_closed``), judged after the fact: a circuit that opened meanwhile gets a permit
-        that moves nothing (its epoch is never current)."""
-        return self._closed_permit(circuit.epoch) if circuit.state == "closed" else Permit(-1)
-
     def _believed_closed(self, circuit: Circuit, now: float) -> Permit:
         if self._closed_for:
             self._closed_until = now + self._closed_for
@@ -187,33 +184,62 @@ class Breaker:
         self.flush_at = now + self._batch
         return self.wins.take(), max(0.0, now - self.won_at)
 
+    def _count_wins(self, now: float) -> RecordSuccesses | None:
+        """Count a success; the batch to write now, if it is due."""
+        self.wins.add()
+        self.won_at = now
+        return self._batch_of_wins(now) if now >= self.flush_at else None
+
+    def _batch_of_wins(self, now: float) -> RecordSuccesses | None:
+        count, age = self._take_wins(now)
+        return RecordSuccesses(self.key, count, age, self.settings.sampling_duration) if count else None
+
+    def _outcome(self, failed: bool, now: float) -> RecordOutcome:
+        """A failure (or a probe's outcome), with every success counted before it."""
+        self._closed_until = -math.inf  # ask the store again from now on
+        count, age = self._take_wins(now)
+        return RecordOutcome(self.key, failed, self.settings.sampling_duration, count, age)
+
+    def _probe(self, time_left: float) -> tuple[TryProbe, str]:
+        token = uuid.uuid4().hex
+        return TryProbe(self.key, token, self.settings.half_open_probes, self._lease(time_left)), token
+
+    def _transition(
+        self, permit: Permit, failed: bool, failures: int, total: int
+    ) -> tuple[OpenCircuit | CloseCircuit, CircuitState] | None:
+        """The compare-and-set this outcome asks for, and the state it moves to (None: none)."""
+        if permit.probe is not None:
+            if failed:
+                return OpenCircuit(self.key, permit.epoch, self._next_break(permit)), "open"
+            return CloseCircuit(self.key, permit.epoch), "closed"
+        if failed and self._should_open(failures, total):
+            return OpenCircuit(self.key, permit.epoch, self.settings.break_duration), "open"
+        return None
+
     # -- sync -----------------------------------------------------------------------------------
 
     def succeeded(self, now: float) -> None:
         """Count a success of a closed circuit's call (the usual call: no store operation)."""
-        self.wins.add()
-        self.won_at = now
-        if now >= self.flush_at:
-            self.flush(now)
+        due = self._count_wins(now)
+        if due is not None:
+            self.store.run(due, now)
 
     def flush(self, now: float) -> None:
         """Write the successes counted so far to the store."""
-        count, age = self._take_wins(now)
-        if count:
-            self.store.record_successes(self.key, count, age, self.settings.sampling_duration, now)
+        due = self._batch_of_wins(now)
+        if due is not None:
+            self.store.run(due, now)
 
     def admit(self, now: float, time_left: float) -> Permit | CircuitOpen:
         """Let a call through (a Permit) or refuse it (CircuitOpen); ``time_left`` is the call's,
         and bounds how long a probe slot is held if its outcome never comes back."""
         if now < self._closed_until:
             return self._closed
-        circuit = self.store.circuit(self.key, now)
+        circuit = self.store.run(ReadCircuit(self.key), now)
         if circuit.state == "closed":
             return self._believed_closed(circuit, now)
-        token = uuid.uuid4().hex
-        taken, circuit = self.store.try_probe(
-            self.key, token, self.settings.half_open_probes, self._lease(time_left), now
-        )
+        probe, token = self._probe(time_left)
+        taken, circuit = self.store.run(probe, now)
         return self._admitted(taken, circuit, token)
 
     def record(self, permit: Permit, failed: bool | None, now: float) -> CircuitState | None:
@@ -223,93 +249,72 @@ class Breaker:
         when the call sent nothing (a later strategy refused it). Returns the state this call moved
         the circuit to, or None when it moved nothing (so each transition is reported once).
         """
-        store, key = self.store, self.key
         if failed is None:
             if permit.probe is not None:
-                store.release_probe(key, permit.probe, now)
+                self.store.run(ReleaseProbe(self.key, permit.probe), now)
             return None
         if not failed and permit.probe is None:
             self.succeeded(now)
             return None
-        self._closed_until = -math.inf  # a failure: ask the store again from now on
-        window = self.settings.sampling_duration
-        # The failure is weighed against every success before it: those are written first.
-        if self._memory is not None:
-            count, age = self._take_wins(now)
-            failures, total = self._memory.record_outcome(key, failed, window, now, count, age)
-        else:
-            self.flush(now)
-            failures, total = store.record_outcome(key, failed, window, now)
-        if permit.probe is not None:
-            if failed:
-                return _moved(store.open_circuit(key, permit.epoch, self._next_break(permit), now), "open")
-            return _moved(store.close_circuit(key, permit.epoch, now), "closed")
-        if failed and self._should_open(failures, total):
-            return _moved(store.open_circuit(key, permit.epoch, self.settings.break_duration, now), "open")
-        return None
+        failures, total = self.store.run(self._outcome(failed, now), now)
+        transition = self._transition(permit, failed, failures, total)
+        if transition is None:
+            return None
+        move, state = transition
+        return _moved(self.store.run(move, now), state)
 
     def state(self, now: float) -> CircuitState:
         """``"closed"``, ``"open"`` or ``"half_open"`` (open stays open until a call asks to probe)."""
-        return self.store.circuit(self.key, now).state
+        return self.store.run(ReadCircuit(self.key), now).state
 
     def reset(self, now: float) -> None:
         """Close the circuit and forget its outcomes, whatever its state."""
         self._closed_until = -math.inf
-        self.store.reset_circuit(self.key, now)
+        self.store.run(ResetCircuit(self.key), now)
 
     # -- async twins --------------------------------------------------------------------------------
 
     async def asucceeded(self, now: float) -> None:
-        self.wins.add()
-        self.won_at = now
-        if now >= self.flush_at:
-            await self.aflush(now)
+        due = self._count_wins(now)
+        if due is not None:
+            await self.store.arun(due, now)
 
     async def aflush(self, now: float) -> None:
-        count, age = self._take_wins(now)
-        if count:
-            await self.store.arecord_successes(self.key, count, age, self.settings.sampling_duration, now)
+        due = self._batch_of_wins(now)
+        if due is not None:
+            await self.store.arun(due, now)
 
     async def aadmit(self, now: float, time_left: float) -> Permit | CircuitOpen:
         if now < self._closed_until:
             return self._closed
-        circuit = await self.store.acircuit(self.key, now)
+        circuit = await self.store.arun(ReadCircuit(self.key), now)
         if circuit.state == "closed":
             return self._believed_closed(circuit, now)
-        token = uuid.uuid4().hex
-        taken, circuit = await self.store.atry_probe(
-            self.key, token, self.settings.half_open_probes, self._lease(time_left), now
-        )
+        probe, token = self._probe(time_left)
+        taken, circuit = await self.store.arun(probe, now)
         return self._admitted(taken, circuit, token)
 
     async def arecord(self, permit: Permit, failed: bool | None, now: float) -> CircuitState | None:
-        store, key = self.store, self.key
         if failed is None:
             if permit.probe is not None:
-                await store.arelease_probe(key, permit.probe, now)
+                await self.store.arun(ReleaseProbe(self.key, permit.probe), now)
             return None
         if not failed and permit.probe is None:
             await self.asucceeded(now)
             return None
-        self._closed_until = -math.inf
-        await self.aflush(now)
-        failures, total = await store.arecord_outcome(key, failed, self.settings.sampling_duration, now)
-        if permit.probe is not None:
-            if failed:
-                opened = await store.aopen_circuit(key, permit.epoch, self._next_break(permit), now)
-                return _moved(opened, "open")
-            return _moved(await store.aclose_circuit(key, permit.epoch, now), "closed")
-        if failed and self._should_open(failures, total):
-            opened = await store.aopen_circuit(key, permit.epoch, self.settings.break_duration, now)
-            return _moved(opened, "open")
-        return None
+        failures, total = await self.store.arun(self._outcome(failed, now), now)
+        transition = self._transition(permit, failed, failures, total)
+        if transition is None:
+            return None
+        move, state = transition
+        return _moved(await self.store.arun(move, now), state)
 
     async def astate(self, now: float) -> CircuitState:
-        return (await self.store.acircuit(self.key, now)).state
+        return (await self.store.arun(ReadCircuit(self.key), now)).state
 
     async def areset(self, now: float) -> None:
         self._closed_until = -math.inf
-        await self.store.areset_circuit(self.key, now)
+        await self.store.arun(ResetCircuit(self.key), now)
 
 
 class _Hosts:
@@ -363,7 +368,7 @@ class BreakerStrategy:
         breaker = hosts.breakers.get(host)
         if breaker is None:
             key = state_key("breaker", self.vendor, host)
-            breaker = hosts.breakers[host] = Breaker(self.settings, self.store, key, self.overrides, host)
+            breaker = hosts.breakers[host] = Breaker(self.settings, self.store, key, self.overrides)
         hosts.last = host
         return breaker
 
@@ -406,44 +411,6 @@ class BreakerStrategy:
 
     # -- shells ---------------------------------------------------------------------------------
 
-    def settle_sent(self, call: Call, breaker: Breaker, attempt: Attempt) -> None:
-        """Weigh an attempt that was sent without ``handle`` (the transport's fast lane sends while
-        the store says no circuit is open, and hands over the attempts that did not simply succeed)."""
-        now = call.clock.monotonic()
-        permit = breaker.closed_permit(self.store.circuit(breaker.key, now))
-        failed = False if attempt.decision is RETURN else self._evidence(breaker, attempt)
-        moved = breaker.record(permit, failed, now)
-        if moved is not None:
-            self._report(call, moved)
-
-    def handle_known(
-        self, breaker: Breaker, memory: MemoryState, call: Call, number: int, next: Next
-    ) -> Attempt:
-        """``handle`` for a later attempt of a call the transport's fast lane began (it found the
-        host's ``breaker``) over the in-process store ``memory``: while that says no circuit is
-        open, the attempt is sent as the lane sends, with no admission step, and weighed as
-        ``settle_sent`` weighs the lane's (a success only counted); else it is ``handle``'s."""
-        if not memory.circuits_closed:
-            return self.handle(call, number, next)
-        attempt = next(call, number)
-        if attempt.decision is RETURN:
-            breaker.succeeded(call.clock.monotonic())
-        else:
-            self.settle_sent(call, breaker, attempt)
-        return attempt
-
-    async def ahandle_known(
-        self, breaker: Breaker, memory: MemoryState, call: Call, number: int, next: AsyncNext
-    ) -> Attempt:
-        if not memory.circuits_closed:
-            return await self.ahandle(call, number, next)
-        attempt = await next(call, number)
-        if attempt.decision is RETURN:
-            breaker.succeeded(call.clock.monotonic())
-        else:
-            self.settle_sent(call, breaker, attempt)  # the in-process store: nothing to await
-        return attempt
-
     def handle(self, call: Call, number: int, next: Next) -> Attempt:
         # The host's breaker, made once (``for_host``) and then found without a call per attempt.
         hosts = self._hosts
@@ -474,12 +441,7 @@ class BreakerStrategy:
         hosts.last = call.host
         clock = call.clock
         now = clock.monotonic()
-        inline = breaker.inline
-        permit = (
-            breaker.admit(now, call.deadline - now)
-            if inline
-            else await breaker.aadmit(now, call.deadline - now)
-        )
+        permit = await breaker.aadmit(now, call.deadline - now)
         if isinstance(permit, CircuitOpen):
             return self._refused(call, number, permit)
         if permit.probe is not None:
@@ -491,8 +453,7 @@ class BreakerStrategy:
                 await breaker.arecord(permit, None, clock.monotonic())
             raise
         failed = False if attempt.decision is RETURN else self._evidence(breaker, attempt)
-        now = clock.monotonic()
-        moved = breaker.record(permit, failed, now) if inline else await breaker.arecord(permit, failed, now)
+        moved = await breaker.arecord(permit, failed, clock.monotonic())
         if moved is not None:
             self._report(call, moved)
         return attempt

@@ -6,10 +6,11 @@ of the requests (plus ``burst``), shared by every request of the pipeline (or, w
 of the fleet). The check and the take before a retry are one atomic store operation, so 32 threads
 racing for the last token never overdraw it.
 
-A request's deposit is only counted in process (see ``_tally``) and written to the store in one
-``deposit`` of ``n * ratio`` tokens before the next retry asks for one, or after the store's
-``batch_seconds``. Nothing spends in between, so one deposit of ``n * ratio`` capped at ``burst``
-leaves the bucket exactly where ``n`` deposits of ``ratio`` would have.
+A request's deposit is only counted in process (see ``_tally``) and written to the store as
+``n * ratio`` tokens with the next retry's ``TrySpend`` (one step: deposit, then check and take), or
+as one ``Deposit`` after the store's ``batch_seconds``. Nothing spends in between, so one deposit of
+``n * ratio`` capped at ``burst`` leaves the bucket exactly where ``n`` deposits of ``ratio`` would
+have.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import math
 
 from resilient_client._settings import BudgetSettings
-from resilient_client.stores import MemoryState, StateStore
+from resilient_client.stores import Deposit, StateStore, TrySpend
 from resilient_client.strategies._tally import Tally, batch_seconds
 
 __all__ = ["Budget"]
@@ -29,19 +30,7 @@ RETRY_COST = 1.0
 class Budget:
     """A retry budget over one store key; ``ratio = 0`` turns it off (every retry allowed)."""
 
-    __slots__ = (
-        "_batch",
-        "_burst",
-        "_memory",
-        "_ratio",
-        "earned",
-        "enabled",
-        "flush_at",
-        "inline",
-        "key",
-        "settings",
-        "store",
-    )
+    __slots__ = ("_batch", "_burst", "_ratio", "earned", "enabled", "flush_at", "key", "settings", "store")
 
     def __init__(self, settings: BudgetSettings, store: StateStore, key: str) -> None:
         self.settings = settings
@@ -57,11 +46,6 @@ class Budget:
         self._batch = batch_seconds(store)
         #: When the earned shares are written even if no retry asks first (never, in process).
         self.flush_at = -math.inf if self._batch <= 0 else 0.0
-        #: The in-process store's async operations only call its sync ones: an async caller may call
-        #: the sync methods here itself (``deposit``, ``try_spend``) and await nothing.
-        self.inline = type(store) is MemoryState
-        #: That store, whose ``try_spend`` also makes the deposit before it (one step, not two).
-        self._memory = store if isinstance(store, MemoryState) and self.inline else None
 
     def __repr__(self) -> str:
         return f"Budget(ratio={self.settings.ratio!r}, burst={self.settings.burst!r}, key={self.key!r})"
@@ -71,38 +55,34 @@ class Budget:
         self.flush_at = now + self._batch
         return self.earned.take() * self._ratio
 
+    def _deposit_due(self, now: float) -> Deposit | None:
+        """Count a request's share; the deposit to write now, if the batch is due."""
+        self.earned.add()
+        if now < self.flush_at:
+            return None
+        amount = self._amount(now)
+        return Deposit(self.key, amount, self._burst) if amount > 0 else None
+
+    def _spend(self, now: float) -> TrySpend:
+        """One retry's token, taken after the shares earned since the last write are deposited."""
+        return TrySpend(self.key, RETRY_COST, self._burst, earned=self._amount(now))
+
     def deposit(self, now: float) -> None:
         """Earn a request's share of a retry (call once per request, not per attempt)."""
         if self.enabled:
-            self.earned.add()
-            if now >= self.flush_at:
-                amount = self._amount(now)
-                if amount > 0:
-                    self.store.deposit(self.key, amount, self._burst, now)
+            due = self._deposit_due(now)
+            if due is not None:
+                self.store.run(due, now)
 
     def try_spend(self, now: float) -> bool:
         """Take one retry's token; False means the retry must not be sent."""
-        if not self.enabled:
-            return True
-        amount = self._amount(now)
-        if self._memory is not None:
-            return self._memory.try_spend(self.key, RETRY_COST, self._burst, now, amount)
-        if amount > 0:
-            self.store.deposit(self.key, amount, self._burst, now)
-        return self.store.try_spend(self.key, RETRY_COST, self._burst, now)
+        return not self.enabled or self.store.run(self._spend(now), now)
 
     async def adeposit(self, now: float) -> None:
         if self.enabled:
-            self.earned.add()
-            if now >= self.flush_at:
-                amount = self._amount(now)
-                if amount > 0:
-                    await self.store.adeposit(self.key, amount, self._burst, now)
+            due = self._deposit_due(now)
+            if due is not None:
+                await self.store.arun(due, now)
 
     async def atry_spend(self, now: float) -> bool:
-        if not self.enabled:
-            return True
-        amount = self._amount(now)
-        if amount > 0:
-            await self.store.adeposit(self.key, amount, self._burst, now)
-        return await self.store.atry_spend(self.key, RETRY_COST, self._burst, now)
+        return not self.enabled or await self.store.arun(self._spend(now), now)

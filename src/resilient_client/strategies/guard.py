@@ -11,15 +11,17 @@ released once the attempt is classified, never across a backoff wait. While the 
 shell asks again after ``next_try``; past ``max_wait`` or the call's deadline it raises
 GuardTimeoutError, sending nothing.
 
-What a hold costs with a shared store: taking the keys is one operation (one round trip, all keys in
-one script); releasing them cannot be dropped or deferred (other processes wait for the account), so
-RedisState writes the release at once without waiting for its answer (see ``stores/redis.py``).
+What a hold costs with a shared store: taking the keys is one operation (``Acquire``: one round trip,
+all keys in one script), and releasing them another (``Release``), which cannot be dropped or
+deferred: other processes wait for the account.
 
 The guard sits inside the rate limiter, so an attempt that waited here for its keys passed the
 limiter's pause check before that wait. A server's Retry-After pause that began meanwhile (another
 request, maybe in another process, got a 429) must hold it too: after any wait for a key, the guard
-asks its ``gate`` (the limiter) whether the host is paused, and if so lets go of its keys, has the
-gate wait the pause out (or refuse, past the deadline), and takes them again.
+asks its pause ``gate`` whether the host is paused, and if so lets go of its keys, has the gate wait
+the pause out (or refuse, past the deadline), and takes them again. The gate is the one place the
+guard meets another strategy: ``strategies.build`` hands it the rate limiter, seen only through the
+``Gate`` protocol below (no field of either is read by the other).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import httpx
 from resilient_client._pipeline import AsyncNext, Attempt, Call, Next, rejected
 from resilient_client._settings import GuardSettings
 from resilient_client.errors import GuardTimeoutError
-from resilient_client.stores import StateStore, state_key
+from resilient_client.stores import Acquire, Release, StateStore, state_key
 
 __all__ = ["GUARD_KEY_EXTENSION", "Gate", "Guard", "GuardStrategy"]
 
@@ -55,7 +57,9 @@ POLL_MIN = 1e-6
 
 
 class Gate(Protocol):
-    """What a guard asks after waiting for its keys, before it sends: the rate limiter's pauses."""
+    """The pause gate: what a guard asks after waiting for its keys, before it sends (the rate
+    limiter's Retry-After pauses). ``paused``: whether the call's host is paused now; ``hold``: wait
+    the pause out, or the refusal when it would pass the deadline."""
 
     def paused(self, call: Call) -> bool: ...
 
@@ -150,35 +154,21 @@ class Guard:
 
     def try_enter(self, keys: Sequence[str], token: str, time_left: float, now: float) -> bool:
         """Hold every key for ``token`` (all or none); False while any is at its limit."""
-        return self.store.try_acquire(keys, self.settings.limit, self.lease(time_left), token, now)
+        return self.store.run(Acquire(keys, self.settings.limit, self.lease(time_left), token), now)
 
     def leave(self, keys: Sequence[str], token: str, now: float) -> None:
         """Release ``token``'s holds (once the attempt is classified)."""
-        self.store.release(keys, token, now)
+        self.store.run(Release(keys, token), now)
 
     async def atry_enter(self, keys: Sequence[str], token: str, time_left: float, now: float) -> bool:
-        return await self.store.atry_acquire(keys, self.settings.limit, self.lease(time_left), token, now)
+        return await self.store.arun(Acquire(keys, self.settings.limit, self.lease(time_left), token), now)
 
     async def aleave(self, keys: Sequence[str], token: str, now: float) -> None:
-        await self.store.arelease(keys, token, now)
+        await self.store.arun(Release(keys, token), now)
 
 
-class _Plan:
-    """One attempt's holds and token; also the rate limiter's ``Ride``: the first hold's keys, which
-    the limiter may take in its admission step (``taken``)."""
-
-    __slots__ = ("holds", "keys", "limit", "taken", "token")
-
-    def __init__(self, holds: list[tuple[Guard, tuple[str, ...]]]) -> None:
-        self.holds = holds
-        self.token = uuid.uuid4().hex if holds else ""
-        self.keys: tuple[str, ...] = holds[0][1] if holds else ()
-        self.limit = holds[0][0].settings.limit if holds else 0
-        self.taken = False
-
-    def lease(self, time_left: float) -> float:
-        """The first hold's lease, as its guard takes it (asked only when there is a first hold)."""
-        return self.holds[0][0].lease(time_left)
+#: A guard and the keys it must hold for one attempt.
+_Hold = tuple[Guard, tuple[str, ...]]
 
 
 class GuardStrategy:
@@ -202,7 +192,7 @@ class GuardStrategy:
 
     # -- no I/O ---------------------------------------------------------------------------------
 
-    def _holds(self, call: Call) -> list[tuple[Guard, tuple[str, ...]]]:
+    def _holds(self, call: Call) -> list[_Hold]:
         """The (guard, keys) pairs this request must hold, in a fixed order."""
         request = call.request
         operation = call.operation
@@ -232,33 +222,13 @@ class GuardStrategy:
 
     # -- shells ---------------------------------------------------------------------------------
 
-    def ride(self, call: Call) -> _Plan:
-        """The plan of the call's next attempt, worked out now for the rate limiter outside, which
-        may take its first hold in its admission step; ``handle`` picks it up from the call."""
-        plan = _Plan(self._holds(call))
-        call.ride = plan
-        return plan
-
-    def _plan(self, call: Call) -> _Plan:
-        """The plan the rate limiter handed in for this attempt, or a new one (no limiter)."""
-        plan = call.ride
-        if isinstance(plan, _Plan):
-            call.ride = None
-            return plan
-        return _Plan(self._holds(call))
-
     def _enter(
-        self,
-        call: Call,
-        number: int,
-        plan: _Plan,
-        held: list[tuple[Guard, tuple[str, ...]]],
+        self, call: Call, number: int, token: str, holds: list[_Hold], held: list[_Hold]
     ) -> Attempt | bool:
         """Take every hold into ``held``: whether that meant waiting, or the refusal."""
         clock = call.clock
-        token = plan.token
         waited = False
-        for guard, keys in self._untaken(plan, held):
+        for guard, keys in holds:
             start = clock.monotonic()
             tries = 0
             while not guard.try_enter(keys, token, call.deadline - clock.monotonic(), clock.monotonic()):
@@ -272,50 +242,34 @@ class GuardStrategy:
             held.append((guard, keys))
         return waited
 
-    @staticmethod
-    def _untaken(
-        plan: _Plan, held: list[tuple[Guard, tuple[str, ...]]]
-    ) -> list[tuple[Guard, tuple[str, ...]]]:
-        """The holds still to take: all of them, or all but the first when the limiter took it
-        (then it goes into ``held`` first, to be let go like the others)."""
-        if not plan.taken:
-            return plan.holds
-        plan.taken = False  # taken for this round only: after a pause the keys are taken again
-        held.append(plan.holds[0])
-        return plan.holds[1:]
-
     def handle(self, call: Call, number: int, next: Next) -> Attempt:
-        plan = self._plan(call)
-        if not plan.holds:
+        holds = self._holds(call)
+        if not holds:
             return next(call, number)
+        token = uuid.uuid4().hex
         clock = call.clock
         while True:
-            held: list[tuple[Guard, tuple[str, ...]]] = []
+            held: list[_Hold] = []
             try:
-                entered = self._enter(call, number, plan, held)
+                entered = self._enter(call, number, token, holds, held)
                 if not isinstance(entered, bool):
                     return entered
                 if not (entered and self.gate is not None and self.gate.paused(call)):
                     return next(call, number)
             finally:
                 for guard, keys in reversed(held):
-                    guard.leave(keys, plan.token, clock.monotonic())
+                    guard.leave(keys, token, clock.monotonic())
             assert self.gate is not None
             refusal = self.gate.hold(call, number)  # the keys are free while the pause lasts
             if refusal is not None:
                 return refusal
 
     async def _aenter(
-        self,
-        call: Call,
-        number: int,
-        plan: _Plan,
-        held: list[tuple[Guard, tuple[str, ...]]],
+        self, call: Call, number: int, token: str, holds: list[_Hold], held: list[_Hold]
     ) -> Attempt | bool:
         clock = call.clock
-        token = plan.token
         waited = False
-        for guard, keys in self._untaken(plan, held):
+        for guard, keys in holds:
             start = clock.monotonic()
             tries = 0
             while not await guard.atry_enter(
@@ -332,14 +286,15 @@ class GuardStrategy:
         return waited
 
     async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
-        plan = self._plan(call)
-        if not plan.holds:
+        holds = self._holds(call)
+        if not holds:
             return await next(call, number)
+        token = uuid.uuid4().hex
         clock = call.clock
         while True:
-            held: list[tuple[Guard, tuple[str, ...]]] = []
+            held: list[_Hold] = []
             try:
-                entered = await self._aenter(call, number, plan, held)
+                entered = await self._aenter(call, number, token, holds, held)
                 if not isinstance(entered, bool):
                     return entered
                 if not (entered and self.gate is not None and await self.gate.apaused(call)):
@@ -347,7 +302,7 @@ class GuardStrategy:
             finally:
                 with anyio.CancelScope(shield=True):
                     for guard, keys in reversed(held):
-                        await guard.aleave(keys, plan.token, clock.monotonic())
+                        await guard.aleave(keys, token, clock.monotonic())
             assert self.gate is not None
             refusal = await self.gate.ahold(call, number)
             if refusal is not None:

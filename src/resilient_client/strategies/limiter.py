@@ -15,14 +15,14 @@ botocore each one would lower it again, so 32 threads throttled together would f
 
 Why the learned rate is two store operations and not one update function: a Redis store must run
 each read-modify-write as one Lua script, so a Python function cannot be its atomic step. The hot
-step (reserve a send, count it) is the store's ``limiter_acquire``; the rare step (a new rate) is
-computed here, with no I/O, and written with ``limiter_learn``, a compare-and-set on the version.
+step (reserve a send, count it) is the store's ``LimiterAcquire``; the rare step (a new rate) is
+computed here, with no I/O, and written with ``LimiterLearn``, a compare-and-set on the version.
 So the only arithmetic a store must mirror is a token bucket and a counter, never the cubic curve.
 
 Store operations per send, the cost that matters with a shared store (each one is a round trip):
 
-* before it, one: ``limiter_admit`` checks the pause and reserves the send in one step (a paused key
-  reserves nothing); with pausing off, ``limiter_acquire``; with no pace, only ``paused_for``;
+* before it, one: ``LimiterAdmit`` checks the pause and reserves the send in one step (a paused key
+  reserves nothing); with pausing off, ``LimiterAcquire``; with no pace, only ``PausedFor``;
 * after a success, usually none: nothing is written while nothing has been learned (no 429 yet), and
   the climb back after a 429 is written at most once per ``RECOVERY_INTERVAL`` per limiter, as the
   cubic curve is a function of the time since the throttle: a write skipped loses nothing, the next
@@ -34,14 +34,24 @@ Store operations per send, the cost that matters with a shared store (each one i
 from __future__ import annotations
 
 import math
-from typing import Protocol
 
 import attrs
 
 from resilient_client._pipeline import AsyncNext, Attempt, Call, Next, is_testing, rejected
 from resilient_client._settings import RateLimitSettings
 from resilient_client.errors import ThrottledError
-from resilient_client.stores import RateTicket, StateStore, state_key
+from resilient_client.stores import (
+    LimiterAcquire,
+    LimiterAdmit,
+    LimiterLearn,
+    LimiterState,
+    Operation,
+    Pause,
+    PausedFor,
+    RateTicket,
+    StateStore,
+    state_key,
+)
 
 __all__ = [
     "BETA",
@@ -50,8 +60,6 @@ __all__ = [
     "SCALE",
     "Limiter",
     "LimiterStrategy",
-    "Ride",
-    "Rider",
     "Throttled",
     "Ticket",
     "lowered",
@@ -107,34 +115,6 @@ class Throttled:
 
 
 _GO = Ticket(0.0)
-#: ``paused_for``'s "not paused", as a ticket (the limiter then lets the send go at once).
-_UNPAUSED = RateTicket(0.0, 0, 0.0, 0.0, 0.0, 0.0)
-
-
-def _paused(seconds: float) -> RateTicket:
-    return _UNPAUSED if seconds <= 0 else attrs.evolve(_UNPAUSED, paused=seconds)
-
-
-class Ride(Protocol):
-    """The keys of a hold the strategy inside the limiter (the guard) must take before sending: the
-    limiter takes them in its admission step when the send may go at once (one store operation for
-    both, ``StateStore.limiter_admit_and_acquire``), and says so in ``taken``. A send that must wait
-    (its turn, or a pause) takes no key: a refusal or a wait never leaves one held."""
-
-    keys: tuple[str, ...]
-    limit: int
-    token: str
-    taken: bool
-
-    def lease(self, time_left: float) -> float: ...
-
-
-class Rider(Protocol):
-    """The strategy just inside the limiter whose first store step may ride with its admission."""
-
-    def ride(self, call: Call) -> Ride | None:
-        """The first hold of the call's next attempt, when it has one (the rider keeps its plan)."""
-        ...
 
 
 class Limiter:
@@ -170,46 +150,49 @@ class Limiter:
             return Throttled(answer.wait)
         return Ticket(answer.wait, rate=answer if self.settings.adaptive else None)
 
-    def _recovery(self, answer: RateTicket, now: float) -> float | None:
-        """The rate a success lets the key climb back to, or None when there is nothing to write:
-        nothing learned, no change, or the last climb was written less than RECOVERY_INTERVAL ago."""
-        if answer.rate <= 0 or now < self._next_recovery:
-            return None
-        rate = recovered(answer)
-        if rate == answer.rate:
-            return None
-        self._next_recovery = now + RECOVERY_INTERVAL
-        return rate
-
-    def _reserve(self, now: float, time_left: float) -> RateTicket | None:
-        """The store operation of ``acquire`` (None when nothing paces and nothing pauses)."""
+    def _reservation(self, time_left: float) -> Operation[RateTicket | float] | None:
+        """The store operation before a send (None when nothing paces and nothing pauses)."""
         settings = self.settings
-        max_wait = max(0.0, time_left)
         if not self._paces:
-            if not settings.pause_on_retry_after:
-                return None
-            return _paused(self.store.paused_for(self.key, now))
-        if settings.pause_on_retry_after:
-            return self.store.limiter_admit(self.key, settings.rate, settings.burst, max_wait, now)
-        return self.store.limiter_acquire(self.key, settings.rate, settings.burst, max_wait, now)
-
-    async def _areserve(self, now: float, time_left: float) -> RateTicket | None:
-        settings = self.settings
+            return PausedFor(self.key) if settings.pause_on_retry_after else None
         max_wait = max(0.0, time_left)
-        if not self._paces:
-            if not settings.pause_on_retry_after:
-                return None
-            return _paused(await self.store.apaused_for(self.key, now))
         if settings.pause_on_retry_after:
-            return await self.store.alimiter_admit(self.key, settings.rate, settings.burst, max_wait, now)
-        return await self.store.alimiter_acquire(self.key, settings.rate, settings.burst, max_wait, now)
+            return LimiterAdmit(self.key, settings.rate, settings.burst, max_wait)
+        return LimiterAcquire(self.key, settings.rate, settings.burst, max_wait)
 
-    def _answer(self, answer: RateTicket | None, time_left: float) -> Ticket | Throttled:
-        if answer is None or answer is _UNPAUSED:
+    def _answer(self, answer: RateTicket | float | None, time_left: float) -> Ticket | Throttled:
+        """The ticket for the store's answer (a pause's seconds left, from ``PausedFor``)."""
+        if answer is None:
             return _GO
+        if isinstance(answer, float):
+            return self._after_pause(answer, time_left) if answer > 0 else _GO
         if answer.paused > 0:
             return self._after_pause(answer.paused, time_left)
         return self._after_reserve(answer, time_left)
+
+    def _learning(self, ticket: Ticket, rate_limited: bool, now: float) -> bool:
+        """Whether a rate must be written for this answer: a 429 (lowered, from the rate read
+        first: ``_lower``) or a climb back that is due (``_recovery_due``)."""
+        answer = ticket.rate
+        return answer is not None and (rate_limited or self._recovery_due(answer, now))
+
+    def _recovery_due(self, answer: RateTicket, now: float) -> bool:
+        return answer.rate > 0 and now >= self._next_recovery and recovered(answer) != answer.rate
+
+    def _lower(self, ticket: Ticket, sending: RateTicket) -> LimiterLearn:
+        """The write after a 429: lowered from the rate sent now, when the 429 arrives (as botocore
+        measures it), not at this send: the first sends of a burst saw little of it. The version is
+        the send's, so of the 429s answering sends paced at one rate only the first lowers it."""
+        assert ticket.rate is not None
+        rate, max_rate = lowered(sending)
+        return LimiterLearn(self.key, ticket.rate.version, rate, max_rate, True)
+
+    def _climb(self, ticket: Ticket, now: float) -> LimiterLearn:
+        """The write of the climb back after a 429 (see RECOVERY_INTERVAL)."""
+        answer = ticket.rate
+        assert answer is not None
+        self._next_recovery = now + RECOVERY_INTERVAL
+        return LimiterLearn(self.key, answer.version, recovered(answer), answer.max_rate, False)
 
     def _pauses(self, rate_limited: bool, retry_after: float | None) -> bool:
         return (
@@ -221,27 +204,14 @@ class Limiter:
 
     # -- sync -----------------------------------------------------------------------------------
 
-    @property
-    def _admits(self) -> bool:
-        """Whether sends are admitted by ``limiter_admit`` (pause check and reservation in one step),
-        the step a ride's keys can be taken in."""
-        return self._paces and self.settings.pause_on_retry_after
-
-    def acquire(self, now: float, time_left: float, ride: Ride | None = None) -> Ticket | Throttled:
-        """How long to wait before sending, or Throttled when that would pass the deadline; with
-        ``ride``, its keys are taken in the same store operation when the send may go at once."""
-        if ride is not None and ride.keys and self._admits:
-            settings = self.settings
-            answer, ride.taken = self.store.limiter_admit_and_acquire(
-                self.key, settings.rate, settings.burst, max(0.0, time_left),
-                ride.keys, ride.limit, ride.lease(time_left), ride.token, now,
-            )  # fmt: skip
-            return self._answer(answer, time_left)
-        return self._answer(self._reserve(now, time_left), time_left)
+    def acquire(self, now: float, time_left: float) -> Ticket | Throttled:
+        """How long to wait before sending, or Throttled when that would pass the deadline."""
+        op = self._reservation(time_left)
+        return self._answer(None if op is None else self.store.run(op, now), time_left)
 
     def pause_left(self, now: float) -> float:
         """Seconds left of the host's Retry-After pause (0 when none, or when pausing is off)."""
-        return self.store.paused_for(self.key, now) if self.settings.pause_on_retry_after else 0.0
+        return self.store.run(PausedFor(self.key), now) if self.settings.pause_on_retry_after else 0.0
 
     def paused_meanwhile(self, now: float) -> bool:
         """Whether a pause began while a granted send waited its turn (a 429 another request or
@@ -257,35 +227,24 @@ class Limiter:
         """Learn from the answer to a granted send: a 429 lowers the rate (and with ``retry_after``
         pauses the key), any other answer lets it recover. Not called for transport errors."""
         if self._pauses(rate_limited, retry_after):
-            self.store.pause(self.key, retry_after or 0.0, now)
-        answer = ticket.rate
-        if answer is None:
+            self.store.run(Pause(self.key, retry_after or 0.0), now)
+        if not self._learning(ticket, rate_limited, now):
             return
         if rate_limited:
-            # Lowered from the rate sent now, when the 429 arrives (as botocore measures it), not at
-            # this send: the first sends of a burst saw little of it. The version is the send's, so
-            # of the 429s answering sends paced at one rate only the first lowers it.
-            rate, max_rate = lowered(self.store.limiter_state(self.key, now))
-            self.store.limiter_learn(self.key, answer.version, rate, max_rate, True, now)
-            return
-        recovery = self._recovery(answer, now)
-        if recovery is not None:
-            self.store.limiter_learn(self.key, answer.version, recovery, answer.max_rate, False, now)
+            self.store.run(self._lower(ticket, self.store.run(LimiterState(self.key), now)), now)
+        else:
+            self.store.run(self._climb(ticket, now), now)
 
     # -- async twins --------------------------------------------------------------------------------
 
-    async def aacquire(self, now: float, time_left: float, ride: Ride | None = None) -> Ticket | Throttled:
-        if ride is not None and ride.keys and self._admits:
-            settings = self.settings
-            answer, ride.taken = await self.store.alimiter_admit_and_acquire(
-                self.key, settings.rate, settings.burst, max(0.0, time_left),
-                ride.keys, ride.limit, ride.lease(time_left), ride.token, now,
-            )  # fmt: skip
-            return self._answer(answer, time_left)
-        return self._answer(await self._areserve(now, time_left), time_left)
+    async def aacquire(self, now: float, time_left: float) -> Ticket | Throttled:
+        op = self._reservation(time_left)
+        return self._answer(None if op is None else await self.store.arun(op, now), time_left)
 
     async def apause_left(self, now: float) -> float:
-        return await self.store.apaused_for(self.key, now) if self.settings.pause_on_retry_after else 0.0
+        if not self.settings.pause_on_retry_after:
+            return 0.0
+        return await self.store.arun(PausedFor(self.key), now)
 
     async def apaused_meanwhile(self, now: float) -> bool:
         return await self.apause_left(now) > 0
@@ -298,17 +257,14 @@ class Limiter:
         self, ticket: Ticket, *, rate_limited: bool, retry_after: float | None, now: float
     ) -> None:
         if self._pauses(rate_limited, retry_after):
-            await self.store.apause(self.key, retry_after or 0.0, now)
-        answer = ticket.rate
-        if answer is None:
+            await self.store.arun(Pause(self.key, retry_after or 0.0), now)
+        if not self._learning(ticket, rate_limited, now):
             return
         if rate_limited:
-            rate, max_rate = lowered(await self.store.alimiter_state(self.key, now))
-            await self.store.alimiter_learn(self.key, answer.version, rate, max_rate, True, now)
-            return
-        recovery = self._recovery(answer, now)
-        if recovery is not None:
-            await self.store.alimiter_learn(self.key, answer.version, recovery, answer.max_rate, False, now)
+            sending = await self.store.arun(LimiterState(self.key), now)
+            await self.store.arun(self._lower(ticket, sending), now)
+        else:
+            await self.store.arun(self._climb(ticket, now), now)
 
 
 class LimiterStrategy:
@@ -318,15 +274,13 @@ class LimiterStrategy:
     refusal for a wait past the deadline (there is no wait).
     """
 
-    __slots__ = ("_limiters", "rider", "settings", "store", "vendor")
+    __slots__ = ("_limiters", "settings", "store", "vendor")
 
     def __init__(self, settings: RateLimitSettings, store: StateStore, vendor: str) -> None:
         self.settings = settings
         self.store = store
         self.vendor = vendor
         self._limiters: dict[str, Limiter] = {}
-        #: The guard, when there is one: its first hold rides with the admission (see ``Ride``).
-        self.rider: Rider | None = None
 
     def __repr__(self) -> str:
         return f"LimiterStrategy(vendor={self.vendor!r})"
@@ -355,7 +309,7 @@ class LimiterStrategy:
         """Whether the vendor answered (a transport error or a refusal teaches nothing of its rate)."""
         return attempt.rejection is None and attempt.error is None
 
-    # -- the gate a guard asks after waiting for its keys (see GuardStrategy) -------------------
+    # -- the pause gate a guard asks after waiting for its keys (``guard.Gate``; see ``build``) ----
 
     def paused(self, call: Call) -> bool:
         """Whether the host is paused now (a pause may begin while an attempt waits for a key)."""
@@ -394,13 +348,12 @@ class LimiterStrategy:
     def handle(self, call: Call, number: int, next: Next) -> Attempt:
         limiter = self.for_host(call.host)
         clock = call.clock
-        ride = self.rider.ride(call) if self.rider is not None else None
         # Under the testing switch nothing is reserved: with the waits off, reservations would
         # pile up until the next one reached past the deadline and was refused.
         ticket = _GO
         while not is_testing():
             now = clock.monotonic()
-            answer = limiter.acquire(now, call.deadline - now, ride)
+            answer = limiter.acquire(now, call.deadline - now)
             if isinstance(answer, Throttled):
                 return self._refused(call, number, answer)
             ticket = answer
@@ -421,13 +374,12 @@ class LimiterStrategy:
     async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
         limiter = self.for_host(call.host)
         clock = call.clock
-        ride = self.rider.ride(call) if self.rider is not None else None
         # Under the testing switch nothing is reserved: with the waits off, reservations would
         # pile up until the next one reached past the deadline and was refused.
         ticket = _GO
         while not is_testing():
             now = clock.monotonic()
-            answer = await limiter.aacquire(now, call.deadline - now, ride)
+            answer = await limiter.aacquire(now, call.deadline - now)
             if isinstance(answer, Throttled):
                 return self._refused(call, number, answer)
             ticket = answer

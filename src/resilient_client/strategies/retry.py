@@ -413,19 +413,14 @@ class RetryStrategy:
 
     async def arun(self, call: Call, attempt: AsyncNext, first: Attempt | None = None) -> Attempt:
         budget = self.budget(call.policy)
-        inline = budget.inline  # the in-process store: its sync operations, nothing awaited
         if budget.enabled:
-            if inline:
-                budget.deposit(call.clock.monotonic())
-            else:
-                await budget.adeposit(call.clock.monotonic())
+            await budget.adeposit(call.clock.monotonic())
         last = await attempt(call, 1) if first is None else first
         if last.rejection is not None:
             self._heard(call, last)
         if last.decision.action != "retry":
             return last
-        now = call.clock.monotonic()
-        if not (budget.try_spend(now) if inline else await budget.atry_spend(now)):
+        if not await budget.atry_spend(call.clock.monotonic()):
             return self._unfunded(call, last)
         retrying, state = self._retrying(call, last)
         clock = call.clock
@@ -449,9 +444,7 @@ class RetryStrategy:
                 if result.rejection is not None:
                     final = self._refused(last, self._heard(call, result))
                 else:
-                    if result.decision.action == "retry":
-                        now = clock.monotonic()
-                        if not (budget.try_spend(now) if inline else await budget.atry_spend(now)):
-                            result = self._unfunded(call, result)
+                    if result.decision.action == "retry" and not await budget.atry_spend(clock.monotonic()):
+                        result = self._unfunded(call, result)
                     final = last = result
             state.settle(final)

@@ -1,10 +1,10 @@
-"""A guarded call's keys ride with the rate limiter's admission: one store operation before the send.
+"""The rate limiter and the guard of a journal call, together: the account's key is held while the
+request is at the vendor and let go after, never across the limiter's wait or a Retry-After pause;
+and what a journal call costs a shared store, in round trips to a real Redis.
 
-With a shared store each operation is a round trip, and a journal call asked two before it was sent
-(the limiter's admission, then the guard's keys). When the limiter admits the send at once, its
-admission takes the guard's first hold in the same step (``limiter_admit_and_acquire``); a send
-that must wait (its turn, or a pause) takes no key, and the guard takes the keys itself after the
-wait, as before. Either way the key is held while the request is at the vendor and let go after.
+The two strategies are sealed: the limiter admits the send (its pause check and its reservation, one
+operation), then the guard takes its keys (one operation), and after any wait for a key it asks the
+limiter, through its pause gate, whether a pause began meanwhile.
 """
 
 from __future__ import annotations
@@ -17,49 +17,20 @@ import pytest
 from pipeline_kit import JOURNAL, OK, URL, Caller, Vendor, policy, transport
 
 import resilient_client as rc
-from resilient_client.stores import state_key
+from redis_process import RedisProcess, counted_store, reset_round_trips, round_trips
+from resilient_client.stores import StateStore, state_key
 from resilient_client.testing import FakeClock
+from store_ops import Store
 
 pytestmark = pytest.mark.anyio
 
 ACCOUNT_KEY = "guard/hyper/" + state_key("journal", "AccountNo", "A1")
-#: The guard's and the limiter's operations (the breaker's and the budget's are not followed here).
-WATCHED = {
-    "try_acquire",
-    "release",
-    "limiter_admit",
-    "limiter_acquire",
-    "paused_for",
-    "limiter_admit_and_acquire",
-}
 
 
-class AskedState(rc.MemoryState):
-    """The in-process store, noting each guard and limiter operation asked of it (once, sync or async:
-    the async twins run the sync operations)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.asked: list[str] = []
-
-    def __getattribute__(self, name: str) -> Any:
-        found = super().__getattribute__(name)
-        if name not in WATCHED:
-            return found
-        asked = super().__getattribute__("asked")
-
-        def noted(*args: Any, **kwargs: Any) -> Any:
-            asked.append(name)
-            return found(*args, **kwargs)
-
-        return noted
-
-
-def held_by_someone(store: rc.MemoryState, now: float) -> bool:
-    """Whether the account's key is held (another holder is refused), leaving it as it was and
-    unnoted (the class's own methods, past AskedState's notes)."""
-    if rc.MemoryState.try_acquire(store, [ACCOUNT_KEY], 1, 1.0, "peek", now):
-        rc.MemoryState.release(store, [ACCOUNT_KEY], "peek", now)
+def held_by_someone(store: StateStore, now: float, key: str = ACCOUNT_KEY) -> bool:
+    """Whether ``key`` is held (another holder is refused), leaving it as it was."""
+    if Store(store).try_acquire([key], 1, 1.0, "peek", now):
+        Store(store).release([key], "peek", now)
         return False
     return True
 
@@ -86,37 +57,37 @@ def paced(requests: int) -> rc.RetryPolicy:
 
 
 class Watched:
-    """A hyper transport over AskedState whose vendor notes, at each arrival, whether the account was held."""
+    """A hyper transport whose vendor notes, at each arrival, whether the account was held."""
 
-    def __init__(self, requests: int = 100) -> None:
+    def __init__(self, requests: int = 100, store: StateStore | None = None) -> None:
         self.clock = WatchingClock()
-        self.store = AskedState()
+        self.store = rc.MemoryState() if store is None else store
         self.held_at_vendor: list[bool] = []
         self.vendor = Vendor(self.clock, script=self.answer)
         self.transport = transport(self.vendor, policy=paced(requests), state=self.store)
 
     def answer(self, request: httpx.Request) -> httpx.Response:
         self.held_at_vendor.append(held_by_someone(self.store, self.clock.now))
-        self.store.asked.append("sent")
         return OK
 
 
-async def test_a_journal_call_asks_the_store_once_before_it_is_sent(connect: Callable[[Any], Caller]) -> None:
+async def test_a_journal_call_holds_the_account_at_the_vendor_and_lets_it_go(
+    connect: Callable[[Any], Caller],
+) -> None:
     watched = Watched()
     client = connect(watched.transport)
     for _ in range(2):
         assert (await client.post(JOURNAL, json={"AccountNo": "A1"})).status_code == 200
-    assert watched.store.asked == ["limiter_admit_and_acquire", "sent", "release"] * 2
     assert watched.held_at_vendor == [True, True]
     assert not held_by_someone(watched.store, watched.clock.now)
 
 
-async def test_a_call_no_guard_covers_asks_only_the_limiter(connect: Callable[[Any], Caller]) -> None:
+async def test_a_call_no_guard_covers_holds_nothing(connect: Callable[[Any], Caller]) -> None:
     watched = Watched()
     client = connect(watched.transport)
     assert (await client.get(URL)).status_code == 200
     assert (await client.post(JOURNAL, json={"Other": 1})).status_code == 200  # no key field: no hold
-    assert watched.store.asked == ["limiter_admit", "sent"] * 2
+    assert watched.held_at_vendor == [False, False]
 
 
 async def test_a_send_queued_by_the_limiter_takes_its_key_only_after_the_wait(
@@ -132,37 +103,26 @@ async def test_a_send_queued_by_the_limiter_takes_its_key_only_after_the_wait(
         await client.post(JOURNAL, json={"AccountNo": "A1"})
     assert watched.clock.sleeps == [1.0]
     assert held_while_waiting == [False]
-    queued = ["limiter_admit_and_acquire", "paused_for", "try_acquire", "sent", "release"]
-    assert watched.store.asked == ["limiter_admit_and_acquire", "sent", "release", *queued]
     assert watched.held_at_vendor == [True, True]
+    assert watched.vendor.times == [1000.0, 1001.0]
 
 
-async def test_a_busy_account_is_waited_for_by_the_guard_after_the_admission(
-    connect: Callable[[Any], Caller],
-) -> None:
+async def test_a_busy_account_is_waited_for_then_held_at_the_vendor(connect: Callable[[Any], Caller]) -> None:
     watched = Watched()
-    assert rc.MemoryState.try_acquire(watched.store, [ACCOUNT_KEY], 1, 60.0, "another-call", 1000.0)
-    watched.clock.before_sleep = lambda: rc.MemoryState.release(
-        watched.store, [ACCOUNT_KEY], "another-call", watched.clock.now
+    assert Store(watched.store).try_acquire([ACCOUNT_KEY], 1, 60.0, "another-call", 1000.0)
+    watched.clock.before_sleep = lambda: Store(watched.store).release(
+        [ACCOUNT_KEY], "another-call", watched.clock.now
     )  # the other call ends during the guard's first pause
     client = connect(watched.transport)
     assert (await client.post(JOURNAL, json={"AccountNo": "A1"})).status_code == 200
-    # Admitted (and counted by the limiter) but the key was busy: the guard polled, then the limiter
-    # was asked whether a pause began meanwhile, as after any wait for a key.
-    assert watched.store.asked == [
-        "limiter_admit_and_acquire",
-        "try_acquire",
-        "try_acquire",
-        "paused_for",
-        "sent",
-        "release",
-    ]
+    assert len(watched.clock.sleeps) == 1  # one poll of the busy key, then it was free
     assert watched.held_at_vendor == [True]
+    assert not held_by_someone(watched.store, watched.clock.now)
 
 
 async def test_a_paused_host_holds_the_call_without_taking_its_key(connect: Callable[[Any], Caller]) -> None:
     watched = Watched()
-    watched.store.pause(state_key("limiter", "hyper", "hyper.test"), 3.0, watched.clock.now)
+    Store(watched.store).pause(state_key("limiter", "hyper", "hyper.test"), 3.0, watched.clock.now)
     held_while_waiting: list[bool] = []
     watched.clock.before_sleep = lambda: held_while_waiting.append(
         held_by_someone(watched.store, watched.clock.now)
@@ -171,11 +131,11 @@ async def test_a_paused_host_holds_the_call_without_taking_its_key(connect: Call
     assert (await client.post(JOURNAL, json={"AccountNo": "A1"})).status_code == 200
     assert watched.clock.sleeps == [3.0]
     assert held_while_waiting == [False]
-    assert watched.store.asked[:3] == ["limiter_admit_and_acquire", "limiter_admit_and_acquire", "sent"]
     assert watched.held_at_vendor == [True]
+    assert watched.vendor.times == [1003.0]
 
 
-async def test_with_two_guards_the_first_rides_and_the_second_is_taken_after(
+async def test_with_two_guards_both_keys_are_held_at_the_vendor_and_let_go(
     connect: Callable[[Any], Caller],
 ) -> None:
     watched = Watched()
@@ -186,13 +146,27 @@ async def test_with_two_guards_the_first_rides_and_the_second_is_taken_after(
     patient_key = "guard/hyper/" + state_key("patient", "PatientId", "P9")
     at_vendor: list[bool] = []
     watched.vendor.script = lambda request: (
-        at_vendor.append(not rc.MemoryState.try_acquire(watched.store, [patient_key], 1, 1.0, "peek", 0.0))
+        at_vendor.append(held_by_someone(watched.store, watched.clock.now, patient_key))
         or watched.answer(request)
     )
     client = connect(watched.transport)
     assert (await client.post(JOURNAL, json={"AccountNo": "A1", "PatientId": "P9"})).status_code == 200
-    assert watched.store.asked == ["limiter_admit_and_acquire", "try_acquire", "sent", "release", "release"]
     assert watched.held_at_vendor == [True]
     assert at_vendor == [True]
     assert not held_by_someone(watched.store, watched.clock.now)
-    assert rc.MemoryState.try_acquire(watched.store, [patient_key], 1, 1.0, "after", watched.clock.now)
+    assert not held_by_someone(watched.store, watched.clock.now, patient_key)
+
+
+async def test_a_journal_call_over_redis_costs_three_round_trips_once_the_counts_are_batched(
+    connect: Callable[[Any], Caller], redis_process: RedisProcess, redis_url: str
+) -> None:
+    """The limiter's admission, the guard's take and its release: the budget's deposits and the
+    breaker's successes are counted in process and written once per batch, and a closed circuit is
+    believed for a batch (``RedisState.batch_seconds``), so the calls after the first cost no more."""
+    vendor = Vendor(FakeClock(start=1000.0))
+    client = connect(transport(vendor, policy=paced(100), state=counted_store(redis_process)))
+    assert (await client.post(JOURNAL, json={"AccountNo": "A1"})).status_code == 200
+    reset_round_trips(redis_process)
+    for _ in range(3):
+        assert (await client.post(JOURNAL, json={"AccountNo": "A1"})).status_code == 200
+    assert round_trips(redis_process) == 3 * 3
