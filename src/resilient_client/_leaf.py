@@ -106,19 +106,13 @@ class Leaf:
                 hook(call, event)
         return result
 
-    def _sync_transport(self) -> httpx.BaseTransport:
-        inner = self.sync_inner
-        return inner if isinstance(inner, httpx.BaseTransport) else inner()
-
-    def _async_transport(self) -> httpx.AsyncBaseTransport:
-        inner = self.async_inner
-        return inner if isinstance(inner, httpx.AsyncBaseTransport) else inner()
-
     # -- sync -----------------------------------------------------------------------------------
 
     def send(self, call: Call, number: int) -> Attempt:
         """Attempt ``number`` of ``call``: sent, read, classified, decided."""
-        inner = self._sync_transport()
+        inner = self.sync_inner
+        if not isinstance(inner, httpx.BaseTransport):
+            inner = inner()  # raises: this transport cannot serve a sync client
         started = self._begin(call, number)
         request = call.request
         bound = _deadline.current.set(_deadline.Deadline(call.deadline, call.clock.monotonic))
@@ -142,6 +136,9 @@ class Leaf:
         finally:
             _deadline.current.reset(bound)
         result = self.judge(call, number, response, body)
+        if result.decision is RETURN:
+            # A success: told only to the hooks that hear successes (usually none).
+            return self._ended(call, result, started) if self._hooks.attempt_success else result
         if result.decision.action != "return":
             # Discarded or kept inside an error: either way nobody reads more of its stream.
             response.close()
@@ -151,7 +148,9 @@ class Leaf:
 
     async def asend(self, call: Call, number: int) -> Attempt:
         """The async twin of ``send``."""
-        inner = self._async_transport()
+        inner = self.async_inner
+        if not isinstance(inner, httpx.AsyncBaseTransport):
+            inner = inner()  # raises: this transport cannot serve an async client
         started = self._begin(call, number)
         request = call.request
         bound = _deadline.current.set(_deadline.Deadline(call.deadline, call.clock.monotonic))
@@ -175,6 +174,8 @@ class Leaf:
         finally:
             _deadline.current.reset(bound)
         result = self.judge(call, number, response, body)
+        if result.decision is RETURN:
+            return self._ended(call, result, started) if self._hooks.attempt_success else result
         if result.decision.action != "return":
             await response.aclose()
         return self._ended(call, result, started)

@@ -179,7 +179,7 @@ class _ScrubbingAsyncStream(httpx.AsyncByteStream):
 
 def _unread(response: httpx.Response) -> bool:
     # A body already in memory cannot fail to read: it is left as it is.
-    return not hasattr(response, "_content") and not isinstance(response.stream, httpx.ByteStream)
+    return not response.is_stream_consumed and not isinstance(response.stream, httpx.ByteStream)
 
 
 def body_errors_scrubbed(

@@ -182,8 +182,9 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         else:
             policy = resolve_policy(override, self.vendor).checked_for(self.catalog)
         # Asked before sending: an inner transport that reads a one-shot body (MockTransport does)
-        # leaves it looking replayable afterwards.
-        call = Call(request, policy, self.clock, self.vendor, replayable(request), self.secrets)
+        # leaves it looking replayable afterwards. (``replayable``, written out.)
+        replayable = isinstance(request.stream, httpx.ByteStream)
+        call = Call(request, policy, self.clock, self.vendor, replayable, self.secrets)
         for hook in self.hooks.call_start:
             hook(call)
         return call
@@ -240,7 +241,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         except BaseException as exc:
             self._ended(call, exc)
             raise
-        self._ended(call, None)
+        if self.hooks.call_end:
+            self._ended(call, None)
         return body_errors_scrubbed(response, request, self.secrets)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -250,7 +252,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         except BaseException as exc:
             self._ended(call, exc)
             raise
-        self._ended(call, None)
+        if self.hooks.call_end:
+            self._ended(call, None)
         return async_body_errors_scrubbed(response, request, self.secrets)
 
     def close(self) -> None:

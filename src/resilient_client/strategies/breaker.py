@@ -94,6 +94,7 @@ class Breaker:
         "_closed",
         "_closed_for",
         "_closed_until",
+        "_read",
         "flush_at",
         "key",
         "overrides",
@@ -113,6 +114,8 @@ class Breaker:
         self.settings = settings
         self.store = store
         self.key = key
+        #: The read of this circuit that admits every call (a frozen value: made once).
+        self._read = ReadCircuit(key)
         self.overrides: Mapping[str, BreakerOverride] = dict(overrides or {})
         #: The permit of the closed circuit's current epoch: every call of a healthy vendor gets
         #: one, and a frozen Permit can be shared instead of made per call.
@@ -178,7 +181,8 @@ class Breaker:
     def _believed_closed(self, circuit: Circuit, now: float) -> Permit:
         if self._closed_for:
             self._closed_until = now + self._closed_for
-        return self._closed_permit(circuit.epoch)
+        permit = self._closed  # ``_closed_permit``, written out: every call of a healthy vendor
+        return permit if permit.epoch == circuit.epoch else self._closed_permit(circuit.epoch)
 
     def _take_wins(self, now: float) -> tuple[int, float]:
         self.flush_at = now + self._batch
@@ -220,9 +224,10 @@ class Breaker:
 
     def succeeded(self, now: float) -> None:
         """Count a success of a closed circuit's call (the usual call: no store operation)."""
-        due = self._count_wins(now)
-        if due is not None:
-            self.store.run(due, now)
+        self.wins.add()
+        self.won_at = now
+        if now >= self.flush_at:
+            self.flush(now)
 
     def flush(self, now: float) -> None:
         """Write the successes counted so far to the store."""
@@ -235,7 +240,7 @@ class Breaker:
         and bounds how long a probe slot is held if its outcome never comes back."""
         if now < self._closed_until:
             return self._closed
-        circuit = self.store.run(ReadCircuit(self.key), now)
+        circuit = self.store.run(self._read, now)
         if circuit.state == "closed":
             return self._believed_closed(circuit, now)
         probe, token = self._probe(time_left)
@@ -265,7 +270,7 @@ class Breaker:
 
     def state(self, now: float) -> CircuitState:
         """``"closed"``, ``"open"`` or ``"half_open"`` (open stays open until a call asks to probe)."""
-        return self.store.run(ReadCircuit(self.key), now).state
+        return self.store.run(self._read, now).state
 
     def reset(self, now: float) -> None:
         """Close the circuit and forget its outcomes, whatever its state."""
@@ -287,7 +292,7 @@ class Breaker:
     async def aadmit(self, now: float, time_left: float) -> Permit | CircuitOpen:
         if now < self._closed_until:
             return self._closed
-        circuit = await self.store.arun(ReadCircuit(self.key), now)
+        circuit = await self.store.arun(self._read, now)
         if circuit.state == "closed":
             return self._believed_closed(circuit, now)
         probe, token = self._probe(time_left)
@@ -310,7 +315,7 @@ class Breaker:
         return _moved(await self.store.arun(move, now), state)
 
     async def astate(self, now: float) -> CircuitState:
-        return (await self.store.arun(ReadCircuit(self.key), now)).state
+        return (await self.store.arun(self._read, now)).state
 
     async def areset(self, now: float) -> None:
         self._closed_until = -math.inf
@@ -429,6 +434,9 @@ class BreakerStrategy:
             breaker.record(permit, None, clock.monotonic())  # frees a probe's slot
             raise
         # RETURN is the decision of a success only: no evidence to weigh (most calls, every time).
+        if attempt.decision is RETURN and permit.probe is None:
+            breaker.succeeded(clock.monotonic())  # ``record`` of a closed circuit's success
+            return attempt
         failed = False if attempt.decision is RETURN else self._evidence(breaker, attempt)
         moved = breaker.record(permit, failed, clock.monotonic())
         if moved is not None:
@@ -452,6 +460,9 @@ class BreakerStrategy:
             with anyio.CancelScope(shield=True):
                 await breaker.arecord(permit, None, clock.monotonic())
             raise
+        if attempt.decision is RETURN and permit.probe is None:
+            await breaker.asucceeded(clock.monotonic())
+            return attempt
         failed = False if attempt.decision is RETURN else self._evidence(breaker, attempt)
         moved = await breaker.arecord(permit, failed, clock.monotonic())
         if moved is not None:
