@@ -154,8 +154,11 @@ class _Rate(_Record):
         self.previous = 0
 
     def pace(self) -> float:
-        paces = [p for p in (self.ceiling, self.rate) if p > 0]
-        return min(paces) if paces else 0.0
+        """The lower of the fixed and the learned rate that are set (0: neither)."""
+        ceiling, rate = self.ceiling, self.rate
+        if ceiling > 0:
+            return min(ceiling, rate) if rate > 0 else ceiling
+        return rate if rate > 0 else 0.0
 
     def refill(self, burst: float, now: float) -> None:
         pace = self.pace()

@@ -37,6 +37,7 @@ import math
 
 import attrs
 
+from resilient_client._decision import RETURN
 from resilient_client._pipeline import AsyncNext, Attempt, Call, Next, is_testing, rejected
 from resilient_client._settings import RateLimitSettings
 from resilient_client.errors import ThrottledError
@@ -115,6 +116,11 @@ class Throttled:
 
 
 _GO = Ticket(0.0)
+
+
+def _climbing(ticket: Ticket) -> bool:
+    """Whether the send went under a learned rate (the one answer a success teaches: the climb)."""
+    return ticket.rate is not None and ticket.rate.rate > 0
 
 
 class Limiter:
@@ -364,6 +370,8 @@ class LimiterStrategy:
             if ticket.granted:
                 break
         attempt = next(call, number)
+        if attempt.decision is RETURN and not _climbing(ticket):
+            return attempt  # a success teaches nothing while no learned rate climbs back
         if self._heard(attempt):
             rate_limited = attempt.outcome.category == "rate_limited"
             limiter.record(
@@ -390,6 +398,8 @@ class LimiterStrategy:
             if ticket.granted:
                 break
         attempt = await next(call, number)
+        if attempt.decision is RETURN and not _climbing(ticket):
+            return attempt
         if self._heard(attempt):
             rate_limited = attempt.outcome.category == "rate_limited"
             await limiter.arecord(
