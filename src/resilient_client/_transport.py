@@ -80,6 +80,22 @@ __all__ = [
 ]
 
 
+def _seeded(first: Attempt, attempt: Next) -> Next:
+    """``attempt``, whose first attempt is ``first``, already made (the fast lane sent it)."""
+
+    def seeded(call: Call, number: int) -> Attempt:
+        return first if number == 1 else attempt(call, number)
+
+    return seeded
+
+
+def _aseeded(first: Attempt, attempt: AsyncNext) -> AsyncNext:
+    async def seeded(call: Call, number: int) -> Attempt:
+        return first if number == 1 else await attempt(call, number)
+
+    return seeded
+
+
 def _default_inners() -> tuple[httpx.HTTPTransport, httpx.AsyncHTTPTransport]:
     """httpx's own transports, as ``httpx.Client()`` builds them: at construction, so that neither
     the TLS context (tens of ms) nor the first pool (a one-time import) is paid inside the first
@@ -617,7 +633,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             if breaker is not None:
                 pipeline.breaker.settle_sent(call, breaker, first)
                 attempt = self._known_breaker(breaker)
-            result = pipeline.retry.run(call, attempt, first)
+            result = pipeline.retry.run(call, _seeded(first, attempt))
         except BaseException as exc:
             self._aborted(call, exc)
             raise
@@ -821,7 +837,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 # The lane's store is the in-process one: its operations are the sync ones.
                 pipeline.breaker.settle_sent(call, breaker, first)
                 attempt = self._aknown_breaker(breaker)
-            result = await pipeline.retry.arun(call, attempt, first)
+            result = await pipeline.retry.arun(call, _aseeded(first, attempt))
         except BaseException as exc:
             self._aborted(call, exc)
             raise
