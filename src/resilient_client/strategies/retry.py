@@ -19,6 +19,7 @@ from collections.abc import Awaitable
 
 import attrs
 import tenacity
+from tenacity.wait import wait_base
 
 from resilient_client._decision import Decision
 from resilient_client._pipeline import (
@@ -50,12 +51,21 @@ def _wants_retry(result: Attempt) -> bool:
 _RETRY_WHEN_DECIDED = tenacity.retry_if_result(_wants_retry)
 
 
-def _decided_wait(state: tenacity.RetryCallState) -> float:
-    """The wait the last attempt's decision chose (none while ``set_testing`` is on)."""
-    outcome = state.outcome
-    assert outcome is not None  # tenacity asks for a wait only about an attempt it has
-    result: Attempt = outcome.result()
-    return 0.0 if is_testing() else result.decision.wait
+class _DecidedWait(wait_base):
+    """tenacity's wait: the one the last attempt's decision chose (none while ``set_testing`` is on).
+
+    A ``wait_base`` (tenacity's documented base of waits), not a plain function: tenacity 8.2.0 and
+    8.2.1 annotate a function wait as returning ``bool``, which a type checker then refuses.
+    """
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        outcome = retry_state.outcome
+        assert outcome is not None  # tenacity asks for a wait only after an attempt
+        result: Attempt = outcome.result()
+        return 0.0 if is_testing() else result.decision.wait
+
+
+_DECIDED_WAIT = _DecidedWait()
 
 
 class RetryStrategy:
@@ -104,11 +114,10 @@ class RetryStrategy:
         retried = _Retried(self, call, first)
         retrying = tenacity.Retrying(
             retry=_RETRY_WHEN_DECIDED,
-            wait=_decided_wait,
+            wait=_DECIDED_WAIT,
             stop=tenacity.stop_never,  # the decision counts the attempts, and says raise at the last
             sleep=retried.sleep,
             before_sleep=retried.before_sleep if self.hooks.retry else None,
-            reraise=True,
         )
         final: Attempt = retrying(retried.next_attempt, attempt, budget)
         return final
@@ -126,11 +135,10 @@ class RetryStrategy:
         retried = _Retried(self, call, first)
         retrying = tenacity.AsyncRetrying(
             retry=_RETRY_WHEN_DECIDED,
-            wait=_decided_wait,
+            wait=_DECIDED_WAIT,
             stop=tenacity.stop_never,
             sleep=retried.asleep,
             before_sleep=retried.before_sleep if self.hooks.retry else None,
-            reraise=True,
         )
         final: Attempt = await retrying(retried.anext_attempt, attempt, budget)
         return final
@@ -222,10 +230,10 @@ class _Retried:
         call, last = self.call, self.last
         self.awaiting = self.strategy.hooks.retrying(call, lambda: self.strategy._event(call, last))
 
-    def _starts(self) -> Attempt | None:
-        """None when the next attempt may start; else the attempt that ends the call: the first
-        (tenacity's first call), or the last, once the deadline passed while waiting (a slow hook,
-        a late sleep): no attempt starts after the deadline."""
+    def _unsent(self) -> Attempt | None:
+        """What tenacity gets without a new attempt being sent: the first attempt, made before
+        tenacity took over, or the last, final, once the deadline passed while waiting (a slow hook,
+        a late sleep): no attempt starts after the deadline. None: send the next attempt."""
         first = self.pending
         if first is not None:
             self.pending = None
@@ -249,7 +257,7 @@ class _Retried:
 
     def next_attempt(self, attempt: Next, budget: Budget) -> Attempt:
         """The call's next attempt, as tenacity asks for it."""
-        ended = self._starts()
+        ended = self._unsent()
         if ended is not None:
             return ended
         call = self.call
@@ -274,7 +282,7 @@ class _Retried:
     # -- async ----------------------------------------------------------------------------------
 
     async def anext_attempt(self, attempt: AsyncNext, budget: Budget) -> Attempt:
-        ended = self._starts()
+        ended = self._unsent()
         if ended is not None:
             return ended
         call = self.call
