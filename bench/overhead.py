@@ -73,7 +73,7 @@ SMALL = BODIES["hyper"]
 MEDIUM = json.dumps({"ResponseCode": 0, "Items": ["x" * 1000] * 48}).encode()  # ~48 KiB: read, scanned
 LARGE = json.dumps({"ResponseCode": 0, "Items": ["x" * 1000] * 1040}).encode()  # ~1 MiB: over the cap
 JSON = {"content-type": "application/json"}
-#: The vendor and policy of the one-retry lines and of bench/loopback_floor.py and retry_floor.py
+#: The vendor and policy of the one-retry lines and of bench/loopback_floor.py
 #: (their /small and /medium paths are hyper successes).
 VENDOR, POLICY = "hyper", "default"
 
@@ -583,7 +583,7 @@ def retry_lines(count: int, rounds: int) -> None:
     """One retry's own cost (a 503-then-200 request less a 200 one), in-process, waits off: the
     SDK (default policy, as ``retry_policy`` says) beside httpx-retries. Information, no bar."""
     print(
-        "\nOne retry (503 then 200), in-process, waits off (information, no bar; bench/retry_floor.py splits it):"
+        "\nOne retry (503 then 200), in-process, waits off (information, no bar):"
     )
     for sync, driver in ((True, "sync"), (False, "async")):
         transports = retry_transports()

@@ -2,21 +2,24 @@
 
 The first attempt runs outside tenacity, so the success path builds no tenacity object. When an
 attempt's decision (``_decision.decide``, made by the leaf with the attempt's outcome) says retry, the
-budget is asked for a token (one atomic step), the hooks hear of the retry (logging, ``on_retry``,
-instrumentation), and tenacity sleeps the decided wait and runs the next attempt through the inner
-strategies. A refusal by an inner strategy on a retry never hides the vendor's answer: the last
-vendor attempt is what the call ends with, its reason naming the refusal; only a first attempt that
-was refused ends with the refusal itself.
+budget is asked for a token (one atomic step) and a plain ``tenacity.Retrying``, iterated, takes the
+call over, seeded with the first attempt: its first step gets that attempt, and each step after makes
+the next attempt through the inner strategies. tenacity retries while the decision says retry, waits
+the decided wait through the call's clock (the async shell awaits it before the next attempt), and
+tells the hooks of each retry before its wait (logging, ``on_retry``, instrumentation).
+
+A refusal by an inner strategy on a retry never hides the vendor's answer: the last vendor attempt is
+what the call ends with, its reason naming the refusal; only a first attempt that was refused ends
+with the refusal itself.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable
-from typing import Any
 
 import attrs
 import tenacity
+from tenacity.wait import wait_base
 
 from resilient_client._decision import Decision
 from resilient_client._pipeline import (
@@ -40,170 +43,35 @@ from resilient_client.strategies.budget import Budget
 __all__ = ["RetryStrategy"]
 
 
-#: Idle tenacity controllers kept per strategy: as many as there are usually retried calls at once.
-_IDLE_CONTROLLERS = 16
-
-_HAS_ITER_STATE = isinstance(getattr(tenacity.Retrying, "iter_state", None), property)
-_IterState: Any = getattr(tenacity, "IterState", None)
-#: tenacity's step state keeps one list of actions that ``reset`` empties in place (tenacity's own
-#: ``reset`` makes a new list): then a controller binds that list's ``append`` once, see _Retrying.
-_KEEPS_ACTIONS = (
-    _HAS_ITER_STATE
-    and isinstance(_IterState, type)
-    # Exactly these fields, all reset below: a tenacity that adds one gets its own reset back.
-    and {"actions", "retry_run_result", "stop_run_result", "is_explicit_retry"}
-    == set(getattr(_IterState, "__dataclass_fields__", ()))
-)
-
-if _KEEPS_ACTIONS:
-
-    class _OneList(_IterState):  # type: ignore[misc]
-        def reset(self) -> None:
-            self.actions.clear()
-            self.retry_run_result = False
-            self.stop_run_result = False
-            self.is_explicit_retry = False
+def _wants_retry(result: Attempt) -> bool:
+    return result.decision.action == "retry"
 
 
-#: The fields tenacity's ``RetryCallState.__init__`` sets, each one set again by ``_CallState.start``:
-#: a tenacity that adds one gets a new state per retried call back (see ``_retrying``).
-_STATE_FIELDS = {
-    "start_time",
-    "retry_object",
-    "fn",
-    "args",
-    "kwargs",
-    "attempt_number",
-    "outcome",
-    "outcome_timestamp",
-    "idle_for",
-    "next_action",
-    "upcoming_sleep",
-}
-_REUSES_STATE = set(vars(tenacity.RetryCallState(None, None, (), {}))) == _STATE_FIELDS  # type: ignore[arg-type]
+#: tenacity's retry condition: the last attempt's decision (it holds no state: every call shares it).
+_RETRY_WHEN_DECIDED = tenacity.retry_if_result(_wants_retry)
 
 
-class _Retrying(tenacity.Retrying):
-    """The tenacity controller of one call.
+class _DecidedWait(wait_base):
+    """tenacity's wait: the one the last attempt's decision chose (none while ``set_testing`` is on).
 
-    tenacity keeps a controller's run state in thread-local storage, so that one controller may
-    serve several threads at once, and pays a thread-local lookup on each of the dozens of reads of
-    it that every retry makes (a quarter of tenacity's cost per retry). A controller here serves one
-    call, in one thread or task, so plain attributes hold the same objects: the class attributes
-    below shadow tenacity's properties, and each controller sets its own.
-
-    Each of tenacity's steps queues its actions one ``_add_action_func`` call at a time (a dozen per
-    retry): here that is the action list's own ``append``, bound once, so queueing an action runs no
-    Python frame. tenacity still chooses every action and runs them in its own ``iter``.
+    A ``wait_base`` (tenacity's documented base of waits), not a plain function: tenacity 8.2.0 and
+    8.2.1 annotate a function wait as returning ``bool``, which a type checker then refuses.
     """
 
-    statistics: dict[str, Any] = {}  # noqa: RUF012 - shadows the property; every instance sets its own
-    iter_state: Any = None  # tenacity >= 8.4 keeps its step state there
-
-    def __init__(self, strategy: RetryStrategy, **options: Any) -> None:
-        super().__init__(**options)
-        #: The state of the call this controller serves, reused by each call after it (``start``).
-        self.state = _CallState(self, strategy)
-        # tenacity's own objects, made once through its properties.
-        self.statistics = tenacity.Retrying.statistics.fget(self)  # type: ignore[attr-defined]
-        if _KEEPS_ACTIONS:
-            self.iter_state = _OneList()
-            self._add_action_func = self.iter_state.actions.append  # type: ignore[method-assign]
-        elif _HAS_ITER_STATE:
-            self.iter_state = tenacity.Retrying.iter_state.fget(self)  # type: ignore[attr-defined]
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        outcome = retry_state.outcome
+        assert outcome is not None  # tenacity asks for a wait only after an attempt
+        result: Attempt = outcome.result()
+        return 0.0 if is_testing() else result.decision.wait
 
 
-class _Settled:
-    """An attempt's outcome as tenacity reads it (``failed``, ``result()``, ``exception()``,
-    ``attempt_number``): tenacity's own outcome is a ``concurrent.futures.Future``, which builds a
-    lock and a condition for a value that is already there. The attempts here never raise (an
-    error is part of the Attempt), so an outcome never failed."""
-
-    __slots__ = ("_value", "attempt_number")
-
-    failed = False
-
-    def __init__(self, attempt_number: int, value: object) -> None:
-        self.attempt_number = attempt_number
-        self._value = value
-
-    def result(self, timeout: float | None = None) -> object:
-        return self._value
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        return None
-
-    def __repr__(self) -> str:
-        return f"<settled attempt {self.attempt_number}>"
-
-
-class _CallState(tenacity.RetryCallState):
-    """tenacity's state of one retried call, with the call itself for ``before_sleep``, its last
-    attempt as a plain attribute, and what the retry hooks returned that the async shell still
-    has to await.
-
-    One per controller, reused: ``start`` sets every field tenacity's ``__init__`` sets for a new
-    call (a new state per retried call cost two Python frames and a dozen attribute writes more),
-    and ``end`` lets go of the call, so an idle controller keeps no response or request alive.
-    """
-
-    def __init__(self, retrying: tenacity.Retrying, strategy: RetryStrategy) -> None:
-        super().__init__(retrying, None, (), {})
-        self.strategy = strategy
-        self.call: Call | None = None
-        self.awaiting: list[Awaitable[object]] = []
-        self.result: Attempt | None = None
-
-    def start(self, call: Call, first: Attempt) -> None:
-        """Begin ``call``, its first attempt made: tenacity's first outcome."""
-        # tenacity's ``__init__`` and ``set_result`` read the clock apart; one reading serves both.
-        self.start_time = self.outcome_timestamp = time.monotonic()
-        self.attempt_number = 1
-        self.idle_for = 0.0
-        self.next_action = None
-        self.upcoming_sleep = 0.0
-        self.call = call
-        self.awaiting = []
-        self.result = first
-        self.outcome = _Settled(1, first)  # type: ignore[assignment]  # tenacity reads it as a Future
-
-    def end(self) -> None:
-        """The call ended: nothing of it is kept while the controller is idle."""
-        self.call = self.result = self.outcome = None
-
-    def set_result(self, val: Any) -> None:
-        self.outcome = _Settled(self.attempt_number, val)  # type: ignore[assignment]  # tenacity reads it as a Future
-        self.outcome_timestamp = time.monotonic()
-
-    def settle(self, result: Attempt) -> None:
-        """The outcome of the attempt just made (``set_result``'s work, written out: every retry)."""
-        self.result = result
-        self.outcome = _Settled(self.attempt_number, result)  # type: ignore[assignment]
-        self.outcome_timestamp = time.monotonic()
-
-    def event(self) -> RetryEvent:
-        """The retry event of the last attempt (built only if a hook hears it)."""
-        assert self.call is not None
-        assert self.result is not None
-        return self.strategy._event(self.call, self.result)
-
-
-# tenacity hands these the _CallState of the controller they belong to (see _retrying): its last
-# attempt is read directly (no isinstance check): tenacity asks on every step.
-
-
-def _wants_retry(state: tenacity.RetryCallState) -> bool:
-    return state.result.decision.action == "retry"  # type: ignore[attr-defined,no-any-return]
-
-
-def _wait(state: tenacity.RetryCallState) -> float:
-    return 0.0 if is_testing() else state.result.decision.wait  # type: ignore[attr-defined]
+_DECIDED_WAIT = _DecidedWait()
 
 
 class RetryStrategy:
     """Drives a call's attempts; ``budget(policy)`` is the retry budget of a policy's numbers."""
 
-    __slots__ = ("_budgets", "_idle", "_last", "hooks", "store", "vendor")
+    __slots__ = ("_budgets", "_last", "hooks", "store", "vendor")
 
     def __init__(self, store: StateStore, vendor: str, hooks: Hooks) -> None:
         self.store = store
@@ -214,10 +82,6 @@ class RetryStrategy:
         #: transport's own policy, and hashing the settings for the dictionary costs more than the
         #: deposit itself.
         self._last: tuple[BudgetSettings, Budget] | None = None
-        #: tenacity controllers whose call has ended, to run the next retried call: building one
-        #: costs as much as a third of tenacity's loop. A controller is out of the list while its
-        #: call runs (list.pop and list.append are atomic), so no two calls ever share one.
-        self._idle: list[_Retrying] = []
 
     def __repr__(self) -> str:
         return f"RetryStrategy(vendor={self.vendor!r})"
@@ -236,21 +100,69 @@ class RetryStrategy:
         self._last = (settings, budget)
         return budget
 
-    # -- no I/O ---------------------------------------------------------------------------------
+    # -- sync -----------------------------------------------------------------------------------
 
-    @staticmethod
-    def _out_of_time(last: Attempt) -> Attempt:
-        """The last attempt, final: the deadline passed while waiting (a slow hook, a late sleep), and
-        no attempt starts after the deadline."""
-        reason = f"the total deadline passed before attempt {last.number + 1}"
-        return attrs.evolve(last, decision=Decision("raise", reason=reason))
+    def run(self, call: Call, attempt: Next) -> Attempt:
+        """Every attempt of ``call``, each through ``attempt`` (the inner strategies and the leaf)."""
+        budget = self.budget(call.policy)
+        budget.deposit(call.clock.monotonic())
+        first = self._heard(call, attempt(call, 1))
+        if first.decision.action != "retry":
+            return first
+        if not budget.try_spend(call.clock.monotonic()):
+            return self._unfunded(call, first)
+        retried = _Retried(self, call, first)
+        retrying = tenacity.Retrying(
+            retry=_RETRY_WHEN_DECIDED,
+            wait=_DECIDED_WAIT,
+            stop=tenacity.stop_never,  # the decision counts the attempts, and says raise at the last
+            sleep=retried.sleep,
+            before_sleep=retried.before_sleep if self.hooks.retry else None,
+        )
+        final = first
+        for step in retrying:  # tenacity's step: attempt again (after its sleep), or stop
+            final = retried.next_attempt(attempt, budget)
+            step.retry_state.set_result(final)
+        return final
 
-    @staticmethod
-    def _refused(last: Attempt, refusal: Attempt) -> Attempt:
-        """The last vendor answer, final, with the refusal of the retry as its reason."""
-        assert refusal.rejection is not None
-        reason = f"retry not sent: {refusal.rejection.reason}"
-        return attrs.evolve(last, decision=Decision("raise", reason=reason))
+    # -- async ----------------------------------------------------------------------------------
+
+    async def arun(self, call: Call, attempt: AsyncNext) -> Attempt:
+        budget = self.budget(call.policy)
+        await budget.adeposit(call.clock.monotonic())
+        first = self._heard(call, await attempt(call, 1))
+        if first.decision.action != "retry":
+            return first
+        if not await budget.atry_spend(call.clock.monotonic()):
+            return self._unfunded(call, first)
+        retried = _Retried(self, call, first)
+        # The sync Retrying, iterated as in ``run``, its sleep handed to ``defer``: the next attempt
+        # awaits that wait (and the async hooks) first. tenacity's AsyncRetrying would take the same
+        # steps, but asks of every callback on every step whether it is a coroutine function: 1.6x
+        # the instructions of an async retry (bench/retry_floor.py's SDK side, 2026-12-07).
+        retrying = tenacity.Retrying(
+            retry=_RETRY_WHEN_DECIDED,
+            wait=_DECIDED_WAIT,
+            stop=tenacity.stop_never,
+            sleep=retried.defer,
+            before_sleep=retried.before_sleep if self.hooks.retry else None,
+        )
+        final = first
+        for step in retrying:
+            final = await retried.anext_attempt(attempt, budget)
+            step.retry_state.set_result(final)
+        return final
+
+    # -- what the hooks hear, and the attempts that end a call -----------------------------------
+
+    def _heard(self, call: Call, result: Attempt) -> Attempt:
+        """``result``, after the hooks heard of its refusal if it is one (the one event the inner
+        strategies leave to this one)."""
+        rejection = result.rejection
+        if rejection is not None and self.hooks.rejection:
+            strategy = result.rejected_by or ""
+            self._tell(call, result.number, strategy, rejection.reason, rejection.retry_after, rejection)
+        return result
 
     def _unfunded(self, call: Call, result: Attempt) -> Attempt:
         """``result``, final: the budget refused the retry after it (a refusal the hooks hear of)."""
@@ -259,14 +171,6 @@ class RetryStrategy:
         return attrs.evolve(
             result, decision=Decision("raise", reason="not retried: the retry budget is spent")
         )
-
-    def _heard(self, call: Call, result: Attempt) -> Attempt:
-        """Tell the hooks of a refusal (the one event the inner strategies leave to this one)."""
-        rejection = result.rejection
-        if rejection is not None and self.hooks.rejection:
-            strategy = result.rejected_by or ""
-            self._tell(call, result.number, strategy, rejection.reason, rejection.retry_after, rejection)
-        return result
 
     def _tell(
         self,
@@ -291,6 +195,7 @@ class RetryStrategy:
             hook(call, event)
 
     def _event(self, call: Call, result: Attempt) -> RetryEvent:
+        """The retry event after ``result`` (built only when a hook hears it)."""
         # The event reaches the user's hook and the log: nothing in it may carry a credential.
         known = call.secrets.with_request(call.request)
         if result.error is not None:
@@ -310,141 +215,103 @@ class RetryStrategy:
             error=result.error,
         )
 
-    # -- the tenacity loop, shared by both shells ----------------------------------------------
 
-    def _retrying(self, call: Call, first: Attempt) -> tuple[_Retrying, _CallState]:
-        """A tenacity controller for ``call`` and its state, the first attempt its first outcome.
+class _Retried:
+    """One retried call, as tenacity steps it: each step's attempt (the first, already made, then each
+    next one), tenacity's sleep through the call's clock, and its ``before_sleep``.
 
-        Both shells drive one synchronous ``tenacity.Retrying`` step by step, as its own
-        ``__call__`` does (``iter`` says attempt, sleep or stop), and run the attempts and sleeps
-        themselves: the async shell then awaits them without ``AsyncRetrying``, which wraps every
-        step of every retry in coroutine checks that cost more than the rest of the retry. tenacity
-        still decides: retry or not (``retry_if_result``), the wait, the stop, and ``before_sleep``
-        (the retry event). One controller per running call: tenacity keeps a run's state on it
-        (``begin`` and each ``iter`` start that afresh, so a controller serves one call after another).
-        """
-        try:
-            retrying = self._idle.pop()
-        except IndexError:  # none idle (or another thread took the last one)
-            # No ``after`` (tenacity's default is a function that does nothing, queued every step).
-            retrying = _Retrying(
-                self,
-                retry=_wants_retry,
-                wait=_wait,
-                stop=tenacity.stop_never,
-                after=None,
-                reraise=True,
-            )
-        retrying.before_sleep = self._before_sleep if self.hooks.retry else None
-        retrying.begin()
-        # The first attempt ran before any tenacity object was built (the success path builds none):
-        # it is tenacity's first outcome.
-        if not _REUSES_STATE:
-            retrying.state = _CallState(retrying, self)
-        state = retrying.state
-        state.start(call, first)
-        return retrying, state
+    ``last`` is the call's last vendor attempt: what a retry refused by an inner strategy, or one
+    the deadline leaves no time for, ends the call with.
+    """
 
-    def _done(self, retrying: _Retrying, final: Attempt) -> Attempt:
-        """``final``, the call's end: its controller is free for the next retried call."""
-        retrying.state.end()
-        if len(self._idle) < _IDLE_CONTROLLERS:
-            self._idle.append(retrying)
-        return final
+    __slots__ = ("awaiting", "call", "last", "pending", "strategy", "wait")
 
-    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
-        """Tell the retry hooks, keeping what they return to be awaited (async shell)."""
-        assert isinstance(state, _CallState)
-        assert state.call is not None
-        state.awaiting = self.hooks.retrying(state.call, state.event)
+    def __init__(self, strategy: RetryStrategy, call: Call, first: Attempt) -> None:
+        self.strategy = strategy
+        self.call = call
+        self.last = first
+        #: The first attempt, until tenacity asks for it.
+        self.pending: Attempt | None = first
+        #: What the retry hooks returned, and the wait: what the async shell awaits before a retry.
+        self.awaiting: list[Awaitable[object]] = []
+        self.wait = 0.0
 
-    @staticmethod
-    def _sync_hooks_only(state: _CallState) -> None:
-        if state.awaiting:
-            for returned in state.awaiting:
+    def before_sleep(self, state: tenacity.RetryCallState) -> None:
+        """Tell the retry hooks of the retry after ``last`` (tenacity calls this before each wait)."""
+        call, last = self.call, self.last
+        self.awaiting = self.strategy.hooks.retrying(call, lambda: self.strategy._event(call, last))
+
+    def _unsent(self) -> Attempt | None:
+        """What tenacity gets without a new attempt being sent: the first attempt, made before
+        tenacity took over, or the last, final, once the deadline passed while waiting (a slow hook,
+        a late sleep): no attempt starts after the deadline. None: send the next attempt."""
+        first = self.pending
+        if first is not None:
+            self.pending = None
+            return first
+        if self.call.clock.monotonic() >= self.call.deadline:
+            reason = f"the total deadline passed before attempt {self.last.number + 1}"
+            return attrs.evolve(self.last, decision=Decision("raise", reason=reason))
+        return None
+
+    def _weighed(self, result: Attempt) -> Attempt | None:
+        """What the call ends with after the retry ``result``, refused by an inner strategy: the
+        last vendor answer, its reason naming the refusal. None: ``result`` reached the vendor."""
+        rejection = self.strategy._heard(self.call, result).rejection
+        if rejection is None:
+            self.last = result
+            return None
+        reason = f"retry not sent: {rejection.reason}"
+        return attrs.evolve(self.last, decision=Decision("raise", reason=reason))
+
+    # -- sync -----------------------------------------------------------------------------------
+
+    def next_attempt(self, attempt: Next, budget: Budget) -> Attempt:
+        """The attempt of tenacity's next step."""
+        ended = self._unsent()
+        if ended is not None:
+            return ended
+        call = self.call
+        result = attempt(call, self.last.number + 1)
+        refused = self._weighed(result)
+        if refused is not None:
+            return refused
+        if result.decision.action == "retry" and not budget.try_spend(call.clock.monotonic()):
+            return self.strategy._unfunded(call, result)
+        return result
+
+    def sleep(self, seconds: float) -> None:
+        if self.awaiting:
+            for returned in self.awaiting:
                 close = getattr(returned, "close", None)
                 if close is not None:
                     close()  # never awaited here: closed, not leaked as a warning
             raise TypeError("an async on_retry hook needs an httpx.AsyncClient")
-
-    # -- sync -----------------------------------------------------------------------------------
-
-    def run(self, call: Call, attempt: Next, first: Attempt | None = None) -> Attempt:
-        """Every attempt of ``call``, each through ``attempt`` (the inner strategies and the leaf);
-        ``first``: the first attempt, already made (the transport's fast lane sent it)."""
-        budget = self.budget(call.policy)
-        if budget.enabled:
-            budget.deposit(call.clock.monotonic())
-        last = attempt(call, 1) if first is None else first
-        if last.rejection is not None:
-            self._heard(call, last)
-        if last.decision.action != "retry":
-            return last
-        if not budget.try_spend(call.clock.monotonic()):
-            return self._unfunded(call, last)
-        retrying, state = self._retrying(call, last)
-        clock = call.clock
-        while True:
-            # tenacity's step: wait and attempt again (DoSleep), or end with the last attempt (the
-            # outcome is always set when it asks, so it never answers "attempt").
-            do = retrying.iter(state)
-            if not isinstance(do, tenacity.DoSleep):
-                assert isinstance(do, Attempt)
-                return self._done(retrying, do)
-            if state.awaiting:
-                self._sync_hooks_only(state)
-            state.prepare_for_next_attempt()
-            wait = float(do)
-            if wait > 0 and not is_testing():
-                clock.sleep(wait)
-            if clock.monotonic() >= call.deadline:
-                final = self._out_of_time(last)
-            else:
-                result = attempt(call, last.number + 1)
-                if result.rejection is not None:
-                    final = self._refused(last, self._heard(call, result))
-                else:
-                    if result.decision.action == "retry" and not budget.try_spend(clock.monotonic()):
-                        result = self._unfunded(call, result)
-                    final = last = result
-            state.settle(final)
+        if seconds > 0:
+            self.call.clock.sleep(float(seconds))  # tenacity's DoSleep, a float
 
     # -- async ----------------------------------------------------------------------------------
 
-    async def arun(self, call: Call, attempt: AsyncNext, first: Attempt | None = None) -> Attempt:
-        budget = self.budget(call.policy)
-        if budget.enabled:
-            await budget.adeposit(call.clock.monotonic())
-        last = await attempt(call, 1) if first is None else first
-        if last.rejection is not None:
-            self._heard(call, last)
-        if last.decision.action != "retry":
-            return last
-        if not await budget.atry_spend(call.clock.monotonic()):
-            return self._unfunded(call, last)
-        retrying, state = self._retrying(call, last)
-        clock = call.clock
-        while True:
-            do = retrying.iter(state)  # tenacity's step, as in ``run``
-            if not isinstance(do, tenacity.DoSleep):
-                assert isinstance(do, Attempt)
-                return self._done(retrying, do)
-            if state.awaiting:
-                awaiting, state.awaiting = state.awaiting, []
-                for returned in awaiting:
-                    await returned
-            state.prepare_for_next_attempt()
-            wait = float(do)
-            if wait > 0 and not is_testing():
-                await clock.asleep(wait)
-            if clock.monotonic() >= call.deadline:
-                final = self._out_of_time(last)
-            else:
-                result = await attempt(call, last.number + 1)
-                if result.rejection is not None:
-                    final = self._refused(last, self._heard(call, result))
-                else:
-                    if result.decision.action == "retry" and not await budget.atry_spend(clock.monotonic()):
-                        result = self._unfunded(call, result)
-                    final = last = result
-            state.settle(final)
+    async def anext_attempt(self, attempt: AsyncNext, budget: Budget) -> Attempt:
+        if self.pending is None:  # a retry: its hooks' awaitables and its wait first
+            awaiting, self.awaiting = self.awaiting, []
+            for returned in awaiting:
+                await returned
+            wait, self.wait = self.wait, 0.0
+            if wait > 0:
+                await self.call.clock.asleep(wait)
+        ended = self._unsent()
+        if ended is not None:
+            return ended
+        call = self.call
+        result = await attempt(call, self.last.number + 1)
+        refused = self._weighed(result)
+        if refused is not None:
+            return refused
+        if result.decision.action == "retry" and not await budget.atry_spend(call.clock.monotonic()):
+            return self.strategy._unfunded(call, result)
+        return result
+
+    def defer(self, seconds: float) -> None:
+        """tenacity's sleep in the async shell: the wait, for the next attempt to await."""
+        self.wait = float(seconds)
