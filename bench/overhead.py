@@ -582,9 +582,7 @@ def retried_rounds(transports: dict[str, Any], sync: bool, count: int, rounds: i
 def retry_lines(count: int, rounds: int) -> None:
     """One retry's own cost (a 503-then-200 request less a 200 one), in-process, waits off: the
     SDK (default policy, as ``retry_policy`` says) beside httpx-retries. Information, no bar."""
-    print(
-        "\nOne retry (503 then 200), in-process, waits off (information, no bar):"
-    )
+    print("\nOne retry (503 then 200), in-process, waits off (information, no bar):")
     for sync, driver in ((True, "sync"), (False, "async")):
         transports = retry_transports()
         times = retried_rounds({name: transports[name] for name in RETRY_SIDES}, sync, count, rounds)
