@@ -129,7 +129,7 @@ def main() -> None:
             verdict = "met" if ratio <= overhead.BAR else "**NOT met**"
             print(
                 f"| {overhead.policy_label(vendor)} | {driver} | {cost['bare']:,.0f} | "
-                f"+{cost['SDK'] - cost['bare']:,.0f} | {ratio:.4f}x | {verdict} |",
+                f"{cost['SDK'] - cost['bare']:+,.0f} | {ratio:.4f}x | {verdict} |",
                 flush=True,
             )
 
