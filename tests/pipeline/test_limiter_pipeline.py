@@ -187,6 +187,32 @@ async def test_a_pause_past_the_deadline_refuses_at_once_sending_nothing(
     assert clock.sleeps == []
 
 
+@pytest.mark.parametrize(
+    "retry_after",
+    [
+        pytest.param("3601", id="an-hour"),
+        pytest.param("1e400", id="overflows-to-inf"),
+        pytest.param("inf", id="inf"),
+        pytest.param("Fri, 31 Dec 9999 23:59:59 GMT", id="year-9999"),
+    ],
+)
+async def test_a_pause_never_outlasts_retry_max_retry_after(
+    connect: Callable[[Any], Caller], retry_after: str
+) -> None:
+    clock = FakeClock()
+    vendor = Vendor(clock, httpx.Response(429, headers={"Retry-After": retry_after}), OK)
+    capped = policy(limited(adaptive=False), retry={"max_retry_after": 20.0})
+    client = connect(transport(vendor, policy=capped))
+    with pytest.raises(rc.errors.RateLimitedError) as first:
+        await client.get()  # longer than the cap: raised at once, not waited for
+    assert first.value.retry_after is not None and first.value.retry_after > 20.0
+    assert clock.sleeps == []
+    # The endpoint is paused for the cap at most: a call after it is sent, whatever the server said.
+    assert (await client.get()).status_code == 200
+    assert clock.sleeps == [pytest.approx(20.0)]
+    assert vendor.sent == 2
+
+
 async def test_a_pace_past_the_deadline_refuses_at_once_sending_nothing(
     connect: Callable[[Any], Caller],
 ) -> None:

@@ -118,6 +118,14 @@ class Throttled:
 _GO = Ticket(0.0)
 
 
+def _capped(call: Call, attempt: Attempt) -> float | None:
+    """The server's wait as a pause of the endpoint: never longer than ``retry.max_retry_after``. A
+    longer wait raised the call at once (``_decision``); it must not hold every other call longer
+    either (``Retry-After: 1e400`` would pause the endpoint, and over Redis the fleet, for ever)."""
+    retry_after = attempt.retry_after
+    return None if retry_after is None else min(retry_after, call.policy.retry.max_retry_after)
+
+
 def _climbing(ticket: Ticket) -> bool:
     """Whether the send went under a learned rate (the one answer a success teaches: the climb)."""
     return ticket.rate is not None and ticket.rate.rate > 0
@@ -375,7 +383,7 @@ class LimiterStrategy:
         if self._heard(attempt):
             rate_limited = attempt.outcome.category == "rate_limited"
             limiter.record(
-                ticket, rate_limited=rate_limited, retry_after=attempt.retry_after, now=clock.monotonic()
+                ticket, rate_limited=rate_limited, retry_after=_capped(call, attempt), now=clock.monotonic()
             )
         return attempt
 
@@ -403,6 +411,6 @@ class LimiterStrategy:
         if self._heard(attempt):
             rate_limited = attempt.outcome.category == "rate_limited"
             await limiter.arecord(
-                ticket, rate_limited=rate_limited, retry_after=attempt.retry_after, now=clock.monotonic()
+                ticket, rate_limited=rate_limited, retry_after=_capped(call, attempt), now=clock.monotonic()
             )
         return attempt
