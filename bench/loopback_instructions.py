@@ -31,6 +31,7 @@ import resilient_client as rc
 
 sys.path.insert(0, os.path.dirname(__file__))
 import overhead  # the loopback server, the vendors' successes and policies, the instruction count
+from loopback_floor import chosen  # a --flag's one value, checked
 
 VENDORS = ("usta", "updox", "medable", "hyper")
 DRIVERS = ("sync", "async")
@@ -69,15 +70,6 @@ def child(url: str, side: str, vendor: str, driver: str, count: int, otel: bool)
                 assert await (await aclient.get(target)).aread() == body
 
     anyio.run(run, backend="asyncio")
-
-
-def chosen(flag: str, choices: tuple[str, ...]) -> tuple[str, ...]:
-    if flag not in sys.argv:
-        return choices
-    picked = sys.argv[sys.argv.index(flag) + 1]
-    if picked not in choices:
-        sys.exit(f"{flag}: {picked!r} is not one of {', '.join(choices)}")
-    return (picked,)
 
 
 def main() -> None:
