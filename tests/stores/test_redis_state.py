@@ -348,43 +348,53 @@ def test_with_only_an_async_client_the_sync_operations_say_what_is_missing(redis
         Store(store).deposit("k", 1.0, 2.0, 0.0)
 
 
-def connected_clients(admin: redis.Redis) -> int:
-    return len(admin.client_list())
+def client_ids(admin: redis.Redis) -> set[int]:
+    """The ids of the connections Redis has now. Tests compare sets, not counts: another test's
+    connection may close (or a pool open one) while this one runs, which a count would take for
+    this store's."""
+    return {int(client["id"]) for client in admin.client_list()}
+
+
+def wait_until_closed(admin: redis.Redis, ids: set[int]) -> None:
+    deadline = time.monotonic() + 2.0
+    while ids & client_ids(admin) and time.monotonic() < deadline:
+        time.sleep(0.01)  # real-sleep: the server notices a closed socket on its own event loop
+    assert not ids & client_ids(admin)
 
 
 def test_each_asyncio_loop_gets_its_own_client_closed_when_the_loop_ends(
     store: RedisState, admin: redis.Redis
 ) -> None:
-    before = connected_clients(admin)
+    before = client_ids(admin)
     for _ in range(3):  # a client bound to an earlier loop would fail here ("attached to a different loop")
         assert asyncio.run(store.arun(Deposit("k", 0.0, 2.0), 0.0)) == 2.0
     deadline = time.monotonic() + 2.0
-    while connected_clients(admin) > before and time.monotonic() < deadline:
-        time.sleep(0.01)  # real-sleep: the server notices a closed socket on its own event loop
-    assert connected_clients(admin) == before
+    while client_ids(admin) - before and time.monotonic() < deadline:
+        time.sleep(0.01)  # real-sleep: as below
+    assert not client_ids(admin) - before  # each loop's client was closed when its loop ended
 
 
 def test_close_closes_the_connections_the_store_opened(store: RedisState, admin: redis.Redis) -> None:
-    before = connected_clients(admin)
+    before = client_ids(admin)
     Store(store).deposit("k", 0.0, 2.0, 0.0)
-    assert connected_clients(admin) == before + 1
+    opened = client_ids(admin) - before
+    assert len(opened) == 1
     store.close()
-    deadline = time.monotonic() + 2.0
-    while connected_clients(admin) > before and time.monotonic() < deadline:
-        time.sleep(0.01)  # real-sleep: as above
-    assert connected_clients(admin) == before
+    wait_until_closed(admin, opened)
     assert Store(store).deposit("k", 0.0, 2.0, 0.0) == 2.0  # and opens them again when used
 
 
 @pytest.mark.anyio
 async def test_aclose_closes_the_loops_connections(store: RedisState, admin: redis.Redis) -> None:
-    before = connected_clients(admin)
+    before = client_ids(admin)
     await store.arun(Deposit("k", 0.0, 2.0), 0.0)
+    opened = client_ids(admin) - before
+    assert len(opened) == 1
     await store.aclose()
     deadline = time.monotonic() + 2.0
-    while connected_clients(admin) > before and time.monotonic() < deadline:
+    while opened & client_ids(admin) and time.monotonic() < deadline:
         await anyio.sleep(0.01)  # real-sleep: as above
-    assert connected_clients(admin) == before
+    assert not opened & client_ids(admin)
 
 
 # -- construction -----------------------------------------------------------------------------------------
