@@ -239,8 +239,7 @@ _HYPER_CODE_FIRST = re.compile(rb'\{\s*"ResponseCode"\s*:\s*0\s*[,}][^\\]*\Z')
 #: vendor reader -> (key, openings): a body that starts with one of ``openings``, holds ``key``
 #: once and no backslash holds no fault (the opening starts with ``{"``, so the body is not UTF-16
 #: or UTF-32, and says success; no ``\\u`` escape can spell a second key). The shape the vendor
-#: writes its successes in, checked by the transport's fast lane inline (three C calls) before it
-#: calls the vendor's scanner.
+#: writes its successes in, checked first by its scanner (three C calls).
 SUCCESS_SHAPES: dict[str, tuple[bytes, tuple[bytes, ...]]] = {
     "hyper": (b'"ResponseCode"', (b'{"ResponseCode": 0,', b'{"ResponseCode":0,'))
 }

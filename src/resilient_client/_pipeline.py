@@ -441,7 +441,6 @@ class Hooks:
         "call_end",
         "call_start",
         "own",
-        "quiet",
         "rejection",
         "retry",
         "retry_hooks",
@@ -472,9 +471,6 @@ class Hooks:
         self.rejection = listening("on_rejection")
         self.breaker = listening("on_breaker")
         self.call_end = listening("on_call_end")
-        #: True when no hook hears of a call that succeeds at once (no start, success or end
-        #: listener): such a call may take the transport's fast lane.
-        self.quiet = not (self.call_start or self.attempt_start or self.attempt_success or self.call_end)
 
     def retrying(self, call: Call, event: Callable[[], RetryEvent]) -> list[Awaitable[object]]:
         """Tell every retry hook that hears retries now, the event built (by ``event()``) once and

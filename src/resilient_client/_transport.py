@@ -182,9 +182,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         else:
             policy = resolve_policy(override, self.vendor).checked_for(self.catalog)
         # Asked before sending: an inner transport that reads a one-shot body (MockTransport does)
-        # leaves it looking replayable afterwards. (``replayable``, written out.)
-        replayable = isinstance(request.stream, httpx.ByteStream)
-        call = Call(request, policy, self.clock, self.vendor, replayable, self.secrets)
+        # leaves it looking replayable afterwards.
+        call = Call(request, policy, self.clock, self.vendor, replayable(request), self.secrets)
         for hook in self.hooks.call_start:
             hook(call)
         return call
