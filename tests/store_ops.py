@@ -25,6 +25,7 @@ STORE_OPERATIONS: dict[str, type[Any]] = {
     "release": stores.Release,
     "pause": stores.Pause,
     "paused_for": stores.PausedFor,
+    "end_pause": stores.EndPause,
     "limiter_acquire": stores.LimiterAcquire,
     "limiter_admit": stores.LimiterAdmit,
     "limiter_state": stores.LimiterState,

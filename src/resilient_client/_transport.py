@@ -55,6 +55,7 @@ from resilient_client.stores import StateStore
 from resilient_client.stores.environment import default_state
 from resilient_client.strategies import Pipeline, build
 from resilient_client.strategies.breaker import BreakerStrategy
+from resilient_client.strategies.limiter import LimiterStrategy
 
 __all__ = [
     "ATTEMPTS_EXTENSION",
@@ -170,6 +171,12 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     def breaker(self) -> BreakerStrategy:
         """The circuit breaker: ``.state`` (``"closed"``, ``"open"``, ``"half_open"``) and ``.reset()``."""
         return self._pipeline.breaker
+
+    @property
+    def limiter(self) -> LimiterStrategy:
+        """The rate limiter: ``.clear()`` (or ``await .aclear()``) ends a server's Retry-After pause
+        of the hosts this transport called, for everyone who shares its store."""
+        return self._pipeline.limiter
 
     # -- no I/O: a request in, a Call; an Attempt out, a response or a typed error ----------------
 

@@ -213,6 +213,24 @@ async def test_a_pause_never_outlasts_retry_max_retry_after(
     assert vendor.sent == 2
 
 
+async def test_limiter_clear_ends_the_pause_of_every_host_the_transport_called(
+    connect: Callable[[Any], Caller],
+) -> None:
+    clock = FakeClock()
+    vendor = Vendor(clock, throttled(25), OK)
+    resilient = transport(vendor, policy=one_try(limited(adaptive=False)))
+    client = connect(resilient)
+    with pytest.raises(rc.errors.RateLimitedError):
+        await client.get()  # pauses the host for 25 s
+    if client.asynchronous:
+        await resilient.limiter.aclear()
+    else:
+        resilient.limiter.clear()
+    assert (await client.get()).status_code == 200  # sent at once: no wait for the pause
+    assert clock.sleeps == []
+    assert vendor.times == [START, START]
+
+
 async def test_a_pace_past_the_deadline_refuses_at_once_sending_nothing(
     connect: Callable[[Any], Caller],
 ) -> None:

@@ -306,6 +306,17 @@ async def test_a_pause_counts_down_and_the_longest_wins(ops: Any, key: str, time
     assert await ops.paused_for(key, timeline.now) == 0.0
 
 
+async def test_end_pause_ends_a_pause_at_once_and_a_later_pause_still_holds(
+    ops: Any, key: str, timeline: Timeline
+) -> None:
+    await ops.end_pause(key, timeline.now)  # no pause: nothing to end, no error
+    await ops.pause(key, 3600.0, timeline.now)
+    await ops.end_pause(key, timeline.now)
+    assert await ops.paused_for(key, timeline.now) == 0.0
+    await ops.pause(key, 5.0, timeline.now)  # ended is not forbidden: the next pause holds again
+    assert await ops.paused_for(key, timeline.now) == pytest.approx(5.0)
+
+
 # -- rate limiter ------------------------------------------------------------------------------------
 
 

@@ -390,6 +390,11 @@ touch(KEYS[1], ends)
 return 0
 """
 
+_END_PAUSE = r"""
+redis.call('DEL', KEYS[1])
+return 0
+"""
+
 _PAUSED_FOR = r"""
 local ends = redis.call('GET', KEYS[1])
 if not ends then return '0' end
@@ -455,6 +460,7 @@ _PARTS: dict[str, tuple[tuple[str, ...], str]] = {
     "release": ((), _RELEASE),
     "pause": ((_CLOCK, _NUM, _TOUCH), _PAUSE),
     "paused_for": ((_CLOCK, _NUM), _PAUSED_FOR),
+    "end_pause": ((), _END_PAUSE),
     "limiter_acquire": ((_CLOCK, _RATE_HELPERS), _LIMITER_ACQUIRE),
     "limiter_admit": ((_CLOCK, _NUM, _RATE_HELPERS), _LIMITER_ADMIT),
     "limiter_state": ((_CLOCK, _RATE_HELPERS), _LIMITER_STATE),

@@ -38,6 +38,7 @@ __all__ = [
     "CircuitState",
     "CloseCircuit",
     "Deposit",
+    "EndPause",
     "LimiterAcquire",
     "LimiterAdmit",
     "LimiterLearn",
@@ -279,6 +280,13 @@ class Pause(Operation[None]):
 
     key: str
     seconds: float
+
+
+@attrs.frozen
+class EndPause(Operation[None]):
+    """End ``key``'s pause now, however long it had left (``transport.limiter.clear()``)."""
+
+    key: str
 
 
 @attrs.frozen

@@ -22,6 +22,7 @@ from resilient_client.stores._protocol import (
     CircuitState,
     CloseCircuit,
     Deposit,
+    EndPause,
     LimiterAcquire,
     LimiterAdmit,
     LimiterLearn,
@@ -427,6 +428,9 @@ class MemoryState:
         found.until = max(found.until, now + op.seconds)
         self._touch(found, now, found.until)
 
+    def _end_pause(self, op: EndPause, now: float) -> None:
+        self._pauses.pop(op.key, None)
+
     def _paused_for(self, op: PausedFor, now: float) -> float:
         found = self._pauses.get(op.key)
         return 0.0 if found is None else max(0.0, found.until - now)
@@ -506,6 +510,7 @@ _STEPS: dict[type[Any], Callable[[MemoryState, Any, float], object]] = {
     Release: MemoryState._release,
     Pause: MemoryState._pause,
     PausedFor: MemoryState._paused_for,
+    EndPause: MemoryState._end_pause,
     LimiterAcquire: MemoryState._limiter_acquire,
     LimiterAdmit: MemoryState._limiter_admit,
     LimiterState: MemoryState._limiter_state,

@@ -45,6 +45,7 @@ from resilient_client.stores._protocol import (
     CircuitState,
     CloseCircuit,
     Deposit,
+    EndPause,
     LimiterAcquire,
     LimiterAdmit,
     LimiterLearn,
@@ -364,6 +365,7 @@ class RedisState:
             Release: self._release,
             Pause: self._pause,
             PausedFor: self._paused_for,
+            EndPause: self._end_pause,
             LimiterAcquire: self._limiter_acquire,
             LimiterAdmit: self._limiter_admit,
             LimiterState: self._limiter_state,
@@ -596,6 +598,9 @@ class RedisState:
 
     def _pause(self, op: Pause) -> _Script:
         return _Script("pause", [self._key("pause", op.key)], [op.seconds], _nothing)
+
+    def _end_pause(self, op: EndPause) -> _Script:
+        return _Script("end_pause", [self._key("pause", op.key)], [], _nothing)
 
     def _paused_for(self, op: PausedFor) -> _Script:
         return _Script("paused_for", [self._key("pause", op.key)], [], _float)

@@ -34,15 +34,22 @@ __all__ = ["Pipeline", "build"]
 
 class Pipeline:
     """One transport's strategies: the retry driver outermost, then the inner strategies (each
-    attempt passes them) down to the leaf; and the breaker, for ``transport.breaker``."""
+    attempt passes them) down to the leaf; and the breaker and the limiter, for ``transport.breaker``
+    and ``transport.limiter``."""
 
-    __slots__ = ("aattempt", "attempt", "breaker", "retry", "strategies")
+    __slots__ = ("aattempt", "attempt", "breaker", "limiter", "retry", "strategies")
 
     def __init__(
-        self, retry: RetryStrategy, breaker: BreakerStrategy, strategies: tuple[Strategy, ...], leaf: Leaf
+        self,
+        retry: RetryStrategy,
+        breaker: BreakerStrategy,
+        limiter: LimiterStrategy,
+        strategies: tuple[Strategy, ...],
+        leaf: Leaf,
     ) -> None:
         self.retry = retry
         self.breaker = breaker
+        self.limiter = limiter
         self.strategies = strategies
         self.attempt, self.aattempt = chain(strategies, leaf.send, leaf.asend)
 
@@ -73,14 +80,16 @@ def build(
     breaker = BreakerStrategy(policy.breaker, store, vendor, _breaker_overrides(policy), hooks, clock)
     if policy.breaker.enabled:
         strategies.append(breaker)
-    limiter = None
+    # Built when off too: ``transport.limiter.clear()`` then ends the pauses others set in a
+    # shared store for the hosts this transport calls (none, while it calls none through a limiter).
+    limiter = LimiterStrategy(policy.rate_limit, store, vendor, clock)
     if policy.rate_limit.enabled:
-        limiter = LimiterStrategy(policy.rate_limit, store, vendor)
         strategies.append(limiter)
     if policy.guards:
         namespace = state_key("guard", vendor)
         guards = [Guard(name, settings, store, namespace) for name, settings in policy.guards.items()]
         # The limiter is outside the guard: after a wait for a key, the guard asks it about pauses
         # (the one meeting of two strategies, see the module docstring).
-        strategies.append(GuardStrategy(guards, vendor, gate=limiter))
-    return Pipeline(RetryStrategy(store, vendor, hooks), breaker, tuple(strategies), leaf)
+        gate = limiter if policy.rate_limit.enabled else None
+        strategies.append(GuardStrategy(guards, vendor, gate=gate))
+    return Pipeline(RetryStrategy(store, vendor, hooks), breaker, limiter, tuple(strategies), leaf)

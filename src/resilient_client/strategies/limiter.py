@@ -37,11 +37,13 @@ import math
 
 import attrs
 
+from resilient_client._clock import Clock
 from resilient_client._decision import RETURN
 from resilient_client._pipeline import AsyncNext, Attempt, Call, Next, is_testing, rejected
 from resilient_client._settings import RateLimitSettings
 from resilient_client.errors import ThrottledError
 from resilient_client.stores import (
+    EndPause,
     LimiterAcquire,
     LimiterAdmit,
     LimiterLearn,
@@ -288,16 +290,33 @@ class LimiterStrategy:
     refusal for a wait past the deadline (there is no wait).
     """
 
-    __slots__ = ("_limiters", "settings", "store", "vendor")
+    __slots__ = ("_clock", "_limiters", "settings", "store", "vendor")
 
-    def __init__(self, settings: RateLimitSettings, store: StateStore, vendor: str) -> None:
+    def __init__(
+        self, settings: RateLimitSettings, store: StateStore, vendor: str, clock: Clock | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.vendor = vendor
+        self._clock = Clock() if clock is None else clock
         self._limiters: dict[str, Limiter] = {}
 
     def __repr__(self) -> str:
         return f"LimiterStrategy(vendor={self.vendor!r})"
+
+    def clear(self) -> None:
+        """End the server's Retry-After pause of every host this transport called, at once (in the
+        store: for every transport and process that shares it). Sync: with a ``RedisState`` built
+        from only an async client, use ``aclear``."""
+        now = self._clock.monotonic()
+        for limiter in list(self._limiters.values()):
+            self.store.run(EndPause(limiter.key), now)
+
+    async def aclear(self) -> None:
+        """The async twin of ``clear``."""
+        now = self._clock.monotonic()
+        for limiter in list(self._limiters.values()):
+            await self.store.arun(EndPause(limiter.key), now)
 
     def for_host(self, host: str) -> Limiter:
         limiter = self._limiters.get(host)
