@@ -181,18 +181,11 @@ class Breaker:
     def _believed_closed(self, circuit: Circuit, now: float) -> Permit:
         if self._closed_for:
             self._closed_until = now + self._closed_for
-        permit = self._closed  # ``_closed_permit``, written out: every call of a healthy vendor
-        return permit if permit.epoch == circuit.epoch else self._closed_permit(circuit.epoch)
+        return self._closed_permit(circuit.epoch)
 
     def _take_wins(self, now: float) -> tuple[int, float]:
         self.flush_at = now + self._batch
         return self.wins.take(), max(0.0, now - self.won_at)
-
-    def _count_wins(self, now: float) -> RecordSuccesses | None:
-        """Count a success; the batch to write now, if it is due."""
-        self.wins.add()
-        self.won_at = now
-        return self._batch_of_wins(now) if now >= self.flush_at else None
 
     def _batch_of_wins(self, now: float) -> RecordSuccesses | None:
         count, age = self._take_wins(now)
@@ -280,9 +273,10 @@ class Breaker:
     # -- async twins --------------------------------------------------------------------------------
 
     async def asucceeded(self, now: float) -> None:
-        due = self._count_wins(now)
-        if due is not None:
-            await self.store.arun(due, now)
+        self.wins.add()
+        self.won_at = now
+        if now >= self.flush_at:
+            await self.aflush(now)
 
     async def aflush(self, now: float) -> None:
         due = self._batch_of_wins(now)
