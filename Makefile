@@ -3,11 +3,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The demo and the docs each get a venv with only what they need: no dev toolchain to wait for.
+DEMO_VENV := .venv-demo
+DEMO_STAMP := $(DEMO_VENV)/.installed
+DOCS_VENV := .venv-docs
+DOCS_STAMP := $(DOCS_VENV)/.installed
 # The floor: a second venv with each '>=X' of pyproject.toml pinned to X (scripts/floor_requirements.py).
 FLOOR_VENV := .venv-floor
 FLOOR_STAMP := $(FLOOR_VENV)/.installed
 
-.PHONY: test test-floor redis-server demo-redis-server lint typecheck pytest demo bench clean
+.PHONY: test test-floor redis-server demo-redis-server lint typecheck pytest demo docs bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -40,7 +45,11 @@ redis-server:
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
 	  else \
-	    echo "redis-server is missing: install it with 'sudo apt-get install -y redis-server' (the tests start their own)"; \
+	    echo "redis-server is missing (the tests start their own); install it, then run make again:"; \
+	    if command -v apt-get >/dev/null 2>&1; then echo "    sudo apt-get install -y redis-server"; \
+	    elif command -v brew >/dev/null 2>&1; then echo "    brew install redis"; \
+	    elif command -v dnf >/dev/null 2>&1; then echo "    sudo dnf install -y redis"; \
+	    else echo "    your system's redis-server package (Debian and Ubuntu: sudo apt-get install -y redis-server)"; fi; \
 	    exit 1; \
 	  fi; \
 	}
@@ -59,12 +68,33 @@ pytest: redis-server $(STAMP)
 # it, `resilient-client fleet` says how to install it in one line and the rest of the demo runs.
 demo-redis-server:
 	@command -v redis-server >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || { \
-	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
-	} || echo "could not install redis-server; the fleet demo will be skipped"
+	  echo "demo: installing redis-server (Debian's package) for the fleet scene"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; \
+	} || echo "demo: could not install redis-server; the fleet scene will be skipped"
 
-demo: demo-redis-server $(STAMP)
-	$(BIN)/resilient-client demo
-	$(BIN)/resilient-client fleet
+# Only what the demo runs: the package, uvicorn (the simulator's server) and redis-py (the fleet).
+$(DEMO_STAMP): pyproject.toml
+	@echo "demo: making $(DEMO_VENV) with '.[server,redis]' (the first time only; under a minute)"
+	@test -d $(DEMO_VENV) || $(PYTHON) -m venv $(DEMO_VENV)
+	@$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[server,redis]'
+	@touch $(DEMO_STAMP)
+
+demo: demo-redis-server $(DEMO_STAMP)
+	@echo "demo: resilient-client demo (the simulator on 127.0.0.1, every scenario against it)"
+	$(DEMO_VENV)/bin/resilient-client demo
+	@echo "demo: resilient-client fleet (worker processes sharing one redis-server)"
+	$(DEMO_VENV)/bin/resilient-client fleet
+
+$(DOCS_STAMP): pyproject.toml
+	@echo "docs: making $(DOCS_VENV) with '.[docs]' (the first time only)"
+	@test -d $(DOCS_VENV) || $(PYTHON) -m venv $(DOCS_VENV)
+	@$(DOCS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[docs]'
+	@touch $(DOCS_STAMP)
+
+# The site, from docs/ and the docstrings, into site/; --strict turns every warning (a broken link, a
+# page missing from the nav, a docstring mkdocstrings cannot read) into a failure. Needs no network.
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict --site-dir site
 
 bench: redis-server $(STAMP)
 	$(BIN)/python bench/classify.py
@@ -75,4 +105,4 @@ bench: redis-server $(STAMP)
 	$(BIN)/python bench/fleet.py
 
 clean:
-	rm -rf $(VENV) $(FLOOR_VENV) build dist .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOOR_VENV) $(DEMO_VENV) $(DOCS_VENV) site build dist .mypy_cache .ruff_cache
