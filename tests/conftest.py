@@ -70,3 +70,29 @@ def redis_url(redis_process: RedisProcess) -> str:
     """The URL of the session's redis-server, flushed for this test."""
     redis_process.flush()
     return redis_process.url
+
+
+# -- no test is skipped --------------------------------------------------------------------------------
+# A skipped test asserts nothing while the run still looks green (the catalog tests once skipped for a
+# folder outside the repository), so any skip fails the run and names the test and its reason.
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _skipped.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _skipped and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _skipped:
+        terminalreporter.write_line(
+            f"FAILED: {len(_skipped)} test(s) skipped; the suite allows none:", red=True
+        )
+        for line in _skipped:
+            terminalreporter.write_line(f"  {line}")

@@ -31,7 +31,7 @@ from resilient_client.stores import Deposit, TrySpend
 from resilient_client.stores.redis import RedisState
 from store_ops import Store
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+FLEET_PAGE = (Path(__file__).resolve().parents[2] / "docs" / "guide" / "fleet.md").read_text()
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_the_server_clock_has_microseconds(store: RedisState) -> None:
 
 # -- keys, their types and their expiry ---------------------------------------------------------------
 
-#: kind -> the Redis type of its key, as the README's table of keys says.
+#: kind -> the Redis type of its key, as the docs' table of keys says (docs/guide/fleet.md).
 KINDS = {
     "bucket": "string",
     "window": "hash",
@@ -135,8 +135,8 @@ def test_keys_are_named_by_prefix_kind_and_key_and_all_expire(redis_url: str, ad
     assert admin.pttl("myapp:serial") == -1  # epochs must never repeat: the counter is kept
 
 
-def test_the_readme_documents_every_key() -> None:
-    table = README[README.index("| Key pattern |") :]
+def test_the_fleet_page_documents_every_key() -> None:
+    table = FLEET_PAGE[FLEET_PAGE.index("| Key pattern |") :]
     table = table[: table.index("\n\n")]
     rows = [[cell.strip(" `") for cell in line.strip("|").split("|")] for line in table.splitlines()[2:]]
     documented = {row[0]: row[1] for row in rows}
