@@ -27,7 +27,7 @@ def main(url: str, sim: Simulator) -> None:
     sim.script("hyper", "/api/journal", [Fault("hyper", 10)] * 5)
     sim.script("hyper", "/api/clients", [Fault("hyper", 2)])
     with rc.HyperClient(base_url=f"{url}/hyper", token="t", policy=policy) as client:
-        response = client.post("/api/journal", json={"Account": 7})
+        response = client.post("/api/journal", json={"AccountNo": 7})
         print("journal attempts:", response.extensions[rc.ATTEMPTS_EXTENSION])
         print("clients ResponseCode:", client.get("/api/clients").json()["ResponseCode"])
 
