@@ -59,7 +59,7 @@ def run(out: Print = print) -> int:
         steps.title("Hyper: a locked account (code 10, twice) is retried to success, even for a POST")
         sim.script("hyper", "/api/journal", [Fault("hyper", 10), Fault("hyper", 10)])
         with steps.client(rc.HyperClient, url, "hyper", token="demo-token") as client:
-            response = client.post("/api/journal", json={"Account": 7, "Amount": 100})
+            response = client.post("/api/journal", json={"AccountNo": 7, "Amount": 100})
         out(f"   -> HTTP {response.status_code}, ResponseCode {response.json()['ResponseCode']}, "
             f"attempts {response.extensions[rc.ATTEMPTS_EXTENSION]}, "
             f"journal entries applied {sim.side_effects['hyper', '/api/journal']}")  # fmt: skip
