@@ -22,11 +22,11 @@ from resilient_client.stores import MemoryState
 
 
 def test_the_defaults_are_the_contracts() -> None:
-    assert BudgetSettings() == BudgetSettings(ratio=0.2, burst=10.0)
+    assert BudgetSettings() == BudgetSettings(enabled=True, ratio=0.05, burst=20.0, refund=2.5)
     assert BreakerSettings() == BreakerSettings(
         enabled=True,
-        failure_ratio=0.5,
-        minimum_throughput=10,
+        failure_ratio=0.9,
+        minimum_throughput=20,
         sampling_duration=30.0,
         break_duration=15.0,
         max_break_duration=120.0,
