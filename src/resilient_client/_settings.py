@@ -79,7 +79,7 @@ class BreakerSettings:
     failure_ratio: float = attrs.field(
         default=0.9, metadata=rules(check(lambda v: 0 < v <= 1, "must be > 0 and <= 1"))
     )
-    #: Enough attempts that a run of bad luck at 50 % is no outage (9 of 10 failing is 1 %; 18 of 20 is 0.02 %).
+    #: Enough attempts that bad luck at 50 % is no outage (9 of 10 failing: 1 %; 18 of 20: 0.02 %).
     minimum_throughput: int = attrs.field(default=20, metadata=rules(_AT_LEAST_ONE))
     sampling_duration: float = attrs.field(default=30.0, metadata=rules(*_POSITIVE_SECONDS))
     break_duration: float = attrs.field(default=15.0, metadata=rules(*_POSITIVE_SECONDS))
