@@ -58,6 +58,20 @@ def test_tables_read_from_a_file_are_strict() -> None:
     [
         pytest.param(BudgetSettings, {"ratio": -0.1}, "budget.ratio", "must be 0..100", id="budget-ratio"),
         pytest.param(BudgetSettings, {"burst": 0.5}, "budget.burst", "must be >= 1", id="budget-burst"),
+        pytest.param(BudgetSettings, {"refund": -1}, "budget.refund", "must be 0..100", id="budget-refund"),
+        pytest.param(
+            BudgetSettings, {"refund": "2.5"}, "budget.refund", "must be a number", id="budget-refund-type"
+        ),
+        pytest.param(
+            BudgetSettings, {"enabled": "yes"}, "budget.enabled", "must be true or false", id="budget-enabled"
+        ),
+        pytest.param(
+            BudgetSettings,
+            {"refunds": 2.0},
+            "budget.refunds",
+            "unknown key; did you mean refund?",
+            id="budget-typo",
+        ),
         pytest.param(
             BreakerSettings,
             {"failure_ratio": 0},
