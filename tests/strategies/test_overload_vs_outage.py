@@ -111,8 +111,41 @@ async def test_a_vendor_that_fails_everything_after_a_healthy_spell_is_cut_off_w
         failures += 1
         now += 0.05
     assert moved == "open"
-    # The window holds 0.9-1 of 30 s: 600 successes fall out within it, never a longer wait.
-    assert failures * 0.05 <= settings.sampling_duration
+    # Not when the 600 successes have left the window (27 s of failures later): at once.
+    assert failures == settings.consecutive_failures
+
+
+async def test_without_consecutive_failures_a_healthy_spell_holds_the_circuit_for_most_of_a_window(
+    twin: Callable[[object], Any], store: StateStore
+) -> None:
+    settings = BreakerSettings(consecutive_failures=0)
+    ops = twin(Breaker(settings, store, "breaker/usta/h"))
+    now = 1000.0
+    for _ in range(600):
+        permit = await ops.admit(now, 30.0)
+        await ops.record(permit, False, now)
+        now += 0.05
+    moved = None
+    failures = 0
+    while moved is None and failures < 2000:
+        permit = await ops.admit(now, 30.0)
+        moved = await ops.record(permit, True, now)
+        failures += 1
+        now += 0.05
+    assert moved == "open"
+    assert failures > 100
+
+
+async def test_a_success_breaks_the_run_of_failures(twin: Callable[[object], Any], store: StateStore) -> None:
+    settings = BreakerSettings(consecutive_failures=5, minimum_throughput=1000)
+    ops = twin(Breaker(settings, store, "breaker/usta/h"))
+    moves = []
+    for failed in [True] * 4 + [False] + [True] * 4:
+        permit = await ops.admit(1000.0, 30.0)
+        moves.append(await ops.record(permit, failed, 1000.0))
+    assert moves == [None] * 9
+    permit = await ops.admit(1000.0, 30.0)
+    assert await ops.record(permit, True, 1000.0) == "open"
 
 
 # -- the budget -----------------------------------------------------------------------------------
