@@ -6,11 +6,12 @@ an outage, not on partial failure or overload (SPEC section 10): the defaults (9
 leave random faults at 50 % and a vendor at its capacity (503s to 10-40 % of attempts) to the
 retries, the budget and the concurrency limit. A window that holds a healthy spell would keep a
 vendor that has just gone down reachable until the spell leaves it, so ``consecutive_failures`` in
-a row (counted in process, reset by any success) open it too. Open, it
-refuses every call (``CircuitOpen``: nothing is sent) for ``break_duration``. Then it turns half-open
-and lets exactly ``half_open_probes`` calls through, across threads, tasks and (with a shared store)
-processes: a probe that succeeds closes it, one that fails opens it again for twice as long, up to
-``max_break_duration``.
+a row (counted in process, reset by any success) open it too.
+
+Open, it refuses every call (``CircuitOpen``: nothing is sent) for ``break_duration``. Then it
+turns half-open and lets exactly ``half_open_probes`` calls through, across threads, tasks and
+(with a shared store) processes: a probe that succeeds closes it, one that fails opens it again for
+twice as long, up to ``max_break_duration``.
 
 Every transition is a compare-and-set on the circuit's epoch, so of many callers that judge the same
 circuit at once only the first moves it; the others' outcomes are still counted.
