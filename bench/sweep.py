@@ -25,7 +25,9 @@ the bars count (calls and attempts) does not depend on the waits; p99 does, and 
 shortened waits. The breaker's windows and breaks keep real time: a run lasts a few seconds, so an
 opened circuit stays open to its end (the fast refusal of the 100 % row).
 
-Prints one table, and the bars (SPEC section 7) with "met" or "NOT met".
+Prints one table, and the bars (SPEC section 7) with "met" or "NOT met". With 4 attempts no client
+beats ``1 - rate ** 4`` in expectation: 99.19 % at 30 %, 0.19 % above the bar, while one run of
+1,000 calls varies by about 0.3 % (the oracle's too); ``--calls 5000 --rates 0.3,0.5`` narrows it.
 """
 
 from __future__ import annotations
