@@ -142,6 +142,12 @@ def test_demo_runs_every_scenario() -> None:
                  "not retried: the retry budget is spent"):  # fmt: skip
         assert text in out, out
     assert re.search(r"guard off: .* at most 2 at the server at once, [1-9] code 50 answers", out), out
+    # 30 % random 503s: retried, nearly every call succeeds; then an outage: the circuit opens and
+    # most calls are refused without a request
+    retried = re.search(r"30 % random 503s: 200 calls in .* \(([\d.]+) a call\);.* (\d+) succeeded", out)
+    assert retried and int(retried[2]) >= 190 and float(retried[1]) < 1.6, out
+    refused = re.search(r"an outage .*: 200 calls in .* \(([\d.]+) a call\); (\d+) CircuitOpenError", out)
+    assert refused and int(refused[2]) >= 150 and float(refused[1]) <= 0.5, out
     assert elapsed < 20  # about 5 s on an idle machine; the bound only catches a hang
 
 

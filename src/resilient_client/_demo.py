@@ -3,8 +3,9 @@
 Each step scripts the simulator, makes one call with a vendor client, and prints what happened:
 the attempts, the waits, the exception caught, and what the simulator received. The last steps show
 the resilience strategies (circuit breaker, rate limiter, guard, retry budget) at work under the
-simulator's habits, with real time and threads. Uses only public names; waits are shortened (the
-server's Retry-After is still honoured in full), so the whole demo takes a few seconds.
+simulator's habits, with real time and threads; the very last, random faults retried while an
+outage is refused. Uses only public names; waits are shortened (the server's Retry-After is still
+honoured in full), so the whole demo takes a few seconds.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def run(out: Print = print) -> int:
             echoed = sim.last_headers["medable", "/accounts/me"].get("medable-csrf-token") is not None
             out(f"   -> signed in; CSRF token echoed on the next request: {echoed}")
 
-        for scenario in (_breaker, _pause, _guard, _budget):
+        for scenario in (_breaker, _pause, _guard, _budget, _faults_and_outage):
             sim.reset()
             scenario(sim, url, steps)
     out(f"\ndone in {time.monotonic() - started:.1f} s; the simulator has stopped")
@@ -339,3 +340,41 @@ def _budget(sim: Simulator, url: str, steps: _Steps) -> None:
         f"(without the budget: {requests * retry.max_attempts})")  # fmt: skip
     out(f"   reasons given: {'; '.join(sorted(reasons))}")
     sim.outage("hyper", None)
+
+
+def _faults_and_outage(sim: Simulator, url: str, steps: _Steps) -> None:
+    steps.title("USTA: 30 % random 503s are retried (calls succeed); an outage is refused (few attempts)")
+    out, watch = steps.out, _Watch(steps.out)
+    shipped = rc.load_policy("usta")
+    # The shipped policy (budget, breaker), its backoff waits 100 times shorter: a few seconds in all.
+    retry = attrs.evolve(shipped.retry, initial_wait=0.005, max_wait=0.08)
+    policy = attrs.evolve(shipped, retry=retry)
+    budget, breaker = policy.budget, policy.breaker
+    out(f"   shipped usta policy: [budget] ratio = {budget.ratio:g}, burst = {budget.burst:g}, "
+        f"refund = {budget.refund:g}; [breaker] failure_ratio = {breaker.failure_ratio:g}, "
+        f"minimum_throughput = {breaker.minimum_throughput}, consecutive_failures = "
+        f"{breaker.consecutive_failures}")  # fmt: skip
+    calls = 200
+    transport = rc.ResilientTransport("usta", policy=policy, hooks=[watch])
+    with httpx.Client(base_url=f"{url}/usta", transport=transport) as c:
+        for label in ("30 % random 503s", "an outage (every request a 503)"):
+            if label.startswith("30"):
+                sim.error_rate("usta", 0.3, seed=2026)
+            else:
+                sim.error_rate("usta", None)
+                sim.outage("usta", status=503)
+            before, began = sum(sim.snapshot()["requests"].get("usta", {}).values()), time.monotonic()
+            endings: dict[str, int] = {}
+            for _ in range(calls):
+                try:
+                    c.get("/api/v1/items")
+                    ending = "succeeded"
+                except rc.errors.ResilientClientError as e:
+                    ending = type(e).__name__
+                endings[ending] = endings.get(ending, 0) + 1
+            attempts = sum(sim.snapshot()["requests"].get("usta", {}).values()) - before
+            ended = ", ".join(f"{count} {ending}" for ending, count in sorted(endings.items()))
+            out(f"   {label}: {calls} calls in {time.monotonic() - began:.2f} s, {attempts} attempts "
+                f"({attempts / calls:.2f} a call); {ended}")  # fmt: skip
+        out(f"   transport.breaker.state: {transport.breaker.state}")
+    sim.outage("usta", None)

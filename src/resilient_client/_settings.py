@@ -41,19 +41,26 @@ _AT_LEAST_ONE = check(lambda v: 1 <= v <= 10**9, "must be between 1 and 10000000
 @refuse_unknown_keywords("budget")
 @attrs.frozen
 class BudgetSettings:
-    """The ``[budget]`` table: each request adds ``ratio`` tokens (up to ``burst``), each retry takes one."""
+    """The ``[budget]`` table: each request adds ``ratio`` tokens (up to ``burst``), each retry takes
+    one, and a retry that succeeds puts ``refund`` back: retries go on while they succeed, and stop
+    when the vendor is plainly down (SPEC section 10)."""
 
     _table: ClassVar[str] = "budget"
 
-    #: Retries allowed per request on average; 0 turns the budget off.
-    ratio: float = attrs.field(default=0.2, metadata=rules(check(lambda v: 0 <= v <= 100, "must be 0..100")))
+    enabled: bool = True
+    #: Retries allowed per request on average when no retry succeeds (an outage); 0 turns the
+    #: budget off.
+    ratio: float = attrs.field(default=0.05, metadata=rules(check(lambda v: 0 <= v <= 100, "must be 0..100")))
     #: Tokens the budget starts with and can hold.
     burst: float = attrs.field(
-        default=10.0,
+        default=20.0,
         metadata=rules(
             check(lambda v: v >= 1, "must be >= 1"), check(lambda v: v <= 10**9, "must be <= 1e9")
         ),
     )
+    #: Tokens a retry that succeeds puts back (its own one, and ``refund - 1`` more): retries pay for
+    #: themselves while at least ``1 / refund`` of them succeed. 0: a retry's token is spent for good.
+    refund: float = attrs.field(default=2.5, metadata=rules(check(lambda v: 0 <= v <= 100, "must be 0..100")))
 
     def __attrs_post_init__(self) -> None:
         validate_instance(self, IN_CODE, self._table)
@@ -67,15 +74,24 @@ class BreakerSettings:
     _table: ClassVar[str] = "breaker"
 
     enabled: bool = True
+    #: An outage, not a partial failure: random faults at 50 % (or a vendor at its capacity) never
+    #: reach it, a vendor that fails everything does.
     failure_ratio: float = attrs.field(
-        default=0.5, metadata=rules(check(lambda v: 0 < v <= 1, "must be > 0 and <= 1"))
+        default=0.9, metadata=rules(check(lambda v: 0 < v <= 1, "must be > 0 and <= 1"))
     )
-    minimum_throughput: int = attrs.field(default=10, metadata=rules(_AT_LEAST_ONE))
+    #: Enough attempts that bad luck at 50 % is no outage (9 of 10 failing: 1 %; 18 of 20: 0.02 %).
+    minimum_throughput: int = attrs.field(default=20, metadata=rules(_AT_LEAST_ONE))
     sampling_duration: float = attrs.field(default=30.0, metadata=rules(*_POSITIVE_SECONDS))
     break_duration: float = attrs.field(default=15.0, metadata=rules(*_POSITIVE_SECONDS))
     #: Each failed probe doubles the break, up to this (below ``break_duration``: no doubling).
     max_break_duration: float = attrs.field(default=120.0, metadata=rules(*_POSITIVE_SECONDS))
     half_open_probes: int = attrs.field(default=1, metadata=rules(_AT_LEAST_ONE))
+    #: Failures in a row (seen by one process) that open the circuit whatever the window holds: a
+    #: vendor that goes down after a healthy spell is cut off at once, not when its successes have
+    #: left the window. 0 turns it off. 30 in a row at 50 % random faults: once in 10**9 attempts.
+    consecutive_failures: int = attrs.field(
+        default=30, metadata=rules(check(lambda v: 0 <= v <= 10**9, "must be 0..1000000000"))
+    )
 
     def __attrs_post_init__(self) -> None:
         validate_instance(self, IN_CODE, self._table)

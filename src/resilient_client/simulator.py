@@ -21,7 +21,9 @@ The habits the SDK's resilience strategies exist for, off until switched on::
     sim.rate_limit("hyper", 20, period=60.0)    # Hyper's gateway: 20 requests a minute per client IP
     sim.journal_latency = 0.05                  # journal calls take this long; an overlap gets code 50
     sim.outage("hyper", status=503)             # every hyper request answers 503 until outage(..., None)
+    sim.error_rate("usta", 0.3, seed=1)         # 30 % of usta requests, drawn at random, answer a 503
     sim.rate_limited["hyper"], sim.outage_answers["hyper"], sim.overlaps["A1"], sim.max_in_flight["A1"]
+    sim.random_faults["usta"]                   # requests the error rate answered with a fault
 
 ``GET /_simulator/stats`` answers ``snapshot()`` as JSON: what the server saw from every client of a
 fleet, readable from another process. Uses only the package's public names.
@@ -33,6 +35,7 @@ import contextlib
 import http
 import json
 import math
+import random
 import secrets
 import threading
 import time
@@ -158,6 +161,8 @@ class Simulator:
         #: Times of the requests each (vendor, client IP) window let through, oldest first.
         self._windows: dict[tuple[str, str], deque[float]] = {}
         self._outages: dict[str, int] = {}
+        #: vendor -> (share of requests answered with a transient fault, status, the draws)
+        self._error_rates: dict[str, tuple[float, int, random.Random]] = {}
         self._journal_in_flight: Counter[str] = Counter()
         #: Requests received, by (vendor, path): every one that reached the server, refused or not.
         self.requests: Counter[tuple[str, str]] = Counter()
@@ -169,6 +174,8 @@ class Simulator:
         self.rate_limited: Counter[str] = Counter()
         #: Requests answered by an outage, by vendor.
         self.outage_answers: Counter[str] = Counter()
+        #: Requests answered with a transient fault by ``error_rate``, by vendor.
+        self.random_faults: Counter[str] = Counter()
         #: Hyper journal requests that arrived while another one of the same account was being
         #: processed (each got code 50), by account.
         self.overlaps: Counter[str] = Counter()
@@ -223,6 +230,24 @@ class Simulator:
             else:
                 self._outages[vendor] = status
 
+    def error_rate(self, vendor: str, rate: float | None, status: int = 503, seed: int | None = None) -> None:
+        """Answer a random share ``rate`` (0 to 1) of ``vendor``'s requests with a transient fault:
+        ``status`` with a proxy's HTML page, or for Medable (whose faults are bodies) kTooBusy, its
+        503. Each request is drawn on its own (``seed`` makes the draws repeatable); an outage or the
+        rate limit answers first. ``None`` or 0 turns it off."""
+        where = f"error_rate({vendor!r}, ...)"
+        _check_vendor(vendor)
+        if rate is not None:
+            if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+                raise ValueError(f"{where}: rate must be a share from 0 to 1 (or None), got {rate!r}")
+            if isinstance(status, bool) or not isinstance(status, int) or not 500 <= status <= 599:
+                raise ValueError(f"{where}: status must be a server error status, 500 to 599, got {status!r}")
+        with self._lock:
+            if not rate:
+                self._error_rates.pop(vendor, None)
+            else:
+                self._error_rates[vendor] = (float(rate), status, random.Random(seed))
+
     def snapshot(self) -> dict[str, Any]:
         """One consistent, JSON-ready copy of the counters and switches (``GET /_simulator/stats``)."""
         with self._lock:
@@ -231,6 +256,7 @@ class Simulator:
                 "side_effects": _by_vendor(self.side_effects),
                 "rate_limited": dict(self.rate_limited),
                 "outage_answers": dict(self.outage_answers),
+                "random_faults": dict(self.random_faults),
                 "journal": {
                     "overlaps": dict(self.overlaps),
                     "max_in_flight": dict(self.max_in_flight),
@@ -239,6 +265,7 @@ class Simulator:
                 },
                 "rate_limits": {v: {"requests": n, "period": p} for v, (n, p) in self._limits.items()},
                 "outages": dict(self._outages),
+                "error_rates": {v: rate for v, (rate, _, _) in self._error_rates.items()},
             }
 
     def script(self, vendor: str, path: str, steps: Sequence[Step], *, repeat: bool = False) -> None:
@@ -263,7 +290,7 @@ class Simulator:
             self.script(vendor, path, steps, repeat=repeat)
 
     def reset(self) -> None:
-        """Forget scripts, sessions, rate limits, outages and counters (the clock and
+        """Forget scripts, sessions, rate limits, outages, error rates and counters (the clock and
         ``journal_latency`` stay)."""
         with self._lock:
             self._scripts.clear()
@@ -272,6 +299,8 @@ class Simulator:
             self._limits.clear()
             self._windows.clear()
             self._outages.clear()
+            self._error_rates.clear()
+            self.random_faults.clear()
             self.requests.clear()
             self.side_effects.clear()
             self.last_headers.clear()
@@ -332,7 +361,7 @@ class Simulator:
                 return status, _error_page(status), {"content-type": "text/html"}
             limit = self._limits.get(vendor)
             if limit is None:
-                return None
+                return self._random_fault(vendor)
             allowed, period = limit
             now = self._clock()
             window = self._windows.setdefault((vendor, client_ip), deque())
@@ -340,11 +369,25 @@ class Simulator:
                 window.popleft()
             if len(window) < allowed:
                 window.append(now)
-                return None
+                return self._random_fault(vendor)
             self.rate_limited[vendor] += 1
             # Rounded first so float noise (59.000000001) does not ask for a second more than needed.
             wait = max(1, math.ceil(round(window[0] + period - now, 6)))
         return 429, dict(GATEWAY_THROTTLED_BODY), {"Retry-After": str(wait)}
+
+    def _random_fault(self, vendor: str) -> Answer | None:
+        """The transient fault ``error_rate`` draws for this request, or None (called locked)."""
+        drawn = self._error_rates.get(vendor)
+        if drawn is None:
+            return None
+        rate, status, draws = drawn
+        if draws.random() >= rate:
+            return None
+        self.random_faults[vendor] += 1
+        if vendor == "medable":
+            code, body = fault_body("medable", "kTooBusy")
+            return code, body, {}
+        return status, _error_page(status), {"content-type": "text/html"}
 
     async def _journal(self, path: str, method: str, headers: dict[str, str], body: bytes) -> Answer:
         """A Hyper journal request: processed for ``journal_latency`` seconds, one at a time per

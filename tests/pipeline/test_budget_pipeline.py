@@ -17,13 +17,15 @@ from resilient_client.testing import FakeClock
 pytestmark = pytest.mark.anyio
 
 DOWN = httpx.Response(503)
-#: Retries the budget allows: ``burst`` at the start plus ``ratio`` per request.
-BURST, RATIO = 10.0, 0.2
+#: Retries the budget allows under an outage: ``burst`` at the start plus ``ratio`` per request.
+BURST, RATIO, REFUND = 20.0, 0.05, 2.5
 
 
 @pytest.mark.parametrize("name", rc.VENDORS)
 def test_every_shipped_policy_has_the_budget_on_with_the_contracts_numbers(name: str) -> None:
-    assert rc.load_policy(name).budget == rc.BudgetSettings(ratio=RATIO, burst=BURST)
+    assert rc.load_policy(name).budget == rc.BudgetSettings(
+        enabled=True, ratio=RATIO, burst=BURST, refund=REFUND
+    )
 
 
 async def test_under_total_outage_the_default_budget_allows_burst_plus_ratio_retries(

@@ -225,7 +225,7 @@ async def test_reset_closes_an_open_circuit(twin: Callable[[object], Any], clock
 @pytest.mark.parametrize("probes", [1, 3])
 def test_exactly_the_allowed_probes_go_when_32_threads_ask_at_once(clock: Clock, probes: int) -> None:
     breaker = make(half_open_probes=probes)
-    for _ in range(10):
+    for _ in range(breaker.settings.minimum_throughput):
         breaker.record(breaker.admit(clock.monotonic(), 30.0), True, clock.monotonic())  # type: ignore[arg-type]
     clock.sleep(15.0)
     start = threading.Barrier(32)

@@ -84,4 +84,4 @@ def test_racing_retries_never_overdraw_the_budget() -> None:
 
 
 def test_repr_names_its_numbers_and_key() -> None:
-    assert repr(make()) == "Budget(ratio=0.2, burst=10.0, key='budget/hyper')"
+    assert repr(make()) == "Budget(ratio=0.2, burst=10.0, refund=2.5, key='budget/hyper')"

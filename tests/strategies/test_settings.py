@@ -22,15 +22,16 @@ from resilient_client.stores import MemoryState
 
 
 def test_the_defaults_are_the_contracts() -> None:
-    assert BudgetSettings() == BudgetSettings(ratio=0.2, burst=10.0)
+    assert BudgetSettings() == BudgetSettings(enabled=True, ratio=0.05, burst=20.0, refund=2.5)
     assert BreakerSettings() == BreakerSettings(
         enabled=True,
-        failure_ratio=0.5,
-        minimum_throughput=10,
+        failure_ratio=0.9,
+        minimum_throughput=20,
         sampling_duration=30.0,
         break_duration=15.0,
         max_break_duration=120.0,
         half_open_probes=1,
+        consecutive_failures=30,
     )
     assert RateLimitSettings() == RateLimitSettings(
         enabled=False, requests=0, period=1.0, burst=1, adaptive=True, pause_on_retry_after=True
@@ -58,6 +59,27 @@ def test_tables_read_from_a_file_are_strict() -> None:
     [
         pytest.param(BudgetSettings, {"ratio": -0.1}, "budget.ratio", "must be 0..100", id="budget-ratio"),
         pytest.param(BudgetSettings, {"burst": 0.5}, "budget.burst", "must be >= 1", id="budget-burst"),
+        pytest.param(
+            BreakerSettings,
+            {"consecutive_failures": -1},
+            "breaker.consecutive_failures",
+            "must be 0..1000000000",
+            id="consecutive-failures",
+        ),
+        pytest.param(BudgetSettings, {"refund": -1}, "budget.refund", "must be 0..100", id="budget-refund"),
+        pytest.param(
+            BudgetSettings, {"refund": "2.5"}, "budget.refund", "must be a number", id="budget-refund-type"
+        ),
+        pytest.param(
+            BudgetSettings, {"enabled": "yes"}, "budget.enabled", "must be true or false", id="budget-enabled"
+        ),
+        pytest.param(
+            BudgetSettings,
+            {"refunds": 2.0},
+            "budget.refunds",
+            "unknown key; did you mean refund?",
+            id="budget-typo",
+        ),
         pytest.param(
             BreakerSettings,
             {"failure_ratio": 0},

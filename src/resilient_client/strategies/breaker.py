@@ -1,11 +1,17 @@
 """The circuit breaker: Polly's circuit state controller, over a StateStore.
 
 Closed, it lets every call through and counts outcomes over a sliding window; when at least
-``minimum_throughput`` outcomes were seen and ``failure_ratio`` of them failed, it opens. Open, it
-refuses every call (``CircuitOpen``: nothing is sent) for ``break_duration``. Then it turns half-open
-and lets exactly ``half_open_probes`` calls through, across threads, tasks and (with a shared store)
-processes: a probe that succeeds closes it, one that fails opens it again for twice as long, up to
-``max_break_duration``.
+``minimum_throughput`` outcomes were seen and ``failure_ratio`` of them failed, it opens. It opens on
+an outage, not on partial failure or overload (SPEC section 10): the defaults (90 % of at least 20)
+leave random faults at 50 % and a vendor at its capacity (503s to 10-40 % of attempts) to the
+retries, the budget and the concurrency limit. A window that holds a healthy spell would keep a
+vendor that has just gone down reachable until the spell leaves it, so ``consecutive_failures`` in
+a row (counted in process, reset by any success) open it too.
+
+Open, it refuses every call (``CircuitOpen``: nothing is sent) for ``break_duration``. Then it
+turns half-open and lets exactly ``half_open_probes`` calls through, across threads, tasks and
+(with a shared store) processes: a probe that succeeds closes it, one that fails opens it again for
+twice as long, up to ``max_break_duration``.
 
 Every transition is a compare-and-set on the circuit's epoch, so of many callers that judge the same
 circuit at once only the first moves it; the others' outcomes are still counted.
@@ -100,6 +106,7 @@ class Breaker:
         "overrides",
         "settings",
         "store",
+        "streak",
         "wins",
         "won_at",
     )
@@ -120,6 +127,9 @@ class Breaker:
         #: The permit of the closed circuit's current epoch: every call of a healthy vendor gets
         #: one, and a frozen Permit can be shared instead of made per call.
         self._closed = Permit(0)
+        #: Failures in a row seen here (any success resets it); unlocked: a lost count under a race
+        #: only delays the opening by one failure.
+        self.streak = 0
         #: Successes not in the store yet, and when the latest of them happened.
         self.wins = Tally()
         self.won_at = 0.0
@@ -157,6 +167,7 @@ class Breaker:
         permit = self._closed
         if permit.epoch != epoch:
             permit = self._closed = Permit(epoch)
+            self.streak = 0  # closed again (here or elsewhere): the failures before weigh no more
         return permit
 
     def _admitted(self, taken: bool, circuit: Circuit, token: str) -> Permit | CircuitOpen:
@@ -168,6 +179,8 @@ class Breaker:
 
     def _should_open(self, failures: int, total: int) -> bool:
         settings = self.settings
+        if 0 < settings.consecutive_failures <= self.streak:
+            return True
         return total >= settings.minimum_throughput and failures / total >= settings.failure_ratio
 
     def _next_break(self, permit: Permit) -> float:
@@ -194,6 +207,7 @@ class Breaker:
     def _outcome(self, failed: bool, now: float) -> RecordOutcome:
         """A failure (or a probe's outcome), with every success counted before it."""
         self._closed_until = -math.inf  # ask the store again from now on
+        self.streak = self.streak + 1 if failed else 0
         count, age = self._take_wins(now)
         return RecordOutcome(self.key, failed, self.settings.sampling_duration, count, age)
 
@@ -217,6 +231,7 @@ class Breaker:
 
     def succeeded(self, now: float) -> None:
         """Count a success of a closed circuit's call (the usual call: no store operation)."""
+        self.streak = 0
         self.wins.add()
         self.won_at = now
         if now >= self.flush_at:
@@ -268,11 +283,13 @@ class Breaker:
     def reset(self, now: float) -> None:
         """Close the circuit and forget its outcomes, whatever its state."""
         self._closed_until = -math.inf
+        self.streak = 0
         self.store.run(ResetCircuit(self.key), now)
 
     # -- async twins --------------------------------------------------------------------------------
 
     async def asucceeded(self, now: float) -> None:
+        self.streak = 0
         self.wins.add()
         self.won_at = now
         if now >= self.flush_at:
@@ -313,6 +330,7 @@ class Breaker:
 
     async def areset(self, now: float) -> None:
         self._closed_until = -math.inf
+        self.streak = 0
         await self.store.arun(ResetCircuit(self.key), now)
 
 

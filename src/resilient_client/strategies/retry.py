@@ -6,7 +6,8 @@ budget is asked for a token (one atomic step) and a plain ``tenacity.Retrying``,
 call over, seeded with the first attempt: its first step gets that attempt, and each step after makes
 the next attempt through the inner strategies. tenacity retries while the decision says retry, waits
 the decided wait through the call's clock (the async shell awaits it before the next attempt), and
-tells the hooks of each retry before its wait (logging, ``on_retry``, instrumentation).
+tells the hooks of each retry before its wait (logging, ``on_retry``, instrumentation). A retry that
+succeeds is counted for the budget's refund (retries go on while they succeed).
 
 A refusal by an inner strategy on a retry never hides the vendor's answer: the last vendor attempt is
 what the call ends with, its reason naming the refusal; only a first attempt that was refused ends
@@ -276,8 +277,11 @@ class _Retried:
         refused = self._weighed(result)
         if refused is not None:
             return refused
-        if result.decision.action == "retry" and not budget.try_spend(call.clock.monotonic()):
+        action = result.decision.action
+        if action == "retry" and not budget.try_spend(call.clock.monotonic()):
             return self.strategy._unfunded(call, result)
+        if action == "return":
+            budget.retry_succeeded()
         return result
 
     def sleep(self, seconds: float) -> None:
@@ -308,8 +312,11 @@ class _Retried:
         refused = self._weighed(result)
         if refused is not None:
             return refused
-        if result.decision.action == "retry" and not await budget.atry_spend(call.clock.monotonic()):
+        action = result.decision.action
+        if action == "retry" and not await budget.atry_spend(call.clock.monotonic()):
             return self.strategy._unfunded(call, result)
+        if action == "return":
+            budget.retry_succeeded()
         return result
 
     def defer(self, seconds: float) -> None:
