@@ -356,12 +356,13 @@ def render_explain(data: dict[str, Any]) -> str:
     ]
     codes = [_code_label(c["code"]) for c in data["codes"]]
     code_width = max(4, *map(len, codes))
-    lines.append(f"  {'code':>{code_width}s}  {'category':22s}  {'retried':10s}  {'worst':>7s}  waits")
+    lines.append(f"  {'code':>{code_width}s}  {'category':22s}  {'retried':11s}  {'worst':>7s}  waits")
     for label, c in zip(codes, data["codes"], strict=True):
         category = c["category"] or "-"
-        worst = f"{c['worst_case_seconds']:g} s"
+        retried = "by category" if c["retried"] == "category" else c["retried"]
+        worst = "-" if c["retried"] == "no" else f"{c['worst_case_seconds']:g} s"
         waits = _waits_text(c["waits"])
-        lines.append(f"  {label:>{code_width}s}  {category:22s}  {c['retried']:10s}  {worst:>7s}  {waits}")
+        lines.append(f"  {label:>{code_width}s}  {category:22s}  {retried:11s}  {worst:>7s}  {waits}")
     lines.append("  (other: every code without a rule of its own, and transport errors)")
     return "\n".join(lines) + "\n"
 
@@ -547,12 +548,18 @@ _NET_MEAN, _NET_SD = 0.010, 0.002
 
 
 def _occ_run(
-    clients: int, ceilings: Sequence[float], jitter: bool, deadline: float, rng: random.Random
+    clients: int,
+    ceilings: Sequence[float],
+    jitter: bool,
+    deadline: float,
+    rng: random.Random,
+    outage: float = 0.0,
 ) -> tuple[int, float, int]:
     """One run of the post's optimistic-concurrency experiment: ``clients`` start at once, each
     reads one row's version, then writes it conditionally; a write that lost (another write came
     between its read and its write) is a failed call, retried after the backoff. A client gives up
-    after ``len(ceilings) + 1`` writes, or when its next read would start past ``deadline``.
+    after ``len(ceilings) + 1`` writes, or when its next read would start past ``deadline``. Every
+    write before ``outage`` seconds fails (the vendor is down, then comes back).
     Returns (calls, time to finish, clients that succeeded)."""
 
     def net() -> float:
@@ -576,7 +583,7 @@ def _occ_run(
         elif what == "write":
             calls += 1
             writes[client] += 1
-            won = payload == version
+            won = payload == version and now >= outage
             version += won
             heapq.heappush(events, (now + net(), order, "answer", client, int(won)))
         elif payload:
@@ -591,10 +598,16 @@ def _occ_run(
 
 
 def _fleet(
-    clients: int, ceilings: Sequence[float], jitter: bool, deadline: float, runs: int, seed: int
+    clients: int,
+    ceilings: Sequence[float],
+    jitter: bool,
+    deadline: float,
+    runs: int,
+    seed: int,
+    outage: float,
 ) -> Fleet:
     results = [
-        _occ_run(clients, ceilings, jitter, deadline, random.Random(f"{seed}:{clients}:{run}"))
+        _occ_run(clients, ceilings, jitter, deadline, random.Random(f"{seed}:{clients}:{run}"), outage)
         for run in range(runs)
     ]
     succeeded = statistics.fmean(r[2] for r in results)
@@ -607,17 +620,20 @@ def _fleet(
     )
 
 
-def simulate(policy: rc.RetryPolicy, clients: Iterable[int], runs: int = 20, seed: int = 0) -> dict[str, Any]:
+def simulate(
+    policy: rc.RetryPolicy, clients: Iterable[int], runs: int = 20, seed: int = 0, outage: float = 0.0
+) -> dict[str, Any]:
     """The AWS "Exponential Backoff and Jitter" experiment on the policy's backoff (every other
     code's: ``retry.initial_wait``, ``multiplier``, ``max_wait``, ``max_attempts`` and
     ``total_timeout``), beside the same backoff without jitter; each fleet size averaged over
-    ``runs`` runs. Simulated time, deterministic for a ``seed``."""
+    ``runs`` runs. With ``outage``, every write fails for that many seconds first. Simulated
+    time, deterministic for a ``seed``."""
     retry = policy.retry
     ceilings = [policy.backoff_ceiling(n, None) for n in range(1, retry.max_attempts)]
     rows = []
     for size in clients:
-        with_policy = _fleet(size, ceilings, retry.jitter == "full", retry.total_timeout, runs, seed)
-        no_jitter = _fleet(size, ceilings, False, retry.total_timeout, runs, seed)
+        with_policy = _fleet(size, ceilings, retry.jitter == "full", retry.total_timeout, runs, seed, outage)
+        no_jitter = _fleet(size, ceilings, False, retry.total_timeout, runs, seed, outage)
         fewer = 1 - with_policy.calls / no_jitter.calls if no_jitter.calls else 0.0
         rows.append(
             {
@@ -632,6 +648,7 @@ def simulate(policy: rc.RetryPolicy, clients: Iterable[int], runs: int = 20, see
         "max_attempts": retry.max_attempts,
         "waits": [_r(c) for c in ceilings],
         "deadline_seconds": retry.total_timeout,
+        "outage_seconds": outage,
         "runs": runs,
         "seed": seed,
         "fleets": rows,
@@ -641,9 +658,10 @@ def simulate(policy: rc.RetryPolicy, clients: Iterable[int], runs: int = 20, see
 def render_simulate(data: dict[str, Any], name: str) -> str:
     """``policy simulate`` as a table."""
     waits = ", ".join(f"{w:g}" for w in data["waits"][:6]) + (", ..." if len(data["waits"]) > 6 else "")
+    start = f"after an outage of {data['outage_seconds']:g} s, " if data["outage_seconds"] else "at once, "
     lines = [
-        f"{name}: clients contending for one row at once (the AWS 'Exponential Backoff and Jitter' "
-        "experiment),",
+        f"{name}: clients contending for one row, {start}as in the AWS 'Exponential Backoff and "
+        "Jitter' experiment;",
         f"  each failed write retried after the policy's backoff (ceilings {waits} s; jitter "
         f"{data['jitter']}; {data['max_attempts']} attempts, {data['deadline_seconds']:g} s), "
         f"mean of {data['runs']} runs",

@@ -319,7 +319,7 @@ def _policy_tool(args: argparse.Namespace, out: TextIO) -> int:
             raise _BadInput(f"--output {args.output}: {error.strerror or error}") from None
         out.write(f"wrote {args.output}\n")
         return 0
-    data = tools.simulate(policy, args.clients, runs=args.runs, seed=args.seed)
+    data = tools.simulate(policy, args.clients, runs=args.runs, seed=args.seed, outage=args.outage)
     out.write(json.dumps(data, indent=2) + "\n" if args.json else tools.render_simulate(data, name))
     return 0
 
@@ -348,6 +348,16 @@ def _runs(text: str) -> int:
     if not 1 <= runs <= 1000:
         raise argparse.ArgumentTypeError(f"{runs}: must be from 1 to 1000")
     return runs
+
+
+def _outage_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"{text}: must be from 0 to 3600 seconds")
+    return seconds
 
 
 def _check_listen_address(host: str, port: int) -> None:
@@ -517,6 +527,14 @@ def _parser() -> argparse.ArgumentParser:
     simulate_policy.add_argument("--json", action="store_true", help="print JSON")
     simulate_policy.add_argument(
         "--runs", type=_runs, default=20, help="runs averaged per fleet size (default 20)"
+    )
+    simulate_policy.add_argument(
+        "--outage",
+        type=_outage_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="every call fails for this long first, then the vendor is back (default 0: the post's "
+        "experiment, every client starting at once)",
     )
     simulate_policy.add_argument(
         "--seed", type=int, default=0, help="seed of the simulation's randomness (default 0: repeatable)"
