@@ -37,16 +37,20 @@ from resilient_client._catalog import CATEGORIES
 from resilient_client._policy import CodeWaits
 
 __all__ = [
-    "AWS_POST",
     "OUTAGE_RATE",
     "OUTAGE_SECONDS",
+    "Band",
     "Fleet",
     "explain",
     "outage_amplification",
+    "outage_vendor",
     "plot_svg",
     "plot_text",
     "plotted_codes",
+    "render_explain",
+    "render_simulate",
     "simulate",
+    "strategies",
 ]
 
 #: The outage the amplification is measured under: SPEC's bar (2 requests a second, 10 minutes).
@@ -541,8 +545,6 @@ class Fleet:
     gave_up: float
 
 
-#: The AWS post's parameters: waits of 10 ms x 2^n capped at 2 s, retried until the write succeeds.
-AWS_POST = {"initial_wait": 0.01, "multiplier": 2.0, "max_wait": 2.0}
 #: The network of the post's simulator: each message takes a normal delay, mean 10 ms, sd 2 ms.
 _NET_MEAN, _NET_SD = 0.010, 0.002
 
