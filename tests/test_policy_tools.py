@@ -248,3 +248,16 @@ def test_simulate_after_an_outage_costs_more_calls() -> None:
     assert after["policy"]["gave_up"] > calm["policy"]["gave_up"]
     status, out, _ = run("policy", "simulate", "hyper", "--clients", "10", "--outage", "1")
     assert status == 0 and "after an outage of 1 s" in out
+
+
+def test_a_table_without_a_sentence_of_its_own_is_listed_with_its_keys() -> None:
+    """A strategy table added after this module (say ``[concurrency]``) is still listed: its keys."""
+
+    @attrs.frozen
+    class Concurrency:
+        enabled: bool = True
+        max: int = 200
+        smoothing: float = 0.2
+
+    assert tools._describe_generic(Concurrency()) == "max = 200, smoothing = 0.2"
+    assert tools._enabled("concurrency", Concurrency(enabled=False), rc.load_policy("default")) is False
