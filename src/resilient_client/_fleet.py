@@ -23,9 +23,11 @@ import contextlib
 import logging
 import multiprocessing
 import queue
+import signal
+import threading
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
 import attrs
@@ -195,6 +197,8 @@ class _Worker:
 def _work(index: int, redis_url: str, base_url: str, go: Sequence[Any], results: Any) -> None:
     """A worker process: says it is ready for each scene, starts it when the parent sets the
     scene's event (every worker at once), and sends its tally when done."""
+    if hasattr(signal, "pthread_sigmask"):  # held by the parent while it started the fork server
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         worker = _Worker(index, redis_url, base_url)
         for scene, start in zip(SCENES, go, strict=True):
@@ -223,6 +227,7 @@ class _Fleet:
     processes: Sequence[multiprocessing.process.BaseProcess]
     go: list[Any]
     results: Any
+    interrupts: _Interrupts
     pending: dict[int, deque[tuple[str, Any]]] = attrs.Factory(lambda: defaultdict(deque))
 
     @property
@@ -252,6 +257,7 @@ class _Fleet:
                 waiting.discard(index)
             if not waiting:
                 break
+            self.interrupts.check()
             try:
                 index, got, tally = self.results.get(timeout=0.1)
                 self.pending[index].append((got, tally))
@@ -328,6 +334,7 @@ def run(workers: int = 4, out: Print = print) -> int:
         out(f"fleet demo skipped: {missing}")
         return 0
     with contextlib.ExitStack() as stack:
+        interrupts = stack.enter_context(_Interrupts().installed())
         stack.callback(server.close)
         server.start()
         sim = Simulator(journal_latency=JOURNAL_LATENCY)
@@ -350,17 +357,24 @@ def run(workers: int = 4, out: Print = print) -> int:
             )
             for i in range(workers)
         ]
-        for process in processes:
-            process.start()
         stack.callback(_reap, processes)
-        fleet = _Fleet(out, processes, go, results)
+        fleet = _Fleet(out, processes, go, results, interrupts)
         try:
+            interrupts.check()
+            with _signals_held():
+                for process in processes:
+                    process.start()
             _scenes(fleet, sim, server, limit)
         except WorkerFailed as failure:
             for process in processes:
                 process.terminate()
             out(f"fleet: {failure}")
             return 1
+        except BaseException:
+            # Ctrl-C or SIGTERM: the workers stop now, not after their scene (or its timeout).
+            for started_process in _started(processes):
+                started_process.terminate()
+            raise
     out(f"\nfleet done in {time.monotonic() - started:.1f} s; the workers, redis-server and the "
         f"simulator have stopped")  # fmt: skip
     return 0
@@ -409,7 +423,70 @@ def _fallbacks(out: Print, tallies: Sequence[Tally]) -> None:
             "until it answered again")  # fmt: skip
 
 
+class _Interrupts:
+    """While the fleet runs, Ctrl-C raises KeyboardInterrupt and SIGTERM raises ``SystemExit(143)``,
+    so the workers, the simulator and redis-server are stopped on the way out instead of left
+    behind. A handler can fire inside a ``__del__``, where Python swallows what it raises: the
+    signal is remembered, and ``check()`` (asked while the parent waits for its workers) raises it
+    again. A second signal during the clean-up is ignored, so it is not cut short. Only the main
+    thread can set handlers: elsewhere (a test driving ``run`` from a thread) nothing changes."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def _raise(self, signum: int) -> None:
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.received is None:
+            self.received = signum
+            self._raise(signum)
+
+    def check(self) -> None:
+        """Raise a signal received earlier whose exception was swallowed."""
+        if self.received is not None:
+            self._raise(self.received)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_Interrupts]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait while the workers are handed to the fork server: interrupted
+    half-way, a worker would start after this process removed the events it waits on, and print
+    a traceback. The fork server (started by the first worker) and the workers inherit the mask:
+    each worker lifts it first thing (``_work``)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _started(
+    processes: Sequence[multiprocessing.process.BaseProcess],
+) -> list[multiprocessing.process.BaseProcess]:
+    return [process for process in processes if process.pid is not None]
+
+
 def _reap(processes: Sequence[multiprocessing.process.BaseProcess]) -> None:
+    processes = _started(processes)
     for process in processes:
         process.join(timeout=5)
     for process in processes:

@@ -4,6 +4,9 @@
     resilient-client codes medable --json    # the whole catalog, for scripts
     resilient-client policy check my.toml    # the problems of a policy file, or its effective policy
     resilient-client policy show hyper       # the shipped policy of a vendor (or "default")
+    resilient-client policy explain hyper    # what the policy does: per code, waits, outage load
+    resilient-client policy plot hyper       # the wait schedule per code (--output F.svg: an SVG)
+    resilient-client policy simulate hyper --clients 10,50,100   # jitter vs none, AWS's experiment
     resilient-client demo                    # the clients against the simulator
     resilient-client fleet --workers 4       # worker processes sharing one Redis
     resilient-client simulate --port 8080    # the simulator as a loopback server
@@ -16,9 +19,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
+import errno
 import json
 import math
 import os
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -49,6 +55,10 @@ examples:
   resilient-client codes medable --json    the whole catalog, for scripts
   resilient-client policy check my.toml    the problems of a policy file, or its effective policy
   resilient-client policy show default     a shipped policy: default, updox, usta, medable, hyper
+  resilient-client policy explain hyper    per code: retried for which methods, waits, worst case
+  resilient-client policy plot hyper       the wait schedule per code as a terminal chart
+  resilient-client policy plot hyper --output hyper.svg              the same as an SVG file
+  resilient-client policy simulate hyper --clients 10,50,100         full jitter vs no jitter
   resilient-client demo                    the vendor clients against the simulator
   resilient-client fleet --workers 4       worker processes sharing one Redis, against the simulator
   resilient-client simulate --port 8080    the simulator on a loopback port
@@ -126,7 +136,7 @@ def _code_record(catalog: rc.Catalog, given: str, policy: rc.RetryPolicy) -> dic
     the code it refines (USTA 200699 -> 2006), else the catalog's range for it (Updox 4xxx)."""
     vendor = catalog.vendor
     code = catalog.normalize(given)
-    entry = None if code is None else catalog.lookup(code)
+    entry = None if code is None else catalog.lookup(code) or _any_case(catalog, given)
     if code is None:
         pass
     elif entry is not None:
@@ -142,10 +152,27 @@ def _code_record(catalog: rc.Catalog, given: str, policy: rc.RetryPolicy) -> dic
                     f"{fallback.category}, as every code from {fallback.first} to {fallback.last}"
                 )
                 return _record(catalog, code, None, fallback.category, policy, note)
+    hint = _did_you_mean(catalog, given) or f"`resilient-client codes {vendor}` lists the codes"
     raise _BadInput(
         f"{vendor} has no code {given!r} and nothing it falls back to (a response carrying it is "
-        f"classified by its HTTP status); `resilient-client codes {vendor}` lists the codes"
+        f"classified by its HTTP status); {hint}"
     )
+
+
+def _any_case(catalog: rc.Catalog, given: str) -> rc.CatalogEntry | None:
+    """The entry whose code is ``given`` in another case (``kthrottled`` -> ``kThrottled``)."""
+    wanted = given.strip().casefold()
+    return next((entry for entry in catalog if str(entry.code).casefold() == wanted), None)
+
+
+def _did_you_mean(catalog: rc.Catalog, given: str) -> str:
+    """``did you mean 'kThrottled'?`` for the catalog's codes nearest ``given`` (any case); ``""``
+    when none is near."""
+    by_folded = {str(entry.code).casefold(): str(entry.code) for entry in catalog}
+    near = difflib.get_close_matches(given.strip().casefold(), by_folded, n=3, cutoff=0.6)
+    if not near:
+        return ""
+    return "did you mean " + " or ".join(repr(by_folded[n]) for n in near) + "?"
 
 
 _LABELS = {"why": "retried", "falls_back": "falls back"}
@@ -239,6 +266,8 @@ def render_waits(policy: rc.RetryPolicy) -> str:
 def _policy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.policy_command == "show":
         return _show_policy(args.target, out)
+    if args.policy_command in ("explain", "plot", "simulate"):
+        return _policy_tool(args, out)
     try:
         policy = rc.load_policy(args.target)
     except rc.PolicyError as error:
@@ -257,17 +286,124 @@ def _show_policy(name: str, out: TextIO) -> int:
     return 0
 
 
+def _named_policy(target: str) -> tuple[rc.RetryPolicy, str]:
+    """The policy ``target`` names and how to show it: a vendor (any case; the policy its clients
+    would use, as ``codes`` explains them), ``default``, or a policy file."""
+    name = target.lower()
+    if not os.path.exists(target) and name in rc.VENDORS:
+        policy = client_policy(name)
+        shipped = rc.load_policy(name)
+        return policy, name if policy.source == shipped.source else f"{name} ({policy.source})"
+    if not os.path.exists(target) and name == "default":
+        return rc.load_policy(name), name
+    return rc.load_policy(target), target
+
+
+def _policy_tool(args: argparse.Namespace, out: TextIO) -> int:
+    from resilient_client import _policy_tools as tools
+
+    policy, name = _named_policy(args.target)
+    if args.policy_command == "explain":
+        data = tools.explain(policy, name)
+        out.write(json.dumps(data, indent=2) + "\n" if args.json else tools.render_explain(data))
+        return 0
+    if args.policy_command == "plot":
+        title = f"{name}: wait before each retry"
+        if args.output is None:
+            out.write(tools.plot_text(policy, title))
+            return 0
+        try:
+            with open(args.output, "w", encoding="utf-8") as svg:
+                svg.write(tools.plot_svg(policy, title))
+        except OSError as error:
+            raise _BadInput(f"--output {args.output}: {error.strerror or error}") from None
+        out.write(f"wrote {args.output}\n")
+        return 0
+    data = tools.simulate(policy, args.clients, runs=args.runs, seed=args.seed, outage=args.outage)
+    out.write(json.dumps(data, indent=2) + "\n" if args.json else tools.render_simulate(data, name))
+    return 0
+
+
+def _fleet_sizes(text: str) -> list[int]:
+    """``--clients 10,50,100``: fleet sizes from 1 to 1,000."""
+    sizes = []
+    for part in text.split(","):
+        try:
+            size = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r} is not a whole number; expected sizes such as 10,50,100"
+            ) from None
+        if not 1 <= size <= 1000:
+            raise argparse.ArgumentTypeError(f"{size}: a fleet size must be from 1 to 1000")
+        sizes.append(size)
+    return sizes
+
+
+def _runs(text: str) -> int:
+    try:
+        runs = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= runs <= 1000:
+        raise argparse.ArgumentTypeError(f"{runs}: must be from 1 to 1000")
+    return runs
+
+
+def _outage_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"{text}: must be from 0 to 3600 seconds")
+    return seconds
+
+
+def _check_listen_address(host: str, port: int) -> None:
+    """Refuse a host or port the simulator could not listen on, saying which and why (the server
+    itself only reports that it did not start)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise _BadInput(f"--host {host!r}: not a host name or address that resolves ({reason})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As the server sets it: a port left in TIME_WAIT is free, one that is listened on is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise _BadInput(
+                    f"--port {port}: already in use on {host}; pick another, or 0 for a free one"
+                ) from None
+            if error.errno == errno.EADDRNOTAVAIL:
+                raise _BadInput(
+                    f"--host {host}: not an address of this machine, so nothing can listen on it "
+                    "(use 127.0.0.1, or an address of one of its network interfaces)"
+                ) from None
+            if error.errno == errno.EACCES:
+                raise _BadInput(
+                    f"--port {port}: needs privileges on this machine (ports below 1024 do); pick "
+                    "another, or 0 for a free one"
+                ) from None
+            raise _BadInput(f"--host {host} --port {port}: cannot listen there ({error.strerror})") from None
+
+
 def _simulate(args: argparse.Namespace, out: TextIO) -> int:
     from resilient_client.simulator import JOURNAL_ACCOUNT_FIELD, STATS_PATH, serve
 
     if not 0 <= args.port <= 65535:
         raise _BadInput(f"--port {args.port}: must be between 0 and 65535")
     sim = _simulator_from(args)
+    _check_listen_address(args.host, args.port)
     with contextlib.ExitStack() as stack:
         try:
             url = stack.enter_context(serve(sim, host=args.host, port=args.port))
-        except (RuntimeError, OSError) as error:  # a busy port, a host that is not ours
-            raise _BadInput(f"{error} (is the port in use?)") from None
+        except (RuntimeError, OSError) as error:  # taken between the check and the server's bind
+            raise _BadInput(f"{error}: the address was free a moment before; try again") from None
         out.write(f"simulator on {url} (vendors under /updox, /usta, /medable, /hyper); Ctrl-C stops it\n")
         for vendor, limit in sim.snapshot()["rate_limits"].items():
             out.write(
@@ -333,12 +469,16 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {rc.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "-V", "--version", action="version", version=f"%(prog)s {rc.__version__}", help="print the version"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     codes = sub.add_parser("codes", help="explain one code of a vendor, or list its catalog")
     # Vendor ids are lowercase; HYPER or Hyper mean the same vendor.
     codes.add_argument("vendor", type=str.lower, help=", ".join(rc.VENDORS) + " (any case)")
-    codes.add_argument("code", nargs="?", help="a code, e.g. 10 or kThrottled")
+    codes.add_argument(
+        "code", nargs="?", help="a code, e.g. 10 or kThrottled (any case); without it, the whole catalog"
+    )
     codes.add_argument("--json", action="store_true", help="print JSON")
     codes.add_argument(
         "--policy",
@@ -346,13 +486,58 @@ def _parser() -> argparse.ArgumentParser:
         help="explain under this policy; default: the one a client would use "
         "(RESILIENT_CLIENT_<VENDOR>_POLICY, else RESILIENT_CLIENT_POLICY, else the shipped one)",
     )
-    policy = sub.add_parser("policy", help="check a policy file or show a shipped policy")
-    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    policy = sub.add_parser("policy", help="check, show, explain, plot or simulate a policy")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
     policy_sub.add_parser("check", help="validate a file; print its effective policy").add_argument(
-        "target", metavar="FILE"
+        "target", metavar="FILE", help="a policy file (TOML); every problem is listed with its key path"
     )
     policy_sub.add_parser("show", help="print a shipped policy, every key").add_argument(
-        "target", metavar="NAME", type=str.lower, help="default, " + ", ".join(rc.VENDORS)
+        "target", metavar="NAME", type=str.lower, help="default, " + ", ".join(rc.VENDORS) + " (any case)"
+    )
+    target_help = (
+        "a vendor (" + ", ".join(rc.VENDORS) + ", any case: the policy its clients use), "
+        "default, or a policy file"
+    )
+    explain = policy_sub.add_parser(
+        "explain",
+        help="per code: retried for which methods, the waits, the worst case; attempts per call at an "
+        "outage; what each strategy does",
+    )
+    explain.add_argument("target", metavar="VENDOR_OR_FILE", help=target_help)
+    explain.add_argument("--json", action="store_true", help="print JSON")
+    plot = policy_sub.add_parser(
+        "plot", help="the wait schedule per code as bands (jittered min, median, max per retry)"
+    )
+    plot.add_argument("target", metavar="VENDOR_OR_FILE", help=target_help)
+    plot.add_argument(
+        "--output", metavar="FILE.svg", help="write an SVG there; without it, draw a chart in the terminal"
+    )
+    simulate_policy = policy_sub.add_parser(
+        "simulate",
+        help="the AWS 'Exponential Backoff and Jitter' experiment on the policy's backoff, beside no jitter",
+    )
+    simulate_policy.add_argument("target", metavar="VENDOR_OR_FILE", help=target_help)
+    simulate_policy.add_argument(
+        "--clients",
+        type=_fleet_sizes,
+        default=[10, 50, 100],
+        metavar="N,N,...",
+        help="fleet sizes to simulate, comma-separated (default 10,50,100)",
+    )
+    simulate_policy.add_argument("--json", action="store_true", help="print JSON")
+    simulate_policy.add_argument(
+        "--runs", type=_runs, default=20, help="runs averaged per fleet size (default 20)"
+    )
+    simulate_policy.add_argument(
+        "--outage",
+        type=_outage_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="every call fails for this long first, then the vendor is back (default 0: the post's "
+        "experiment, every client starting at once)",
+    )
+    simulate_policy.add_argument(
+        "--seed", type=int, default=0, help="seed of the simulation's randomness (default 0: repeatable)"
     )
     sub.add_parser("demo", help="run the vendor clients against the simulator")
     fleet = sub.add_parser(
@@ -360,9 +545,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     fleet.add_argument("--workers", type=int, default=4, help="worker processes, 1 to 32 (default 4)")
     simulate = sub.add_parser("simulate", help="run the vendor simulator on a loopback port")
-    simulate.add_argument("--host", default="127.0.0.1")
-    simulate.add_argument("--port", type=int, default=8080)
-    simulate.add_argument("--scenario", type=str.lower, help="one of: outage, throttled, transient")
+    simulate.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
+    )
+    simulate.add_argument(
+        "--port", type=int, default=8080, help="port to listen on; 0 picks a free one (default 8080)"
+    )
+    simulate.add_argument(
+        "--scenario", type=str.lower, help="a scripted fault sequence: outage, throttled or transient"
+    )
     simulate.add_argument(
         "--rate-limit",
         metavar="[VENDOR:]N/PERIOD",
