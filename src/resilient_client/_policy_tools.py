@@ -147,11 +147,12 @@ def _describe_retry(s: rc.RetryPolicy) -> str:
 
 def _describe_budget(s: rc.RetryPolicy) -> str:
     b = s.budget
-    if b.ratio <= 0:
-        return "off (ratio = 0): every retry the retry table allows is sent"
+    if not b.enabled or b.ratio <= 0:
+        return "off: every retry the retry table allows is sent"
     return (
-        f"each call earns {b.ratio:g} retry tokens (holding at most {b.burst:g}); a retry without a "
-        f"token is not sent: over time at most {b.ratio:g} retries per call"
+        f"each call earns {b.ratio:g} retry tokens (holding at most {b.burst:g}) and a retry that "
+        f"succeeds puts back {b.refund:g}; a retry without a token is not sent: retries go on while "
+        f"they succeed, and at an outage at most {b.ratio:g} retries per call"
     )
 
 
@@ -159,7 +160,9 @@ def _describe_breaker(s: rc.RetryPolicy) -> str:
     b = s.breaker
     return (
         f"opens when {b.failure_ratio:.0%} or more of at least {b.minimum_throughput} attempts in "
-        f"{_seconds(b.sampling_duration)} failed; then refuses calls for {_seconds(b.break_duration)} "
+        f"{_seconds(b.sampling_duration)} failed"
+        + (f", or {b.consecutive_failures} in a row" if b.consecutive_failures else "")
+        + f"; then refuses calls for {_seconds(b.break_duration)} "
         f"(doubling up to {_seconds(b.max_break_duration)} while probes fail) and lets "
         f"{b.half_open_probes} probe through"
     )
