@@ -28,7 +28,15 @@ from resilient_client._clients import (
 from resilient_client._clock import Clock
 from resilient_client._decision import Decision, decide, parse_retry_after
 from resilient_client._envelopes import Envelope, read_envelope
-from resilient_client._pipeline import AttemptEvent, BreakerEvent, Hook, RejectionEvent
+from resilient_client._pipeline import (
+    Attempt,
+    AttemptEvent,
+    BreakerEvent,
+    Call,
+    Hook,
+    RejectionEvent,
+    WaitEvent,
+)
 from resilient_client._policy import (
     POLICY_ENV,
     BodySettings,
@@ -73,12 +81,14 @@ __all__ = [
     "AsyncMedableClient",
     "AsyncUpdoxClient",
     "AsyncUstaClient",
+    "Attempt",
     "AttemptEvent",
     "BodySettings",
     "BreakerEvent",
     "BreakerSettings",
     "BudgetSettings",
     "CALLER_TIMEOUT_EXTENSION",
+    "Call",
     "Catalog",
     "CatalogEntry",
     "Clock",
@@ -111,6 +121,7 @@ __all__ = [
     "UpdoxClient",
     "UstaClient",
     "VENDORS",
+    "WaitEvent",
     "catalog",
     "classify",
     "decide",

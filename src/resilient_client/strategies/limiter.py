@@ -39,7 +39,7 @@ import attrs
 
 from resilient_client._clock import Clock
 from resilient_client._decision import RETURN
-from resilient_client._pipeline import AsyncNext, Attempt, Call, Next, is_testing, rejected
+from resilient_client._pipeline import AsyncNext, Attempt, Call, Hooks, Next, is_testing, rejected
 from resilient_client._settings import RateLimitSettings
 from resilient_client.errors import ThrottledError
 from resilient_client.stores import (
@@ -290,15 +290,22 @@ class LimiterStrategy:
     refusal for a wait past the deadline (there is no wait).
     """
 
-    __slots__ = ("_clock", "_limiters", "settings", "store", "vendor")
+    __slots__ = ("_clock", "_hooks", "_limiters", "settings", "store", "vendor")
 
     def __init__(
-        self, settings: RateLimitSettings, store: StateStore, vendor: str, clock: Clock | None = None
+        self,
+        settings: RateLimitSettings,
+        store: StateStore,
+        vendor: str,
+        clock: Clock | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.vendor = vendor
         self._clock = Clock() if clock is None else clock
+        #: Told of every wait (``Hooks.waited``), as ``"rate_limit"``.
+        self._hooks = Hooks() if hooks is None else hooks
         self._limiters: dict[str, Limiter] = {}
 
     def __repr__(self) -> str:
@@ -352,14 +359,17 @@ class LimiterStrategy:
         """Wait out the host's pause; a refusal (ThrottledError) when it would pass the deadline."""
         limiter = self.for_host(call.host)
         clock = call.clock
+        started = clock.monotonic()
+        waited = False
         while True:
             now = clock.monotonic()
             wait = limiter.hold(now, call.deadline - now)
-            if wait is None or is_testing():
-                return None
-            if isinstance(wait, Throttled):
-                return self._refused(call, number, wait)
+            if wait is None or is_testing() or isinstance(wait, Throttled):
+                if waited:
+                    self._hooks.waited(call, number, "rate_limit", clock.monotonic() - started)
+                return self._refused(call, number, wait) if isinstance(wait, Throttled) else None
             clock.sleep(wait.wait)
+            waited = True
 
     async def apaused(self, call: Call) -> bool:
         return await self.for_host(call.host).apaused_meanwhile(call.clock.monotonic())
@@ -367,14 +377,17 @@ class LimiterStrategy:
     async def ahold(self, call: Call, number: int) -> Attempt | None:
         limiter = self.for_host(call.host)
         clock = call.clock
+        started = clock.monotonic()
+        waited = False
         while True:
             now = clock.monotonic()
             wait = await limiter.ahold(now, call.deadline - now)
-            if wait is None or is_testing():
-                return None
-            if isinstance(wait, Throttled):
-                return self._refused(call, number, wait)
+            if wait is None or is_testing() or isinstance(wait, Throttled):
+                if waited:
+                    self._hooks.waited(call, number, "rate_limit", clock.monotonic() - started)
+                return self._refused(call, number, wait) if isinstance(wait, Throttled) else None
             await clock.asleep(wait.wait)
+            waited = True
 
     # -- shells ---------------------------------------------------------------------------------
 
@@ -384,18 +397,28 @@ class LimiterStrategy:
         # Under the testing switch nothing is reserved: with the waits off, reservations would
         # pile up until the next one reached past the deadline and was refused.
         ticket = _GO
+        # When the first wait began and the last ended (None: no wait, nothing to tell the hooks).
+        started: float | None = None
+        waited: float | None = None
         while not is_testing():
             now = clock.monotonic()
             answer = limiter.acquire(now, call.deadline - now)
             if isinstance(answer, Throttled):
+                if started is not None:
+                    self._hooks.waited(call, number, "rate_limit", now - started)
                 return self._refused(call, number, answer)
             ticket = answer
             if ticket.wait > 0:
+                if started is None:
+                    started = now
                 clock.sleep(ticket.wait)
-                if ticket.granted and limiter.paused_meanwhile(clock.monotonic()):
+                waited = clock.monotonic()
+                if ticket.granted and limiter.paused_meanwhile(waited):
                     continue  # wait the pause out, then queue again (this place in the queue is lost)
             if ticket.granted:
                 break
+        if started is not None and waited is not None:
+            self._hooks.waited(call, number, "rate_limit", waited - started)
         attempt = next(call, number)
         if attempt.decision is RETURN and not _climbing(ticket):
             return attempt  # a success teaches nothing while no learned rate climbs back
@@ -412,18 +435,28 @@ class LimiterStrategy:
         # Under the testing switch nothing is reserved: with the waits off, reservations would
         # pile up until the next one reached past the deadline and was refused.
         ticket = _GO
+        # When the first wait began and the last ended (None: no wait, nothing to tell the hooks).
+        started: float | None = None
+        waited: float | None = None
         while not is_testing():
             now = clock.monotonic()
             answer = await limiter.aacquire(now, call.deadline - now)
             if isinstance(answer, Throttled):
+                if started is not None:
+                    self._hooks.waited(call, number, "rate_limit", now - started)
                 return self._refused(call, number, answer)
             ticket = answer
             if ticket.wait > 0:
+                if started is None:
+                    started = now
                 await clock.asleep(ticket.wait)
-                if ticket.granted and await limiter.apaused_meanwhile(clock.monotonic()):
+                waited = clock.monotonic()
+                if ticket.granted and await limiter.apaused_meanwhile(waited):
                     continue  # wait the pause out, then queue again (this place in the queue is lost)
             if ticket.granted:
                 break
+        if started is not None and waited is not None:
+            self._hooks.waited(call, number, "rate_limit", waited - started)
         attempt = await next(call, number)
         if attempt.decision is RETURN and not _climbing(ticket):
             return attempt
