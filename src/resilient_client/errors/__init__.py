@@ -53,10 +53,11 @@ attributes.
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
 from typing import TYPE_CHECKING
 
-from resilient_client.errors import _shipped, _tree
-from resilient_client.errors._shipped import *  # noqa: F403
+from resilient_client.errors import _tree
 from resilient_client.errors._tree import (
     CATEGORY_CLASSES,
     VENDOR_BASES,
@@ -97,8 +98,10 @@ from resilient_client.errors._tree import (
     UstaError,
     ValidationError,
     VerificationRequired,
-    set_catalog_loader,
 )
+
+if TYPE_CHECKING:
+    from resilient_client.errors._shipped import *  # noqa: F403
 
 __all__ = [
     "ApiError",
@@ -140,16 +143,34 @@ __all__ = [
     "VENDOR_BASES",
     "ValidationError",
     "VerificationRequired",
-    "register",
-    "set_catalog_loader",
 ]
 
-# Tracebacks, reprs of classes and pickles name the public path, not the private module (as httpx does).
-for _public in (*_tree.__all__, *_shipped.__all__):
-    _found = globals()[_public]
-    if isinstance(_found, type):
-        _found.__module__ = __name__
-del _public, _found
+
+def _public_path(names: list[str], module: ModuleType) -> None:
+    """Tracebacks, reprs of classes and pickles name the public path, not the private module (as
+    httpx does)."""
+    for name in names:
+        found = getattr(module, name)
+        if isinstance(found, type):
+            found.__module__ = __name__
+
+
+_public_path(_tree.__all__, _tree)
+
+#: The generated module, once a per-code class was first asked for (importing it builds ~400 classes).
+_shipped_module: ModuleType | None = None
+
+
+def _shipped_classes() -> ModuleType:
+    """The four shipped vendors' per-code classes, imported on first use and served from here."""
+    global _shipped_module
+    if _shipped_module is None:
+        module = importlib.import_module("resilient_client.errors._shipped")
+        _public_path(module.__all__, module)
+        globals().update({name: getattr(module, name) for name in module.__all__})
+        _shipped_module = module
+    return _shipped_module
+
 
 #: Classes built at run time for vendors added with ``load_catalog()``, by name.
 _added: dict[str, type[ApiError]] = {}
@@ -159,9 +180,10 @@ def register(cls: type[ApiError]) -> None:
     """Serve ``cls``, built for a vendor added with ``load_catalog()``, as ``errors.<its name>``.
 
     Loading that vendor's catalog again replaces its classes. Raises ValueError when the name is a
-    shipped class's or another vendor's.
+    shipped class's or another vendor's. Called by the catalog loader (not in ``__all__``).
     """
     name = cls.__name__
+    _shipped_classes()
     taken = globals().get(name) if not name.startswith("_") else None
     existing = _added.get(name)
     if taken is not None or (existing is not None and existing._vendor != cls._vendor):
@@ -171,13 +193,17 @@ def register(cls: type[ApiError]) -> None:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_added})
+    return sorted({*globals(), *_shipped_classes().__all__, *_added})
 
 
 if not TYPE_CHECKING:
     # Hidden from type checkers: they must see only the static classes, so that a misspelled name
     # (errors.RateLimitError) is an error instead of an ApiError class.
     def __getattr__(name: str) -> type[ApiError]:
+        if not name.startswith("_"):
+            shipped = _shipped_classes()
+            if name in shipped.__all__:
+                return getattr(shipped, name)
         found = _added.get(name)
         if found is None:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
