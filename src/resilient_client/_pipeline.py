@@ -312,10 +312,12 @@ class AttemptEvent:
 
     @property
     def vendor(self) -> str:
+        """The vendor's id (``"hyper"``)."""
         return self._call.vendor
 
     @property
     def method(self) -> str:
+        """The request's HTTP method."""
         return self._call.request.method
 
     @property
@@ -325,6 +327,7 @@ class AttemptEvent:
 
     @property
     def attempt(self) -> int:
+        """The attempt's number, from 1."""
         return self._attempt.number
 
     @property
@@ -334,6 +337,7 @@ class AttemptEvent:
 
     @property
     def reason(self) -> str:
+        """Why the pipeline decided what it did, in words (secrets masked)."""
         return self._call.secrets.redact(self._attempt.decision.reason)
 
     @property
@@ -343,11 +347,13 @@ class AttemptEvent:
 
     @property
     def code(self) -> int | str | None:
+        """The vendor's fault code (text codes masked), or None."""
         code = self._attempt.outcome.code
         return self._call.secrets.redact(code) if isinstance(code, str) else code
 
     @property
     def status(self) -> int | None:
+        """The HTTP status, or None after a transport error."""
         response = self._attempt.response
         return None if response is None else response.status_code
 
@@ -359,6 +365,7 @@ class AttemptEvent:
 
     @property
     def retry_after(self) -> float | None:
+        """The server's Retry-After in seconds, as sent, or None."""
         return self._attempt.retry_after
 
 

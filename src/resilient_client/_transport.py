@@ -241,6 +241,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     # -- sync and async shells ---------------------------------------------------------------
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through the pipeline (httpx's transport API): the vendor's response, or
+        its typed error (``ApiError``), a refusal (``RejectedError``) or httpx's transport error."""
         call = self._call(request)
         try:
             response = self._outcome(call, self._pipeline.run(call))
@@ -252,6 +254,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return body_errors_scrubbed(response, request, self.secrets)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """The async twin of ``handle_request`` (httpx's async transport API)."""
         call = self._call(request)
         try:
             response = self._outcome(call, await self._pipeline.arun(call))
@@ -263,12 +266,14 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return async_body_errors_scrubbed(response, request, self.secrets)
 
     def close(self) -> None:
+        """Close the inner sync transport (and the default one this transport built)."""
         if isinstance(self._inner, httpx.BaseTransport):
             self._inner.close()
         if self._sync_default is not None:
             self._sync_default.close()
 
     async def aclose(self) -> None:
+        """Close the inner async transport (and the default one this transport built)."""
         if isinstance(self._inner, httpx.AsyncBaseTransport):
             await self._inner.aclose()
         if self._async_default is not None:

@@ -326,6 +326,7 @@ class LimiterStrategy:
             await self.store.arun(EndPause(limiter.key), now)
 
     def for_host(self, host: str) -> Limiter:
+        """The limiter of one host of the vendor (made on first use)."""
         limiter = self._limiters.get(host)
         if limiter is None:
             key = state_key("limiter", self.vendor, host)
@@ -372,9 +373,11 @@ class LimiterStrategy:
             waited = True
 
     async def apaused(self, call: Call) -> bool:
+        """The async twin of ``paused``."""
         return await self.for_host(call.host).apaused_meanwhile(call.clock.monotonic())
 
     async def ahold(self, call: Call, number: int) -> Attempt | None:
+        """The async twin of ``hold``."""
         limiter = self.for_host(call.host)
         clock = call.clock
         started = clock.monotonic()
@@ -392,6 +395,9 @@ class LimiterStrategy:
     # -- shells ---------------------------------------------------------------------------------
 
     def handle(self, call: Call, number: int, next: Next) -> Attempt:
+        """Attempt ``number`` of ``call`` through ``next`` once the host's pace and pause allow it
+        (each wait told to the hooks); a refusal (``ThrottledError``) when the wait would pass the
+        deadline. A ``rate_limited`` answer lowers the learned rate, a Retry-After pauses the host."""
         limiter = self.for_host(call.host)
         clock = call.clock
         # Under the testing switch nothing is reserved: with the waits off, reservations would
@@ -430,6 +436,7 @@ class LimiterStrategy:
         return attempt
 
     async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
+        """The async twin of ``handle``."""
         limiter = self.for_host(call.host)
         clock = call.clock
         # Under the testing switch nothing is reserved: with the waits off, reservations would
