@@ -842,4 +842,6 @@ async def test_async_clients_take_async_hooks_and_providers() -> None:
 def test_a_misspelled_keyword_names_the_public_client(client_class: type[Any]) -> None:
     with pytest.raises(TypeError) as caught:
         client_class(base_url="https://vendor.test", polcy="hyper.toml")
-    assert str(caught.value) == f"{client_class.__name__}.__init__() got an unexpected keyword argument 'polcy'"
+    assert (
+        str(caught.value) == f"{client_class.__name__}.__init__() got an unexpected keyword argument 'polcy'"
+    )

@@ -10,7 +10,6 @@ import resilient_client as rc
 from resilient_client import errors, testing
 from resilient_client.errors import _shipped, _tree
 
-
 #: Importable from the package for code written against 0.2, but not part of its surface.
 UNLISTED = {
     "CALLER_TIMEOUT_EXTENSION",

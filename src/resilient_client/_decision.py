@@ -247,7 +247,8 @@ def decide(
         rule = policy.rule(code) if code is not None else None
         if not policy.retries(outcome.category, code):  # ``is_retryable``
             if rule is not None and rule.retry is False:  # the code's own rule, not its category's
-                return Decision("raise", reason=f"not retried: the policy's [codes.{code}] sets retry = false")
+                why = f"not retried: the policy's [codes.{code}] sets retry = false"
+                return Decision("raise", reason=why)
             return Decision("raise", reason=f"not retried: the policy does not retry {outcome.category}")
         any_method = (
             rule.any_method
