@@ -11,16 +11,22 @@ replace.
 Masked by name: secret headers in the ``(b'name', b'value')`` pairs httpcore and hpack print, a
 URL's password, secret query parameters and inline credentials. Masked by value: every secret a
 live client or transport registered (tokens, passwords, client keys, CSRF tokens), in any encoding
-``Secrets`` recognises. Records of other loggers are left alone.
+``Secrets`` recognises; and, for a record written while a transport sends a request (``sending``),
+every secret that request carries: its cookies above all, which a vendor may echo into any
+response header (``x-request-id: req-sid=...``) that httpcore prints at DEBUG. Records of other
+loggers are left alone.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import threading
 import weakref
 from urllib.parse import unquote
+
+import httpx
 
 from resilient_client._redact import REDACTED, Secrets, is_secret_name, redact_text, redact_url
 
@@ -109,6 +115,41 @@ def redact_log_text(text: str) -> str:
     return redact_text(_known.redact(text))
 
 
+class _Sending:
+    """The request a transport is sending in this thread or task, and what it carries that must
+    not reach a log line, worked out only when a record is written (never on a quiet success path)."""
+
+    __slots__ = ("_found", "request", "secrets")
+
+    def __init__(self, secrets: Secrets, request: httpx.Request) -> None:
+        self.secrets = secrets
+        self.request = request
+        self._found: Secrets | None = None
+
+    def redact(self, text: str) -> str:
+        found = self._found
+        if found is None:
+            found = self._found = self.secrets.with_request(self.request)
+        return found.redact_values(text)
+
+
+_sending: contextvars.ContextVar[_Sending | None] = contextvars.ContextVar(
+    "resilient_client_sending", default=None
+)
+
+
+def sending(secrets: Secrets, request: httpx.Request) -> contextvars.Token[_Sending | None]:
+    """Mask what ``request`` carries (its cookies, headers, secret fields) in the records written
+    from now on in this thread or task, until ``sent(token)``: the lines httpcore writes while it
+    sends the request and reads the response's headers, and the SDK's own."""
+    return _sending.set(_Sending(secrets, request))
+
+
+def sent(token: contextvars.Token[_Sending | None]) -> None:
+    """End what ``sending`` began."""
+    _sending.reset(token)
+
+
 class RedactingFilter(logging.Filter):
     """Rewrites a record's message with every credential masked; never drops a record."""
 
@@ -119,6 +160,9 @@ class RedactingFilter(logging.Filter):
             message = str(record.msg)
             record.args = None
         redacted = redact_log_text(message)
+        current = _sending.get()
+        if current is not None and redacted:
+            redacted = current.redact(redacted)
         if redacted != message:
             record.msg = redacted
             record.args = None

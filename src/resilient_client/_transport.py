@@ -32,6 +32,7 @@ from resilient_client._clock import Clock
 from resilient_client._decision import is_retryable
 from resilient_client._leaf import Leaf
 from resilient_client._log_redaction import protect as protect_logs
+from resilient_client._log_redaction import sending, sent
 from resilient_client._pipeline import (
     ATTEMPTS_EXTENSION,
     CALLER_TIMEOUT_EXTENSION,
@@ -243,26 +244,36 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the pipeline (httpx's transport API): the vendor's response, or
         its typed error (``ApiError``), a refusal (``RejectedError``) or httpx's transport error."""
-        call = self._call(request)
+        # Log lines written meanwhile (httpcore's response headers, where a vendor may echo the
+        # request's cookie) mask what the request carries.
+        masking = sending(self.secrets, request)
         try:
-            response = self._outcome(call, self._pipeline.run(call))
-        except BaseException as exc:
-            self._ended(call, exc)
-            raise
-        if self.hooks.call_end:
-            self._ended(call, None)
+            call = self._call(request)
+            try:
+                response = self._outcome(call, self._pipeline.run(call))
+            except BaseException as exc:
+                self._ended(call, exc)
+                raise
+            if self.hooks.call_end:
+                self._ended(call, None)
+        finally:
+            sent(masking)
         return body_errors_scrubbed(response, request, self.secrets)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """The async twin of ``handle_request`` (httpx's async transport API)."""
-        call = self._call(request)
+        masking = sending(self.secrets, request)
         try:
-            response = self._outcome(call, await self._pipeline.arun(call))
-        except BaseException as exc:
-            self._ended(call, exc)
-            raise
-        if self.hooks.call_end:
-            self._ended(call, None)
+            call = self._call(request)
+            try:
+                response = self._outcome(call, await self._pipeline.arun(call))
+            except BaseException as exc:
+                self._ended(call, exc)
+                raise
+            if self.hooks.call_end:
+                self._ended(call, None)
+        finally:
+            sent(masking)
         return async_body_errors_scrubbed(response, request, self.secrets)
 
     def close(self) -> None:
