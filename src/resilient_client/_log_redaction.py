@@ -115,37 +115,35 @@ def redact_log_text(text: str) -> str:
     return redact_text(_known.redact(text))
 
 
-class _Sending:
-    """The request a transport is sending in this thread or task, and what it carries that must
-    not reach a log line, worked out only when a record is written (never on a quiet success path)."""
-
-    __slots__ = ("_found", "request", "secrets")
-
-    def __init__(self, secrets: Secrets, request: httpx.Request) -> None:
-        self.secrets = secrets
-        self.request = request
-        self._found: Secrets | None = None
-
-    def redact(self, text: str) -> str:
-        found = self._found
-        if found is None:
-            found = self._found = self.secrets.with_request(self.request)
-        return found.redact_values(text)
-
-
-_sending: contextvars.ContextVar[_Sending | None] = contextvars.ContextVar(
+#: The request a transport is sending in this thread or task (what ``sending`` set): the request
+#: alone, no object built for it, since every call sets it and a quiet logger never reads it.
+_sending: contextvars.ContextVar[httpx.Request | None] = contextvars.ContextVar(
     "resilient_client_sending", default=None
 )
+#: The last request a record was masked for (weakly: its body may be large), and the secrets it
+#: carries: the records written while one request is sent work them out once.
+_carried: tuple[weakref.ref[httpx.Request], Secrets] | None = None
 
 
-def sending(secrets: Secrets, request: httpx.Request) -> contextvars.Token[_Sending | None]:
-    """Mask what ``request`` carries (its cookies, headers, secret fields) in the records written
+def _carried_by(request: httpx.Request) -> Secrets:
+    global _carried
+    last = _carried
+    if last is not None and last[0]() is request:
+        return last[1]
+    found = Secrets().with_request(request)
+    _carried = (weakref.ref(request), found)
+    return found
+
+
+def sending(request: httpx.Request) -> contextvars.Token[httpx.Request | None]:
+    """Mask what ``request`` carries (its cookies, secret headers and fields) in the records written
     from now on in this thread or task, until ``sent(token)``: the lines httpcore writes while it
-    sends the request and reads the response's headers, and the SDK's own."""
-    return _sending.set(_Sending(secrets, request))
+    sends the request and reads the response's headers, and the SDK's own. (The secrets of the
+    transport itself are masked everywhere already: ``protect``.)"""
+    return _sending.set(request)
 
 
-def sent(token: contextvars.Token[_Sending | None]) -> None:
+def sent(token: contextvars.Token[httpx.Request | None]) -> None:
     """End what ``sending`` began."""
     _sending.reset(token)
 
@@ -160,9 +158,9 @@ class RedactingFilter(logging.Filter):
             message = str(record.msg)
             record.args = None
         redacted = redact_log_text(message)
-        current = _sending.get()
-        if current is not None and redacted:
-            redacted = current.redact(redacted)
+        request = _sending.get()
+        if request is not None and redacted:
+            redacted = _carried_by(request).redact_values(redacted)
         if redacted != message:
             record.msg = redacted
             record.args = None

@@ -246,7 +246,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         its typed error (``ApiError``), a refusal (``RejectedError``) or httpx's transport error."""
         # Log lines written meanwhile (httpcore's response headers, where a vendor may echo the
         # request's cookie) mask what the request carries.
-        masking = sending(self.secrets, request)
+        masking = sending(request)
         try:
             call = self._call(request)
             try:
@@ -262,7 +262,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """The async twin of ``handle_request`` (httpx's async transport API)."""
-        masking = sending(self.secrets, request)
+        masking = sending(request)
         try:
             call = self._call(request)
             try:
