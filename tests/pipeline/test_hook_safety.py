@@ -277,3 +277,31 @@ async def test_a_guard_wait_is_an_event_whether_the_key_came_free_or_not(
         await client.post(JOURNAL, json={"AccountNo": 7})
     assert [e.strategy for e in waits.events] == ["guard", "guard"]
     assert waits.events[1].seconds == pytest.approx(2.0, abs=0.11)
+
+
+async def test_a_pause_that_began_while_a_guard_waited_is_a_rate_limit_wait_after_the_guards(
+    connect: Callable[[Any], Caller],
+) -> None:
+    # The guard waits for a busy account; meanwhile a 429 elsewhere pauses the host for 3 s: the
+    # guard lets go and the limiter's gate holds the call (both waits are told, in their order).
+    from test_guard_and_limiter import ACCOUNT_KEY, Watched
+
+    from resilient_client.stores import state_key
+
+    watched = Watched()
+    waits = Waits()
+    watched.transport = transport(
+        watched.vendor, policy=watched.transport.policy, state=watched.store, hooks=[waits]
+    )
+    assert Store(watched.store).try_acquire([ACCOUNT_KEY], 1, 60.0, "another-call", watched.clock.now)
+
+    def the_other_call_ends_with_a_429() -> None:
+        watched.clock.before_sleep = lambda: None
+        Store(watched.store).release([ACCOUNT_KEY], "another-call", watched.clock.now)
+        Store(watched.store).pause(state_key("limiter", "hyper", "hyper.test"), 3.0, watched.clock.now)
+
+    watched.clock.before_sleep = the_other_call_ends_with_a_429
+    client = connect(watched.transport)
+    assert (await client.post(JOURNAL, json={"AccountNo": "A1"})).status_code == 200
+    assert [e.strategy for e in waits.events] == ["guard", "rate_limit"]
+    assert waits.events[1].seconds == pytest.approx(3.0 - waits.events[0].seconds, abs=0.01)

@@ -365,12 +365,16 @@ class LimiterStrategy:
         while True:
             now = clock.monotonic()
             wait = limiter.hold(now, call.deadline - now)
-            if wait is None or is_testing() or isinstance(wait, Throttled):
-                if waited:
-                    self._hooks.waited(call, number, "rate_limit", clock.monotonic() - started)
-                return self._refused(call, number, wait) if isinstance(wait, Throttled) else None
-            clock.sleep(wait.wait)
-            waited = True
+            testing = is_testing()
+            if wait is not None and not testing and not isinstance(wait, Throttled):
+                clock.sleep(wait.wait)
+                waited = True
+                continue
+            if waited:  # the wait ends here, sent or refused: the hooks hear how long it lasted
+                self._hooks.waited(call, number, "rate_limit", now - started)
+            if isinstance(wait, Throttled) and not testing:
+                return self._refused(call, number, wait)
+            return None
 
     async def apaused(self, call: Call) -> bool:
         """The async twin of ``paused``."""
@@ -385,12 +389,16 @@ class LimiterStrategy:
         while True:
             now = clock.monotonic()
             wait = await limiter.ahold(now, call.deadline - now)
-            if wait is None or is_testing() or isinstance(wait, Throttled):
-                if waited:
-                    self._hooks.waited(call, number, "rate_limit", clock.monotonic() - started)
-                return self._refused(call, number, wait) if isinstance(wait, Throttled) else None
-            await clock.asleep(wait.wait)
-            waited = True
+            testing = is_testing()
+            if wait is not None and not testing and not isinstance(wait, Throttled):
+                await clock.asleep(wait.wait)
+                waited = True
+                continue
+            if waited:  # the wait ends here, sent or refused: the hooks hear how long it lasted
+                self._hooks.waited(call, number, "rate_limit", now - started)
+            if isinstance(wait, Throttled) and not testing:
+                return self._refused(call, number, wait)
+            return None
 
     # -- shells ---------------------------------------------------------------------------------
 
