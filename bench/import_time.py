@@ -1,8 +1,9 @@
 """Import time: ``import resilient_client`` beside ``import httpx``, each in fresh interpreters.
 
 Each run starts a new ``python -X importtime -c "import <module>"`` and reads the cumulative
-microseconds of the module's own line (the interpreter's start-up is not counted); the median of
-several runs is printed, with the ratio. The goal is resilient_client <= 1.5x httpx (the bar 2x).
+microseconds of the module's own line (the interpreter's start-up is not counted); the runs of the
+two alternate, and the median of each is printed, with the ratio of the medians and of the fastest
+runs. The goal is resilient_client <= 1.5x httpx (the bar 2x).
 
     python bench/import_time.py [--runs 15]
 """
@@ -50,7 +51,10 @@ def main() -> None:
             f"  (min {min(times) / 1000:.1f}, max {max(times) / 1000:.1f}, {args.runs} runs)"
         )
     ratio = medians["resilient_client"] / medians["httpx"]
-    print(f"ratio resilient_client / httpx: {ratio:.2f}x (goal <= 1.5x, bar <= 2x)")
+    print(f"ratio resilient_client / httpx: {ratio:.2f}x of the medians (goal <= 1.5x, bar <= 2x)")
+    # On a busy machine the fastest run is the one least disturbed: its ratio is the steadier one.
+    fastest = min(runs["resilient_client"]) / min(runs["httpx"])
+    print(f"ratio resilient_client / httpx: {fastest:.2f}x of the fastest runs")
 
 
 if __name__ == "__main__":
