@@ -43,8 +43,10 @@ The tree::
 every failure of a call. Each carries ``reason``: why the SDK stopped there, in words, shown by
 ``str()``. The hand-written classes live in ``_tree``; the four shipped vendors' per-code and
 per-category classes are static classes generated from ``catalogs/*.toml`` into ``_shipped``, so type
-checkers and IDEs know them. A vendor added with ``load_catalog()`` gets classes built at run time,
-served here by name once registered.
+checkers and IDEs know them; they are imported the first time one is asked for (``import
+resilient_client`` stays cheap), then served here as module attributes. A vendor added with
+``load_catalog()`` gets classes built at run time, served here by name once registered. A code that
+means success (hyper 0, updox 2000) has no class: it raises nothing.
 
 Transport failures are not wrapped: they stay httpx's own exceptions (``httpx.ConnectError``...), with
 the number of attempts and the reason in a PEP 678 note and in ``attempts`` and ``reason``
