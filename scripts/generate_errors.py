@@ -52,11 +52,8 @@ def _docstring(summary: str, body: str) -> list[str]:
     ]
 
 
-def _class(name: str, bases: tuple[str, ...], doc: list[str], ok: bool) -> list[str]:
-    lines = ["", "", f"class {name}({', '.join(bases)}):", *doc]
-    if ok:
-        lines += ["", f'{INDENT}category = "ok"']
-    return lines
+def _class(name: str, bases: tuple[str, ...], doc: list[str]) -> list[str]:
+    return ["", "", f"class {name}({', '.join(bases)}):", *doc]
 
 
 def render() -> str:
@@ -75,26 +72,27 @@ def render() -> str:
         data = structure(raw, _CatalogFile, source)
         base = VENDOR_BASES[vendor].__name__
         body += ["", "", f"# -- {data.title}: {source} ".ljust(LINE_LENGTH - 1, "-")]
-        classes: list[tuple[str, tuple[str, ...], list[str], bool]] = []
+        classes: list[tuple[str, tuple[str, ...], list[str]]] = []
         for category, category_cls in CATEGORY_CLASSES.items():
             name = f"{data.exception_prefix}{category_cls.__name__}"
             doc = [f'{INDENT}"""{_escaped(f"{data.title}: {category} for a code its catalog lacks.")}"""']
-            classes.append((name, (base, category_cls.__name__), doc, False))
+            classes.append((name, (base, category_cls.__name__), doc))
         for item in data.entries:
+            if item.category == "ok":
+                continue  # a success code raises nothing: no class for it
             name = item.exception or exception_name(data.exception_prefix, item.code)
-            ok = item.category == "ok"
-            bases = (base,) if ok else (base, CATEGORY_CLASSES[item.category].__name__)
+            bases = (base, CATEGORY_CLASSES[item.category].__name__)
             summary = f"{data.title} {item.code}"
             doc = _docstring(summary, " ".join(item.message.split()))
             if len(doc) > 1:
                 doc[0] = f'{INDENT}"""{_escaped(summary)} ({item.category}).'
-            classes.append((name, bases, doc, ok))
-        for name, bases, doc, ok in classes:
+            classes.append((name, bases, doc))
+        for name, bases, doc in classes:
             if name in used:
                 raise SystemExit(f"{source}: class name {name} is generated twice")
             used.add(name)
             names.append(name)
-            body += _class(name, bases, doc, ok)
+            body += _class(name, bases, doc)
     imported = sorted({c.__name__ for c in (*VENDOR_BASES.values(), *CATEGORY_CLASSES.values())})
     lines = [
         HEADER,

@@ -824,3 +824,24 @@ async def test_async_clients_take_async_hooks_and_providers() -> None:
         response = await client.get("/x")
     assert response.request.headers["authorization"] == "Bearer token"
     assert events == ["/x"]
+
+
+@pytest.mark.parametrize(
+    "client_class",
+    [
+        rc.HyperClient,
+        rc.AsyncHyperClient,
+        rc.UstaClient,
+        rc.AsyncUstaClient,
+        rc.UpdoxClient,
+        rc.AsyncUpdoxClient,
+        rc.MedableClient,
+        rc.AsyncMedableClient,
+    ],
+)
+def test_a_misspelled_keyword_names_the_public_client(client_class: type[Any]) -> None:
+    with pytest.raises(TypeError) as caught:
+        client_class(base_url="https://vendor.test", polcy="hyper.toml")
+    assert (
+        str(caught.value) == f"{client_class.__name__}.__init__() got an unexpected keyword argument 'polcy'"
+    )

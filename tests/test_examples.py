@@ -92,3 +92,28 @@ def test_configure_strategies(simulator: tuple[str, Simulator], capsys: pytest.C
     # the module's simulator is shared: the example leaves its habits as it found them
     assert sim.journal_latency == 0.0 and not sim.snapshot()["outages"]
     assert elapsed < 8.0  # under 2 s of waits, plus loopback requests on a busy machine
+
+
+def test_hooks(
+    simulator: tuple[str, Simulator], capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, sim = simulator
+    with caplog.at_level("WARNING", logger="resilient_client"):
+        load("hooks").main(url, sim)
+    out = capsys.readouterr().out.splitlines()
+    for line in (
+        "call start   GET clients (deadline in 30 s)",
+        "attempt 1 -> service_unavailable (HTTP 503): retry",
+        "retry after attempt 1: waiting 1.00 s (service_unavailable: retrying in 1 s)",
+        "attempt 2 -> ok (HTTP 200): return",
+        "attempt 1 waited 0.50 s for rate_limit",
+        "circuit of hyper at 127.0.0.1: open",
+        "attempt 1 not sent: breaker refused (circuit open)",
+        "call end     CircuitOpenError",
+        "raised CircuitOpenError: a probe in 15 s",
+    ):
+        assert line in out, "\n".join(out)
+    # The broken hook broke nothing, and each of its two failing kinds was logged once.
+    failures = [r.getMessage() for r in caplog.records if "Broken." in r.getMessage()]
+    assert len(failures) == 2
+    assert not sim.snapshot()["outages"]

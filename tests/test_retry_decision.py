@@ -24,6 +24,7 @@ def outcome(category: str, code: object = None) -> rc.Outcome:
 def decide(
     category: str | None = None,
     *,
+    code: object = None,
     error: Exception | None = None,
     method: str = "GET",
     operation: str | Callable[[], str] = "x",
@@ -36,7 +37,7 @@ def decide(
 ) -> rc.Decision:
     return rc.decide(
         policy,
-        outcome=None if category is None else outcome(category),
+        outcome=None if category is None else outcome(category, code),
         error=error,
         method=method,
         operation=operation,
@@ -109,6 +110,12 @@ def test_transport_errors(error: Exception, method: str, action: str) -> None:
             {"category": "server_error", "method": "POST"},
             "not retried: POST may have been processed",
             id="method-safety",
+        ),
+        pytest.param(
+            # Updox 4650 is a server_error, which the policy retries; its own rule excludes it.
+            {"category": "server_error", "code": 4650, "method": "GET", "policy": rc.load_policy("updox")},
+            "not retried: the policy's [codes.4650] sets retry = false",
+            id="per-code-rule",
         ),
         pytest.param(
             {"error": httpx.UnsupportedProtocol("ftp")},

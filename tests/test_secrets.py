@@ -961,3 +961,92 @@ def test_a_requests_own_secrets_join_the_known_ones(request_: httpx.Request, sec
 )
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(httpx.URL(url)) == shown
+
+
+# -- a cookie the vendor echoes into a response header -----------------------------------------------
+
+ECHOED_COOKIE = "C00KIE-VALUE-98765"
+
+
+@pytest.fixture(scope="module")
+def cookie_echo() -> Iterator[str]:
+    """A loopback vendor that echoes the request's Cookie header into ``x-request-id`` (as some
+    gateways put the session in their trace id); ``/fail`` answers Hyper's code 50 under a 503."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Echo(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            failing = "fail" in self.path
+            body = json.dumps({"ResponseCode": 50 if failing else 0, "Message": "busy"}).encode()
+            self.send_response(503 if failing else 200)
+            self.send_header("x-request-id", f"req-{self.headers.get('Cookie', '')}")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def _leaks(caplog: pytest.LogCaptureFixture) -> tuple[list[str], list[str]]:
+    messages = [record.getMessage() for record in caplog.records]
+    headers = [m for m in messages if "x-request-id" in m]
+    return [m for m in messages if ECHOED_COOKIE in m], headers
+
+
+def test_a_cookie_echoed_into_a_response_header_reaches_no_log_line(
+    cookie_echo: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level(logging.DEBUG),
+        no_waits(),
+        rc.HyperClient(base_url=cookie_echo, token="tok-abc", cookies={"sid": ECHOED_COOKIE}) as client,
+    ):
+        client.get("/api/ok")
+        with pytest.raises(rc.errors.Hyper50Error) as caught:
+            client.get("/api/fail")
+    leaks, header_lines = _leaks(caplog)
+    assert len(header_lines) >= 2  # httpcore did print the response headers, the echo with them
+    assert any(r.name == "resilient_client" for r in caplog.records)  # and the SDK its own lines
+    assert leaks == []
+    assert ECHOED_COOKIE not in str(caught.value) and ECHOED_COOKIE not in repr(caught.value)
+    assert caught.value.request_id is not None and ECHOED_COOKIE not in caught.value.request_id
+
+
+@pytest.mark.anyio
+async def test_an_echoed_cookie_reaches_no_log_line_of_an_async_client(
+    cookie_echo: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG), no_waits():
+        async with rc.AsyncHyperClient(
+            base_url=cookie_echo, token="tok-abc", cookies={"sid": ECHOED_COOKIE}
+        ) as client:
+            await client.get("/api/ok")
+            with pytest.raises(rc.errors.Hyper50Error):
+                await client.get("/api/fail")
+    leaks, header_lines = _leaks(caplog)
+    assert len(header_lines) >= 2
+    assert leaks == []
+
+
+def test_a_log_line_written_after_the_call_is_not_masked_by_its_request(
+    cookie_echo: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The masking lasts while the transport sends: an unrelated line later is the user's own.
+    with (
+        caplog.at_level(logging.DEBUG),
+        rc.HyperClient(base_url=cookie_echo, token="tok-abc", cookies={"sid": ECHOED_COOKIE}) as client,
+    ):
+        client.get("/api/ok")
+        logging.getLogger("resilient_client").debug("after: %s", "x-request-id req-not-a-secret")
+    assert "after: x-request-id req-not-a-secret" in [r.getMessage() for r in caplog.records]

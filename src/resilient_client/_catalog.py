@@ -25,6 +25,7 @@ from resilient_client.errors import ApiError, PolicyError, PolicyProblem
 # Re-exported: the package's face and the classifier know the entry as the catalog's.
 from resilient_client.errors._entry import CatalogEntry as CatalogEntry
 from resilient_client.errors._entry import Code as Code
+from resilient_client.errors._tree import set_catalog_loader
 
 #: The four vendors shipped with the package, in the order of SPEC section 1.
 VENDORS: tuple[str, ...] = ("updox", "usta", "medable", "hyper")
@@ -185,7 +186,7 @@ class Catalog:
 
     def error_class(self, category: str, entry: CatalogEntry | None = None) -> type[ApiError]:
         """The class to raise: the entry's own, else this vendor's class for the category."""
-        if entry is not None and entry.category == category:
+        if entry is not None and entry.category == category and entry.exception is not None:
             return entry.exception
         return self._category_errors[category]
 
@@ -220,7 +221,7 @@ _STALE = "does not match this catalog: run `python scripts/generate_errors.py`"
 
 def _shipped_class(name: str, bases: tuple[type[ApiError], ...], category: str) -> type[ApiError] | None:
     """The generated class of a shipped vendor (errors/_shipped.py), if it matches the catalog."""
-    found = vars(errors).get(name)
+    found = getattr(errors, name, None)  # the generated classes are imported on first use
     if not (isinstance(found, type) and issubclass(found, ApiError)):
         return None
     return found if found.__bases__ == bases and found.category == category else None
@@ -248,8 +249,6 @@ def _build(data: _CatalogFile, source: str) -> Catalog:
         if taken is not None and getattr(taken, "_vendor", None) != data.vendor:  # loading again is fine
             problems.append(PolicyProblem(source, key_path, f"exception name {name} is already taken"))
         namespace: dict[str, object] = {"__doc__": doc, "__module__": module, "_vendor": data.vendor}
-        if category == "ok":
-            namespace["category"] = "ok"
         return type(name, bases, namespace)
 
     vendor_base = errors.VENDOR_BASES.get(data.vendor) or make(
@@ -280,14 +279,23 @@ def _build(data: _CatalogFile, source: str) -> Catalog:
         if item.code in entries:
             problems.append(PolicyProblem(source, key_path, f"duplicate code {item.code!r}"))
             continue
+        if item.category == "ok":  # a success raises nothing: no class for it
+            entries[item.code] = CatalogEntry(
+                vendor=data.vendor,
+                code=item.code,
+                message=item.message,
+                http_status=item.http_status,
+                category=item.category,
+                group=item.group,
+                exception=None,
+            )
+            continue
         name = item.exception or exception_name(data.exception_prefix, item.code)
         if name in names:
             problems.append(PolicyProblem(source, key_path, f"class name {name} also used by {names[name]}"))
             continue
         names[name] = str(item.code)
-        bases: tuple[type[ApiError], ...] = (
-            (vendor_base,) if item.category == "ok" else (vendor_base, errors.CATEGORY_CLASSES[item.category])
-        )
+        bases = (vendor_base, errors.CATEGORY_CLASSES[item.category])
         cls = make(name, bases, item.category, f"{data.title} {item.code}: {item.message}", key_path)
         entries[item.code] = CatalogEntry(
             vendor=data.vendor,
@@ -316,10 +324,12 @@ def _build(data: _CatalogFile, source: str) -> Catalog:
         category_errors=category_errors,
     )
     if not shipped:
-        for cls in (vendor_base, *category_errors.values(), *(e.exception for e in entries.values())):
+        per_code = [e.exception for e in entries.values() if e.exception is not None]
+        for cls in (vendor_base, *category_errors.values(), *per_code):
             errors.register(cls)
     for entry in entries.values():
-        entry.exception._entry = entry
+        if entry.exception is not None:
+            entry.exception._entry = entry
     return catalog
 
 
@@ -371,4 +381,4 @@ def catalog(vendor: str) -> Catalog:
 
 
 # A per-code class asked for its ``entry`` before its catalog was loaded loads it through this.
-errors.set_catalog_loader(catalog)
+set_catalog_loader(catalog)

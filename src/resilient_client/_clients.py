@@ -18,6 +18,7 @@ import inspect
 import json
 import os
 import ssl
+import types
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -137,6 +138,26 @@ class _VendorClient(_httpx_compat.TransportHooks):
     vendor: ClassVar[str]
     _is_async: ClassVar[bool]
     base_url: httpx.URL
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        inherited = cls.__init__
+        if cls.__name__.startswith("_") or "__init__" in vars(cls) or not inspect.isfunction(inherited):
+            return
+        # A public client whose constructor is a private base's (HyperClient's is shared with
+        # UstaClient): a copy named after the client, so that Python's own TypeError for a misspelled
+        # keyword reads "HyperClient.__init__() got an unexpected keyword argument", not the base's.
+        # The copy shares the code's body and cells (``super()`` still finds the base's class).
+        code = inherited.__code__.replace(co_qualname=f"{cls.__qualname__}.__init__")
+        renamed = types.FunctionType(
+            code, inherited.__globals__, "__init__", inherited.__defaults__, inherited.__closure__
+        )
+        renamed.__kwdefaults__ = inherited.__kwdefaults__
+        renamed.__annotations__ = inherited.__annotations__
+        renamed.__doc__ = inherited.__doc__
+        renamed.__qualname__ = code.co_qualname
+        renamed.__module__ = inherited.__module__
+        cls.__init__ = renamed  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         # A constructor that refused its arguments leaves no base URL behind: say so, do not raise.

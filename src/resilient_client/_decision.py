@@ -244,9 +244,12 @@ def decide(
         code = outcome.code
         if outcome.category in SOFT_CATEGORIES and policy.returns(outcome.category, code):
             return Decision("return", reason=f"the policy returns {outcome.category}")
-        if not policy.retries(outcome.category, code):  # ``is_retryable``
-            return Decision("raise", reason=f"not retried: the policy does not retry {outcome.category}")
         rule = policy.rule(code) if code is not None else None
+        if not policy.retries(outcome.category, code):  # ``is_retryable``
+            if rule is not None and rule.retry is False:  # the code's own rule, not its category's
+                why = f"not retried: the policy's [codes.{code}] sets retry = false"
+                return Decision("raise", reason=why)
+            return Decision("raise", reason=f"not retried: the policy does not retry {outcome.category}")
         any_method = (
             rule.any_method
             if rule is not None and rule.any_method is not None

@@ -11,16 +11,22 @@ replace.
 Masked by name: secret headers in the ``(b'name', b'value')`` pairs httpcore and hpack print, a
 URL's password, secret query parameters and inline credentials. Masked by value: every secret a
 live client or transport registered (tokens, passwords, client keys, CSRF tokens), in any encoding
-``Secrets`` recognises. Records of other loggers are left alone.
+``Secrets`` recognises; and, for a record written while a transport sends a request (``sending``),
+every secret that request carries: its cookies above all, which a vendor may echo into any
+response header (``x-request-id: req-sid=...``) that httpcore prints at DEBUG. Records of other
+loggers are left alone.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import threading
 import weakref
 from urllib.parse import unquote
+
+import httpx
 
 from resilient_client._redact import REDACTED, Secrets, is_secret_name, redact_text, redact_url
 
@@ -109,6 +115,39 @@ def redact_log_text(text: str) -> str:
     return redact_text(_known.redact(text))
 
 
+#: The request a transport is sending in this thread or task (what ``sending`` set): the request
+#: alone, no object built for it, since every call sets it and a quiet logger never reads it.
+_sending: contextvars.ContextVar[httpx.Request | None] = contextvars.ContextVar(
+    "resilient_client_sending", default=None
+)
+#: The last request a record was masked for (weakly: its body may be large), and the secrets it
+#: carries: the records written while one request is sent work them out once.
+_carried: tuple[weakref.ref[httpx.Request], Secrets] | None = None
+
+
+def _carried_by(request: httpx.Request) -> Secrets:
+    global _carried
+    last = _carried
+    if last is not None and last[0]() is request:
+        return last[1]
+    found = Secrets().with_request(request)
+    _carried = (weakref.ref(request), found)
+    return found
+
+
+def sending(request: httpx.Request) -> contextvars.Token[httpx.Request | None]:
+    """Mask what ``request`` carries (its cookies, secret headers and fields) in the records written
+    from now on in this thread or task, until ``sent(token)``: the lines httpcore writes while it
+    sends the request and reads the response's headers, and the SDK's own. (The secrets of the
+    transport itself are masked everywhere already: ``protect``.)"""
+    return _sending.set(request)
+
+
+def sent(token: contextvars.Token[httpx.Request | None]) -> None:
+    """End what ``sending`` began."""
+    _sending.reset(token)
+
+
 class RedactingFilter(logging.Filter):
     """Rewrites a record's message with every credential masked; never drops a record."""
 
@@ -119,6 +158,9 @@ class RedactingFilter(logging.Filter):
             message = str(record.msg)
             record.args = None
         redacted = redact_log_text(message)
+        request = _sending.get()
+        if request is not None and redacted:
+            redacted = _carried_by(request).redact_values(redacted)
         if redacted != message:
             record.msg = redacted
             record.args = None

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import math
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from typing import Any, ClassVar, Protocol
 
 import attrs
@@ -52,6 +53,7 @@ __all__ = [
     "RejectionEvent",
     "RetryEvent",
     "Strategy",
+    "WaitEvent",
     "add_global_hook",
     "chain",
     "is_testing",
@@ -114,8 +116,14 @@ def _longest(timeouts: Any) -> float:
 
 
 class Call:
-    """One request's fixed context across its attempts (a plain slotted class: it is on the success
-    path). ``hook_data`` is scratch space for hooks that follow a call (a tracing span, say)."""
+    """One request's fixed context across its attempts, as every hook receives it.
+
+    A hook may read ``request`` (the ``httpx.Request``; its headers may hold credentials, which
+    ``secrets`` knows), ``vendor``, ``host``, ``policy`` (the ``RetryPolicy`` in force), ``deadline``
+    (on ``clock``'s monotonic time), ``operation``, ``time_left()``; ``hook_data`` is scratch space
+    for hooks that follow a call (a tracing span, say). A plain slotted class: it is on the success
+    path.
+    """
 
     __slots__ = (
         "_operation",
@@ -304,10 +312,12 @@ class AttemptEvent:
 
     @property
     def vendor(self) -> str:
+        """The vendor's id (``"hyper"``)."""
         return self._call.vendor
 
     @property
     def method(self) -> str:
+        """The request's HTTP method."""
         return self._call.request.method
 
     @property
@@ -317,6 +327,7 @@ class AttemptEvent:
 
     @property
     def attempt(self) -> int:
+        """The attempt's number, from 1."""
         return self._attempt.number
 
     @property
@@ -326,6 +337,7 @@ class AttemptEvent:
 
     @property
     def reason(self) -> str:
+        """Why the pipeline decided what it did, in words (secrets masked)."""
         return self._call.secrets.redact(self._attempt.decision.reason)
 
     @property
@@ -335,11 +347,13 @@ class AttemptEvent:
 
     @property
     def code(self) -> int | str | None:
+        """The vendor's fault code (text codes masked), or None."""
         code = self._attempt.outcome.code
         return self._call.secrets.redact(code) if isinstance(code, str) else code
 
     @property
     def status(self) -> int | None:
+        """The HTTP status, or None after a transport error."""
         response = self._attempt.response
         return None if response is None else response.status_code
 
@@ -351,6 +365,7 @@ class AttemptEvent:
 
     @property
     def retry_after(self) -> float | None:
+        """The server's Retry-After in seconds, as sent, or None."""
         return self._attempt.retry_after
 
 
@@ -378,6 +393,24 @@ class BreakerEvent:
     state: str
 
 
+@attrs.frozen
+class WaitEvent:
+    """An attempt waited before it was sent: ``strategy`` held it for ``seconds``.
+
+    ``strategy`` names who made it wait: ``"rate_limit"`` (pacing or a server's Retry-After pause),
+    ``"guard"`` (a guarded key was busy), or any later strategy's table name (``"concurrency"``).
+    Told once per wait that ended, whether the attempt was then sent or refused.
+    """
+
+    vendor: str
+    method: str
+    #: The URL with its password and secret query values masked.
+    url: str
+    attempt: int
+    strategy: str
+    seconds: float
+
+
 OnRetry = Callable[[RetryEvent], object]
 
 
@@ -385,7 +418,10 @@ class Hook:
     """Receives the pipeline's events; override the methods you need (the others cost nothing).
 
     Methods run in the request's thread or task; ``on_retry`` may return an awaitable, awaited by an
-    async client. A hook that raises fails the call, as ``on_retry`` always did.
+    async client. A hook that raises (or whose awaitable raises) never breaks the call nor changes a
+    strategy's state: the error is logged once per hook and event kind, at WARNING, on the
+    ``resilient_client`` logger, and the call goes on. A hook whose methods do not take the
+    arguments below is refused when it is installed (``TypeError``).
     """
 
     #: False: ``on_attempt`` hears only the attempts that did not succeed (a fault, a transport
@@ -418,12 +454,139 @@ class Hook:
     def on_breaker(self, event: BreakerEvent) -> None:
         """A circuit changed state."""
 
+    def on_wait(self, call: Call, event: WaitEvent) -> None:
+        """An attempt waited ``event.seconds`` for a strategy (rate limiter, guard, concurrency)."""
+
     def on_call_end(self, call: Call, error: BaseException | None) -> None:
         """The request left the pipeline: with its response (``error`` None) or raising ``error``."""
 
 
 def _overrides(hook: Hook, name: str) -> bool:
     return getattr(type(hook), name) is not getattr(Hook, name)
+
+
+#: Each hook method, and the arguments the pipeline calls it with (what its signature must accept).
+HOOK_SIGNATURES: dict[str, tuple[str, ...]] = {
+    "on_call_start": ("call",),
+    "on_attempt_start": ("call", "number"),
+    "on_attempt": ("call", "event"),
+    "on_retry": ("call", "event"),
+    "hears_retries": (),
+    "on_rejection": ("call", "event"),
+    "on_breaker": ("event",),
+    "on_wait": ("call", "event"),
+    "on_call_end": ("call", "error"),
+}
+
+_logger = logging.getLogger("resilient_client")
+_failures_lock = threading.Lock()
+#: The event kinds each hook already failed on (logged once per hook and kind, not per call); held
+#: weakly, so a new hook that reuses a dead one's id is logged too.
+_failures_logged: weakref.WeakKeyDictionary[Hook, set[str]] = weakref.WeakKeyDictionary()
+#: The same, by id, for hooks that cannot be weakly referenced or hashed (kept for the process).
+_failures_by_id: set[tuple[int, str]] = set()
+
+
+def check_hook(hook: object) -> Hook:
+    """``hook``, when it is a ``Hook`` whose overridden methods take the pipeline's arguments; else a
+    TypeError naming the method and what it must accept (raised when it is installed, not by the
+    first request that would call it)."""
+    if not isinstance(hook, Hook):
+        raise TypeError(f"a hook must be a resilient_client.Hook, got {type(hook).__name__}")
+    for name, arguments in HOOK_SIGNATURES.items():
+        if not _overrides(hook, name):
+            continue
+        method = getattr(hook, name)
+        if not callable(method):
+            raise TypeError(f"{type(hook).__name__}.{name} must be a method, got {type(method).__name__}")
+        try:
+            signature = inspect.signature(method)
+        except (TypeError, ValueError):
+            continue  # a builtin without a signature: nothing to check
+        try:
+            signature.bind(*arguments)
+        except TypeError:
+            wanted = ", ".join(("self", *arguments))
+            raise TypeError(
+                f"{type(hook).__name__}.{name} must take ({wanted}), but its signature is "
+                f"{name}{signature} (without self)"
+            ) from None
+    return hook
+
+
+def _hook_failed(hook: Hook, name: str, error: Exception) -> None:
+    """Log ``error``, raised by ``hook.name``, the first time that hook fails on that event kind."""
+    with _failures_lock:
+        try:
+            kinds = _failures_logged.setdefault(hook, set())
+        except TypeError:  # no __weakref__ slot, or unhashable
+            kinds = None
+        if kinds is None:
+            if (id(hook), name) in _failures_by_id:
+                return
+            _failures_by_id.add((id(hook), name))
+        else:
+            if name in kinds:
+                return
+            kinds.add(name)
+    where = ""
+    trace = error.__traceback__
+    while trace is not None and trace.tb_next is not None:
+        trace = trace.tb_next
+    if trace is not None:
+        where = f" at {trace.tb_frame.f_code.co_filename}:{trace.tb_lineno}"
+    # The type and the place, not the message: a hook's own message may quote a request's secret.
+    callback = hook.callback if isinstance(hook, OnRetryHook) else None
+    who = f"on_retry={getattr(callback, '__qualname__', type(callback).__name__)}"
+    _logger.warning(
+        "hook %s raised %s%s; the call went on (logged once per hook and event kind)",
+        f"{type(hook).__name__}.{name}" if callback is None else who,
+        type(error).__name__,
+        where,
+    )
+
+
+def _shielded(hook: Hook, name: str) -> Callable[..., Any]:
+    """``hook``'s method ``name``, made unable to break a call: what it raises is logged, not raised."""
+    method = getattr(hook, name)
+
+    def shielded(*arguments: Any) -> Any:
+        try:
+            return method(*arguments)
+        except Exception as error:
+            _hook_failed(hook, name, error)
+            return None
+
+    return shielded
+
+
+class PendingHook:
+    """What an ``on_retry`` hook returned that must be awaited (by an async client) before the wait:
+    awaited, it lets nothing the hook raises out; ``discard()`` drops it where nothing can await it
+    (a sync client), which is logged as that hook's failure."""
+
+    __slots__ = ("awaitable", "hook")
+
+    def __init__(self, hook: Hook, awaitable: Awaitable[object]) -> None:
+        self.hook = hook
+        self.awaitable = awaitable
+
+    def __await__(self) -> Generator[Any, None, object]:
+        return self._shielded().__await__()
+
+    async def _shielded(self) -> object:
+        try:
+            return await self.awaitable
+        except Exception as error:
+            _hook_failed(self.hook, "on_retry", error)
+            return None
+
+    def discard(self) -> None:
+        """Close the awaitable unawaited (no "never awaited" warning) and log it once."""
+        close = getattr(self.awaitable, "close", None)
+        if close is not None:
+            close()
+        _hook_failed(self.hook, "on_retry", TypeError("an async on_retry hook needs an httpx.AsyncClient"))
 
 
 class Hooks:
@@ -444,11 +607,12 @@ class Hooks:
         "rejection",
         "retry",
         "retry_hooks",
+        "wait",
     )
 
     def __init__(self, hooks: Iterable[Hook] = ()) -> None:
-        #: The transport's own hooks, without the global ones.
-        self.own = tuple(hooks)
+        #: The transport's own hooks, without the global ones (each checked: see ``check_hook``).
+        self.own = tuple(check_hook(hook) for hook in hooks)
         with _global_lock:
             self._sort()
             _live_hooks.add(self)
@@ -456,36 +620,65 @@ class Hooks:
     def _sort(self) -> None:
         self.all = (*self.own, *_global_hooks)
 
+        # Every listener is shielded: a hook that raises is logged, and the call and the strategy
+        # that reported the event go on as if it had not (a breaker's probe, a guard's lease).
         def listening(name: str) -> tuple[Any, ...]:
-            return tuple(getattr(h, name) for h in self.all if _overrides(h, name))
+            return tuple(_shielded(h, name) for h in self.all if _overrides(h, name))
 
         self.call_start = listening("on_call_start")
         self.attempt_start = listening("on_attempt_start")
         self.attempt = listening("on_attempt")
         #: The ``on_attempt`` listeners that also hear successes (see ``Hook.attempt_successes``).
         self.attempt_success = tuple(
-            h.on_attempt for h in self.all if _overrides(h, "on_attempt") and h.attempt_successes
+            _shielded(h, "on_attempt")
+            for h in self.all
+            if _overrides(h, "on_attempt") and h.attempt_successes
         )
         self.retry = listening("on_retry")
         self.retry_hooks = tuple(h for h in self.all if _overrides(h, "on_retry"))
         self.rejection = listening("on_rejection")
         self.breaker = listening("on_breaker")
+        self.wait = listening("on_wait")
         self.call_end = listening("on_call_end")
 
-    def retrying(self, call: Call, event: Callable[[], RetryEvent]) -> list[Awaitable[object]]:
+    def retrying(self, call: Call, event: Callable[[], RetryEvent]) -> list[PendingHook]:
         """Tell every retry hook that hears retries now, the event built (by ``event()``) once and
         only if one does; returns what they returned that must be awaited."""
         pending = []
         built: RetryEvent | None = None
         for hook in self.retry_hooks:
-            if not hook.hears_retries():
-                continue
+            try:
+                if not hook.hears_retries():
+                    continue
+            except Exception as error:
+                _hook_failed(hook, "hears_retries", error)
             if built is None:
                 built = event()
-            returned = hook.on_retry(call, built)
+            try:
+                returned = hook.on_retry(call, built)
+            except Exception as error:
+                _hook_failed(hook, "on_retry", error)
+                continue
             if inspect.isawaitable(returned):
-                pending.append(returned)
+                pending.append(PendingHook(hook, returned))
         return pending
+
+    def waited(self, call: Call, number: int, strategy: str, seconds: float) -> None:
+        """Tell the ``on_wait`` hooks that attempt ``number`` waited ``seconds`` for ``strategy``
+        (the event built only when one listens). What a strategy that waits calls once its wait ended;
+        cheap when nobody listens."""
+        if not self.wait:
+            return
+        event = WaitEvent(
+            vendor=call.vendor,
+            method=call.request.method,
+            url=call.secrets.redact(redact_url(call.request.url)),
+            attempt=number,
+            strategy=strategy,
+            seconds=seconds,
+        )
+        for hook in self.wait:
+            hook(call, event)
 
 
 _global_lock = threading.Lock()
@@ -501,6 +694,7 @@ def add_global_hook(hook: Hook) -> None:
     event whose start it did not see.
     """
     global _global_hooks
+    check_hook(hook)
     with _global_lock:
         if hook not in _global_hooks:
             _global_hooks = (*_global_hooks, hook)

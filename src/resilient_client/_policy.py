@@ -9,6 +9,7 @@ the settings classes, ``attrs.evolve``) meets the same checks when it is built, 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import os
@@ -584,6 +585,8 @@ def resolve_policy(policy: RetryPolicy | str | os.PathLike[str] | None, vendor: 
                 return load_policy(from_env).checked_for(catalog(vendor))
             except PolicyError as exc:
                 named = f" (named by ${variable})"
-                raise PolicyError([attrs.evolve(p, file=p.file + named) for p in exc.problems]) from None
+                raise PolicyError(
+                    [dataclasses.replace(p, file=p.file + named) for p in exc.problems]
+                ) from None
     name = vendor if (_shipped_dir() / f"{vendor}.toml").is_file() else "default"
     return _shipped_policy(name)

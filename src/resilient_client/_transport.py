@@ -32,6 +32,7 @@ from resilient_client._clock import Clock
 from resilient_client._decision import is_retryable
 from resilient_client._leaf import Leaf
 from resilient_client._log_redaction import protect as protect_logs
+from resilient_client._log_redaction import sending, sent
 from resilient_client._pipeline import (
     ATTEMPTS_EXTENSION,
     CALLER_TIMEOUT_EXTENSION,
@@ -241,34 +242,49 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     # -- sync and async shells ---------------------------------------------------------------
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        call = self._call(request)
+        """Send ``request`` through the pipeline (httpx's transport API): the vendor's response, or
+        its typed error (``ApiError``), a refusal (``RejectedError``) or httpx's transport error."""
+        # Log lines written meanwhile (httpcore's response headers, where a vendor may echo the
+        # request's cookie) mask what the request carries.
+        masking = sending(request)
         try:
-            response = self._outcome(call, self._pipeline.run(call))
-        except BaseException as exc:
-            self._ended(call, exc)
-            raise
-        if self.hooks.call_end:
-            self._ended(call, None)
+            call = self._call(request)
+            try:
+                response = self._outcome(call, self._pipeline.run(call))
+            except BaseException as exc:
+                self._ended(call, exc)
+                raise
+            if self.hooks.call_end:
+                self._ended(call, None)
+        finally:
+            sent(masking)
         return body_errors_scrubbed(response, request, self.secrets)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        call = self._call(request)
+        """The async twin of ``handle_request`` (httpx's async transport API)."""
+        masking = sending(request)
         try:
-            response = self._outcome(call, await self._pipeline.arun(call))
-        except BaseException as exc:
-            self._ended(call, exc)
-            raise
-        if self.hooks.call_end:
-            self._ended(call, None)
+            call = self._call(request)
+            try:
+                response = self._outcome(call, await self._pipeline.arun(call))
+            except BaseException as exc:
+                self._ended(call, exc)
+                raise
+            if self.hooks.call_end:
+                self._ended(call, None)
+        finally:
+            sent(masking)
         return async_body_errors_scrubbed(response, request, self.secrets)
 
     def close(self) -> None:
+        """Close the inner sync transport (and the default one this transport built)."""
         if isinstance(self._inner, httpx.BaseTransport):
             self._inner.close()
         if self._sync_default is not None:
             self._sync_default.close()
 
     async def aclose(self) -> None:
+        """Close the inner async transport (and the default one this transport built)."""
         if isinstance(self._inner, httpx.AsyncBaseTransport):
             await self._inner.aclose()
         if self._async_default is not None:

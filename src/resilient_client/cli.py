@@ -115,7 +115,8 @@ def _record(
     falls_back: str | None = None,
 ) -> dict[str, Any]:
     retried, why = explain(code, category, policy)
-    exception = catalog.error_class(category, entry)
+    # A success code raises nothing: it has no class.
+    exception = None if category == "ok" else catalog.error_class(category, entry)
     return {
         "vendor": catalog.vendor,
         "code": code,
@@ -124,7 +125,7 @@ def _record(
         "http_status": entry.http_status if entry is not None else None,
         "category": category,
         "group": entry.group if entry is not None else None,
-        "exception": f"{exception.__module__}.{exception.__name__}",
+        "exception": None if exception is None else f"{exception.__module__}.{exception.__name__}",
         "retried": retried,
         "why": why,
         "policy": policy.source,
@@ -193,6 +194,8 @@ def _codes(args: argparse.Namespace, out: TextIO) -> int:
                 continue
             label = _LABELS.get(key, key.replace("_", " "))
             value = "none documented" if record[key] is None else record[key]
+            if key == "exception" and record[key] is None:
+                value = "none: a success raises nothing"
             out.write(f"{label:12s} {value}\n")
         return 0
     records = [_record(catalog, entry.code, entry, entry.category, policy) for entry in catalog]
@@ -204,7 +207,7 @@ def _codes(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"{'code':>30s}  {'status':6s}  {'category':22s}  {'retried':10s}  exception\n")
     for r in records:
         status = "-" if r["http_status"] is None else str(r["http_status"])
-        name = r["exception"].rpartition(".")[2]
+        name = "-" if r["exception"] is None else r["exception"].rpartition(".")[2]
         out.write(f"{r['code']!s:>30s}  {status:6s}  {r['category']:22s}  {r['retried']:10s}  {name}\n")
     return 0
 

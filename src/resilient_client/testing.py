@@ -173,10 +173,12 @@ class FakeClock:
         return self.now + self.wall_offset
 
     def sleep(self, seconds: float) -> None:
+        """Move the fake time on by ``seconds`` at once, and record the wait in ``sleeps``."""
         self.sleeps.append(seconds)
         self.now += seconds
 
     async def async_sleep(self, seconds: float) -> None:
+        """The async twin of ``sleep``: returns at once, the fake time moved on."""
         self.sleep(seconds)
 
     def options(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ as itself, and keeps each call's retries its own across threads, tasks and succe
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -131,16 +132,23 @@ async def test_no_attempt_starts_once_the_deadline_passed_during_the_wait(
     assert caught.value.reason == "the total deadline passed before attempt 2"
 
 
-async def test_an_error_a_retry_hook_raises_is_raised_as_itself(connect: Callable[[Any], Caller]) -> None:
-    vendor = Vendor(FakeClock(), DOWN, OK)
+async def test_an_error_a_retry_hook_raises_is_logged_once_and_the_call_goes_on(
+    connect: Callable[[Any], Caller], caplog: pytest.LogCaptureFixture
+) -> None:
+    vendor = Vendor(FakeClock(), DOWN, OK, DOWN, OK)
 
     def failing_hook(event: rc.RetryEvent) -> None:
         raise LookupError("the hook's own bug")
 
     client = connect(retrying(vendor, on_retry=failing_hook))
-    with pytest.raises(LookupError, match="the hook's own bug"):
-        await client.get()
-    assert vendor.sent == 1
+    with caplog.at_level(logging.WARNING, logger="resilient_client"):
+        assert (await client.get()).status_code == 200
+        assert (await client.get()).status_code == 200
+    assert vendor.sent == 4
+    failures = [r.getMessage() for r in caplog.records if "raised LookupError" in r.getMessage()]
+    assert len(failures) == 1  # once per hook and event kind, not once per call
+    assert "failing_hook raised LookupError" in failures[0]
+    assert "the hook's own bug" not in failures[0]  # a hook's message may quote a secret
 
 
 async def test_an_error_that_is_no_vendor_answer_in_a_retry_is_raised_as_itself(

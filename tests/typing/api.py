@@ -62,7 +62,7 @@ def catalog_entries() -> None:
     entry = hyper[10]
     assert_type(entry, rc.CatalogEntry)
     assert_type(hyper.lookup(99), rc.CatalogEntry | None)
-    cls: type[errors.ApiError] = entry.exception
+    cls: type[errors.ApiError] | None = entry.exception  # None for a success code
     print(cls)
 
 

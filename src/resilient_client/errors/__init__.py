@@ -43,8 +43,10 @@ The tree::
 every failure of a call. Each carries ``reason``: why the SDK stopped there, in words, shown by
 ``str()``. The hand-written classes live in ``_tree``; the four shipped vendors' per-code and
 per-category classes are static classes generated from ``catalogs/*.toml`` into ``_shipped``, so type
-checkers and IDEs know them. A vendor added with ``load_catalog()`` gets classes built at run time,
-served here by name once registered.
+checkers and IDEs know them; they are imported the first time one is asked for (``import
+resilient_client`` stays cheap), then served here as module attributes. A vendor added with
+``load_catalog()`` gets classes built at run time, served here by name once registered. A code that
+means success (hyper 0, updox 2000) has no class: it raises nothing.
 
 Transport failures are not wrapped: they stay httpx's own exceptions (``httpx.ConnectError``...), with
 the number of attempts and the reason in a PEP 678 note and in ``attempts`` and ``reason``
@@ -53,10 +55,11 @@ attributes.
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
 from typing import TYPE_CHECKING
 
-from resilient_client.errors import _shipped, _tree
-from resilient_client.errors._shipped import *  # noqa: F403
+from resilient_client.errors import _tree
 from resilient_client.errors._tree import (
     CATEGORY_CLASSES,
     VENDOR_BASES,
@@ -97,8 +100,10 @@ from resilient_client.errors._tree import (
     UstaError,
     ValidationError,
     VerificationRequired,
-    set_catalog_loader,
 )
+
+if TYPE_CHECKING:
+    from resilient_client.errors._shipped import *  # noqa: F403
 
 __all__ = [
     "ApiError",
@@ -140,16 +145,34 @@ __all__ = [
     "VENDOR_BASES",
     "ValidationError",
     "VerificationRequired",
-    "register",
-    "set_catalog_loader",
 ]
 
-# Tracebacks, reprs of classes and pickles name the public path, not the private module (as httpx does).
-for _public in (*_tree.__all__, *_shipped.__all__):
-    _found = globals()[_public]
-    if isinstance(_found, type):
-        _found.__module__ = __name__
-del _public, _found
+
+def _public_path(names: list[str], module: ModuleType) -> None:
+    """Tracebacks, reprs of classes and pickles name the public path, not the private module (as
+    httpx does)."""
+    for name in names:
+        found = getattr(module, name)
+        if isinstance(found, type):
+            found.__module__ = __name__
+
+
+_public_path(_tree.__all__, _tree)
+
+#: The generated module, once a per-code class was first asked for (importing it builds ~400 classes).
+_shipped_module: ModuleType | None = None
+
+
+def _shipped_classes() -> ModuleType:
+    """The four shipped vendors' per-code classes, imported on first use and served from here."""
+    global _shipped_module
+    if _shipped_module is None:
+        module = importlib.import_module("resilient_client.errors._shipped")
+        _public_path(module.__all__, module)
+        globals().update({name: getattr(module, name) for name in module.__all__})
+        _shipped_module = module
+    return _shipped_module
+
 
 #: Classes built at run time for vendors added with ``load_catalog()``, by name.
 _added: dict[str, type[ApiError]] = {}
@@ -159,9 +182,10 @@ def register(cls: type[ApiError]) -> None:
     """Serve ``cls``, built for a vendor added with ``load_catalog()``, as ``errors.<its name>``.
 
     Loading that vendor's catalog again replaces its classes. Raises ValueError when the name is a
-    shipped class's or another vendor's.
+    shipped class's or another vendor's. Called by the catalog loader (not in ``__all__``).
     """
     name = cls.__name__
+    _shipped_classes()
     taken = globals().get(name) if not name.startswith("_") else None
     existing = _added.get(name)
     if taken is not None or (existing is not None and existing._vendor != cls._vendor):
@@ -171,13 +195,17 @@ def register(cls: type[ApiError]) -> None:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_added})
+    return sorted({*globals(), *_shipped_classes().__all__, *_added})
 
 
 if not TYPE_CHECKING:
     # Hidden from type checkers: they must see only the static classes, so that a misspelled name
     # (errors.RateLimitError) is an error instead of an ApiError class.
     def __getattr__(name: str) -> type[ApiError]:
+        if not name.startswith("_"):
+            shipped = _shipped_classes()
+            if name in shipped.__all__:
+                return getattr(shipped, name)
         found = _added.get(name)
         if found is None:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

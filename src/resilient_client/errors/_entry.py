@@ -28,7 +28,11 @@ DEFAULT_RETRYABLE: frozenset[str] = frozenset(
 
 @attrs.frozen
 class CatalogEntry:
-    """One documented code of a vendor: what it means and which exception it raises."""
+    """One documented code of a vendor: what it means and which exception it raises.
+
+    ``exception`` is None for a code that means success (category ``"ok"``, hyper 0, updox 2000):
+    it raises nothing.
+    """
 
     vendor: str
     code: Code
@@ -36,7 +40,7 @@ class CatalogEntry:
     http_status: int | None
     category: str
     group: str | None
-    exception: type[ApiError] = attrs.field(eq=False, repr=False)
+    exception: type[ApiError] | None = attrs.field(eq=False, repr=False)
 
     @property
     def retryable(self) -> bool:

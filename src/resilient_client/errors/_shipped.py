@@ -34,7 +34,6 @@ from resilient_client.errors._tree import (
 )
 
 __all__ = [
-    "Hyper0Error",
     "Hyper10Error",
     "Hyper11Error",
     "Hyper12Error",
@@ -180,7 +179,6 @@ __all__ = [
     "MedableValidationError",
     "MedableValidationErrorFault",
     "MedableVerificationRequired",
-    "Updox2000Error",
     "Updox4000Error",
     "Updox4010Error",
     "Updox4011Error",
@@ -394,12 +392,6 @@ class UpdoxPartialFailure(UpdoxError, PartialFailure):
 
 class UpdoxUnknownFaultError(UpdoxError, UnknownFaultError):
     """Updox API: unknown for a code its catalog lacks."""
-
-
-class Updox2000Error(UpdoxError):
-    """Updox API 2000: Success"""
-
-    category = "ok"
 
 
 class Updox4000Error(UpdoxError, BadRequestError):
@@ -1310,15 +1302,6 @@ class HyperPartialFailure(HyperError, PartialFailure):
 
 class HyperUnknownFaultError(HyperError, UnknownFaultError):
     """Hyper API (SYE CRM/ERP): unknown for a code its catalog lacks."""
-
-
-class Hyper0Error(HyperError):
-    """Hyper API (SYE CRM/ERP) 0 (ok).
-
-    Success. This is the standard code indicating the function executed correctly.
-    """
-
-    category = "ok"
 
 
 class Hyper1Error(HyperError, IncompleteSuccess):

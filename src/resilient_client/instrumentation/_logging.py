@@ -1,4 +1,4 @@
-"""The ``resilient_client`` logger as a hook: one INFO line per retry, one DEBUG line per fault.
+"""The ``resilient_client`` logger as a hook: one INFO line per retry, DEBUG lines per fault and wait.
 
 Secrets: every text is redacted with what the request carried before it is formatted, and the
 logger's records pass the package's log redaction filter too.
@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 
-from resilient_client._pipeline import AttemptEvent, Call, Hook, RejectionEvent, RetryEvent
+from resilient_client._pipeline import AttemptEvent, Call, Hook, RejectionEvent, RetryEvent, WaitEvent
 
 logger = logging.getLogger("resilient_client")
 
 
 class LoggingHook(Hook):
-    """Logs retries at INFO, faults and refusals at DEBUG (secrets redacted)."""
+    """Logs retries at INFO, faults, refusals and waits at DEBUG (secrets redacted)."""
 
     attempt_successes = False  # it logs faults only: a success costs it nothing
 
@@ -58,5 +58,17 @@ class LoggingHook(Hook):
                 event.url,
                 event.attempt,
                 event.reason,
+                event.strategy,
+            )
+
+    def on_wait(self, call: Call, event: WaitEvent) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s %s: attempt %d waited %.3f s for %s",
+                event.vendor,
+                event.method,
+                event.url,
+                event.attempt,
+                event.seconds,
                 event.strategy,
             )

@@ -82,7 +82,7 @@ def build(
         strategies.append(breaker)
     # Built when off too: ``transport.limiter.clear()`` then ends the pauses others set in a
     # shared store for the hosts this transport calls (none, while it calls none through a limiter).
-    limiter = LimiterStrategy(policy.rate_limit, store, vendor, clock)
+    limiter = LimiterStrategy(policy.rate_limit, store, vendor, clock, hooks)
     if policy.rate_limit.enabled:
         strategies.append(limiter)
     if policy.guards:
@@ -91,5 +91,5 @@ def build(
         # The limiter is outside the guard: after a wait for a key, the guard asks it about pauses
         # (the one meeting of two strategies, see the module docstring).
         gate = limiter if policy.rate_limit.enabled else None
-        strategies.append(GuardStrategy(guards, vendor, gate=gate))
+        strategies.append(GuardStrategy(guards, vendor, gate=gate, hooks=hooks))
     return Pipeline(RetryStrategy(store, vendor, hooks), breaker, limiter, tuple(strategies), leaf)

@@ -429,6 +429,8 @@ class BreakerStrategy:
     # -- shells ---------------------------------------------------------------------------------
 
     def handle(self, call: Call, number: int, next: Next) -> Attempt:
+        """Attempt ``number`` of ``call`` through ``next`` when the host's circuit lets it through;
+        else the refusal (``CircuitOpenError``), nothing sent. The answer counts toward the circuit."""
         # The host's breaker, made once (``for_host``) and then found without a call per attempt.
         hosts = self._hosts
         breaker = hosts.breakers.get(call.host) or self.for_host(call.host)
@@ -456,6 +458,7 @@ class BreakerStrategy:
         return attempt
 
     async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
+        """The async twin of ``handle``."""
         hosts = self._hosts
         breaker = hosts.breakers.get(call.host) or self.for_host(call.host)
         hosts.last = call.host

@@ -36,7 +36,7 @@ from typing import Protocol
 import anyio
 import httpx
 
-from resilient_client._pipeline import AsyncNext, Attempt, Call, Next, rejected
+from resilient_client._pipeline import AsyncNext, Attempt, Call, Hooks, Next, rejected
 from resilient_client._settings import GuardSettings
 from resilient_client.errors import GuardTimeoutError
 from resilient_client.stores import Acquire, Release, StateStore, state_key
@@ -185,12 +185,16 @@ class GuardStrategy:
     after any wait for a key whether a pause began meanwhile (see the module docstring).
     """
 
-    __slots__ = ("gate", "guards", "vendor")
+    __slots__ = ("_hooks", "gate", "guards", "vendor")
 
-    def __init__(self, guards: Sequence[Guard], vendor: str, gate: Gate | None = None) -> None:
+    def __init__(
+        self, guards: Sequence[Guard], vendor: str, gate: Gate | None = None, hooks: Hooks | None = None
+    ) -> None:
         self.guards = tuple(sorted(guards, key=lambda guard: guard.name))
         self.vendor = vendor
         self.gate = gate
+        #: Told of every wait for a busy key (``Hooks.waited``), as ``"guard"``.
+        self._hooks = Hooks() if hooks is None else hooks
 
     def __repr__(self) -> str:
         return f"GuardStrategy(vendor={self.vendor!r}, guards={[g.name for g in self.guards]!r})"
@@ -240,9 +244,13 @@ class GuardStrategy:
                 now = clock.monotonic()
                 pause = guard.next_try(tries, now - start, call.deadline - now)
                 if pause is None:
+                    if tries:
+                        self._hooks.waited(call, number, "guard", now - start)
                     return self._refused(call, number, guard, keys, now - start)
                 clock.sleep(pause)
                 tries += 1
+            if tries:
+                self._hooks.waited(call, number, "guard", clock.monotonic() - start)
             waited = waited or tries > 0
             held.append((guard, keys))
         return waited
@@ -283,9 +291,13 @@ class GuardStrategy:
                 now = clock.monotonic()
                 pause = guard.next_try(tries, now - start, call.deadline - now)
                 if pause is None:
+                    if tries:
+                        self._hooks.waited(call, number, "guard", now - start)
                     return self._refused(call, number, guard, keys, now - start)
                 await clock.asleep(pause)
                 tries += 1
+            if tries:
+                self._hooks.waited(call, number, "guard", clock.monotonic() - start)
             waited = waited or tries > 0
             held.append((guard, keys))
         return waited

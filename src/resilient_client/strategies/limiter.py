@@ -39,7 +39,7 @@ import attrs
 
 from resilient_client._clock import Clock
 from resilient_client._decision import RETURN
-from resilient_client._pipeline import AsyncNext, Attempt, Call, Next, is_testing, rejected
+from resilient_client._pipeline import AsyncNext, Attempt, Call, Hooks, Next, is_testing, rejected
 from resilient_client._settings import RateLimitSettings
 from resilient_client.errors import ThrottledError
 from resilient_client.stores import (
@@ -290,15 +290,22 @@ class LimiterStrategy:
     refusal for a wait past the deadline (there is no wait).
     """
 
-    __slots__ = ("_clock", "_limiters", "settings", "store", "vendor")
+    __slots__ = ("_clock", "_hooks", "_limiters", "settings", "store", "vendor")
 
     def __init__(
-        self, settings: RateLimitSettings, store: StateStore, vendor: str, clock: Clock | None = None
+        self,
+        settings: RateLimitSettings,
+        store: StateStore,
+        vendor: str,
+        clock: Clock | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.vendor = vendor
         self._clock = Clock() if clock is None else clock
+        #: Told of every wait (``Hooks.waited``), as ``"rate_limit"``.
+        self._hooks = Hooks() if hooks is None else hooks
         self._limiters: dict[str, Limiter] = {}
 
     def __repr__(self) -> str:
@@ -319,6 +326,7 @@ class LimiterStrategy:
             await self.store.arun(EndPause(limiter.key), now)
 
     def for_host(self, host: str) -> Limiter:
+        """The limiter of one host of the vendor (made on first use)."""
         limiter = self._limiters.get(host)
         if limiter is None:
             key = state_key("limiter", self.vendor, host)
@@ -352,50 +360,79 @@ class LimiterStrategy:
         """Wait out the host's pause; a refusal (ThrottledError) when it would pass the deadline."""
         limiter = self.for_host(call.host)
         clock = call.clock
+        started = clock.monotonic()
+        waited = False
         while True:
             now = clock.monotonic()
             wait = limiter.hold(now, call.deadline - now)
-            if wait is None or is_testing():
-                return None
-            if isinstance(wait, Throttled):
+            testing = is_testing()
+            if wait is not None and not testing and not isinstance(wait, Throttled):
+                clock.sleep(wait.wait)
+                waited = True
+                continue
+            if waited:  # the wait ends here, sent or refused: the hooks hear how long it lasted
+                self._hooks.waited(call, number, "rate_limit", now - started)
+            if isinstance(wait, Throttled) and not testing:
                 return self._refused(call, number, wait)
-            clock.sleep(wait.wait)
+            return None
 
     async def apaused(self, call: Call) -> bool:
+        """The async twin of ``paused``."""
         return await self.for_host(call.host).apaused_meanwhile(call.clock.monotonic())
 
     async def ahold(self, call: Call, number: int) -> Attempt | None:
+        """The async twin of ``hold``."""
         limiter = self.for_host(call.host)
         clock = call.clock
+        started = clock.monotonic()
+        waited = False
         while True:
             now = clock.monotonic()
             wait = await limiter.ahold(now, call.deadline - now)
-            if wait is None or is_testing():
-                return None
-            if isinstance(wait, Throttled):
+            testing = is_testing()
+            if wait is not None and not testing and not isinstance(wait, Throttled):
+                await clock.asleep(wait.wait)
+                waited = True
+                continue
+            if waited:  # the wait ends here, sent or refused: the hooks hear how long it lasted
+                self._hooks.waited(call, number, "rate_limit", now - started)
+            if isinstance(wait, Throttled) and not testing:
                 return self._refused(call, number, wait)
-            await clock.asleep(wait.wait)
+            return None
 
     # -- shells ---------------------------------------------------------------------------------
 
     def handle(self, call: Call, number: int, next: Next) -> Attempt:
+        """Attempt ``number`` of ``call`` through ``next`` once the host's pace and pause allow it
+        (each wait told to the hooks); a refusal (``ThrottledError``) when the wait would pass the
+        deadline. A ``rate_limited`` answer lowers the learned rate, a Retry-After pauses the host."""
         limiter = self.for_host(call.host)
         clock = call.clock
         # Under the testing switch nothing is reserved: with the waits off, reservations would
         # pile up until the next one reached past the deadline and was refused.
         ticket = _GO
+        # When the first wait began and the last ended (None: no wait, nothing to tell the hooks).
+        started: float | None = None
+        waited: float | None = None
         while not is_testing():
             now = clock.monotonic()
             answer = limiter.acquire(now, call.deadline - now)
             if isinstance(answer, Throttled):
+                if started is not None:
+                    self._hooks.waited(call, number, "rate_limit", now - started)
                 return self._refused(call, number, answer)
             ticket = answer
             if ticket.wait > 0:
+                if started is None:
+                    started = now
                 clock.sleep(ticket.wait)
-                if ticket.granted and limiter.paused_meanwhile(clock.monotonic()):
+                waited = clock.monotonic()
+                if ticket.granted and limiter.paused_meanwhile(waited):
                     continue  # wait the pause out, then queue again (this place in the queue is lost)
             if ticket.granted:
                 break
+        if started is not None and waited is not None:
+            self._hooks.waited(call, number, "rate_limit", waited - started)
         attempt = next(call, number)
         if attempt.decision is RETURN and not _climbing(ticket):
             return attempt  # a success teaches nothing while no learned rate climbs back
@@ -407,23 +444,34 @@ class LimiterStrategy:
         return attempt
 
     async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
+        """The async twin of ``handle``."""
         limiter = self.for_host(call.host)
         clock = call.clock
         # Under the testing switch nothing is reserved: with the waits off, reservations would
         # pile up until the next one reached past the deadline and was refused.
         ticket = _GO
+        # When the first wait began and the last ended (None: no wait, nothing to tell the hooks).
+        started: float | None = None
+        waited: float | None = None
         while not is_testing():
             now = clock.monotonic()
             answer = await limiter.aacquire(now, call.deadline - now)
             if isinstance(answer, Throttled):
+                if started is not None:
+                    self._hooks.waited(call, number, "rate_limit", now - started)
                 return self._refused(call, number, answer)
             ticket = answer
             if ticket.wait > 0:
+                if started is None:
+                    started = now
                 await clock.asleep(ticket.wait)
-                if ticket.granted and await limiter.apaused_meanwhile(clock.monotonic()):
+                waited = clock.monotonic()
+                if ticket.granted and await limiter.apaused_meanwhile(waited):
                     continue  # wait the pause out, then queue again (this place in the queue is lost)
             if ticket.granted:
                 break
+        if started is not None and waited is not None:
+            self._hooks.waited(call, number, "rate_limit", waited - started)
         attempt = await next(call, number)
         if attempt.decision is RETURN and not _climbing(ticket):
             return attempt

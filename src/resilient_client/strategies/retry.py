@@ -16,8 +16,6 @@ with the refusal itself.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-
 import attrs
 import tenacity
 from tenacity.wait import wait_base
@@ -29,6 +27,7 @@ from resilient_client._pipeline import (
     Call,
     Hooks,
     Next,
+    PendingHook,
     RejectionEvent,
     RetryEvent,
     is_testing,
@@ -234,7 +233,7 @@ class _Retried:
         #: The first attempt, until tenacity asks for it.
         self.pending: Attempt | None = first
         #: What the retry hooks returned, and the wait: what the async shell awaits before a retry.
-        self.awaiting: list[Awaitable[object]] = []
+        self.awaiting: list[PendingHook] = []
         self.wait = 0.0
 
     def before_sleep(self, state: tenacity.RetryCallState) -> None:
@@ -286,11 +285,10 @@ class _Retried:
 
     def sleep(self, seconds: float) -> None:
         if self.awaiting:
+            # Never awaited here: closed (not leaked as a warning) and logged as the hook's failure.
             for returned in self.awaiting:
-                close = getattr(returned, "close", None)
-                if close is not None:
-                    close()  # never awaited here: closed, not leaked as a warning
-            raise TypeError("an async on_retry hook needs an httpx.AsyncClient")
+                returned.discard()
+            self.awaiting = []
         if seconds > 0:
             self.call.clock.sleep(float(seconds))  # tenacity's DoSleep, a float
 
