@@ -10,11 +10,33 @@ Clients. ``run`` uses a ``redis.Redis``; ``arun`` a ``redis.asyncio.Redis`` unde
 sync client in a worker thread under any other event loop (trio), since ``redis.asyncio`` runs on
 asyncio only. Made from ``url``, the clients are this store's: the ``[state] timeout`` as their
 socket timeouts, no retries of redis-py's own (a dead Redis costs one timeout, not seconds of
-retries: the fallback decides what a missing answer means), no health checks, and a pool that opens
-a connection for each caller at once (redis-py's default): a process's own concurrency never waits
-for a connection, so it never looks like an outage. A ``client=``/``async_client=`` given is used
-as it is. redis.asyncio connections belong to the event
-loop that opened them, so one async client is made per loop and closed when that loop shuts down.
+retries: the fallback decides what a missing answer means), no health checks. A ``client=``/
+``async_client=`` given is used as it is. redis.asyncio connections belong to the event loop that
+opened them, so one async client is made per loop and closed when that loop shuts down.
+
+Pool sizing. A process's own concurrency never looks like an outage. The sync pool has room for a
+connection per thread (``SYNC_POOL_SIZE``: threads bound it). The async pool of each loop holds
+``ASYNC_POOL_SIZE`` connections (Redis runs one script at a time, so more buy no throughput) and a
+task past them waits for a free one (redis-py's ``BlockingConnectionPool``), never failing at once as
+redis-py's default pool does past 100. What counts as Redis not answering is silence: an operation
+that waited ``[state] timeout`` while Redis answered nobody. One whose wait ran while Redis answered
+others (it was queued behind the process's own tasks) waits on, up to ``BUSY_WAIT`` seconds, and is
+then ``Busy``: it goes without the store, and the store is not taken as down.
+
+A new async client's pool opens its connections as a burst of tasks needs them, each a few round
+trips: until Redis first answers it, silence counts only after ``FIRST_CONTACT`` seconds (a Redis
+that refuses connections still fails at once).
+
+Deadline. Every wait on Redis is bounded by the call's deadline (``_deadline.current``, which the
+pipeline sets for the whole call): an operation with less time left than ``[state] timeout`` waits
+only that long (the sync client then waits in a worker thread, as its socket timeout is fixed), and
+one with none left does not go to Redis. Cut short by the deadline after a silence shorter than
+the timeout, it is ``Busy``, not an outage.
+
+Orphans. A lease acquire whose answer never came (timed out, cancelled) may still run in Redis later
+(a hung Redis runs its buffered scripts when it wakes up); a release that could not reach Redis
+leaves its hold there. Either way the hold's field is remembered, and released in Redis after the
+next operation Redis answers: no account stays locked for the rest of its lease.
 
 Unavailability (``stores/fallback.py``): when Redis does not answer, the operation runs on an
 in-process MemoryState (``on_unavailable="local"``) or raises StateUnavailableError (``"raise"``);
@@ -26,17 +48,19 @@ This module imports redis only when a RedisState is built, so it costs nothing w
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import math
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import anyio.to_thread
 import attrs
 
+from resilient_client import _deadline
 from resilient_client._redact import REDACTED, Secrets, redact_url
 from resilient_client.stores._lua import SCRIPTS
 from resilient_client.stores._protocol import (
@@ -65,18 +89,43 @@ from resilient_client.stores._protocol import (
     TryProbe,
     TrySpend,
 )
-from resilient_client.stores.fallback import Fallback, OnUnavailable
+from resilient_client.stores.fallback import Busy, Fallback, OnUnavailable
 
 if TYPE_CHECKING:
     import redis
     import redis.asyncio
     import redis.commands.core
 
-__all__ = ["RedisState"]
+__all__ = ["ASYNC_POOL_SIZE", "BUSY_WAIT", "SYNC_POOL_SIZE", "RedisState"]
 
 _T = TypeVar("_T")
 _SCHEMES = ("redis", "rediss", "unix")
 _URL_EXAMPLE = "redis://localhost:6379/0"
+
+#: Connections of a store's async client per event loop; a task past them waits for a free one.
+ASYNC_POOL_SIZE = 64
+#: Connections of a store's sync client: room for every thread a process runs.
+SYNC_POOL_SIZE = 100_000
+#: How long an operation may wait while Redis answers others but not it yet (see the docstring).
+BUSY_WAIT = 2.0
+#: The second look before a silence is believed (see ``_until_expired``).
+_GRACE = 0.01
+#: How long a new async client waits for Redis's first answer before taking silence for an outage.
+FIRST_CONTACT = 1.0
+#: A deadline's cut shorter than this (or than the timeout) says nothing of Redis: ``Busy``.
+_SILENCE_FLOOR = 0.05
+#: The key and field of a lease hold to release (``_Holds``).
+_Hold = tuple[tuple[str, ...], str]
+
+
+class _UnreadableReply(Exception):
+    """A reply this store cannot read (a script of another version of the SDK, say): refused."""
+
+
+def _time_left() -> float | None:
+    """Seconds to the running call's deadline, or None outside a call."""
+    deadline = _deadline.current.get()
+    return None if deadline is None else deadline.at - deadline.clock()
 
 
 class _Script(NamedTuple):
@@ -86,6 +135,9 @@ class _Script(NamedTuple):
     keys: list[str]
     args: list[str | int | float]
     read: Callable[[Any], Any]
+    #: The lease hold to release when this script's answer never comes (it may have run anyway),
+    #: or when it does not reach Redis (a release).
+    orphan: _Hold | None = None
 
 
 class _Holds:
@@ -136,6 +188,9 @@ class _LoopClient:
     closer: AsyncGenerator[None, None] | None
     #: Each operation's time limit, as a whole (a client this store made: see ``_loop_client``).
     timeout: float | None = None
+    #: Whether Redis has answered this client yet: until then its pool is opening its connections
+    #: (a burst of tasks opens them all at once), and silence is waited out for ``FIRST_CONTACT``.
+    answered: bool = False
 
 
 def _import_redis() -> Any:
@@ -327,6 +382,11 @@ class RedisState:
         secrets = Secrets(_passwords(url, client, async_client))
         self._lock = threading.Lock()  # guards the lazy creation of clients
         self._holds = _Holds()
+        #: Lease holds that may be left in Redis (see the module docstring), released when it answers.
+        self._orphans: dict[_Hold, None] = {}
+        #: Counts Redis's answers: an operation that saw it move while it waited was queued, not ignored.
+        self._answers = 0
+        self._waiter: concurrent.futures.ThreadPoolExecutor | None = None
         self._client = client
         self._scripts: dict[str, Any] | None = None if client is None else self._register(client)
         self._given_async = (
@@ -344,7 +404,7 @@ class RedisState:
                 exceptions.ReadOnlyError,  # READONLY: a failover made our server a replica
                 OSError,
             ),
-            refused=(exceptions.RedisError,),  # an error reply: out of memory, a wrong type, ...
+            refused=(exceptions.RedisError, _UnreadableReply),  # an error reply: out of memory, ...
             on_unavailable=on_unavailable,
             idle_seconds=self._idle,
             redact=secrets.redact,
@@ -392,6 +452,9 @@ class RedisState:
             client = self._client
             if self._url is not None:
                 self._client, self._scripts = None, None
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.shutdown(wait=False)
         if client is not None and self._url is not None:
             client.close()
 
@@ -436,7 +499,9 @@ class RedisState:
                     )
                 redis_module = self._redis
                 retry = redis_module.retry.Retry(redis_module.backoff.NoBackoff(), 0)
-                self._client = redis_module.Redis.from_url(self._url, **self._client_options(retry))
+                self._client = redis_module.Redis.from_url(
+                    self._url, max_connections=SYNC_POOL_SIZE, **self._client_options(retry)
+                )
             if self._scripts is None:
                 self._scripts = self._register(self._client)
             return self._client, self._scripts
@@ -460,8 +525,17 @@ class RedisState:
             # Each operation is timed as a whole (``arun``), not each send and read: redis.asyncio
             # bounds a send by its socket timeout with ``asyncio.wait_for``, which cost ~20 us of
             # a ~80 us operation on loopback (bench/redis_store.py); connecting keeps its timeout.
-            options = {**self._client_options(retry), "socket_timeout": None}
-            client = redis_module.asyncio.Redis.from_url(self._url, **options)
+            options = {
+                **self._client_options(retry),
+                "socket_timeout": None,
+                # A burst of tasks opens the pool's connections at once: each connect waits for its
+                # turn in the loop. A refused connection still fails at once.
+                "socket_connect_timeout": max(self._timeout, FIRST_CONTACT),
+            }
+            pool = redis_module.asyncio.BlockingConnectionPool.from_url(
+                self._url, max_connections=ASYNC_POOL_SIZE, timeout=None, **options
+            )
+            client = redis_module.asyncio.Redis.from_pool(pool)
             closer = _close_with_loop(client)
             found = self._loop_clients[loop] = _LoopClient(
                 client, self._register(client), closer, self._timeout
@@ -502,14 +576,99 @@ class RedisState:
 
         def shared() -> _T:
             client, scripts = self._sync()
-            try:
-                reply = scripts[script.name](keys=script.keys, args=self._args(script, now), client=client)
-            except self._fallback.unavailable:
-                client.connection_pool.disconnect(inuse_connections=False)
-                raise
-            return cast(_T, script.read(reply))
+            left = _time_left()
+            if left is not None and left < self._timeout and self._url is not None:
+                return self._run_within(client, scripts, script, now, left)
+            return self._answered(script, self._send(client, scripts, script, now))
 
-        return self._fallback.call(now, shared, lambda: local.run(op, now))
+        return self._fallback.call(now, shared, self._without(script, lambda: local.run(op, now)))
+
+    def _send(self, client: Any, scripts: dict[str, Any], script: _Script, now: float) -> Any:
+        try:
+            return scripts[script.name](keys=script.keys, args=self._args(script, now), client=client)
+        except self._fallback.unavailable:
+            client.connection_pool.disconnect(inuse_connections=False)
+            self._orphan(script)
+            raise
+
+    def _run_within(
+        self, client: Any, scripts: dict[str, Any], script: _Script, now: float, left: float
+    ) -> Any:
+        """The script, waited for at most ``left`` seconds (less than the sync client's socket
+        timeout): sent from a worker thread, which is left to finish by itself when the time is up."""
+        if left <= 0:
+            self._orphan(script)
+            raise Busy("the call's deadline had passed: the operation did not go to Redis")
+        with self._lock:
+            if self._waiter is None:
+                self._waiter = concurrent.futures.ThreadPoolExecutor(4, "resilient-client-redis")
+            waiter = self._waiter
+        answers = self._answers
+        future = waiter.submit(self._send, client, scripts, script, now)
+        try:
+            return self._answered(script, future.result(timeout=left))
+        except concurrent.futures.TimeoutError:
+            self._orphan(script)
+            if self._answers == answers and left >= min(self._timeout, _SILENCE_FLOOR):
+                raise TimeoutError(f"Redis did not answer within the call's {left:.3g} s left") from None
+            raise Busy(f"no answer within the call's {left:.3g} s left") from None
+
+    def _answered(self, script: _Script, reply: Any) -> Any:
+        """The reply read (an unreadable one refused); lease holds left behind are released now."""
+        self._answers += 1
+        try:
+            result = script.read(reply)
+        except (ValueError, TypeError, IndexError, AttributeError) as exc:
+            raise _UnreadableReply(f"the {script.name} script's reply could not be read") from exc
+        if self._orphans:
+            self._release_orphans()
+        return result
+
+    def _without(self, script: _Script, local: Callable[[], _T]) -> Callable[[], _T]:
+        """``local``, remembering the hold the script would have released in Redis."""
+        if script.orphan is None:
+            return local
+
+        def without_redis() -> _T:
+            self._orphan(script)
+            return local()
+
+        return without_redis
+
+    def _orphan(self, script: _Script) -> None:
+        if script.orphan is not None:
+            with self._lock:
+                self._orphans[script.orphan] = None
+
+    def _take_orphans(self) -> list[_Hold]:
+        with self._lock:
+            orphans = list(self._orphans)
+            self._orphans.clear()
+        return orphans
+
+    def _release_orphans(self) -> None:
+        client, scripts = self._sync()
+        for keys, field in self._take_orphans():
+            release = _Script("release", list(keys), [field], _nothing)
+            try:
+                scripts["release"](keys=release.keys, args=self._args(release, 0.0), client=client)
+            except self._redis.exceptions.RedisError:
+                with self._lock:
+                    self._orphans[(keys, field)] = None
+                return
+
+    async def _arelease_orphans(self, loop_client: _LoopClient) -> None:
+        for keys, field in self._take_orphans():
+            release = _Script("release", list(keys), [field], _nothing)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await loop_client.scripts["release"](
+                        keys=release.keys, args=self._args(release, 0.0), client=loop_client.client
+                    )
+            except (self._redis.exceptions.RedisError, OSError):
+                with self._lock:
+                    self._orphans[(keys, field)] = None
+                return
 
     async def arun(self, op: Operation[_T], now: float) -> _T:
         """``run`` for async callers: redis.asyncio under asyncio, else the sync client in a thread."""
@@ -525,16 +684,102 @@ class RedisState:
             client = loop_client.client
             run = loop_client.scripts[script.name]
             try:
-                # TimeoutError past the limit: an OSError, so Redis did not answer (the fallback's).
-                async with asyncio.timeout(loop_client.timeout):
-                    reply = await run(keys=script.keys, args=self._args(script, now), client=client)
-            except self._fallback.unavailable:
-                with anyio.CancelScope(shield=True):
-                    await client.connection_pool.disconnect(inuse_connections=False)
+                silence = loop_client.timeout
+                if silence is not None and not loop_client.answered:
+                    silence = max(silence, FIRST_CONTACT)
+                reply = await self._within(
+                    run(keys=script.keys, args=self._args(script, now), client=client), silence
+                )
+                loop_client.answered = True
+            except BaseException as exc:
+                self._orphan(script)  # it may run in Redis still, or never reached it
+                if isinstance(exc, self._fallback.unavailable):
+                    with anyio.CancelScope(shield=True):
+                        await client.connection_pool.disconnect(inuse_connections=False)
                 raise
-            return cast(_T, script.read(reply))
+            orphans = bool(self._orphans)
+            result = self._answered_async(script, reply)
+            if orphans:
+                with anyio.CancelScope(shield=True):
+                    await self._arelease_orphans(loop_client)
+            return cast(_T, result)
 
-        return await self._fallback.acall(now, shared, lambda: local.run(op, now))
+        return await self._fallback.acall(now, shared, self._without(script, lambda: local.run(op, now)))
+
+    def _answered_async(self, script: _Script, reply: Any) -> Any:
+        self._answers += 1
+        try:
+            return script.read(reply)
+        except (ValueError, TypeError, IndexError, AttributeError) as exc:
+            raise _UnreadableReply(f"the {script.name} script's reply could not be read") from exc
+
+    async def _within(self, pending: Awaitable[Any], silence: float | None) -> Any:
+        """``pending``'s answer. Given up (TimeoutError: Redis did not answer) after ``silence``
+        seconds in which Redis answered nobody; waited for while it answers others, up to
+        ``BUSY_WAIT`` (then ``Busy``); never past the call's deadline (``Busy``, unless Redis was
+        silent the whole time, which is as long as the call could wait)."""
+        left = _time_left()
+        if silence is None and left is None:
+            return await pending
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        end = start + (BUSY_WAIT if left is None else min(max(left, 0.0), BUSY_WAIT))
+        if silence is not None and left is None:
+            end = max(end, start + silence)
+        verdict: list[BaseException] = []
+
+        try:
+            async with asyncio.timeout(None) as scope:
+                return await self._until_expired(pending, scope, start, end, silence, verdict)
+        except TimeoutError:
+            if verdict:
+                raise verdict[0] from None
+            raise
+
+    async def _until_expired(
+        self,
+        pending: Awaitable[Any],
+        scope: asyncio.Timeout,
+        start: float,
+        end: float,
+        silence: float | None,
+        verdict: list[BaseException],
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        first = seen = self._answers
+        handle: asyncio.TimerHandle | None = None
+        graced = False
+        def expire(error: BaseException) -> None:
+            verdict.append(error)
+            scope.reschedule(loop.time())
+
+        def check() -> None:
+            nonlocal seen, handle, graced
+            at = loop.time()
+            answers = self._answers
+            if at < end and (silence is None or answers != seen):  # queued, not ignored
+                seen, graced = answers, False
+                handle = loop.call_at(end if silence is None else min(at + silence, end), check)
+            elif answers == seen and not graced and at < end:
+                # Answers already read from the sockets reach their tasks a few loop turns later,
+                # and a busy loop turns late: a silence is believed after one more short look.
+                graced = True
+                handle = loop.call_at(min(at + _GRACE, end), check)
+            elif answers == seen and (at < end or answers == first):
+                waited = at - start
+                if silence is None or waited >= min(silence, _SILENCE_FLOOR):
+                    expire(TimeoutError(f"Redis answered nothing for {waited:.3g} s"))
+                else:
+                    expire(Busy(f"no answer in the {waited:.3g} s the call had left"))
+            else:
+                expire(Busy(f"Redis answered others but not this operation for {at - start:.3g} s"))
+
+        handle = loop.call_at(end if silence is None else min(start + silence, end), check)
+        try:
+            return await pending
+        finally:
+            if handle is not None:
+                handle.cancel()
 
     # -- each operation as its script -------------------------------------------------------------------
 
@@ -586,7 +831,7 @@ class RedisState:
                 self._holds.taken(op.token, field, op.keys)
             return taken
 
-        return _Script("acquire", ordered, [op.limit, op.lease, field], read)
+        return _Script("acquire", ordered, [op.limit, op.lease, field], read, (tuple(ordered), field))
 
     def _release(self, op: Release) -> _Script | None:
         """The holder's own field deleted from each key; None when ``op.token`` holds none of them in
@@ -594,7 +839,8 @@ class RedisState:
         field = self._holds.released(op.token, op.keys)
         if field is None:
             return None
-        return _Script("release", [self._key("lease", key) for key in op.keys], [field], _nothing)
+        keys = [self._key("lease", key) for key in op.keys]
+        return _Script("release", keys, [field], _nothing, (tuple(keys), field))
 
     def _pause(self, op: Pause) -> _Script:
         return _Script("pause", [self._key("pause", op.key)], [op.seconds], _nothing)
