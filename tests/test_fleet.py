@@ -506,3 +506,41 @@ def test_a_guard_lease_held_by_a_killed_process_frees_when_it_ends(
     assert result["ok"] == 1, result
     assert len(got) == 1
     assert lease_ends <= got[0] <= lease_ends + 0.5
+
+
+def test_two_processes_of_200_tasks_each_never_overlap_one_accounts_journal_calls(
+    fleet: Fleet, simulator: tuple[RecordingSimulator, str], redis_url: str, tmp_path: Path
+) -> None:
+    """The pool is sized for a process's concurrency: 200 tasks waiting on one account's lease in
+    each of two processes run every acquire on Redis (none locally, which would let two overlap)."""
+    sim, base_url = simulator
+    sim.journal_latency = 0.002
+    # 400 calls one after another on two busy cores: longer than the shipped 30 s a guard waits.
+    longer = "[guards.journal]\nmax_wait = 300.0\n[retry]\ntotal_timeout = 300.0\n"
+    policy = write_policy(tmp_path, "journal-400", NO_PACE + longer, state_timeout=STRICT_STATE_TIMEOUT)
+    tasks = 200
+    workers = [worker for worker, mode in zip(fleet, MODES, strict=True) if mode == "asyncio"]
+    workers += [worker for worker, mode in zip(fleet, MODES, strict=True) if mode == "trio"]
+    results = fleet.run(
+        {
+            worker: command(
+                worker,
+                base_url,
+                redis_url,
+                via_env=True,
+                policy=policy,
+                mode="asyncio",
+                concurrency=tasks,
+                calls=1,
+                **JOURNAL,
+            )
+            for worker in workers
+        },
+        timeout=300.0,
+    )
+    total = len(workers) * tasks
+    figures("journal 2x200", calls=total, max_in_flight=sim.max_in_flight["7"], overlaps=sim.overlaps["7"])
+    assert failures(results) == {}
+    assert sum(r["ok"] for r in results.values()) == total
+    assert sim.overlaps["7"] == 0
+    assert sim.max_in_flight["7"] == 1

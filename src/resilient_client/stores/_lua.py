@@ -407,7 +407,10 @@ return answer
 """
 
 _RELEASE_PROBE = r"""
-if type(redis.pcall('HDEL', KEYS[1], 'probe:' .. ARGV[4])) == 'table' then redis.call('DEL', KEYS[1]) end
+-- Another type, or a hash without the TTL every key written here has: not the SDK's, deleted.
+if type(redis.pcall('HDEL', KEYS[1], 'probe:' .. ARGV[4])) == 'table' or redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('DEL', KEYS[1])
+end
 return 0
 """
 
@@ -463,7 +466,9 @@ return 1
 # is released by its holder and by nothing else.
 _RELEASE = r"""
 for i = 1, #KEYS do
-  if type(redis.pcall('HDEL', KEYS[i], ARGV[4])) == 'table' then redis.call('DEL', KEYS[i]) end
+  if type(redis.pcall('HDEL', KEYS[i], ARGV[4])) == 'table' or redis.call('PTTL', KEYS[i]) == -1 then
+    redis.call('DEL', KEYS[i])  -- another type, or without the TTL every key written here has
+  end
 end
 return 0
 """

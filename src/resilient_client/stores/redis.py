@@ -138,6 +138,10 @@ class _Script(NamedTuple):
     #: The lease hold to release when this script's answer never comes (it may have run anyway),
     #: or when it does not reach Redis (a release).
     orphan: _Hold | None = None
+    #: The answer when Redis was ``Busy`` for it, instead of running it locally: an acquire is then
+    #: not taken (the guard asks again), for a hold taken locally while others hold the key in
+    #: Redis would let two callers in at once.
+    busy: Callable[[], Any] | None = None
 
 
 class _Holds:
@@ -223,6 +227,10 @@ def _flag(reply: Any) -> bool:
 
 def _nothing(reply: Any) -> None:
     return None
+
+
+def _not_taken() -> bool:
+    return False
 
 
 def _counts(reply: Any) -> tuple[int, int]:
@@ -578,7 +586,12 @@ class RedisState:
             client, scripts = self._sync()
             left = _time_left()
             if left is not None and left < self._timeout and self._url is not None:
-                return self._run_within(client, scripts, script, now, left)
+                try:
+                    return self._run_within(client, scripts, script, now, left)
+                except Busy:
+                    if script.busy is None:
+                        raise
+                    return cast(_T, script.busy())
             return self._answered(script, self._send(client, scripts, script, now))
 
         return self._fallback.call(now, shared, self._without(script, lambda: local.run(op, now)))
@@ -691,6 +704,11 @@ class RedisState:
                     run(keys=script.keys, args=self._args(script, now), client=client), silence
                 )
                 loop_client.answered = True
+            except Busy:
+                self._orphan(script)
+                if script.busy is None:
+                    raise
+                return cast(_T, script.busy())
             except BaseException as exc:
                 self._orphan(script)  # it may run in Redis still, or never reached it
                 if isinstance(exc, self._fallback.unavailable):
@@ -749,6 +767,7 @@ class RedisState:
         first = seen = self._answers
         handle: asyncio.TimerHandle | None = None
         graced = False
+
         def expire(error: BaseException) -> None:
             verdict.append(error)
             scope.reschedule(loop.time())
@@ -831,7 +850,8 @@ class RedisState:
                 self._holds.taken(op.token, field, op.keys)
             return taken
 
-        return _Script("acquire", ordered, [op.limit, op.lease, field], read, (tuple(ordered), field))
+        args: list[str | int | float] = [op.limit, op.lease, field]
+        return _Script("acquire", ordered, args, read, (tuple(ordered), field), _not_taken)
 
     def _release(self, op: Release) -> _Script | None:
         """The holder's own field deleted from each key; None when ``op.token`` holds none of them in
