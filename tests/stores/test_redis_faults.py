@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from redis_process import RedisProcess
 
+from redis_process import RedisProcess
 from resilient_client import _deadline
 from resilient_client.stores import (
     Acquire,

@@ -408,7 +408,8 @@ return answer
 
 _RELEASE_PROBE = r"""
 -- Another type, or a hash without the TTL every key written here has: not the SDK's, deleted.
-if type(redis.pcall('HDEL', KEYS[1], 'probe:' .. ARGV[4])) == 'table' or redis.call('PTTL', KEYS[1]) == -1 then
+local refused = type(redis.pcall('HDEL', KEYS[1], 'probe:' .. ARGV[4])) == 'table'
+if refused or redis.call('PTTL', KEYS[1]) == -1 then
   redis.call('DEL', KEYS[1])
 end
 return 0

@@ -587,12 +587,12 @@ class RedisState:
             left = _time_left()
             if left is not None and left < self._timeout and self._url is not None:
                 try:
-                    return self._run_within(client, scripts, script, now, left)
+                    return cast(_T, self._run_within(client, scripts, script, now, left))
                 except Busy:
                     if script.busy is None:
                         raise
                     return cast(_T, script.busy())
-            return self._answered(script, self._send(client, scripts, script, now))
+            return cast(_T, self._answered(script, self._send(client, scripts, script, now)))
 
         return self._fallback.call(now, shared, self._without(script, lambda: local.run(op, now)))
 
