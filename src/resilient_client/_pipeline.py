@@ -118,6 +118,7 @@ class Call:
     path). ``hook_data`` is scratch space for hooks that follow a call (a tracing span, say)."""
 
     __slots__ = (
+        "_endpoint",
         "_operation",
         "clock",
         "deadline",
@@ -155,6 +156,7 @@ class Call:
         self.deadline = clock.monotonic() + retry.total_timeout
         self.hook_data: dict[str, Any] | None = None
         self._operation: str | None = None
+        self._endpoint: str | None = None
         #: The caller's own timeouts (kept under CALLER_TIMEOUT_EXTENSION once shrunk, so a request
         #: sent again starts from them, not from a shrunk leftover).
         extensions = request.extensions
@@ -178,6 +180,18 @@ class Call:
                 operation = self.request.url.path.rstrip("/").rpartition("/")[2]
             self._operation = operation
         return operation
+
+    @property
+    def endpoint(self) -> str:
+        """What per-endpoint state (breaker, limiter) keys on: the host and, unless it is the
+        scheme's default (which httpx leaves out), the port: ``api.example.com:8443``. Two services
+        on one host are two endpoints. Worked out once per call."""
+        endpoint = self._endpoint
+        if endpoint is None:
+            url = self.request.url
+            port = url.port
+            endpoint = self._endpoint = self.host if port is None else f"{self.host}:{port}"
+        return endpoint
 
     def name_operation(self) -> str:
         """``operation``, as a function: what ``decide`` calls only when the method is not enough."""

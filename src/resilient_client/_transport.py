@@ -263,12 +263,14 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return async_body_errors_scrubbed(response, request, self.secrets)
 
     def close(self) -> None:
+        self._pipeline.close()
         if isinstance(self._inner, httpx.BaseTransport):
             self._inner.close()
         if self._sync_default is not None:
             self._sync_default.close()
 
     async def aclose(self) -> None:
+        self._pipeline.close()
         if isinstance(self._inner, httpx.AsyncBaseTransport):
             await self._inner.aclose()
         if self._async_default is not None:

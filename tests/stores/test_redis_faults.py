@@ -9,10 +9,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
+import httpx
 import pytest
 
+import resilient_client as rc
 from redis_process import RedisProcess
 from resilient_client import _deadline
+from resilient_client.errors import CircuitOpenError
 from resilient_client.stores import (
     Acquire,
     CloseCircuit,
@@ -220,3 +224,39 @@ async def test_200_tasks_on_a_healthy_redis_run_every_operation_there(redis_proc
     assert ran_locally == 0
     assert not store._fallback.down
     await store.aclose()
+
+
+@ASYNCIO_ONLY
+async def test_200_tasks_against_an_open_circuit_in_redis_send_one_probe(redis_process: RedisProcess) -> None:
+    redis_process.flush()
+    state = RedisState(redis_process.url)  # the default 50 ms timeout
+    release = asyncio.Event()
+    sent = 0
+
+    async def vendor(request: httpx.Request) -> httpx.Response:
+        nonlocal sent
+        sent += 1
+        await release.wait()  # the probe stays in flight while the others arrive
+        return httpx.Response(200, json={"ResponseCode": 0})
+
+    shipped = rc.load_policy("hyper")
+    quiet = attrs.evolve(
+        shipped, budget=rc.BudgetSettings(ratio=0.0), rate_limit=rc.RateLimitSettings(enabled=False)
+    )
+    resilient = rc.ResilientTransport(
+        "hyper", transport=httpx.MockTransport(vendor), state=state, policy=quiet
+    )
+    assert state.run(OpenCircuit("breaker/hyper/hyper.test", 0, 1.0), 0.0)
+    state._clock_offset = 2.0  # the break has ended by the server's clock: the next call is a probe
+    async with httpx.AsyncClient(transport=resilient) as client:
+        tasks = [asyncio.create_task(client.get("https://hyper.test/api/items")) for _ in range(200)]
+        for _ in range(100_000):
+            if sum(task.done() for task in tasks) >= 199:
+                break
+            await asyncio.sleep(0)
+        release.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert sent == 1
+    assert sum(isinstance(result, CircuitOpenError) for result in results) == 199
+    assert not state._fallback.down
+    await state.aclose()

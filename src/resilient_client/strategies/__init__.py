@@ -70,6 +70,11 @@ class Pipeline:
         finally:
             _deadline.current.reset(bound)
 
+    def close(self) -> None:
+        """Let the per-endpoint breakers and limiters go (``transport.close()``)."""
+        self.breaker.forget()
+        self.limiter.forget()
+
     async def arun(self, call: Call) -> Attempt:
         """The async twin of ``run``."""
         bound = _deadline.current.set(_deadline.Deadline(call.deadline, call.clock.monotonic))
