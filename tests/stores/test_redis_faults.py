@@ -260,3 +260,31 @@ async def test_200_tasks_against_an_open_circuit_in_redis_send_one_probe(redis_p
     assert sum(isinstance(result, CircuitOpenError) for result in results) == 199
     assert not state._fallback.down
     await state.aclose()
+
+
+def test_a_full_redis_fails_no_call(server: RedisProcess) -> None:
+    """maxmemory with noeviction: every script that writes is refused (OOM); calls go on locally."""
+    state = RedisState(server.url)
+    answers = []
+
+    def vendor(request: httpx.Request) -> httpx.Response:
+        answers.append(request)
+        return httpx.Response(200, json={"ResponseCode": 0})
+
+    quiet = attrs.evolve(rc.load_policy("hyper"), rate_limit=rc.RateLimitSettings(enabled=False))
+    resilient = rc.ResilientTransport(
+        "hyper", transport=httpx.MockTransport(vendor), state=state, policy=quiet
+    )
+    with server.admin() as admin:
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", 1)
+    with httpx.Client(transport=resilient) as client:
+        for number in range(50):
+            assert (
+                client.post("https://hyper.test/api/journal", json={"AccountNo": number % 3}).status_code
+                == 200
+            )
+            assert client.get("https://hyper.test/api/items").status_code == 200
+    assert len(answers) == 100
+    assert not state._fallback.down
+    state.close()
