@@ -122,8 +122,9 @@ class Guard:
         ``extension`` is ``request.extensions.get(GUARD_KEY_EXTENSION)``; when given it replaces
         the body fields. ``body`` is the request's content when it was read (a one-shot stream is
         not read for a key). ``host`` (the request's) is named in every key after the vendor's
-        namespace: one account number at two hosts is two accounts. A covered request whose body is not a JSON object, or names none of
-        the key fields, is not guarded: there is nothing to hold it by.
+        namespace: one account number at two hosts is two accounts. A covered request whose body
+        is not a JSON object, or names none of the key fields, is not guarded: there is nothing to
+        hold it by.
         """
         if not self.covers(operation):
             return None
