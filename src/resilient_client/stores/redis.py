@@ -29,9 +29,12 @@ that refuses connections still fails at once).
 
 Deadline. Every wait on Redis is bounded by the call's deadline (``_deadline.current``, which the
 pipeline sets for the whole call): an operation with less time left than ``[state] timeout`` waits
-only that long (the sync client then waits in a worker thread, as its socket timeout is fixed), and
-one with none left does not go to Redis. Cut short by the deadline after a silence shorter than
-the timeout, it is ``Busy``, not an outage.
+only that long (the sync client then waits in a worker thread, as its socket timeout is fixed).
+Cut short by the deadline after a silence shorter than the timeout, it is ``Busy``, not an outage.
+With less than ``_DEADLINE_FLOOR`` (50 ms, the overrun the SPEC allows) left, which is the call's
+bookkeeping once its attempts are over (outcomes, releases), the store's own timeout applies: a
+refusal then would replace the call's real outcome, and a Redis that went silent earlier in the
+call is known to be down already, so those operations do not wait at all.
 
 Orphans. A lease acquire whose answer never came (timed out, cancelled) may still run in Redis later
 (a hung Redis runs its buffered scripts when it wakes up); a release that could not reach Redis
@@ -114,6 +117,8 @@ _GRACE = 0.01
 FIRST_CONTACT = 1.0
 #: A deadline's cut shorter than this (or than the timeout) says nothing of Redis: ``Busy``.
 _SILENCE_FLOOR = 0.05
+#: With less of the call's time left than this, its deadline no longer bounds a wait on Redis.
+_DEADLINE_FLOOR = 0.05
 #: The key and field of a lease hold to release (``_Holds``).
 _Hold = tuple[tuple[str, ...], str]
 
@@ -123,9 +128,13 @@ class _UnreadableReply(Exception):
 
 
 def _time_left() -> float | None:
-    """Seconds to the running call's deadline, or None outside a call."""
+    """Seconds to the running call's deadline that bound a wait on Redis; None outside a call, and
+    once less than ``_DEADLINE_FLOOR`` is left (see the module docstring)."""
     deadline = _deadline.current.get()
-    return None if deadline is None else deadline.at - deadline.clock()
+    if deadline is None:
+        return None
+    left = deadline.at - deadline.clock()
+    return left if left >= _DEADLINE_FLOOR else None
 
 
 class _Script(NamedTuple):
@@ -609,9 +618,6 @@ class RedisState:
     ) -> Any:
         """The script, waited for at most ``left`` seconds (less than the sync client's socket
         timeout): sent from a worker thread, which is left to finish by itself when the time is up."""
-        if left <= 0:
-            self._orphan(script)
-            raise Busy("the call's deadline had passed: the operation did not go to Redis")
         with self._lock:
             if self._waiter is None:
                 self._waiter = concurrent.futures.ThreadPoolExecutor(4, "resilient-client-redis")
