@@ -106,7 +106,7 @@ _SCHEMES = ("redis", "rediss", "unix")
 _URL_EXAMPLE = "redis://localhost:6379/0"
 
 #: Connections of a store's async client per event loop; a task past them waits for a free one.
-ASYNC_POOL_SIZE = 64
+ASYNC_POOL_SIZE = 16
 #: Connections of a store's sync client: room for every thread a process runs.
 SYNC_POOL_SIZE = 100_000
 #: How long an operation may wait while Redis answers others but not it yet (see the docstring).
@@ -413,6 +413,8 @@ class RedisState:
             weakref.WeakKeyDictionary()
         )
         exceptions = redis_module.exceptions
+        #: What a wait that ran out raises (a connect, a read): silence only when nobody was answered.
+        self._timed_out: tuple[type[BaseException], ...] = (exceptions.TimeoutError, TimeoutError)
         self._fallback = Fallback(
             name=self._name,
             unavailable=(
@@ -545,9 +547,10 @@ class RedisState:
             options = {
                 **self._client_options(retry),
                 "socket_timeout": None,
-                # A burst of tasks opens the pool's connections at once: each connect waits for its
-                # turn in the loop. A refused connection still fails at once.
-                "socket_connect_timeout": max(self._timeout, FIRST_CONTACT),
+                # Connecting is timed with the rest of the operation (``_within``), which tells a
+                # silent Redis from a loop too busy to notice its answer. A refused connection
+                # still fails at once.
+                "socket_connect_timeout": None,
             }
             pool = redis_module.asyncio.BlockingConnectionPool.from_url(
                 self._url, max_connections=ASYNC_POOL_SIZE, timeout=None, **options
@@ -702,6 +705,7 @@ class RedisState:
         async def shared() -> _T:
             client = loop_client.client
             run = loop_client.scripts[script.name]
+            answers = self._answers
             try:
                 silence = loop_client.timeout
                 if silence is not None and not loop_client.answered:
@@ -717,6 +721,15 @@ class RedisState:
                 return cast(_T, script.busy())
             except BaseException as exc:
                 self._orphan(script)  # it may run in Redis still, or never reached it
+                fallback = self._fallback
+                if isinstance(exc, fallback.refused) and not isinstance(exc, fallback.unavailable):
+                    self._answers += 1  # an error reply is an answer too
+                if isinstance(exc, self._timed_out) and self._answers != answers:
+                    # A connection that took too long to open while Redis answered others: the
+                    # process's own load, not Redis's silence.
+                    if script.busy is not None:
+                        return cast(_T, script.busy())
+                    raise Busy(f"no connection in time while Redis answered others ({exc})") from exc
                 if isinstance(exc, self._fallback.unavailable):
                     with anyio.CancelScope(shield=True):
                         await client.connection_pool.disconnect(inuse_connections=False)
@@ -747,9 +760,9 @@ class RedisState:
             return await pending
         loop = asyncio.get_running_loop()
         start = loop.time()
-        end = start + (BUSY_WAIT if left is None else min(max(left, 0.0), BUSY_WAIT))
-        if silence is not None and left is None:
-            end = max(end, start + silence)
+        # Never less than a silence: waiting for a queue is no reason to call Redis silent sooner.
+        longest = BUSY_WAIT if silence is None else max(BUSY_WAIT, silence)
+        end = start + (longest if left is None else min(left, longest))
         verdict: list[BaseException] = []
 
         try:
@@ -773,23 +786,37 @@ class RedisState:
         first = seen = self._answers
         handle: asyncio.TimerHandle | None = None
         graced = False
+        due = 0.0
+
+        def arm(when: float) -> None:
+            nonlocal handle, due
+            due = when
+            handle = loop.call_at(when, check)
 
         def expire(error: BaseException) -> None:
             verdict.append(error)
             scope.reschedule(loop.time())
 
         def check() -> None:
-            nonlocal seen, handle, graced
+            nonlocal seen, graced, end
             at = loop.time()
             answers = self._answers
-            if at < end and (silence is None or answers != seen):  # queued, not ignored
+            if at - due > _GRACE:
+                # This check ran late: the process was busy or not scheduled (a burst of tasks
+                # starting, work that blocks the loop, a starved machine), and answers that arrived
+                # meanwhile are not read yet. Silence is judged afresh, on a loop that keeps time.
                 seen, graced = answers, False
-                handle = loop.call_at(end if silence is None else min(at + silence, end), check)
+                wait = silence if silence is not None else _GRACE
+                end = max(end, at + wait)
+                arm(at + wait)
+            elif at < end and (silence is None or answers != seen):  # queued, not ignored
+                seen, graced = answers, False
+                arm(end if silence is None else min(at + silence, end))
             elif answers == seen and not graced and at < end:
-                # Answers already read from the sockets reach their tasks a few loop turns later,
-                # and a busy loop turns late: a silence is believed after one more short look.
+                # Answers already read from the sockets reach their tasks a few loop turns later:
+                # a silence is believed after one more short look.
                 graced = True
-                handle = loop.call_at(min(at + _GRACE, end), check)
+                arm(min(at + _GRACE, end))
             elif answers == seen and (at < end or answers == first):
                 waited = at - start
                 if silence is None or waited >= min(silence, _SILENCE_FLOOR):
@@ -799,7 +826,7 @@ class RedisState:
             else:
                 expire(Busy(f"Redis answered others but not this operation for {at - start:.3g} s"))
 
-        handle = loop.call_at(end if silence is None else min(start + silence, end), check)
+        arm(end if silence is None else min(start + silence, end))
         try:
             return await pending
         finally:
