@@ -19,9 +19,12 @@ connection per thread (``SYNC_POOL_SIZE``: threads bound it). The async pool of 
 ``ASYNC_POOL_SIZE`` connections (Redis runs one script at a time, so more buy no throughput) and a
 task past them waits for a free one (redis-py's ``BlockingConnectionPool``), never failing at once as
 redis-py's default pool does past 100. What counts as Redis not answering is silence: an operation
-that waited ``[state] timeout`` while Redis answered nobody. One whose wait ran while Redis answered
-others (it was queued behind the process's own tasks) waits on, up to ``BUSY_WAIT`` seconds, and is
-then ``Busy``: it goes without the store, and the store is not taken as down.
+that waited ``[state] timeout`` while Redis answered nobody (an error reply is an answer), judged on
+a loop that keeps time (``_until_expired``: a check that ran late starts the silence afresh). One
+whose wait ran while Redis answered others (it was queued behind the process's own tasks) waits on,
+up to ``BUSY_WAIT`` seconds (or the timeout, when longer), and is then ``Busy``: it goes without the
+store, and the store is not taken as down. Connecting is timed the same way, as part of the
+operation (redis-py's own connect timeout is off for the async client).
 
 A new async client's pool opens its connections as a burst of tasks needs them, each a few round
 trips: until Redis first answers it, silence counts only after ``FIRST_CONTACT`` seconds (a Redis
