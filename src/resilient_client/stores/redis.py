@@ -109,11 +109,11 @@ _SCHEMES = ("redis", "rediss", "unix")
 _URL_EXAMPLE = "redis://localhost:6379/0"
 
 #: Connections of a store's async client per event loop; a task past them waits for a free one.
-ASYNC_POOL_SIZE = 16
+ASYNC_POOL_SIZE = 32
 #: Connections of a store's sync client: room for every thread a process runs.
 SYNC_POOL_SIZE = 100_000
 #: How long an operation may wait while Redis answers others but not it yet (see the docstring).
-BUSY_WAIT = 2.0
+BUSY_WAIT = 10.0
 #: The second look before a silence is believed (see ``_until_expired``).
 _GRACE = 0.01
 #: How long a new async client waits for Redis's first answer before taking silence for an outage.
