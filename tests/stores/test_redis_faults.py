@@ -288,3 +288,31 @@ def test_a_full_redis_fails_no_call(server: RedisProcess) -> None:
     assert len(answers) == 100
     assert not state._fallback.down
     state.close()
+
+
+@ASYNCIO_ONLY
+async def test_a_probe_slot_taken_after_the_client_gave_up_is_freed_once_redis_answers(
+    server: RedisProcess,
+) -> None:
+    store = RedisState(server.url, timeout=0.2)
+    assert await store.arun(OpenCircuit("k", 0, 1.0), 0.0)
+    store._clock_offset = 2.0  # the break has ended: the next TryProbe takes the one slot
+    taken, _ = await store.arun(TryProbe("warm", "warm", 1, 60.0), 0.0)  # Redis knows the script
+    server.freeze()
+    try:
+        await store.arun(TryProbe("k", "late", 1, 60.0), 0.0)  # given up; buffered in Redis
+    finally:
+        server.thaw()
+    with server.admin() as admin:
+        for _ in range(100):
+            if admin.hexists("resilient_client:circuit:k", "probe:late"):
+                break
+            await asyncio.sleep(0.01)  # real-sleep: a real process waking up
+        assert admin.hexists("resilient_client:circuit:k", "probe:late")
+        store._fallback._next_probe = 0.0
+        await store.arun(PausedFor("x"), 10.0)
+        await store.arun(PausedFor("x"), 10.0)
+        assert not admin.hexists("resilient_client:circuit:k", "probe:late")
+    taken, circuit = await store.arun(TryProbe("k", "next", 1, 60.0), 10.0)
+    assert taken and circuit.state == "half_open"
+    await store.aclose()

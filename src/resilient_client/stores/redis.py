@@ -122,8 +122,13 @@ FIRST_CONTACT = 1.0
 _SILENCE_FLOOR = 0.05
 #: With less of the call's time left than this, its deadline no longer bounds a wait on Redis.
 _DEADLINE_FLOOR = 0.05
-#: The key and field of a lease hold to release (``_Holds``).
-_Hold = tuple[tuple[str, ...], str]
+#: A hold to let go of in Redis: the script that does it (``release``: a lease hold's field;
+#: ``release_probe``: a probe slot's token), its keys and its one argument.
+_Hold = tuple[str, tuple[str, ...], str]
+
+
+#: Holds remembered for release at most; past them (a long outage), the rest end with their leases.
+_MOST_ORPHANS = 10_000
 
 
 class _UnreadableReply(Exception):
@@ -650,8 +655,9 @@ class RedisState:
         return result
 
     def _without(self, script: _Script, local: Callable[[], _T]) -> Callable[[], _T]:
-        """``local``, remembering the hold the script would have released in Redis."""
-        if script.orphan is None:
+        """``local``, remembering the hold the script would have released in Redis (a take that
+        never went to Redis left nothing there)."""
+        if script.orphan is None or script.name != script.orphan[0]:
             return local
 
         def without_redis() -> _T:
@@ -663,7 +669,8 @@ class RedisState:
     def _orphan(self, script: _Script) -> None:
         if script.orphan is not None:
             with self._lock:
-                self._orphans[script.orphan] = None
+                if len(self._orphans) < _MOST_ORPHANS:
+                    self._orphans[script.orphan] = None
 
     def _take_orphans(self) -> list[_Hold]:
         with self._lock:
@@ -671,28 +678,32 @@ class RedisState:
             self._orphans.clear()
         return orphans
 
+    def _keep_orphans(self, orphans: list[_Hold]) -> None:
+        with self._lock:
+            self._orphans.update(dict.fromkeys(orphans))
+
     def _release_orphans(self) -> None:
         client, scripts = self._sync()
-        for keys, field in self._take_orphans():
-            release = _Script("release", list(keys), [field], _nothing)
+        orphans = self._take_orphans()
+        for done, (name, keys, argument) in enumerate(orphans):
+            release = _Script(name, list(keys), [argument], _nothing)
             try:
-                scripts["release"](keys=release.keys, args=self._args(release, 0.0), client=client)
-            except self._redis.exceptions.RedisError:
-                with self._lock:
-                    self._orphans[(keys, field)] = None
+                scripts[name](keys=release.keys, args=self._args(release, 0.0), client=client)
+            except (self._redis.exceptions.RedisError, OSError):
+                self._keep_orphans(orphans[done:])
                 return
 
     async def _arelease_orphans(self, loop_client: _LoopClient) -> None:
-        for keys, field in self._take_orphans():
-            release = _Script("release", list(keys), [field], _nothing)
+        orphans = self._take_orphans()
+        for done, (name, keys, argument) in enumerate(orphans):
+            release = _Script(name, list(keys), [argument], _nothing)
             try:
                 async with asyncio.timeout(self._timeout):
-                    await loop_client.scripts["release"](
+                    await loop_client.scripts[name](
                         keys=release.keys, args=self._args(release, 0.0), client=loop_client.client
                     )
             except (self._redis.exceptions.RedisError, OSError):
-                with self._lock:
-                    self._orphans[(keys, field)] = None
+                self._keep_orphans(orphans[done:])
                 return
 
     async def arun(self, op: Operation[_T], now: float) -> _T:
@@ -856,11 +867,16 @@ class RedisState:
         return _Script("circuit", [self._key("circuit", op.key)], [], _circuit)
 
     def _try_probe(self, op: TryProbe) -> _Script:
-        keys = [self._key("circuit", op.key), f"{self._prefix}:serial"]
-        return _Script("try_probe", keys, [op.token, op.probes, op.lease], _probe)
+        circuit = self._key("circuit", op.key)
+        keys = [circuit, f"{self._prefix}:serial"]
+        # A probe's token is new for each call: freeing its slot can never free a later probe's.
+        freed = ("release_probe", (circuit,), op.token)
+        return _Script("try_probe", keys, [op.token, op.probes, op.lease], _probe, freed)
 
     def _release_probe(self, op: ReleaseProbe) -> _Script:
-        return _Script("release_probe", [self._key("circuit", op.key)], [op.token], _nothing)
+        circuit = self._key("circuit", op.key)
+        freed = ("release_probe", (circuit,), op.token)
+        return _Script("release_probe", [circuit], [op.token], _nothing, freed)
 
     def _open_circuit(self, op: OpenCircuit) -> _Script:
         keys = [self._key("circuit", op.key), f"{self._prefix}:serial"]
@@ -887,7 +903,7 @@ class RedisState:
             return taken
 
         args: list[str | int | float] = [op.limit, op.lease, field]
-        return _Script("acquire", ordered, args, read, (tuple(ordered), field), _not_taken)
+        return _Script("acquire", ordered, args, read, ("release", tuple(ordered), field), _not_taken)
 
     def _release(self, op: Release) -> _Script | None:
         """The holder's own field deleted from each key; None when ``op.token`` holds none of them in
@@ -896,7 +912,7 @@ class RedisState:
         if field is None:
             return None
         keys = [self._key("lease", key) for key in op.keys]
-        return _Script("release", keys, [field], _nothing, (tuple(keys), field))
+        return _Script("release", keys, [field], _nothing, ("release", tuple(keys), field))
 
     def _pause(self, op: Pause) -> _Script:
         return _Script("pause", [self._key("pause", op.key)], [op.seconds], _nothing)
