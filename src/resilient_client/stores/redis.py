@@ -17,14 +17,14 @@ opened them, so one async client is made per loop and closed when that loop shut
 Pool sizing. A process's own concurrency never looks like an outage. The sync pool has room for a
 connection per thread (``SYNC_POOL_SIZE``: threads bound it). The async pool of each loop holds
 ``ASYNC_POOL_SIZE`` connections (Redis runs one script at a time, so more buy no throughput) and a
-task past them waits for a free one (redis-py's ``BlockingConnectionPool``), never failing at once as
-redis-py's default pool does past 100. What counts as Redis not answering is silence: an operation
-that waited ``[state] timeout`` while Redis answered nobody (an error reply is an answer), judged on
-a loop that keeps time (``_until_expired``: a check that ran late starts the silence afresh). One
-whose wait ran while Redis answered others (it was queued behind the process's own tasks) waits on,
-up to ``BUSY_WAIT`` seconds (or the timeout, when longer), and is then ``Busy``: it goes without the
-store, and the store is not taken as down. Connecting is timed the same way, as part of the
-operation (redis-py's own connect timeout is off for the async client).
+task past them waits for a free one (an asyncio.Semaphore of that many slots before the pool),
+never failing at once as redis-py's default pool does past 100. What counts as Redis not answering
+is silence: an operation that waited ``[state] timeout`` while Redis answered nobody (an error reply
+is an answer), judged on a loop that keeps time (``_until_expired``: a check that ran late starts
+the silence afresh). One whose wait ran while Redis answered others (it was queued behind the
+process's own tasks) waits on, up to ``BUSY_WAIT`` seconds (or the timeout, when longer), and is
+then ``Busy``: it goes without the store, and the store is not taken as down. Connecting is timed
+the same way, as part of the operation (redis-py's own connect timeout is off for the async client).
 
 A new async client's pool opens its connections as a burst of tasks needs them, each a few round
 trips: until Redis first answers it, silence counts only after ``FIRST_CONTACT`` seconds (a Redis
@@ -209,6 +209,8 @@ class _LoopClient:
     closer: AsyncGenerator[None, None] | None
     #: Each operation's time limit, as a whole (a client this store made: see ``_loop_client``).
     timeout: float | None = None
+    #: The operations in flight on this client at once (its pool's connections); the others wait.
+    slots: asyncio.Semaphore | None = None
     #: Whether Redis has answered this client yet: until then its pool is opening its connections
     #: (a burst of tasks opens them all at once), and silence is waited out for ``FIRST_CONTACT``.
     answered: bool = False
@@ -331,6 +333,14 @@ def _describe_client(client: Any) -> str:
     if "path" in options:
         return f"unix://{options['path']}"
     return f"redis://{options.get('host', '?')}:{options.get('port', '?')}/{options.get('db', 0)}"
+
+
+async def _in_slot(slots: asyncio.Semaphore, pending: Awaitable[Any]) -> Any:
+    """``pending``'s answer, awaited once one of ``slots`` is free (an asyncio.Semaphore: a cheap
+    counter while slots are free, where redis-py's BlockingConnectionPool takes a Condition's lock
+    for every connection, ~20 us an operation on loopback)."""
+    async with slots:
+        return await pending
 
 
 async def _close_with_loop(client: redis.asyncio.Redis) -> AsyncGenerator[None, None]:
@@ -560,13 +570,14 @@ class RedisState:
                 # still fails at once.
                 "socket_connect_timeout": None,
             }
-            pool = redis_module.asyncio.BlockingConnectionPool.from_url(
-                self._url, max_connections=ASYNC_POOL_SIZE, timeout=None, **options
+            # Room for the connections the slots allow, and for those being closed meanwhile.
+            pool = redis_module.asyncio.ConnectionPool.from_url(
+                self._url, max_connections=2 * ASYNC_POOL_SIZE, **options
             )
             client = redis_module.asyncio.Redis.from_pool(pool)
             closer = _close_with_loop(client)
             found = self._loop_clients[loop] = _LoopClient(
-                client, self._register(client), closer, self._timeout
+                client, self._register(client), closer, self._timeout, asyncio.Semaphore(ASYNC_POOL_SIZE)
             )
         await closer.asend(None)  # started in this loop, so this loop's shutdown closes it
         return found
@@ -724,9 +735,9 @@ class RedisState:
                 silence = loop_client.timeout
                 if silence is not None and not loop_client.answered:
                     silence = max(silence, FIRST_CONTACT)
-                reply = await self._within(
-                    run(keys=script.keys, args=self._args(script, now), client=client), silence
-                )
+                pending = run(keys=script.keys, args=self._args(script, now), client=client)
+                slots = loop_client.slots
+                reply = await self._within(pending if slots is None else _in_slot(slots, pending), silence)
                 loop_client.answered = True
             except Busy:
                 self._orphan(script)
