@@ -20,7 +20,7 @@ connection per thread (``SYNC_POOL_SIZE``: threads bound it). The async pool of 
 task past them waits for a free one (an asyncio.Semaphore of that many slots before the pool),
 never failing at once as redis-py's default pool does past 100. What counts as Redis not answering
 is silence: an operation that waited ``[state] timeout`` while Redis answered nobody (an error reply
-is an answer), judged on a loop that keeps time (``_until_expired``: a check that ran late starts
+is an answer), judged on a loop that keeps time (``_Watch``: a check that ran late starts
 the silence afresh). One whose wait ran while Redis answered others (it was queued behind the
 process's own tasks) waits on, up to ``BUSY_WAIT`` seconds (or the timeout, when longer), and is
 then ``Busy``: it goes without the store, and the store is not taken as down. Connecting is timed
@@ -335,14 +335,6 @@ def _describe_client(client: Any) -> str:
     return f"redis://{options.get('host', '?')}:{options.get('port', '?')}/{options.get('db', 0)}"
 
 
-async def _in_slot(slots: asyncio.Semaphore, pending: Awaitable[Any]) -> Any:
-    """``pending``'s answer, awaited once one of ``slots`` is free (an asyncio.Semaphore: a cheap
-    counter while slots are free, where redis-py's BlockingConnectionPool takes a Condition's lock
-    for every connection, ~20 us an operation on loopback)."""
-    async with slots:
-        return await pending
-
-
 async def _close_with_loop(client: redis.asyncio.Redis) -> AsyncGenerator[None, None]:
     """Parks until its event loop shuts down, then closes ``client``.
 
@@ -354,6 +346,77 @@ async def _close_with_loop(client: redis.asyncio.Redis) -> AsyncGenerator[None, 
         yield
     finally:
         await client.aclose()
+
+
+class _Watch:
+    """Watches one operation's wait on Redis (``RedisState._within``): wakes up at each point where
+    a verdict may be due, and ends the wait (``scope``) with its verdict.
+
+    Silence is ``silence`` seconds in which the store heard no answer at all (``_answers`` did not
+    move); a wait while answers come is a queue, waited out up to ``end``. A check that runs late
+    (the process was busy or not scheduled: a burst of tasks starting, work that blocks the loop,
+    a starved machine) judges nothing, as answers that arrived meanwhile are not read yet: silence
+    is judged afresh on a loop that keeps time. Answers read from the sockets reach their tasks a
+    few loop turns later, so a silence is believed after one more short look (``_GRACE``).
+    """
+
+    __slots__ = (
+        "due", "end", "first", "graced", "handle", "loop", "scope", "seen", "silence", "start", "store",
+        "verdict",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        store: RedisState,
+        loop: asyncio.AbstractEventLoop,
+        start: float,
+        end: float,
+        silence: float | None,
+    ) -> None:
+        self.store = store
+        self.loop = loop
+        self.start = start
+        self.end = end
+        self.silence = silence
+        self.first = self.seen = store._answers
+        self.graced = False
+        self.due = 0.0
+        self.verdict: BaseException | None = None
+        self.scope: asyncio.Timeout | None = None
+        self.handle: asyncio.TimerHandle
+
+    def arm(self, when: float) -> None:
+        self.due = when
+        self.handle = self.loop.call_at(when, self.check)
+
+    def expire(self, error: BaseException) -> None:
+        self.verdict = error
+        assert self.scope is not None
+        self.scope.reschedule(self.loop.time())
+
+    def check(self) -> None:
+        at = self.loop.time()
+        answers = self.store._answers
+        silence, end = self.silence, self.end
+        if at - self.due > _GRACE:  # late: judged afresh
+            self.seen, self.graced = answers, False
+            wait = silence if silence is not None else _GRACE
+            self.end = max(end, at + wait)
+            self.arm(at + wait)
+        elif at < end and (silence is None or answers != self.seen):  # queued, not ignored
+            self.seen, self.graced = answers, False
+            self.arm(end if silence is None else min(at + silence, end))
+        elif answers == self.seen and not self.graced and at < end:
+            self.graced = True
+            self.arm(min(at + _GRACE, end))
+        elif answers == self.seen and (at < end or answers == self.first):
+            waited = at - self.start
+            if silence is None or waited >= min(silence, _SILENCE_FLOOR):
+                self.expire(TimeoutError(f"Redis answered nothing for {waited:.3g} s"))
+            else:
+                self.expire(Busy(f"no answer in the {waited:.3g} s the call had left"))
+        else:
+            self.expire(Busy(f"Redis answered others but not this operation for {at - self.start:.3g} s"))
 
 
 class RedisState:
@@ -736,8 +799,7 @@ class RedisState:
                 if silence is not None and not loop_client.answered:
                     silence = max(silence, FIRST_CONTACT)
                 pending = run(keys=script.keys, args=self._args(script, now), client=client)
-                slots = loop_client.slots
-                reply = await self._within(pending if slots is None else _in_slot(slots, pending), silence)
+                reply = await self._within(pending, silence, loop_client.slots)
                 loop_client.answered = True
             except Busy:
                 self._orphan(script)
@@ -775,88 +837,39 @@ class RedisState:
         except (ValueError, TypeError, IndexError, AttributeError) as exc:
             raise _UnreadableReply(f"the {script.name} script's reply could not be read") from exc
 
-    async def _within(self, pending: Awaitable[Any], silence: float | None) -> Any:
-        """``pending``'s answer. Given up (TimeoutError: Redis did not answer) after ``silence``
-        seconds in which Redis answered nobody; waited for while it answers others, up to
-        ``BUSY_WAIT`` (then ``Busy``); never past the call's deadline (``Busy``, unless Redis was
-        silent the whole time, which is as long as the call could wait)."""
+    async def _within(
+        self, pending: Awaitable[Any], silence: float | None, slots: asyncio.Semaphore | None = None
+    ) -> Any:
+        """``pending``'s answer, sent once one of ``slots`` is free. Given up (TimeoutError: Redis
+        did not answer) after ``silence`` seconds in which Redis answered nobody; waited for while
+        it answers others, up to ``BUSY_WAIT`` (then ``Busy``); never past the call's deadline
+        (``Busy``, unless Redis was silent the whole time, which is as long as the call could wait)."""
         left = _time_left()
         if silence is None and left is None:
-            return await pending
+            if slots is None:
+                return await pending
+            async with slots:
+                return await pending
         loop = asyncio.get_running_loop()
         start = loop.time()
         # Never less than a silence: waiting for a queue is no reason to call Redis silent sooner.
         longest = BUSY_WAIT if silence is None else max(BUSY_WAIT, silence)
-        end = start + (longest if left is None else min(left, longest))
-        verdict: list[BaseException] = []
-
+        watch = _Watch(self, loop, start, start + (longest if left is None else min(left, longest)), silence)
         try:
             async with asyncio.timeout(None) as scope:
-                return await self._until_expired(pending, scope, start, end, silence, verdict)
+                watch.scope = scope
+                watch.arm(watch.end if silence is None else min(start + silence, watch.end))
+                try:
+                    if slots is None:
+                        return await pending
+                    async with slots:
+                        return await pending
+                finally:
+                    watch.handle.cancel()
         except TimeoutError:
-            if verdict:
-                raise verdict[0] from None
+            if watch.verdict is not None:
+                raise watch.verdict from None
             raise
-
-    async def _until_expired(
-        self,
-        pending: Awaitable[Any],
-        scope: asyncio.Timeout,
-        start: float,
-        end: float,
-        silence: float | None,
-        verdict: list[BaseException],
-    ) -> Any:
-        loop = asyncio.get_running_loop()
-        first = seen = self._answers
-        handle: asyncio.TimerHandle | None = None
-        graced = False
-        due = 0.0
-
-        def arm(when: float) -> None:
-            nonlocal handle, due
-            due = when
-            handle = loop.call_at(when, check)
-
-        def expire(error: BaseException) -> None:
-            verdict.append(error)
-            scope.reschedule(loop.time())
-
-        def check() -> None:
-            nonlocal seen, graced, end
-            at = loop.time()
-            answers = self._answers
-            if at - due > _GRACE:
-                # This check ran late: the process was busy or not scheduled (a burst of tasks
-                # starting, work that blocks the loop, a starved machine), and answers that arrived
-                # meanwhile are not read yet. Silence is judged afresh, on a loop that keeps time.
-                seen, graced = answers, False
-                wait = silence if silence is not None else _GRACE
-                end = max(end, at + wait)
-                arm(at + wait)
-            elif at < end and (silence is None or answers != seen):  # queued, not ignored
-                seen, graced = answers, False
-                arm(end if silence is None else min(at + silence, end))
-            elif answers == seen and not graced and at < end:
-                # Answers already read from the sockets reach their tasks a few loop turns later:
-                # a silence is believed after one more short look.
-                graced = True
-                arm(min(at + _GRACE, end))
-            elif answers == seen and (at < end or answers == first):
-                waited = at - start
-                if silence is None or waited >= min(silence, _SILENCE_FLOOR):
-                    expire(TimeoutError(f"Redis answered nothing for {waited:.3g} s"))
-                else:
-                    expire(Busy(f"no answer in the {waited:.3g} s the call had left"))
-            else:
-                expire(Busy(f"Redis answered others but not this operation for {at - start:.3g} s"))
-
-        arm(end if silence is None else min(start + silence, end))
-        try:
-            return await pending
-        finally:
-            if handle is not None:
-                handle.cancel()
 
     # -- each operation as its script -------------------------------------------------------------------
 
