@@ -114,7 +114,7 @@ ASYNC_POOL_SIZE = 32
 SYNC_POOL_SIZE = 100_000
 #: How long an operation may wait while Redis answers others but not it yet (see the docstring).
 BUSY_WAIT = 10.0
-#: The second look before a silence is believed (see ``_until_expired``).
+#: The second look before a silence is believed (see ``_Watch``).
 _GRACE = 0.01
 #: How long a new async client waits for Redis's first answer before taking silence for an outage.
 FIRST_CONTACT = 1.0
