@@ -316,3 +316,43 @@ async def test_a_probe_slot_taken_after_the_client_gave_up_is_freed_once_redis_a
     taken, circuit = await store.arun(TryProbe("k", "next", 1, 60.0), 10.0)
     assert taken and circuit.state == "half_open"
     await store.aclose()
+
+
+@ASYNCIO_ONLY
+async def test_a_call_with_a_half_second_deadline_on_a_hung_store_ends_within_50_ms_of_it(
+    server: RedisProcess,
+) -> None:
+    """Through the transport: the pipeline's deadline bounds the store's waits ([state] timeout 2 s)."""
+    store = RedisState(server.url, timeout=2.0)
+    shipped = rc.load_policy("hyper")
+    policy = attrs.evolve(
+        shipped,
+        retry=attrs.evolve(shipped.retry, total_timeout=0.5),
+        rate_limit=rc.RateLimitSettings(enabled=False),
+    )
+    answered = httpx.MockTransport(lambda request: httpx.Response(200, json={"ResponseCode": 0}))
+    resilient = rc.ResilientTransport("hyper", transport=answered, state=store, policy=policy)
+    async with httpx.AsyncClient(transport=resilient) as client:
+        await client.get("https://hyper.test/api/items")  # connected, scripts known
+    with httpx.Client(transport=resilient) as client:
+        client.get("https://hyper.test/api/items")
+    server.freeze()
+    try:
+        for run in ("async", "sync"):
+            store._fallback._down = False  # each shell meets the hung server afresh
+            start = time.monotonic()
+            try:
+                if run == "async":
+                    async with httpx.AsyncClient(transport=resilient) as client:
+                        await client.get("https://hyper.test/api/items")
+                else:
+                    with httpx.Client(transport=resilient) as client:
+                        client.get("https://hyper.test/api/items")
+            except httpx.HTTPError:
+                pass  # what the call ends with is the strategies' to say; when it ends is the bar
+            took = time.monotonic() - start
+            assert store._fallback.down  # the call did wait on the hung store, and gave up on it
+            assert 0.4 < took < 0.55, (run, took)
+    finally:
+        server.thaw()
+    store.close()
