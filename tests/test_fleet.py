@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import resilient_client as rc
@@ -43,6 +44,14 @@ REDIS_URL_ENV = "RESILIENT_CLIENT_REDIS_URL"
 PREFIX = "resilient_client"
 #: The simulator's host: the key of the breaker and the limiter (vendor and host).
 HOST = "127.0.0.1"
+
+
+def endpoint(base_url: str) -> str:
+    """What the breaker and the limiter key on for the simulator at ``base_url``: host and port."""
+    url = httpx.URL(base_url)
+    return f"{url.host}:{url.port}"
+
+
 MODES = ("sync", "sync", "asyncio", "trio")
 
 
@@ -275,7 +284,9 @@ def test_a_retry_after_received_by_one_process_holds_back_the_others(
     first.send(command(first, base_url, redis_url, policy=policy, path=path, calls=1, report_retry=True))
     first.expect("retry")  # its limiter has written the pause before the retry is announced
     with redis_process.admin() as admin:
-        pause_ends = float(admin.get(f"{PREFIX}:pause:{state_key('limiter', 'hyper', HOST)}") or 0)
+        pause_ends = float(
+            admin.get(f"{PREFIX}:pause:{state_key('limiter', 'hyper', endpoint(base_url))}") or 0
+        )
     told_at = time.time()
     results = fleet.run(
         {
@@ -315,7 +326,7 @@ def test_a_circuit_opened_by_one_process_refuses_calls_in_the_others(
     opener = fleet.run({first: command(first, base_url, redis_url, policy=policy, testing=True, calls=6)})
     opener = opener[first]
     state = rc.RedisState(redis_url)
-    circuit = Store(state).circuit(state_key("breaker", "hyper", HOST), 0.0)
+    circuit = Store(state).circuit(state_key("breaker", "hyper", endpoint(base_url)), 0.0)
     state.close()
     answered = sim.outage_answers["hyper"]
     results = fleet.run(
@@ -425,7 +436,7 @@ def test_a_redis_outage_fails_no_call_and_the_fleet_shares_again_soon_after_it_r
 
     # Shared again = a pause written to Redis by another process holds every worker back. One is
     # written every round; a worker whose requests still arrive in its middle is not sharing yet.
-    pause_key = state_key("limiter", "hyper", HOST)
+    pause_key = state_key("limiter", "hyper", endpoint(base_url))
     probe = rc.RedisState(own_redis.url, timeout=1.0, on_unavailable="raise")
     resumed_at = None
     rounds = 0
@@ -500,9 +511,50 @@ def test_a_guard_lease_held_by_a_killed_process_frees_when_it_ends(
         after_lease_end=f"{got[0] - lease_ends:+.3f}s" if got else None,
     )
     assert lease_key.decode().endswith(
-        state_key("guard", "hyper") + "/" + state_key("journal", "AccountNo", "7")
+        state_key("guard", "hyper", HOST) + "/" + state_key("journal", "AccountNo", "7")
     )
     assert lease_ends - killed_at > 4.0  # killed long before its lease would end
     assert result["ok"] == 1, result
     assert len(got) == 1
     assert lease_ends <= got[0] <= lease_ends + 0.5
+
+
+def test_two_processes_of_200_tasks_each_never_overlap_one_accounts_journal_calls(
+    fleet: Fleet, simulator: tuple[RecordingSimulator, str], redis_url: str, tmp_path: Path
+) -> None:
+    """The pool is sized for a process's concurrency: 200 tasks waiting on one account's lease in
+    each of two processes run every acquire on Redis (none locally, which would let two overlap)."""
+    sim, base_url = simulator
+    sim.journal_latency = 0.002
+    # 400 calls one after another on two busy cores: longer than the shipped 30 s a guard waits.
+    longer = "[guards.journal]\nmax_wait = 300.0\n[retry]\ntotal_timeout = 300.0\n"
+    # 400 tasks building their clients at once starve two busy cores for seconds: a Redis answer
+    # later than the timeout would hand a process in-process state for a moment (availability over
+    # strictness), which is not what this test is about (redis-py's pool failing past 100 tasks was).
+    policy = write_policy(tmp_path, "journal-400", NO_PACE + longer, state_timeout=30.0)
+    tasks = 200
+    workers = [worker for worker, mode in zip(fleet, MODES, strict=True) if mode == "asyncio"]
+    workers += [worker for worker, mode in zip(fleet, MODES, strict=True) if mode == "trio"]
+    results = fleet.run(
+        {
+            worker: command(
+                worker,
+                base_url,
+                redis_url,
+                via_env=True,
+                policy=policy,
+                mode="asyncio",
+                concurrency=tasks,
+                calls=1,
+                **JOURNAL,
+            )
+            for worker in workers
+        },
+        timeout=300.0,
+    )
+    total = len(workers) * tasks
+    figures("journal 2x200", calls=total, max_in_flight=sim.max_in_flight["7"], overlaps=sim.overlaps["7"])
+    assert failures(results) == {}
+    assert sum(r["ok"] for r in results.values()) == total
+    assert sim.overlaps["7"] == 0
+    assert sim.max_in_flight["7"] == 1

@@ -126,6 +126,7 @@ class Call:
     """
 
     __slots__ = (
+        "_endpoint",
         "_operation",
         "clock",
         "deadline",
@@ -163,6 +164,7 @@ class Call:
         self.deadline = clock.monotonic() + retry.total_timeout
         self.hook_data: dict[str, Any] | None = None
         self._operation: str | None = None
+        self._endpoint: str | None = None
         #: The caller's own timeouts (kept under CALLER_TIMEOUT_EXTENSION once shrunk, so a request
         #: sent again starts from them, not from a shrunk leftover).
         extensions = request.extensions
@@ -186,6 +188,18 @@ class Call:
                 operation = self.request.url.path.rstrip("/").rpartition("/")[2]
             self._operation = operation
         return operation
+
+    @property
+    def endpoint(self) -> str:
+        """What per-endpoint state (breaker, limiter) keys on: the host and, unless it is the
+        scheme's default (which httpx leaves out), the port: ``api.example.com:8443``. Two services
+        on one host are two endpoints. Worked out once per call."""
+        endpoint = self._endpoint
+        if endpoint is None:
+            url = self.request.url
+            port = url.port
+            endpoint = self._endpoint = self.host if port is None else f"{self.host}:{port}"
+        return endpoint
 
     def name_operation(self) -> str:
         """``operation``, as a function: what ``decide`` calls only when the method is not enough."""

@@ -278,6 +278,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def close(self) -> None:
         """Close the inner sync transport (and the default one this transport built)."""
+        self._pipeline.close()
         if isinstance(self._inner, httpx.BaseTransport):
             self._inner.close()
         if self._sync_default is not None:
@@ -285,6 +286,7 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         """Close the inner async transport (and the default one this transport built)."""
+        self._pipeline.close()
         if isinstance(self._inner, httpx.AsyncBaseTransport):
             await self._inner.aclose()
         if self._async_default is not None:

@@ -24,7 +24,7 @@ from store_ops import Store
 
 pytestmark = pytest.mark.anyio
 
-ACCOUNT_KEY = "guard/hyper/" + state_key("journal", "AccountNo", "A1")
+ACCOUNT_KEY = "guard/hyper/hyper.test/" + state_key("journal", "AccountNo", "A1")
 
 
 def held_by_someone(store: StateStore, now: float, key: str = ACCOUNT_KEY) -> bool:
@@ -143,7 +143,7 @@ async def test_with_two_guards_both_keys_are_held_at_the_vendor_and_let_go(
     second = rc.GuardSettings(operations=("*journal*",), key_fields=("PatientId",))
     two_guards = policy(shipped, guards={**shipped.guards, "patient": second})
     watched.transport = transport(watched.vendor, policy=two_guards, state=watched.store)
-    patient_key = "guard/hyper/" + state_key("patient", "PatientId", "P9")
+    patient_key = "guard/hyper/hyper.test/" + state_key("patient", "PatientId", "P9")
     at_vendor: list[bool] = []
     watched.vendor.script = lambda request: (
         at_vendor.append(held_by_someone(watched.store, watched.clock.now, patient_key))

@@ -54,7 +54,7 @@ def guarded(
 def journal_keys(account: object, resilient: rc.ResilientTransport) -> tuple[str, ...]:
     """The store keys the journal guard holds for an account (to hold or peek at them in a test)."""
     guard = Guard("journal", resilient.policy.guards["journal"], resilient.state, state_key("guard", "hyper"))
-    keys = guard.keys_for("journal", b'{"AccountNo": %s}' % str(account).encode())
+    keys = guard.keys_for("journal", b'{"AccountNo": %s}' % str(account).encode(), host="hyper.test")
     assert keys is not None
     return keys
 

@@ -97,7 +97,7 @@ async def test_each_attempt_passes_retry_breaker_limiter_guard_then_is_sent(
 
 def journal_keys(resilient: rc.ResilientTransport) -> tuple[str, ...]:
     guard = Guard("journal", resilient.policy.guards["journal"], resilient.state, state_key("guard", "hyper"))
-    keys = guard.keys_for("journal", b'{"AccountNo": 7}')
+    keys = guard.keys_for("journal", b'{"AccountNo": 7}', host="hyper.test")
     assert keys is not None
     return keys
 

@@ -44,7 +44,7 @@ class Case:
 def hold_the_account(resilient: rc.ResilientTransport, clock: FakeClock) -> None:
     """Another process takes account 7's journal key while the call waits to retry."""
     guard = Guard("journal", resilient.policy.guards["journal"], resilient.state, state_key("guard", "hyper"))
-    keys = guard.keys_for("journal", b'{"AccountNo": 7}')
+    keys = guard.keys_for("journal", b'{"AccountNo": 7}', host="hyper.test")
     assert keys is not None
     assert Store(resilient.state).try_acquire(keys, 1, 1000.0, "another-process", clock.now)
 

@@ -148,34 +148,33 @@ async def test_a_hung_redis_costs_one_timeout_then_the_call_goes_on_locally(
     assert "TimeoutError" in warnings_of(caplog)[0]
 
 
-@pytest.mark.parametrize("corrupt", [b"not a number", None], ids=["unreadable-value", "wrong-type"])
+def _fill(server: RedisProcess) -> None:
+    """A full Redis: every write is refused with OOM (``maxmemory`` below what it holds, noeviction)."""
+    with server.admin() as admin:
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", 1)
+
+
 async def test_an_error_reply_goes_local_for_that_operation_only_and_warns_once(
-    server: RedisProcess,
-    twin: Callable[[object], Any],
-    caplog: pytest.LogCaptureFixture,
-    corrupt: bytes | None,
+    server: RedisProcess, twin: Callable[[object], Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     store = RedisState(server.url)
     ops = twin(store)
-    with server.admin() as admin:
-        if corrupt is None:
-            admin.hset("resilient_client:bucket:k", "field", "a hash where a string belongs")
-        else:
-            admin.set("resilient_client:bucket:k", corrupt)
+    _fill(server)
     assert await ops.deposit("k", 1.0, 2.0, 0.0) == 2.0  # the in-process bucket, new and full
-    assert await ops.deposit("k", 1.0, 2.0, 0.0) == 2.0
+    assert await ops.try_spend("k", 2.0, 2.0, 0.0) is True
+    assert await ops.deposit("k", 1.0, 2.0, 0.0) == 1.0
     assert not store._fallback.down  # Redis answered: no outage
-    assert await ops.deposit("other", 0.0, 5.0, 0.0) == 5.0
     [warning] = warnings_of(caplog)
-    assert "refused an operation" in warning and PASSWORD not in warning
+    assert "refused an operation" in warning and "OutOfMemoryError" in warning
+    assert PASSWORD not in warning
 
 
 async def test_an_error_reply_under_raise_is_a_state_unavailable_error(
     server: RedisProcess, twin: Callable[[object], Any]
 ) -> None:
     ops = twin(RedisState(server.url, on_unavailable="raise"))
-    with server.admin() as admin:
-        admin.set("resilient_client:bucket:k", "not a number")
+    _fill(server)
     with pytest.raises(StateUnavailableError, match="refused the operation") as caught:
         await ops.deposit("k", 1.0, 2.0, 0.0)
     assert isinstance(caught.value, RejectedError)

@@ -18,7 +18,7 @@ from resilient_client.testing import FakeClock
 from store_ops import Store
 
 PAUSE_KEY = state_key("limiter", "hyper", "hyper.test")
-ACCOUNT_KEY = "guard/hyper/" + state_key("journal", "AccountNo", "A1")
+ACCOUNT_KEY = "guard/hyper/hyper.test/" + state_key("journal", "AccountNo", "A1")
 URL = "https://hyper.test/api/journal"
 
 

@@ -31,6 +31,12 @@ Records (see the README's table of keys):
   ``ceiling``, ``rate``, ``max_rate``, ``throttled_at``, ``version``, ``slot``, ``count``,
   ``previous``, ``tokens``); ``tokens`` is +inf for a full bucket.
 * serial: the store-wide counter (INCR) that circuit epochs and rate versions are drawn from.
+
+Unreadable values. A key holding what the SDK cannot read (another type, text that is no number, a
+rate record of the wrong length or with a NaN in it, a circuit in no known state) counts as absent:
+the script deletes it (or writes over it, with its TTL) and goes on as if it had never existed, so
+no corrupt value raises, and none outlives its TTL. A serial that is no integer restarts from the
+server's time in milliseconds, above any epoch drawn before. Every key but the serial has a TTL.
 """
 
 from __future__ import annotations
@@ -51,6 +57,43 @@ end
 local idle = tonumber(ARGV[3])
 """
 
+# A string key's value, or false when absent or unreadable (another type: deleted).
+_GET = r"""
+local function get(key)
+  local value = redis.pcall('GET', key)
+  if type(value) == 'table' then
+    redis.call('DEL', key)
+    return false
+  end
+  return value
+end
+"""
+
+# A hash's fields, or {} when absent or of another type (deleted).
+_HASH = r"""
+local function hash(key)
+  local fields = redis.pcall('HGETALL', key)
+  if fields.err then
+    redis.call('DEL', key)
+    return {}
+  end
+  return fields
+end
+"""
+
+# The next value of the store-wide serial; one that is no integer restarts above every value drawn.
+_SERIAL = r"""
+local function next_serial(key)
+  local value = redis.pcall('INCR', key)
+  if type(value) == 'table' then
+    local t = redis.call('TIME')
+    value = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    redis.call('SET', key, value)
+  end
+  return value
+end
+"""
+
 _NUM = r"""
 local function num(x)
   return string.format('%.17g', x)
@@ -65,18 +108,29 @@ end
 """
 
 _CIRCUIT_READ = r"""
+local STATES = {closed = true, open = true, half_open = true}
+
+-- The circuit in `key`; one the SDK cannot read is deleted and read as never opened.
 local function load_circuit(key)
   local c = {state = 'closed', epoch = 0, break_ends = 0, break_duration = 0, probes = {}}
-  local fields = redis.call('HGETALL', key)
+  local fields = hash(key)
+  local readable = true
   for i = 1, #fields, 2 do
     local name, value = fields[i], fields[i + 1]
     if string.sub(name, 1, 6) == 'probe:' then
-      c.probes[string.sub(name, 7)] = tonumber(value)
+      c.probes[string.sub(name, 7)] = tonumber(value)  -- unreadable: nil, no probe
     elseif name == 'state' then
+      readable = readable and STATES[value] ~= nil
       c.state = value
-    else
-      c[name] = tonumber(value)
+    elseif name == 'epoch' or name == 'break_ends' or name == 'break_duration' then
+      local number = tonumber(value)
+      readable = readable and number ~= nil and number == number
+      c[name] = number
     end
+  end
+  if not readable then
+    redis.call('DEL', key)
+    return {state = 'closed', epoch = 0, break_ends = 0, break_duration = 0, probes = {}}
   end
   return c
 end
@@ -112,7 +166,7 @@ end
 -- The circuit moves to a new state with a new epoch; every probe slot is freed.
 local function move(c, state, break_ends, break_duration, serial)
   c.state = state
-  c.epoch = redis.call('INCR', serial)
+  c.epoch = next_serial(serial)
   c.break_ends = break_ends
   c.break_duration = break_duration
   c.probes = {}
@@ -127,16 +181,33 @@ _RATE_HELPERS = r"""
 local RATE = '<dddddddddd'
 
 -- The record of `key`; `packed` is its value when the caller read it already (false: absent).
+-- Whether `x` is a number, neither NaN nor infinite (tokens may be +inf: a full bucket).
+local function finite(x)
+  return type(x) == 'number' and x == x and x > -math.huge and x < math.huge
+end
+
+-- The record of `key`; `packed` is its value when the caller read it already (false: absent). A
+-- value that is no record (its length, a NaN, a negative rate) is read as absent.
 local function load_rate(key, create, packed)
-  if packed == nil then packed = redis.call('GET', key) end
-  if not packed then
+  if packed == nil then packed = get(key) end
+  local r = nil
+  if packed and #packed == 80 then
+    r = {}
+    r.refilled_at, r.ceiling, r.rate, r.max_rate, r.throttled_at, r.version, r.slot, r.count,
+      r.previous, r.tokens = struct.unpack(RATE, packed)
+    if not (finite(r.refilled_at) and finite(r.ceiling) and finite(r.rate) and finite(r.max_rate)
+            and finite(r.throttled_at) and finite(r.version) and finite(r.slot) and finite(r.count)
+            and finite(r.previous) and r.tokens == r.tokens and r.tokens > -math.huge
+            and r.ceiling >= 0 and r.rate >= 0 and r.max_rate >= 0) then
+      r = nil
+    end
+  end
+  if r == nil then
+    if packed then redis.call('DEL', key) end
     if not create then return nil end
     return {refilled_at = now, ceiling = 0, rate = 0, max_rate = 0, throttled_at = now, version = 0,
             slot = math.floor(now), count = 0, previous = 0, tokens = math.huge}
   end
-  local r = {}
-  r.refilled_at, r.ceiling, r.rate, r.max_rate, r.throttled_at, r.version, r.slot, r.count,
-    r.previous, r.tokens = struct.unpack(RATE, packed)
   return r
 end
 
@@ -203,7 +274,9 @@ end
 
 _DEPOSIT = r"""
 local cap = tonumber(ARGV[5])
-local level = math.min(tonumber(redis.call('GET', KEYS[1]) or ARGV[5]), cap)
+local level = tonumber(get(KEYS[1]) or ARGV[5])
+if level == nil or level ~= level then level = cap end
+level = math.min(level, cap)
 level = math.min(cap, level + tonumber(ARGV[4]))
 redis.call('SET', KEYS[1], num(level))
 touch(KEYS[1], 0)
@@ -213,7 +286,9 @@ return num(level)
 # ARGV[6]: tokens earned, deposited first.
 _TRY_SPEND = r"""
 local cost, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
-local level = math.min(tonumber(redis.call('GET', KEYS[1]) or ARGV[5]), cap)
+local level = tonumber(get(KEYS[1]) or ARGV[5])
+if level == nil or level ~= level then level = cap end
+level = math.min(level, cap)
 level = math.min(cap, level + tonumber(ARGV[6]))
 local spent = 0
 if level >= cost then
@@ -226,10 +301,19 @@ return spent
 """
 
 # ARGV[6], ARGV[7]: successes counted in process and the age of the latest, written first.
+# A count added to a field; a field that holds no integer is written over.
+_ADD = r"""
+local function add(key, field, amount)
+  if type(redis.pcall('HINCRBY', key, field, amount)) == 'table' then
+    redis.call('HSET', key, field, amount)
+  end
+end
+"""
+
 _RECORD_OUTCOME = r"""
 local width = tonumber(ARGV[5]) / 10
-local stored = redis.call('HGET', KEYS[1], 'width')
-if not stored or tonumber(stored) ~= width then
+local stored = redis.pcall('HGET', KEYS[1], 'width')
+if type(stored) ~= 'string' or tonumber(stored) ~= width then  -- absent, another type, or unreadable
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'width', num(width))
 end
@@ -238,23 +322,24 @@ local successes = tonumber(ARGV[6])
 if successes > 0 then
   local index = math.min(current, math.floor((now - math.max(0, tonumber(ARGV[7]))) / width))
   if index > current - 10 then
-    redis.call('HINCRBY', KEYS[1], 'n' .. num(index), successes)
+    add(KEYS[1], 'n' .. num(index), successes)
   end
 end
-redis.call('HINCRBY', KEYS[1], 'f' .. num(current), tonumber(ARGV[4]))
-redis.call('HINCRBY', KEYS[1], 'n' .. num(current), 1)
+add(KEYS[1], 'f' .. num(current), tonumber(ARGV[4]))
+add(KEYS[1], 'n' .. num(current), 1)
 local failures, total = 0, 0
 local fields = redis.call('HGETALL', KEYS[1])
 for i = 1, #fields, 2 do
   local name = fields[i]
   local kind = string.sub(name, 1, 1)
   if kind == 'f' or kind == 'n' then
-    if tonumber(string.sub(name, 2)) <= current - 10 then
+    local index, count = tonumber(string.sub(name, 2)), tonumber(fields[i + 1])
+    if index == nil or count == nil or index <= current - 10 then  -- gone by, or unreadable
       redis.call('HDEL', KEYS[1], name)
     elseif kind == 'f' then
-      failures = failures + tonumber(fields[i + 1])
+      failures = failures + count
     else
-      total = total + tonumber(fields[i + 1])
+      total = total + count
     end
   end
 end
@@ -264,15 +349,15 @@ return {failures, total}
 
 _RECORD_SUCCESSES = r"""
 local width = tonumber(ARGV[6]) / 10
-local stored = redis.call('HGET', KEYS[1], 'width')
-if not stored or tonumber(stored) ~= width then
+local stored = redis.pcall('HGET', KEYS[1], 'width')
+if type(stored) ~= 'string' or tonumber(stored) ~= width then  -- absent, another type, or unreadable
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'width', num(width))
 end
 local current = math.floor(now / width)
 local index = math.min(current, math.floor((now - math.max(0, tonumber(ARGV[5]))) / width))
 if index > current - 10 then
-  redis.call('HINCRBY', KEYS[1], 'n' .. num(index), tonumber(ARGV[4]))
+  add(KEYS[1], 'n' .. num(index), tonumber(ARGV[4]))
 end
 touch(KEYS[1], 0)
 return 1
@@ -295,7 +380,7 @@ local token, limit, lease = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local c = load_circuit(KEYS[1])
 if c.state == 'open' and now >= c.break_ends then
   c.state = 'half_open'
-  c.epoch = redis.call('INCR', KEYS[2])
+  c.epoch = next_serial(KEYS[2])
   c.probes = {}
 end
 local taken = 0
@@ -322,7 +407,11 @@ return answer
 """
 
 _RELEASE_PROBE = r"""
-redis.call('HDEL', KEYS[1], 'probe:' .. ARGV[4])
+-- Another type, or a hash without the TTL every key written here has: not the SDK's, deleted.
+local refused = type(redis.pcall('HDEL', KEYS[1], 'probe:' .. ARGV[4])) == 'table'
+if refused or redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('DEL', KEYS[1])
+end
 return 0
 """
 
@@ -352,11 +441,11 @@ local limit, lease, token = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local last_end = {}
 for i = 1, #KEYS do
   local key = KEYS[i]
-  local fields = redis.call('HGETALL', key)
+  local fields = hash(key)
   local count, mine, latest = 0, false, now + lease
   for j = 1, #fields, 2 do
     local holder, ends = fields[j], tonumber(fields[j + 1])
-    if ends <= now then
+    if ends == nil or ends ~= ends or ends <= now then  -- ended, or unreadable
       redis.call('HDEL', key, holder)
     else
       count = count + 1
@@ -378,13 +467,17 @@ return 1
 # is released by its holder and by nothing else.
 _RELEASE = r"""
 for i = 1, #KEYS do
-  redis.call('HDEL', KEYS[i], ARGV[4])
+  if type(redis.pcall('HDEL', KEYS[i], ARGV[4])) == 'table' or redis.call('PTTL', KEYS[i]) == -1 then
+    redis.call('DEL', KEYS[i])  -- another type, or without the TTL every key written here has
+  end
 end
 return 0
 """
 
 _PAUSE = r"""
-local ends = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now + tonumber(ARGV[4]))
+local ends = tonumber(get(KEYS[1]) or '0')
+if ends == nil or ends ~= ends then ends = 0 end
+ends = math.max(ends, now + tonumber(ARGV[4]))
 redis.call('SET', KEYS[1], num(ends))
 touch(KEYS[1], ends)
 return 0
@@ -396,9 +489,12 @@ return 0
 """
 
 _PAUSED_FOR = r"""
-local ends = redis.call('GET', KEYS[1])
-if not ends then return '0' end
-return num(math.max(0, tonumber(ends) - now))
+local ends = tonumber(get(KEYS[1]) or '0')
+if ends == nil or ends ~= ends then
+  redis.call('DEL', KEYS[1])
+  return '0'
+end
+return num(math.max(0, ends - now))
 """
 
 _LIMITER_ACQUIRE = r"""
@@ -409,8 +505,23 @@ return (reserve(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 _LIMITER_ADMIT = r"""
 local both = redis.call('MGET', KEYS[1], KEYS[2])  -- one call for the pause and the record
 local ends, packed = both[1], both[2]
+-- MGET reads a key of another type as absent: such a key is found by counting, and deleted.
+if not (ends and packed) then
+  local found = 0
+  if ends then found = 1 end
+  if packed then found = found + 1 end
+  if redis.call('EXISTS', KEYS[1], KEYS[2]) > found then
+    ends, packed = get(KEYS[1]), get(KEYS[2])
+  end
+end
 if ends then
-  local paused = tonumber(ends) - now
+  local paused = tonumber(ends)
+  if paused == nil or paused ~= paused then
+    redis.call('DEL', KEYS[1])
+    paused = 0
+  else
+    paused = paused - now
+  end
   if paused > 0 then
     local r = load_rate(KEYS[2], false, packed)
     if r == nil then return '0 0 0 0 0 0 ' .. num(paused) end
@@ -439,7 +550,7 @@ r.rate = tonumber(ARGV[5])
 r.max_rate = tonumber(ARGV[6])
 if ARGV[7] == '1' then
   r.throttled_at = now
-  r.version = redis.call('INCR', KEYS[2])
+  r.version = next_serial(KEYS[2])
 end
 save_rate(KEYS[1], r)
 return 1
@@ -447,24 +558,24 @@ return 1
 
 #: script name -> (its helpers, its body)
 _PARTS: dict[str, tuple[tuple[str, ...], str]] = {
-    "deposit": ((_CLOCK, _NUM, _TOUCH), _DEPOSIT),
-    "try_spend": ((_CLOCK, _NUM, _TOUCH), _TRY_SPEND),
-    "record_outcome": ((_CLOCK, _NUM, _TOUCH), _RECORD_OUTCOME),
-    "record_successes": ((_CLOCK, _NUM, _TOUCH), _RECORD_SUCCESSES),
-    "circuit": ((_CIRCUIT_UNSEEN, _CLOCK, _NUM, _CIRCUIT_READ), _CIRCUIT),
-    "try_probe": ((_CLOCK, _NUM, _TOUCH, _CIRCUIT_READ, _CIRCUIT_WRITE), _TRY_PROBE),
+    "deposit": ((_CLOCK, _GET, _NUM, _TOUCH), _DEPOSIT),
+    "try_spend": ((_CLOCK, _GET, _NUM, _TOUCH), _TRY_SPEND),
+    "record_outcome": ((_CLOCK, _NUM, _TOUCH, _ADD), _RECORD_OUTCOME),
+    "record_successes": ((_CLOCK, _NUM, _TOUCH, _ADD), _RECORD_SUCCESSES),
+    "circuit": ((_CIRCUIT_UNSEEN, _CLOCK, _NUM, _HASH, _CIRCUIT_READ), _CIRCUIT),
+    "try_probe": ((_CLOCK, _NUM, _TOUCH, _HASH, _SERIAL, _CIRCUIT_READ, _CIRCUIT_WRITE), _TRY_PROBE),
     "release_probe": ((), _RELEASE_PROBE),
-    "open_circuit": ((_CLOCK, _NUM, _TOUCH, _CIRCUIT_READ, _CIRCUIT_WRITE), _OPEN_CIRCUIT),
-    "close_circuit": ((_CLOCK, _NUM, _TOUCH, _CIRCUIT_READ, _CIRCUIT_WRITE), _CLOSE_CIRCUIT),
-    "acquire": ((_CLOCK, _NUM, _TOUCH), _ACQUIRE),
+    "open_circuit": ((_CLOCK, _NUM, _TOUCH, _HASH, _SERIAL, _CIRCUIT_READ, _CIRCUIT_WRITE), _OPEN_CIRCUIT),
+    "close_circuit": ((_CLOCK, _NUM, _TOUCH, _HASH, _SERIAL, _CIRCUIT_READ, _CIRCUIT_WRITE), _CLOSE_CIRCUIT),
+    "acquire": ((_CLOCK, _NUM, _TOUCH, _HASH), _ACQUIRE),
     "release": ((), _RELEASE),
-    "pause": ((_CLOCK, _NUM, _TOUCH), _PAUSE),
-    "paused_for": ((_CLOCK, _NUM), _PAUSED_FOR),
+    "pause": ((_CLOCK, _GET, _NUM, _TOUCH), _PAUSE),
+    "paused_for": ((_CLOCK, _GET, _NUM), _PAUSED_FOR),
     "end_pause": ((), _END_PAUSE),
-    "limiter_acquire": ((_CLOCK, _RATE_HELPERS), _LIMITER_ACQUIRE),
-    "limiter_admit": ((_CLOCK, _NUM, _RATE_HELPERS), _LIMITER_ADMIT),
-    "limiter_state": ((_CLOCK, _RATE_HELPERS), _LIMITER_STATE),
-    "limiter_learn": ((_CLOCK, _RATE_HELPERS), _LIMITER_LEARN),
+    "limiter_acquire": ((_CLOCK, _GET, _RATE_HELPERS), _LIMITER_ACQUIRE),
+    "limiter_admit": ((_CLOCK, _GET, _NUM, _RATE_HELPERS), _LIMITER_ADMIT),
+    "limiter_state": ((_CLOCK, _GET, _RATE_HELPERS), _LIMITER_STATE),
+    "limiter_learn": ((_CLOCK, _GET, _SERIAL, _RATE_HELPERS), _LIMITER_LEARN),
 }
 
 #: script name -> the whole script (its helpers, then its body)

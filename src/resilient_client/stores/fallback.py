@@ -11,6 +11,11 @@ at once, without waiting for a store that is likely still gone. The interval is 
 operations' ``now`` (the callers' monotonic clock, which a fake clock drives in tests). One warning
 is logged when the store stops answering and one line when it answers again: never one per call.
 
+A busy store (``Busy``: it answers other callers, but this operation got no answer in the time it
+could wait, the call's deadline being near or the process's own callers queued before it) is no
+outage either: the operation goes without the store, the state does not move, nothing is logged
+above debug level.
+
 An error reply (Redis answered, but refused the operation: out of memory, a value of the wrong
 type) is no outage: that one operation goes without the store (local, or refused) and the state does
 not move; the first such refusal is logged as a warning, the later ones at debug level.
@@ -33,12 +38,17 @@ from resilient_client._redact import redact_text
 from resilient_client.errors import StateUnavailableError
 from resilient_client.stores.memory import MemoryState
 
-__all__ = ["OnUnavailable", "Fallback"]
+__all__ = ["Busy", "Fallback", "OnUnavailable"]
 
 OnUnavailable = Literal["local", "raise"]
 _T = TypeVar("_T")
 
 logger = logging.getLogger("resilient_client")
+
+
+class Busy(Exception):
+    """The shared store answered other operations while this one waited, but not this one in the
+    time it had (see the module docstring): not an outage."""
 
 
 class Fallback:
@@ -86,6 +96,8 @@ class Fallback:
             return self._without_store(now, local)
         try:
             result = shared()
+        except Busy as exc:
+            return self._busy(now, local, exc)
         except self.unavailable as exc:
             self._failed(now, exc, generation)
             return self._without_store(now, local, exc)
@@ -101,6 +113,8 @@ class Fallback:
             return self._without_store(now, local)
         try:
             result = await shared()
+        except Busy as exc:
+            return self._busy(now, local, exc)
         except self.unavailable as exc:
             self._failed(now, exc, generation)
             return self._without_store(now, local, exc)
@@ -109,6 +123,10 @@ class Fallback:
             return self._without_store(now, local, exc)
         self._answered(generation)
         return result
+
+    def _busy(self, now: float, local: Callable[[], _T], exc: Busy) -> _T:
+        logger.debug("shared state store %s: %s", self.name, exc)
+        return self._without_store(now, local, exc)
 
     def _refused(self, exc: BaseException) -> None:
         with self._lock:
@@ -179,6 +197,9 @@ class Fallback:
         with self._lock:
             retry_after = max(0.0, self._next_probe - now)
         refused = isinstance(cause, self.refused) and not isinstance(cause, self.unavailable)
-        what = "refused the operation" if refused else "did not answer"
+        if isinstance(cause, Busy):
+            what = "did not answer in the time the call had left"
+        else:
+            what = "refused the operation" if refused else "did not answer"
         error = StateUnavailableError(f"the shared state store {self.name} {what}", retry_after=retry_after)
         raise error from cause

@@ -10,11 +10,39 @@ Clients. ``run`` uses a ``redis.Redis``; ``arun`` a ``redis.asyncio.Redis`` unde
 sync client in a worker thread under any other event loop (trio), since ``redis.asyncio`` runs on
 asyncio only. Made from ``url``, the clients are this store's: the ``[state] timeout`` as their
 socket timeouts, no retries of redis-py's own (a dead Redis costs one timeout, not seconds of
-retries: the fallback decides what a missing answer means), no health checks, and a pool that opens
-a connection for each caller at once (redis-py's default): a process's own concurrency never waits
-for a connection, so it never looks like an outage. A ``client=``/``async_client=`` given is used
-as it is. redis.asyncio connections belong to the event
-loop that opened them, so one async client is made per loop and closed when that loop shuts down.
+retries: the fallback decides what a missing answer means), no health checks. A ``client=``/
+``async_client=`` given is used as it is. redis.asyncio connections belong to the event loop that
+opened them, so one async client is made per loop and closed when that loop shuts down.
+
+Pool sizing. A process's own concurrency never looks like an outage. The sync pool has room for a
+connection per thread (``SYNC_POOL_SIZE``: threads bound it). The async pool of each loop holds
+``ASYNC_POOL_SIZE`` connections (Redis runs one script at a time, so more buy no throughput) and a
+task past them waits for a free one (an asyncio.Semaphore of that many slots before the pool),
+never failing at once as redis-py's default pool does past 100. What counts as Redis not answering
+is silence: an operation that waited ``[state] timeout`` while Redis answered nobody (an error reply
+is an answer), judged on a loop that keeps time (``_Watch``: a check that ran late starts
+the silence afresh). One whose wait ran while Redis answered others (it was queued behind the
+process's own tasks) waits on, up to ``BUSY_WAIT`` seconds (or the timeout, when longer), and is
+then ``Busy``: it goes without the store, and the store is not taken as down. Connecting is timed
+the same way, as part of the operation (redis-py's own connect timeout is off for the async client).
+
+A new async client's pool opens its connections as a burst of tasks needs them, each a few round
+trips: until Redis first answers it, silence counts only after ``FIRST_CONTACT`` seconds (a Redis
+that refuses connections still fails at once).
+
+Deadline. Every wait on Redis is bounded by the call's deadline (``_deadline.current``, which the
+pipeline sets for the whole call): an operation with less time left than ``[state] timeout`` waits
+only that long (the sync client then waits in a worker thread, as its socket timeout is fixed).
+Cut short by the deadline after a silence shorter than the timeout, it is ``Busy``, not an outage.
+With less than ``_DEADLINE_FLOOR`` (50 ms, the overrun the SPEC allows) left, which is the call's
+bookkeeping once its attempts are over (outcomes, releases), the store's own timeout applies: a
+refusal then would replace the call's real outcome, and a Redis that went silent earlier in the
+call is known to be down already, so those operations do not wait at all.
+
+Orphans. A lease acquire whose answer never came (timed out, cancelled) may still run in Redis later
+(a hung Redis runs its buffered scripts when it wakes up); a release that could not reach Redis
+leaves its hold there. Either way the hold's field is remembered, and released in Redis after the
+next operation Redis answers: no account stays locked for the rest of its lease.
 
 Unavailability (``stores/fallback.py``): when Redis does not answer, the operation runs on an
 in-process MemoryState (``on_unavailable="local"``) or raises StateUnavailableError (``"raise"``);
@@ -26,17 +54,19 @@ This module imports redis only when a RedisState is built, so it costs nothing w
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import math
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import anyio.to_thread
 import attrs
 
+from resilient_client import _deadline
 from resilient_client._redact import REDACTED, Secrets, redact_url
 from resilient_client.stores._lua import SCRIPTS
 from resilient_client.stores._protocol import (
@@ -65,18 +95,54 @@ from resilient_client.stores._protocol import (
     TryProbe,
     TrySpend,
 )
-from resilient_client.stores.fallback import Fallback, OnUnavailable
+from resilient_client.stores.fallback import Busy, Fallback, OnUnavailable
 
 if TYPE_CHECKING:
     import redis
     import redis.asyncio
     import redis.commands.core
 
-__all__ = ["RedisState"]
+__all__ = ["ASYNC_POOL_SIZE", "BUSY_WAIT", "SYNC_POOL_SIZE", "RedisState"]
 
 _T = TypeVar("_T")
 _SCHEMES = ("redis", "rediss", "unix")
 _URL_EXAMPLE = "redis://localhost:6379/0"
+
+#: Connections of a store's async client per event loop; a task past them waits for a free one.
+ASYNC_POOL_SIZE = 32
+#: Connections of a store's sync client: room for every thread a process runs.
+SYNC_POOL_SIZE = 100_000
+#: How long an operation may wait while Redis answers others but not it yet (see the docstring).
+BUSY_WAIT = 10.0
+#: The second look before a silence is believed (see ``_Watch``).
+_GRACE = 0.01
+#: How long a new async client waits for Redis's first answer before taking silence for an outage.
+FIRST_CONTACT = 1.0
+#: A deadline's cut shorter than this (or than the timeout) says nothing of Redis: ``Busy``.
+_SILENCE_FLOOR = 0.05
+#: With less of the call's time left than this, its deadline no longer bounds a wait on Redis.
+_DEADLINE_FLOOR = 0.05
+#: A hold to let go of in Redis: the script that does it (``release``: a lease hold's field;
+#: ``release_probe``: a probe slot's token), its keys and its one argument.
+_Hold = tuple[str, tuple[str, ...], str]
+
+
+#: Holds remembered for release at most; past them (a long outage), the rest end with their leases.
+_MOST_ORPHANS = 10_000
+
+
+class _UnreadableReply(Exception):
+    """A reply this store cannot read (a script of another version of the SDK, say): refused."""
+
+
+def _time_left() -> float | None:
+    """Seconds to the running call's deadline that bound a wait on Redis; None outside a call, and
+    once less than ``_DEADLINE_FLOOR`` is left (see the module docstring)."""
+    deadline = _deadline.current.get()
+    if deadline is None:
+        return None
+    left = deadline.at - deadline.clock()
+    return left if left >= _DEADLINE_FLOOR else None
 
 
 class _Script(NamedTuple):
@@ -86,6 +152,13 @@ class _Script(NamedTuple):
     keys: list[str]
     args: list[str | int | float]
     read: Callable[[Any], Any]
+    #: The lease hold to release when this script's answer never comes (it may have run anyway),
+    #: or when it does not reach Redis (a release).
+    orphan: _Hold | None = None
+    #: The answer when Redis was ``Busy`` for it, instead of running it locally: an acquire is then
+    #: not taken (the guard asks again), for a hold taken locally while others hold the key in
+    #: Redis would let two callers in at once.
+    busy: Callable[[], Any] | None = None
 
 
 class _Holds:
@@ -136,6 +209,11 @@ class _LoopClient:
     closer: AsyncGenerator[None, None] | None
     #: Each operation's time limit, as a whole (a client this store made: see ``_loop_client``).
     timeout: float | None = None
+    #: The operations in flight on this client at once (its pool's connections); the others wait.
+    slots: asyncio.Semaphore | None = None
+    #: Whether Redis has answered this client yet: until then its pool is opening its connections
+    #: (a burst of tasks opens them all at once), and silence is waited out for ``FIRST_CONTACT``.
+    answered: bool = False
 
 
 def _import_redis() -> Any:
@@ -168,6 +246,10 @@ def _flag(reply: Any) -> bool:
 
 def _nothing(reply: Any) -> None:
     return None
+
+
+def _not_taken() -> bool:
+    return False
 
 
 def _counts(reply: Any) -> tuple[int, int]:
@@ -266,6 +348,77 @@ async def _close_with_loop(client: redis.asyncio.Redis) -> AsyncGenerator[None, 
         await client.aclose()
 
 
+class _Watch:
+    """Watches one operation's wait on Redis (``RedisState._within``): wakes up at each point where
+    a verdict may be due, and ends the wait (``scope``) with its verdict.
+
+    Silence is ``silence`` seconds in which the store heard no answer at all (``_answers`` did not
+    move); a wait while answers come is a queue, waited out up to ``end``. A check that runs late
+    (the process was busy or not scheduled: a burst of tasks starting, work that blocks the loop,
+    a starved machine) judges nothing, as answers that arrived meanwhile are not read yet: silence
+    is judged afresh on a loop that keeps time. Answers read from the sockets reach their tasks a
+    few loop turns later, so a silence is believed after one more short look (``_GRACE``).
+    """
+
+    __slots__ = (
+        "due", "end", "first", "graced", "handle", "loop", "scope", "seen", "silence", "start", "store",
+        "verdict",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        store: RedisState,
+        loop: asyncio.AbstractEventLoop,
+        start: float,
+        end: float,
+        silence: float | None,
+    ) -> None:
+        self.store = store
+        self.loop = loop
+        self.start = start
+        self.end = end
+        self.silence = silence
+        self.first = self.seen = store._answers
+        self.graced = False
+        self.due = 0.0
+        self.verdict: BaseException | None = None
+        self.scope: asyncio.Timeout | None = None
+        self.handle: asyncio.TimerHandle
+
+    def arm(self, when: float) -> None:
+        self.due = when
+        self.handle = self.loop.call_at(when, self.check)
+
+    def expire(self, error: BaseException) -> None:
+        self.verdict = error
+        assert self.scope is not None
+        self.scope.reschedule(self.loop.time())
+
+    def check(self) -> None:
+        at = self.loop.time()
+        answers = self.store._answers
+        silence, end = self.silence, self.end
+        if at - self.due > _GRACE:  # late: judged afresh
+            self.seen, self.graced = answers, False
+            wait = silence if silence is not None else _GRACE
+            self.end = max(end, at + wait)
+            self.arm(at + wait)
+        elif at < end and (silence is None or answers != self.seen):  # queued, not ignored
+            self.seen, self.graced = answers, False
+            self.arm(end if silence is None else min(at + silence, end))
+        elif answers == self.seen and not self.graced and at < end:
+            self.graced = True
+            self.arm(min(at + _GRACE, end))
+        elif answers == self.seen and (at < end or answers == self.first):
+            waited = at - self.start
+            if silence is None or waited >= min(silence, _SILENCE_FLOOR):
+                self.expire(TimeoutError(f"Redis answered nothing for {waited:.3g} s"))
+            else:
+                self.expire(Busy(f"no answer in the {waited:.3g} s the call had left"))
+        else:
+            self.expire(Busy(f"Redis answered others but not this operation for {at - self.start:.3g} s"))
+
+
 class RedisState:
     """The StateStore in Redis: budget, circuits, limits and guards shared by a whole fleet.
 
@@ -327,6 +480,11 @@ class RedisState:
         secrets = Secrets(_passwords(url, client, async_client))
         self._lock = threading.Lock()  # guards the lazy creation of clients
         self._holds = _Holds()
+        #: Lease holds that may be left in Redis (see the module docstring), released when it answers.
+        self._orphans: dict[_Hold, None] = {}
+        #: Counts Redis's answers: an operation that saw it move while it waited was queued, not ignored.
+        self._answers = 0
+        self._waiter: concurrent.futures.ThreadPoolExecutor | None = None
         self._client = client
         self._scripts: dict[str, Any] | None = None if client is None else self._register(client)
         self._given_async = (
@@ -336,6 +494,8 @@ class RedisState:
             weakref.WeakKeyDictionary()
         )
         exceptions = redis_module.exceptions
+        #: What a wait that ran out raises (a connect, a read): silence only when nobody was answered.
+        self._timed_out: tuple[type[BaseException], ...] = (exceptions.TimeoutError, TimeoutError)
         self._fallback = Fallback(
             name=self._name,
             unavailable=(
@@ -344,7 +504,7 @@ class RedisState:
                 exceptions.ReadOnlyError,  # READONLY: a failover made our server a replica
                 OSError,
             ),
-            refused=(exceptions.RedisError,),  # an error reply: out of memory, a wrong type, ...
+            refused=(exceptions.RedisError, _UnreadableReply),  # an error reply: out of memory, ...
             on_unavailable=on_unavailable,
             idle_seconds=self._idle,
             redact=secrets.redact,
@@ -392,6 +552,9 @@ class RedisState:
             client = self._client
             if self._url is not None:
                 self._client, self._scripts = None, None
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.shutdown(wait=False)
         if client is not None and self._url is not None:
             client.close()
 
@@ -436,7 +599,9 @@ class RedisState:
                     )
                 redis_module = self._redis
                 retry = redis_module.retry.Retry(redis_module.backoff.NoBackoff(), 0)
-                self._client = redis_module.Redis.from_url(self._url, **self._client_options(retry))
+                self._client = redis_module.Redis.from_url(
+                    self._url, max_connections=SYNC_POOL_SIZE, **self._client_options(retry)
+                )
             if self._scripts is None:
                 self._scripts = self._register(self._client)
             return self._client, self._scripts
@@ -460,11 +625,22 @@ class RedisState:
             # Each operation is timed as a whole (``arun``), not each send and read: redis.asyncio
             # bounds a send by its socket timeout with ``asyncio.wait_for``, which cost ~20 us of
             # a ~80 us operation on loopback (bench/redis_store.py); connecting keeps its timeout.
-            options = {**self._client_options(retry), "socket_timeout": None}
-            client = redis_module.asyncio.Redis.from_url(self._url, **options)
+            options = {
+                **self._client_options(retry),
+                "socket_timeout": None,
+                # Connecting is timed with the rest of the operation (``_within``), which tells a
+                # silent Redis from a loop too busy to notice its answer. A refused connection
+                # still fails at once.
+                "socket_connect_timeout": None,
+            }
+            # Room for the connections the slots allow, and for those being closed meanwhile.
+            pool = redis_module.asyncio.ConnectionPool.from_url(
+                self._url, max_connections=2 * ASYNC_POOL_SIZE, **options
+            )
+            client = redis_module.asyncio.Redis.from_pool(pool)
             closer = _close_with_loop(client)
             found = self._loop_clients[loop] = _LoopClient(
-                client, self._register(client), closer, self._timeout
+                client, self._register(client), closer, self._timeout, asyncio.Semaphore(ASYNC_POOL_SIZE)
             )
         await closer.asend(None)  # started in this loop, so this loop's shutdown closes it
         return found
@@ -502,14 +678,107 @@ class RedisState:
 
         def shared() -> _T:
             client, scripts = self._sync()
-            try:
-                reply = scripts[script.name](keys=script.keys, args=self._args(script, now), client=client)
-            except self._fallback.unavailable:
-                client.connection_pool.disconnect(inuse_connections=False)
-                raise
-            return cast(_T, script.read(reply))
+            left = _time_left()
+            if left is not None and left < self._timeout and self._url is not None:
+                try:
+                    return cast(_T, self._run_within(client, scripts, script, now, left))
+                except Busy:
+                    if script.busy is None:
+                        raise
+                    return cast(_T, script.busy())
+            return cast(_T, self._answered(script, self._send(client, scripts, script, now)))
 
-        return self._fallback.call(now, shared, lambda: local.run(op, now))
+        return self._fallback.call(now, shared, self._without(script, lambda: local.run(op, now)))
+
+    def _send(self, client: Any, scripts: dict[str, Any], script: _Script, now: float) -> Any:
+        try:
+            return scripts[script.name](keys=script.keys, args=self._args(script, now), client=client)
+        except self._fallback.unavailable:
+            client.connection_pool.disconnect(inuse_connections=False)
+            self._orphan(script)
+            raise
+
+    def _run_within(
+        self, client: Any, scripts: dict[str, Any], script: _Script, now: float, left: float
+    ) -> Any:
+        """The script, waited for at most ``left`` seconds (less than the sync client's socket
+        timeout): sent from a worker thread, which is left to finish by itself when the time is up."""
+        with self._lock:
+            if self._waiter is None:
+                self._waiter = concurrent.futures.ThreadPoolExecutor(4, "resilient-client-redis")
+            waiter = self._waiter
+        answers = self._answers
+        future = waiter.submit(self._send, client, scripts, script, now)
+        try:
+            return self._answered(script, future.result(timeout=left))
+        except concurrent.futures.TimeoutError:
+            self._orphan(script)
+            if self._answers == answers and left >= min(self._timeout, _SILENCE_FLOOR):
+                raise TimeoutError(f"Redis did not answer within the call's {left:.3g} s left") from None
+            raise Busy(f"no answer within the call's {left:.3g} s left") from None
+
+    def _answered(self, script: _Script, reply: Any) -> Any:
+        """The reply read (an unreadable one refused); lease holds left behind are released now."""
+        self._answers += 1
+        try:
+            result = script.read(reply)
+        except (ValueError, TypeError, IndexError, AttributeError) as exc:
+            raise _UnreadableReply(f"the {script.name} script's reply could not be read") from exc
+        if self._orphans:
+            self._release_orphans()
+        return result
+
+    def _without(self, script: _Script, local: Callable[[], _T]) -> Callable[[], _T]:
+        """``local``, remembering the hold the script would have released in Redis (a take that
+        never went to Redis left nothing there)."""
+        if script.orphan is None or script.name != script.orphan[0]:
+            return local
+
+        def without_redis() -> _T:
+            self._orphan(script)
+            return local()
+
+        return without_redis
+
+    def _orphan(self, script: _Script) -> None:
+        if script.orphan is not None:
+            with self._lock:
+                if len(self._orphans) < _MOST_ORPHANS:
+                    self._orphans[script.orphan] = None
+
+    def _take_orphans(self) -> list[_Hold]:
+        with self._lock:
+            orphans = list(self._orphans)
+            self._orphans.clear()
+        return orphans
+
+    def _keep_orphans(self, orphans: list[_Hold]) -> None:
+        with self._lock:
+            self._orphans.update(dict.fromkeys(orphans))
+
+    def _release_orphans(self) -> None:
+        client, scripts = self._sync()
+        orphans = self._take_orphans()
+        for done, (name, keys, argument) in enumerate(orphans):
+            release = _Script(name, list(keys), [argument], _nothing)
+            try:
+                scripts[name](keys=release.keys, args=self._args(release, 0.0), client=client)
+            except (self._redis.exceptions.RedisError, OSError):
+                self._keep_orphans(orphans[done:])
+                return
+
+    async def _arelease_orphans(self, loop_client: _LoopClient) -> None:
+        orphans = self._take_orphans()
+        for done, (name, keys, argument) in enumerate(orphans):
+            release = _Script(name, list(keys), [argument], _nothing)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await loop_client.scripts[name](
+                        keys=release.keys, args=self._args(release, 0.0), client=loop_client.client
+                    )
+            except (self._redis.exceptions.RedisError, OSError):
+                self._keep_orphans(orphans[done:])
+                return
 
     async def arun(self, op: Operation[_T], now: float) -> _T:
         """``run`` for async callers: redis.asyncio under asyncio, else the sync client in a thread."""
@@ -524,17 +793,83 @@ class RedisState:
         async def shared() -> _T:
             client = loop_client.client
             run = loop_client.scripts[script.name]
+            answers = self._answers
             try:
-                # TimeoutError past the limit: an OSError, so Redis did not answer (the fallback's).
-                async with asyncio.timeout(loop_client.timeout):
-                    reply = await run(keys=script.keys, args=self._args(script, now), client=client)
-            except self._fallback.unavailable:
-                with anyio.CancelScope(shield=True):
-                    await client.connection_pool.disconnect(inuse_connections=False)
+                silence = loop_client.timeout
+                if silence is not None and not loop_client.answered:
+                    silence = max(silence, FIRST_CONTACT)
+                pending = run(keys=script.keys, args=self._args(script, now), client=client)
+                reply = await self._within(pending, silence, loop_client.slots)
+                loop_client.answered = True
+            except Busy:
+                self._orphan(script)
+                if script.busy is None:
+                    raise
+                return cast(_T, script.busy())
+            except BaseException as exc:
+                self._orphan(script)  # it may run in Redis still, or never reached it
+                fallback = self._fallback
+                if isinstance(exc, fallback.refused) and not isinstance(exc, fallback.unavailable):
+                    self._answers += 1  # an error reply is an answer too
+                if isinstance(exc, self._timed_out) and self._answers != answers:
+                    # A connection that took too long to open while Redis answered others: the
+                    # process's own load, not Redis's silence.
+                    if script.busy is not None:
+                        return cast(_T, script.busy())
+                    raise Busy(f"no connection in time while Redis answered others ({exc})") from exc
+                if isinstance(exc, self._fallback.unavailable):
+                    with anyio.CancelScope(shield=True):
+                        await client.connection_pool.disconnect(inuse_connections=False)
                 raise
-            return cast(_T, script.read(reply))
+            orphans = bool(self._orphans)
+            result = self._answered_async(script, reply)
+            if orphans:
+                with anyio.CancelScope(shield=True):
+                    await self._arelease_orphans(loop_client)
+            return cast(_T, result)
 
-        return await self._fallback.acall(now, shared, lambda: local.run(op, now))
+        return await self._fallback.acall(now, shared, self._without(script, lambda: local.run(op, now)))
+
+    def _answered_async(self, script: _Script, reply: Any) -> Any:
+        self._answers += 1
+        try:
+            return script.read(reply)
+        except (ValueError, TypeError, IndexError, AttributeError) as exc:
+            raise _UnreadableReply(f"the {script.name} script's reply could not be read") from exc
+
+    async def _within(
+        self, pending: Awaitable[Any], silence: float | None, slots: asyncio.Semaphore | None = None
+    ) -> Any:
+        """``pending``'s answer, sent once one of ``slots`` is free. Given up (TimeoutError: Redis
+        did not answer) after ``silence`` seconds in which Redis answered nobody; waited for while
+        it answers others, up to ``BUSY_WAIT`` (then ``Busy``); never past the call's deadline
+        (``Busy``, unless Redis was silent the whole time, which is as long as the call could wait)."""
+        left = _time_left()
+        if silence is None and left is None:
+            if slots is None:
+                return await pending
+            async with slots:
+                return await pending
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        # Never less than a silence: waiting for a queue is no reason to call Redis silent sooner.
+        longest = BUSY_WAIT if silence is None else max(BUSY_WAIT, silence)
+        watch = _Watch(self, loop, start, start + (longest if left is None else min(left, longest)), silence)
+        try:
+            async with asyncio.timeout(None) as scope:
+                watch.scope = scope
+                watch.arm(watch.end if silence is None else min(start + silence, watch.end))
+                try:
+                    if slots is None:
+                        return await pending
+                    async with slots:
+                        return await pending
+                finally:
+                    watch.handle.cancel()
+        except TimeoutError:
+            if watch.verdict is not None:
+                raise watch.verdict from None
+            raise
 
     # -- each operation as its script -------------------------------------------------------------------
 
@@ -556,11 +891,16 @@ class RedisState:
         return _Script("circuit", [self._key("circuit", op.key)], [], _circuit)
 
     def _try_probe(self, op: TryProbe) -> _Script:
-        keys = [self._key("circuit", op.key), f"{self._prefix}:serial"]
-        return _Script("try_probe", keys, [op.token, op.probes, op.lease], _probe)
+        circuit = self._key("circuit", op.key)
+        keys = [circuit, f"{self._prefix}:serial"]
+        # A probe's token is new for each call: freeing its slot can never free a later probe's.
+        freed = ("release_probe", (circuit,), op.token)
+        return _Script("try_probe", keys, [op.token, op.probes, op.lease], _probe, freed)
 
     def _release_probe(self, op: ReleaseProbe) -> _Script:
-        return _Script("release_probe", [self._key("circuit", op.key)], [op.token], _nothing)
+        circuit = self._key("circuit", op.key)
+        freed = ("release_probe", (circuit,), op.token)
+        return _Script("release_probe", [circuit], [op.token], _nothing, freed)
 
     def _open_circuit(self, op: OpenCircuit) -> _Script:
         keys = [self._key("circuit", op.key), f"{self._prefix}:serial"]
@@ -586,7 +926,8 @@ class RedisState:
                 self._holds.taken(op.token, field, op.keys)
             return taken
 
-        return _Script("acquire", ordered, [op.limit, op.lease, field], read)
+        args: list[str | int | float] = [op.limit, op.lease, field]
+        return _Script("acquire", ordered, args, read, ("release", tuple(ordered), field), _not_taken)
 
     def _release(self, op: Release) -> _Script | None:
         """The holder's own field deleted from each key; None when ``op.token`` holds none of them in
@@ -594,7 +935,8 @@ class RedisState:
         field = self._holds.released(op.token, op.keys)
         if field is None:
             return None
-        return _Script("release", [self._key("lease", key) for key in op.keys], [field], _nothing)
+        keys = [self._key("lease", key) for key in op.keys]
+        return _Script("release", keys, [field], _nothing, ("release", tuple(keys), field))
 
     def _pause(self, op: Pause) -> _Script:
         return _Script("pause", [self._key("pause", op.key)], [op.seconds], _nothing)

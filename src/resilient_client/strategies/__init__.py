@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from resilient_client import _deadline
 from resilient_client._clock import Clock
 from resilient_client._pipeline import Attempt, Call, Hooks, Strategy, chain
 from resilient_client._policy import RetryPolicy
 from resilient_client._settings import BreakerOverride
+from resilient_client.errors import StateUnavailableError
 from resilient_client.stores import StateStore, state_key
 from resilient_client.strategies.breaker import BreakerStrategy
 from resilient_client.strategies.guard import Guard, GuardStrategy
@@ -54,12 +56,43 @@ class Pipeline:
         self.attempt, self.aattempt = chain(strategies, leaf.send, leaf.asend)
 
     def run(self, call: Call) -> Attempt:
-        """Every attempt of ``call``, as the strategies allow; the last one."""
-        return self.retry.run(call, self.attempt)
+        """Every attempt of ``call``, as the strategies allow; the last one.
+
+        The call's deadline is in ``_deadline.current`` throughout, so every wait on the state
+        store is bounded by it too (not only the attempts' network operations); a store that
+        refuses (``StateUnavailableError``) is told which call it refused."""
+        bound = _deadline.current.set(_deadline.Deadline(call.deadline, call.clock.monotonic))
+        try:
+            return self.retry.run(call, self.attempt)
+        except StateUnavailableError as error:
+            _of_call(error, call)
+            raise
+        finally:
+            _deadline.current.reset(bound)
+
+    def close(self) -> None:
+        """Let the per-endpoint breakers and limiters go (``transport.close()``)."""
+        self.breaker.forget()
+        self.limiter.forget()
 
     async def arun(self, call: Call) -> Attempt:
         """The async twin of ``run``."""
-        return await self.retry.arun(call, self.aattempt)
+        bound = _deadline.current.set(_deadline.Deadline(call.deadline, call.clock.monotonic))
+        try:
+            return await self.retry.arun(call, self.aattempt)
+        except StateUnavailableError as error:
+            _of_call(error, call)
+            raise
+        finally:
+            _deadline.current.reset(bound)
+
+
+def _of_call(error: StateUnavailableError, call: Call) -> None:
+    """Give ``error`` the vendor and the request of the call it refused (a store knows neither)."""
+    if not error.vendor:
+        error.vendor = call.vendor
+    if error.request is None:
+        error.request = call.request
 
 
 def _breaker_overrides(policy: RetryPolicy) -> dict[str, BreakerOverride]:

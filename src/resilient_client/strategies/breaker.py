@@ -51,6 +51,7 @@ from resilient_client.stores import (
     TryProbe,
     state_key,
 )
+from resilient_client.strategies._endpoints import Endpoints
 from resilient_client.strategies._tally import Tally, batch_seconds
 
 __all__ = ["FAILURE_CATEGORIES", "Breaker", "BreakerStrategy", "CircuitOpen", "Permit"]
@@ -335,13 +336,14 @@ class Breaker:
 
 
 class _Hosts:
-    """The hosts called so far (their breakers) and the last one: what ``state`` and ``reset()``
-    look at, shared by the transports of one vendor client."""
+    """The endpoints called lately (their breakers) and the last one: what ``state`` and ``reset()``
+    look at, shared by the transports of one vendor client. A breaker unused for two of its longest
+    windows is dropped (``Endpoints``): its circuit is in the store."""
 
     __slots__ = ("breakers", "last")
 
-    def __init__(self) -> None:
-        self.breakers: dict[str, Breaker] = {}
+    def __init__(self, idle: float) -> None:
+        self.breakers: Endpoints[Breaker] = Endpoints(idle)
         self.last = ""
 
 
@@ -368,7 +370,9 @@ class BreakerStrategy:
         self.overrides = overrides
         self._hooks = hooks
         self._clock = clock
-        self._hosts = _Hosts()
+        self._hosts = _Hosts(
+            max(settings.sampling_duration, settings.break_duration, settings.max_break_duration)
+        )
 
     def __repr__(self) -> str:
         return f"BreakerStrategy(vendor={self.vendor!r}, state={self.state!r})"
@@ -380,14 +384,19 @@ class BreakerStrategy:
         self._hosts = other._hosts
 
     def for_host(self, host: str) -> Breaker:
-        """The breaker of one host (its state is in the store, shared by whoever uses the key)."""
+        """The breaker of one endpoint (``host`` or ``host:port``; its state is in the store,
+        shared by whoever uses the key)."""
         hosts = self._hosts
-        breaker = hosts.breakers.get(host)
+        breaker = hosts.breakers.get(host, self._clock.monotonic())
         if breaker is None:
             key = state_key("breaker", self.vendor, host)
-            breaker = hosts.breakers[host] = Breaker(self.settings, self.store, key, self.overrides)
+            breaker = hosts.breakers.put(host, Breaker(self.settings, self.store, key, self.overrides))
         hosts.last = host
         return breaker
+
+    def forget(self) -> None:
+        """Let every endpoint's breaker go (``transport.close()``); their circuits stay in the store."""
+        self._hosts.breakers.clear()
 
     @property
     def state(self) -> CircuitState:
@@ -397,7 +406,7 @@ class BreakerStrategy:
     def reset(self) -> None:
         """Close the circuit of every host this transport called, and forget their outcomes."""
         now = self._clock.monotonic()
-        for breaker in (self._hosts.breakers or {"": self.for_host("")}).values():
+        for breaker in self._hosts.breakers.values() or [self.for_host("")]:
             breaker.reset(now)
 
     # -- no I/O ---------------------------------------------------------------------------------
@@ -433,10 +442,10 @@ class BreakerStrategy:
         else the refusal (``CircuitOpenError``), nothing sent. The answer counts toward the circuit."""
         # The host's breaker, made once (``for_host``) and then found without a call per attempt.
         hosts = self._hosts
-        breaker = hosts.breakers.get(call.host) or self.for_host(call.host)
-        hosts.last = call.host
         clock = call.clock
         now = clock.monotonic()
+        breaker = hosts.breakers.get(call.endpoint, now) or self.for_host(call.endpoint)
+        hosts.last = call.endpoint
         permit = breaker.admit(now, call.deadline - now)
         if isinstance(permit, CircuitOpen):
             return self._refused(call, number, permit)
@@ -460,10 +469,10 @@ class BreakerStrategy:
     async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
         """The async twin of ``handle``."""
         hosts = self._hosts
-        breaker = hosts.breakers.get(call.host) or self.for_host(call.host)
-        hosts.last = call.host
         clock = call.clock
         now = clock.monotonic()
+        breaker = hosts.breakers.get(call.endpoint, now) or self.for_host(call.endpoint)
+        hosts.last = call.endpoint
         permit = await breaker.aadmit(now, call.deadline - now)
         if isinstance(permit, CircuitOpen):
             return self._refused(call, number, permit)

@@ -72,8 +72,22 @@ class Gate(Protocol):
 
 
 def _canonical(value: object) -> str:
-    """A value's text for a key: strings as they are, anything else as compact sorted JSON."""
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+    """A value's text for a key: strings as they are, anything else as compact sorted JSON in which
+    a whole number is written as an integer (``7`` and ``7.0`` are one account)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(_whole(value), sort_keys=True, separators=(",", ":"))
+
+
+def _whole(value: object) -> object:
+    """``value`` with every float that is a whole number made an int, inside lists and objects too."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, list):
+        return [_whole(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _whole(item) for key, item in value.items()}
+    return value
 
 
 class Guard:
@@ -101,14 +115,16 @@ class Guard:
         return self._matches(operation) is not None
 
     def keys_for(
-        self, operation: str, body: bytes | None, extension: object = None
+        self, operation: str, body: bytes | None, extension: object = None, host: str = ""
     ) -> tuple[str, ...] | None:
         """The store keys a request must hold, in a fixed (sorted) order, or None when it is not guarded.
 
         ``extension`` is ``request.extensions.get(GUARD_KEY_EXTENSION)``; when given it replaces
         the body fields. ``body`` is the request's content when it was read (a one-shot stream is
-        not read for a key). A covered request whose body is not a JSON object, or names none of
-        the key fields, is not guarded: there is nothing to hold it by.
+        not read for a key). ``host`` (the request's) is named in every key after the vendor's
+        namespace: one account number at two hosts is two accounts. A covered request whose body
+        is not a JSON object, or names none of the key fields, is not guarded: there is nothing to
+        hold it by.
         """
         if not self.covers(operation):
             return None
@@ -118,7 +134,8 @@ class Guard:
         else:
             parts = [(field, _canonical(value)) for field, value in self._body_fields(body)]
         # The namespace is a key already: only the parts added here are quoted.
-        names = {f"{self.namespace}/{state_key(self.name, *part)}" for part in parts}
+        namespace = f"{self.namespace}/{state_key(host)}" if host else self.namespace
+        names = {f"{namespace}/{state_key(self.name, *part)}" for part in parts}
         return tuple(sorted(names)) or None
 
     @staticmethod
@@ -215,7 +232,7 @@ class GuardStrategy:
             if not read and extension is None:
                 body = _content(request)
                 read = True
-            keys = guard.keys_for(operation, body, extension)
+            keys = guard.keys_for(operation, body, extension, call.host)
             if keys is not None:
                 holds.append((guard, keys))
         return holds

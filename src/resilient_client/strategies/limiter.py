@@ -55,6 +55,7 @@ from resilient_client.stores import (
     StateStore,
     state_key,
 )
+from resilient_client.strategies._endpoints import Endpoints
 
 __all__ = [
     "BETA",
@@ -79,6 +80,9 @@ MIN_RATE = 0.5
 #: Seconds between two writes of the rate climbing back after a 429, per limiter (see the module
 #: docstring): a shared store sees one write per process per interval, not one per success.
 RECOVERY_INTERVAL = 0.5
+#: An endpoint's limiter unused for two turns of this many seconds (or of its period, when longer)
+#: is dropped: its learned rate and any pause are in the store, which keeps them on its own.
+LIMITER_IDLE = 120.0
 
 
 def lowered(ticket: RateTicket) -> tuple[float, float]:
@@ -306,7 +310,8 @@ class LimiterStrategy:
         self._clock = Clock() if clock is None else clock
         #: Told of every wait (``Hooks.waited``), as ``"rate_limit"``.
         self._hooks = Hooks() if hooks is None else hooks
-        self._limiters: dict[str, Limiter] = {}
+        #: Dropped after two idle minutes (or periods): a learned rate and a pause are in the store.
+        self._limiters: Endpoints[Limiter] = Endpoints(max(settings.period, LIMITER_IDLE))
 
     def __repr__(self) -> str:
         return f"LimiterStrategy(vendor={self.vendor!r})"
@@ -326,12 +331,16 @@ class LimiterStrategy:
             await self.store.arun(EndPause(limiter.key), now)
 
     def for_host(self, host: str) -> Limiter:
-        """The limiter of one host of the vendor (made on first use)."""
-        limiter = self._limiters.get(host)
+        """The limiter of one endpoint (``host`` or ``host:port``)."""
+        limiter = self._limiters.get(host, self._clock.monotonic())
         if limiter is None:
             key = state_key("limiter", self.vendor, host)
-            limiter = self._limiters[host] = Limiter(self.settings, self.store, key)
+            limiter = self._limiters.put(host, Limiter(self.settings, self.store, key))
         return limiter
+
+    def forget(self) -> None:
+        """Let every endpoint's limiter go (``transport.close()``); their state stays in the store."""
+        self._limiters.clear()
 
     # -- no I/O ---------------------------------------------------------------------------------
 
@@ -354,11 +363,11 @@ class LimiterStrategy:
 
     def paused(self, call: Call) -> bool:
         """Whether the host is paused now (a pause may begin while an attempt waits for a key)."""
-        return self.for_host(call.host).paused_meanwhile(call.clock.monotonic())
+        return self.for_host(call.endpoint).paused_meanwhile(call.clock.monotonic())
 
     def hold(self, call: Call, number: int) -> Attempt | None:
         """Wait out the host's pause; a refusal (ThrottledError) when it would pass the deadline."""
-        limiter = self.for_host(call.host)
+        limiter = self.for_host(call.endpoint)
         clock = call.clock
         started = clock.monotonic()
         waited = False
@@ -378,11 +387,11 @@ class LimiterStrategy:
 
     async def apaused(self, call: Call) -> bool:
         """The async twin of ``paused``."""
-        return await self.for_host(call.host).apaused_meanwhile(call.clock.monotonic())
+        return await self.for_host(call.endpoint).apaused_meanwhile(call.clock.monotonic())
 
     async def ahold(self, call: Call, number: int) -> Attempt | None:
         """The async twin of ``hold``."""
-        limiter = self.for_host(call.host)
+        limiter = self.for_host(call.endpoint)
         clock = call.clock
         started = clock.monotonic()
         waited = False
@@ -406,7 +415,7 @@ class LimiterStrategy:
         """Attempt ``number`` of ``call`` through ``next`` once the host's pace and pause allow it
         (each wait told to the hooks); a refusal (``ThrottledError``) when the wait would pass the
         deadline. A ``rate_limited`` answer lowers the learned rate, a Retry-After pauses the host."""
-        limiter = self.for_host(call.host)
+        limiter = self.for_host(call.endpoint)
         clock = call.clock
         # Under the testing switch nothing is reserved: with the waits off, reservations would
         # pile up until the next one reached past the deadline and was refused.
@@ -445,7 +454,7 @@ class LimiterStrategy:
 
     async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
         """The async twin of ``handle``."""
-        limiter = self.for_host(call.host)
+        limiter = self.for_host(call.endpoint)
         clock = call.clock
         # Under the testing switch nothing is reserved: with the waits off, reservations would
         # pile up until the next one reached past the deadline and was refused.
