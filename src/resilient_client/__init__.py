@@ -40,6 +40,7 @@ from resilient_client._policy import (
 from resilient_client._settings import (
     BreakerSettings,
     BudgetSettings,
+    ConcurrencySettings,
     GuardSettings,
     RateLimitSettings,
     StateSettings,
@@ -56,6 +57,7 @@ from resilient_client._transport import (
 )
 from resilient_client.errors import (
     ApiError,
+    ConcurrencyLimitError,
     Fault,
     PolicyError,
     RejectedError,
@@ -83,6 +85,8 @@ __all__ = [
     "CatalogEntry",
     "Clock",
     "CodeRule",
+    "ConcurrencyLimitError",
+    "ConcurrencySettings",
     "Decision",
     "Envelope",
     "EnvelopeSpec",

@@ -8,11 +8,14 @@ take ``now``.
 
 from resilient_client.stores._protocol import (
     Acquire,
+    Admission,
     Circuit,
     CircuitState,
     CloseCircuit,
     Deposit,
     EndPause,
+    EnterSlot,
+    LeaveSlot,
     LimiterAcquire,
     LimiterAdmit,
     LimiterLearn,
@@ -31,17 +34,22 @@ from resilient_client.stores._protocol import (
     StateStore,
     TryProbe,
     TrySpend,
+    Verdict,
+    concurrency_limit,
     state_key,
 )
 from resilient_client.stores.memory import MemoryState
 
 __all__ = [
     "Acquire",
+    "Admission",
     "Circuit",
     "CircuitState",
     "CloseCircuit",
     "Deposit",
     "EndPause",
+    "EnterSlot",
+    "LeaveSlot",
     "LimiterAcquire",
     "LimiterAdmit",
     "LimiterLearn",
@@ -61,5 +69,7 @@ __all__ = [
     "StateStore",
     "TryProbe",
     "TrySpend",
+    "Verdict",
+    "concurrency_limit",
     "state_key",
 ]

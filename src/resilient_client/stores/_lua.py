@@ -30,6 +30,9 @@ Records (see the README's table of keys):
 * rate: a string, memory.py's ``_Rate`` packed as ten little-endian doubles (``refilled_at``,
   ``ceiling``, ``rate``, ``max_rate``, ``throttled_at``, ``version``, ``slot``, ``count``,
   ``previous``, ``tokens``); ``tokens`` is +inf for a full bucket.
+* slots: a hash, an endpoint's concurrency limit: ``base``, ``slow`` (1 in slow start), ``wins``
+  and ``epoch``; absent or unreadable: a new record at the initial limit.
+* slot leases: a sorted set, one member per slot held (its token), scored by the end of its lease.
 * serial: the store-wide counter (INCR) that circuit epochs and rate versions are drawn from.
 """
 
@@ -445,6 +448,72 @@ save_rate(KEYS[1], r)
 return 1
 """
 
+_SLOTS = r"""
+local minimum, maximum, probe_after
+-- memory.py's concurrency_limit, and the record it reads (nil: absent or unreadable)
+local function load_slots(key)
+  local r = redis.call('HMGET', key, 'base', 'slow', 'wins', 'epoch')
+  local base, wins, epoch = tonumber(r[1]), tonumber(r[3]), tonumber(r[4])
+  if base == nil or wins == nil or epoch == nil then return nil end
+  return {base = base, slow = r[2] == '1', wins = wins, epoch = epoch}
+end
+local function slot_limit(s)
+  local limit = s.base
+  if not s.slow then limit = s.base + (s.wins / probe_after) ^ 3 end
+  return math.max(minimum, math.min(maximum, limit))
+end
+"""
+
+# KEYS: the record, the leases. ARGV[4..]: token, lease, initial, minimum, maximum, probe_after.
+# Answers {entered, limit, in flight, epoch}.
+_ENTER_SLOT = r"""
+local token, lease, initial = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+minimum, maximum, probe_after = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local s = load_slots(KEYS[1])
+if s == nil then
+  s = {base = initial, slow = true, wins = 0, epoch = 0}
+  redis.call('HSET', KEYS[1], 'base', num(initial), 'slow', '1', 'wins', '0', 'epoch', '0')
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', num(now))
+local limit = slot_limit(s)
+local count = redis.call('ZCARD', KEYS[2])
+local entered = 0
+if redis.call('ZSCORE', KEYS[2], token) or count < math.floor(limit) then
+  count = count + redis.call('ZADD', KEYS[2], num(now + lease), token)
+  entered = 1
+end
+local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+local ends = now
+if last[2] then ends = tonumber(last[2]) end
+touch(KEYS[1], ends)
+if count > 0 then touch(KEYS[2], ends) end
+return {entered, num(limit), count, s.epoch}
+"""
+
+# KEYS: the record, the leases, the serial. ARGV[4..]: token, verdict, epoch, target, initial,
+# minimum, maximum, probe_after. Only the token's own lease is removed.
+_LEAVE_SLOT = r"""
+redis.call('ZREM', KEYS[2], ARGV[4])
+local verdict = ARGV[5]
+if verdict == 'hold' then return 0 end
+minimum, maximum, probe_after = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local s = load_slots(KEYS[1])
+if s == nil then return 0 end
+if verdict == 'grow' then
+  if s.slow then
+    redis.call('HSET', KEYS[1], 'base', num(math.min(maximum, s.base + 1)))
+  else
+    redis.call('HINCRBY', KEYS[1], 'wins', 1)
+  end
+elseif verdict == 'lower' and s.epoch == tonumber(ARGV[6]) then
+  local base = math.max(minimum, math.min(tonumber(ARGV[7]), slot_limit(s)))
+  local epoch = redis.call('INCR', KEYS[3])
+  redis.call('HSET', KEYS[1], 'base', num(base), 'slow', '0', 'wins', '0', 'epoch', epoch)
+end
+touch(KEYS[1], now)
+return 0
+"""
+
 #: script name -> (its helpers, its body)
 _PARTS: dict[str, tuple[tuple[str, ...], str]] = {
     "deposit": ((_CLOCK, _NUM, _TOUCH), _DEPOSIT),
@@ -465,6 +534,8 @@ _PARTS: dict[str, tuple[tuple[str, ...], str]] = {
     "limiter_admit": ((_CLOCK, _NUM, _RATE_HELPERS), _LIMITER_ADMIT),
     "limiter_state": ((_CLOCK, _RATE_HELPERS), _LIMITER_STATE),
     "limiter_learn": ((_CLOCK, _RATE_HELPERS), _LIMITER_LEARN),
+    "enter_slot": ((_CLOCK, _NUM, _TOUCH, _SLOTS), _ENTER_SLOT),
+    "leave_slot": ((_CLOCK, _NUM, _TOUCH, _SLOTS), _LEAVE_SLOT),
 }
 
 #: script name -> the whole script (its helpers, then its body)

@@ -18,11 +18,14 @@ import attrs
 
 from resilient_client.stores._protocol import (
     Acquire,
+    Admission,
     Circuit,
     CircuitState,
     CloseCircuit,
     Deposit,
     EndPause,
+    EnterSlot,
+    LeaveSlot,
     LimiterAcquire,
     LimiterAdmit,
     LimiterLearn,
@@ -41,6 +44,7 @@ from resilient_client.stores._protocol import (
     StateStore,
     TryProbe,
     TrySpend,
+    concurrency_limit,
 )
 
 __all__ = ["MemoryState"]
@@ -180,6 +184,21 @@ class _Rate(_Record):
         return self.previous * max(0.0, 1.0 - (now - self.slot)) + self.count
 
 
+class _Slots(_Record):
+    """An endpoint's concurrency limit and the leases of its slots (``EnterSlot``, ``LeaveSlot``)."""
+
+    __slots__ = ("base", "epoch", "holders", "slow", "wins")
+
+    def __init__(self, base: float) -> None:
+        super().__init__()
+        self.base = base
+        self.slow = True
+        self.wins = 0
+        self.epoch = 0
+        #: token -> the end of its lease
+        self.holders: dict[str, float] = {}
+
+
 _Kept = TypeVar("_Kept", bound=_Record)
 _T = TypeVar("_T")
 
@@ -214,6 +233,7 @@ class MemoryState:
         self._leases: dict[str, _Leases] = {}
         self._pauses: dict[str, _Pause] = {}
         self._rates: dict[str, _Rate] = {}
+        self._slots: dict[str, _Slots] = {}
 
     def __repr__(self) -> str:
         return f"MemoryState(idle_seconds={self._idle!r})"
@@ -246,6 +266,7 @@ class MemoryState:
         _drop_expired(self._leases, now)
         _drop_expired(self._pauses, now)
         _drop_expired(self._rates, now)
+        _drop_expired(self._slots, now)
 
     # Each step below runs one operation with the lock held (see ``run``).
 
@@ -419,6 +440,45 @@ class MemoryState:
             if leases is not None and leases.holders.pop(op.token, None) is not None and not leases.holders:
                 del self._leases[key]
 
+    # -- adaptive concurrency limit --------------------------------------------------------------------
+
+    def _enter_slot(self, op: EnterSlot, now: float) -> Admission:
+        record = self._slots.get(op.key)
+        if record is None:
+            record = self._slots[op.key] = _Slots(float(op.initial))
+        holders = record.holders
+        if any(end <= now for end in holders.values()):
+            record.holders = holders = {t: end for t, end in holders.items() if end > now}
+        limit = concurrency_limit(
+            record.base, record.wins, record.slow, op.minimum, op.maximum, op.probe_after
+        )
+        entered = op.token in holders or len(holders) < math.floor(limit)
+        if entered:
+            holders[op.token] = now + op.lease
+        # Kept until the last lease ends (a sweep must not drop a record whose slots are held).
+        self._touch(record, now, max(holders.values(), default=0.0))
+        return Admission(entered, limit, len(holders), record.epoch)
+
+    def _leave_slot(self, op: LeaveSlot, now: float) -> None:
+        record = self._slots.get(op.key)
+        if record is None:
+            return
+        record.holders.pop(op.token, None)
+        if op.verdict == "grow":
+            if record.slow:
+                record.base = min(float(op.maximum), record.base + 1.0)
+            else:
+                record.wins += 1
+        elif op.verdict == "lower" and op.epoch == record.epoch:
+            limit = concurrency_limit(
+                record.base, record.wins, record.slow, op.minimum, op.maximum, op.probe_after
+            )
+            record.base = max(float(op.minimum), min(op.target, limit))
+            record.slow = False
+            record.wins = 0
+            record.epoch = next(self._serials)
+        self._touch(record, now, max(record.holders.values(), default=0.0))
+
     # -- pauses ------------------------------------------------------------------------------------------
 
     def _pause(self, op: Pause, now: float) -> None:
@@ -515,6 +575,8 @@ _STEPS: dict[type[Any], Callable[[MemoryState, Any, float], object]] = {
     LimiterAdmit: MemoryState._limiter_admit,
     LimiterState: MemoryState._limiter_state,
     LimiterLearn: MemoryState._limiter_learn,
+    EnterSlot: MemoryState._enter_slot,
+    LeaveSlot: MemoryState._leave_slot,
 }
 
 
