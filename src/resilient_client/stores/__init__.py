@@ -7,6 +7,7 @@ take ``now``.
 """
 
 from resilient_client.stores._protocol import (
+    SLOW_START_STEP,
     Acquire,
     Admission,
     Circuit,
@@ -66,6 +67,7 @@ __all__ = [
     "Release",
     "ReleaseProbe",
     "ResetCircuit",
+    "SLOW_START_STEP",
     "StateStore",
     "TryProbe",
     "TrySpend",

@@ -490,23 +490,29 @@ if count > 0 then touch(KEYS[2], ends) end
 return {entered, num(limit), count, s.epoch}
 """
 
-# KEYS: the record, the leases, the serial. ARGV[4..]: token, verdict, epoch, target, initial,
-# minimum, maximum, probe_after. Only the token's own lease is removed.
+# KEYS: the record, the leases, the serial. ARGV[4..]: token, verdict, epoch, target, in flight,
+# capacity (1/0), initial, minimum, maximum, probe_after. Only the token's own lease is removed.
 _LEAVE_SLOT = r"""
+local held = redis.call('ZCARD', KEYS[2])
 redis.call('ZREM', KEYS[2], ARGV[4])
 local verdict = ARGV[5]
 if verdict == 'hold' then return 0 end
-minimum, maximum, probe_after = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+minimum, maximum, probe_after = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
 local s = load_slots(KEYS[1])
 if s == nil then return 0 end
+local in_flight = tonumber(ARGV[8])
 if verdict == 'grow' then
   if s.slow then
-    redis.call('HSET', KEYS[1], 'base', num(math.min(maximum, s.base + 1)))
+    redis.call('HSET', KEYS[1], 'base', num(math.min(maximum, s.base + 0.5)))  -- SLOW_START_STEP
+  elseif s.epoch == tonumber(ARGV[6]) and in_flight > math.floor(s.base) then
+    redis.call('HSET', KEYS[1], 'base', num(math.min(maximum, in_flight)), 'slow', '1')
   else
     redis.call('HINCRBY', KEYS[1], 'wins', 1)
   end
 elseif verdict == 'lower' and s.epoch == tonumber(ARGV[6]) then
-  local base = math.max(minimum, math.min(tonumber(ARGV[7]), slot_limit(s)))
+  local target = tonumber(ARGV[7])
+  if ARGV[9] == '1' then target = math.max(target, held - 1) end
+  local base = math.max(minimum, math.min(target, slot_limit(s)))
   local epoch = redis.call('INCR', KEYS[3])
   redis.call('HSET', KEYS[1], 'base', num(base), 'slow', '0', 'wins', '0', 'epoch', epoch)
 end

@@ -57,6 +57,7 @@ __all__ = [
     "Release",
     "ReleaseProbe",
     "ResetCircuit",
+    "SLOW_START_STEP",
     "StateStore",
     "TryProbe",
     "TrySpend",
@@ -295,6 +296,11 @@ class Admission:
     epoch: int
 
 
+#: How much a success raises the limit in slow start: half a slot, so the limit grows by half per
+#: round trip (TCP doubles; a vendor's refusals then come in bursts as large as its capacity).
+SLOW_START_STEP = 0.5
+
+
 def concurrency_limit(
     base: float, wins: int, slow: bool, minimum: int, maximum: int, probe_after: int
 ) -> float:
@@ -327,12 +333,17 @@ class EnterSlot(Operation[Admission]):
 class LeaveSlot(Operation[None]):
     """End ``token``'s slot, and learn from its attempt's answer (the ``verdict``):
 
-    * ``"grow"``: a success at a limit in use. In slow start the base climbs by one; after it, the
-      wins since the limit was last lowered count one more (the cubic climb of ``concurrency_limit``).
+    * ``"grow"``: a success at a limit in use. In slow start the base climbs by
+      ``SLOW_START_STEP``. After it, the wins since the limit was last lowered count one more (the
+      cubic climb of ``concurrency_limit``), and a success admitted under the current ``epoch``
+      with more slots in flight (``in_flight``, counted when it was admitted) than the base proves
+      the capacity grew: slow start again, from there.
     * ``"lower"``: overload. If the record is still at ``epoch``: the base becomes ``target`` (never
       above the limit as it stands, within ``[minimum, maximum]``), slow start ends, the wins
-      restart at 0 and the epoch changes. Another epoch: nothing is learned (the limit was lowered
-      already by an answer to an attempt sent under the same limit).
+      restart at 0 and the epoch changes. With ``capacity`` (the vendor refused the attempt for
+      want of room) the target is at least the slots held as the answer came, this one aside: an
+      attempt admitted early in a burst may reach the vendor late. Another epoch: nothing is
+      learned (the limit was lowered already by an answer to an attempt sent under that limit).
     * ``"hold"``: nothing is learned.
     """
 
@@ -341,6 +352,8 @@ class LeaveSlot(Operation[None]):
     verdict: Verdict
     epoch: int
     target: float
+    in_flight: int
+    capacity: bool
     initial: int
     minimum: int
     maximum: int

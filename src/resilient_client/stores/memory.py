@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import attrs
 
 from resilient_client.stores._protocol import (
+    SLOW_START_STEP,
     Acquire,
     Admission,
     Circuit,
@@ -463,17 +464,22 @@ class MemoryState:
         record = self._slots.get(op.key)
         if record is None:
             return
+        held = len(record.holders)
         record.holders.pop(op.token, None)
         if op.verdict == "grow":
             if record.slow:
-                record.base = min(float(op.maximum), record.base + 1.0)
+                record.base = min(float(op.maximum), record.base + SLOW_START_STEP)
+            elif op.epoch == record.epoch and op.in_flight > math.floor(record.base):
+                record.slow = True
+                record.base = min(float(op.maximum), float(op.in_flight))
             else:
                 record.wins += 1
         elif op.verdict == "lower" and op.epoch == record.epoch:
             limit = concurrency_limit(
                 record.base, record.wins, record.slow, op.minimum, op.maximum, op.probe_after
             )
-            record.base = max(float(op.minimum), min(op.target, limit))
+            target = max(op.target, held - 1.0) if op.capacity else op.target
+            record.base = max(float(op.minimum), min(target, limit))
             record.slow = False
             record.wins = 0
             record.epoch = next(self._serials)

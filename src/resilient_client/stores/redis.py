@@ -649,6 +649,8 @@ class RedisState:
             op.verdict,
             op.epoch,
             repr(float(op.target)),
+            op.in_flight,
+            int(op.capacity),
             op.initial,
             op.minimum,
             op.maximum,

@@ -8,18 +8,21 @@ from the answers, and an attempt beyond it waits its turn instead of being sent 
 The limit, in the spirit of TCP congestion control and of Netflix concurrency-limits' AIMD, with
 the defaults chosen for small vendors:
 
-* **Slow start.** A new endpoint starts at ``initial`` and climbs by one per success (doubling per
-  round trip) until the first overload, so 64 tasks against a 4-slot vendor start at 4, not at 64.
+* **Slow start.** A new endpoint starts at ``initial`` and climbs by half a slot per success (half
+  as much again per round trip) until the first overload, so 64 tasks against a 4-slot vendor start
+  at 2, not at 64, and overshoot by a slot or two.
 * **Overload lowers it.** A 503 or kTooBusy (``service_unavailable``) says the vendor refused the
-  attempt that made ``n`` in flight: the limit becomes ``n - 1``, the capacity it just measured. A
+  attempt that made ``n`` in flight: the limit becomes ``n - 1``, the capacity it just measured
+  (``n`` is the larger of the counts when the attempt was admitted and when its answer came: in a
+  burst an attempt admitted early may reach the vendor late). A
   429, a request timeout, a transport timeout, or a success slower than ``latency_tolerance`` times
   the endpoint's usual latency says the vendor is struggling without saying how much: the limit
   keeps ``backoff_ratio`` of itself. Only the first such answer to the attempts sent under one limit
   lowers it (an epoch, as the rate limiter's version): the others say nothing new.
 * **Probing climbs back.** After it was lowered, the limit grows with the successes: one slot more
   after ``probe_after`` successes, then on a cubic curve (eight more after twice as many), so a
-  vendor that kept its capacity costs one refused probe per ``probe_after`` calls, and one that grew
-  is found within a few hundred calls.
+  vendor that kept its capacity costs one refused probe per ``probe_after`` calls. A success with
+  more attempts in flight than the limit had settled at proves the vendor grew: slow start again.
 * It never goes below ``min`` nor above ``max``; successes grow it only while at least half of it is
   in use (an idle limit does not bank slots it never tried).
 
@@ -120,7 +123,8 @@ def judge(
     attempt: Attempt, admission: Admission, seconds: float, latency: Latency, settings: ConcurrencySettings
 ) -> tuple[Verdict, float]:
     """What an attempt's answer says of the endpoint's capacity (no I/O): the ``LeaveSlot``
-    verdict, and the target of a ``"lower"``."""
+    verdict, and the target of a ``"lower"`` (for a refusal for want of room, the slots in flight
+    when it was admitted, itself aside; the store raises that to the slots held as it came back)."""
     pressure = admission.limit * settings.backoff_ratio
     if attempt.rejection is not None:
         return "hold", 0.0
@@ -254,14 +258,25 @@ class ConcurrencyStrategy:
     ) -> LeaveSlot:
         s = self.settings
         verdict, target = judge(attempt, admission, seconds, endpoint.latency, s)
+        capacity = verdict == "lower" and attempt.outcome.category in CAPACITY_CATEGORIES
         return LeaveSlot(
-            endpoint.key, token, verdict, admission.epoch, target, s.initial, s.min, s.max, s.probe_after
+            endpoint.key,
+            token,
+            verdict,
+            admission.epoch,
+            target,
+            admission.in_flight,
+            capacity,
+            s.initial,
+            s.min,
+            s.max,
+            s.probe_after,
         )
 
     @staticmethod
     def _let_go(endpoint: Endpoint, token: str) -> LeaveSlot:
         """End ``token``'s slot, learning nothing (its attempt was not sent, or raised)."""
-        return LeaveSlot(endpoint.key, token, "hold", 0, 0.0, 1, 1, 1, 1)
+        return LeaveSlot(endpoint.key, token, "hold", 0, 0.0, 0, False, 1, 1, 1, 1)
 
     def _refused(self, call: Call, number: int, waited: float) -> Attempt:
         reason = f"the concurrency limit stayed full for {waited:.3g} s, until the deadline"
