@@ -75,17 +75,20 @@ def test_a_success_grows_the_limit_only_while_half_of_it_is_in_use() -> None:
     assert judge(attempt(), admitted(3), 0.05, usual(0.05), SETTINGS) == ("hold", 0.0)
 
 
-def test_a_success_slower_than_the_tolerance_counts_as_overload() -> None:
+def test_recent_successes_slower_than_the_tolerance_count_as_overload() -> None:
     slow = 0.05 * SETTINGS.latency_tolerance * 1.1
-    assert judge(attempt(), admitted(6), slow, usual(0.05), SETTINGS)[0] == "lower"
+    latency = Latency(usual=0.05, recent=slow)
+    assert judge(attempt(), admitted(6), slow, latency, SETTINGS)[0] == "lower"
 
 
-def test_the_usual_latency_follows_a_vendor_that_stays_slower() -> None:
+def test_one_stall_is_not_overload_a_run_of_slow_answers_is_and_the_usual_follows() -> None:
     latency = Latency()
     assert not latency.slow(0.05, 3.0)
     assert latency.usual == 0.05
-    verdicts = [latency.slow(0.2, 3.0) for _ in range(60)]
-    assert verdicts[0] and not verdicts[-1]  # 4x: overload at first, the usual after a while
+    assert not any(latency.slow(0.25, 3.0) for _ in range(3))  # 5x, but one stall of the caller
+    assert not any(latency.slow(0.05, 3.0) for _ in range(40))
+    verdicts = [latency.slow(0.2, 3.0) for _ in range(2000)]
+    assert not verdicts[0] and any(verdicts) and not verdicts[-1]  # 4x for good: overload, then the usual
     assert not latency.slow(0.01, 3.0) and latency.usual == 0.01  # a faster one is the new usual
 
 

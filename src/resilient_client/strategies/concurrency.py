@@ -15,8 +15,8 @@ the defaults chosen for small vendors:
   attempt that made ``n`` in flight: the limit becomes ``n - 1``, the capacity it just measured
   (``n`` is the larger of the counts when the attempt was admitted and when its answer came: in a
   burst an attempt admitted early may reach the vendor late). A
-  429, a request timeout, a transport timeout, or a success slower than ``latency_tolerance`` times
-  the endpoint's usual latency says the vendor is struggling without saying how much: the limit
+  429, a request timeout, a transport timeout, or recent successes slower than ``latency_tolerance``
+  times the endpoint's usual latency say the vendor is struggling without saying how much: the limit
   keeps ``backoff_ratio`` of itself. Only the first such answer to the attempts sent under one limit
   lowers it (an epoch, as the rate limiter's version): the others say nothing new.
 * **Probing climbs back.** After it was lowered, the limit grows with the successes: one slot more
@@ -94,8 +94,10 @@ POLL_MAX = 0.002
 #: Less time left than this is none: the attempt cannot be sent in time.
 POLL_MIN = 1e-6
 #: How far the usual latency moves toward a slower success (a share of the gap): it follows a
-#: vendor that got slower for good within some tens of calls, while one slow answer stands out.
-LATENCY_DRIFT = 0.05
+#: vendor that got slower for good within some hundreds of calls (as Gradient2's long window).
+LATENCY_DRIFT = 0.002
+#: The weight of the latest success in the moving average of recent latencies.
+RECENT_WEIGHT = 0.1
 #: The longest a waiter that is not the head sleeps before looking again on its own (a safety
 #: net: it is woken when it becomes the head or when its deadline passed).
 NAP_MAX = 1.0
@@ -103,20 +105,28 @@ NAP_MAX = 1.0
 
 @attrs.define
 class Latency:
-    """The latency an endpoint usually answers in (per process): the fastest success seen,
-    drifting toward slower ones by ``LATENCY_DRIFT``."""
+    """The latency an endpoint answers in (per process): ``usual``, the fastest success seen,
+    drifting toward slower ones by ``LATENCY_DRIFT``; and ``recent``, a moving average of the
+    latest successes (``RECENT_WEIGHT`` each), so one stall of the caller's own process (a pause
+    that delays every answer in flight at once) is not taken for a vendor queueing its calls."""
 
     usual: float = math.inf
+    recent: float = 0.0
 
     def slow(self, seconds: float, tolerance: float) -> bool:
-        """Whether a success that took ``seconds`` is slower than ``tolerance`` times the usual
-        (then learned from: a vendor that stays slower becomes the usual)."""
+        """Whether the recent successes, this one of ``seconds`` included, are slower than
+        ``tolerance`` times the usual (then learned from: a vendor that stays slower becomes the
+        usual)."""
         usual = self.usual
         if seconds < usual:
             self.usual = seconds
+            self.recent = (
+                seconds if usual == math.inf else self.recent + (seconds - self.recent) * RECENT_WEIGHT
+            )
             return False
         self.usual = usual + (seconds - usual) * LATENCY_DRIFT
-        return seconds > tolerance * usual
+        self.recent += (seconds - self.recent) * RECENT_WEIGHT
+        return self.recent > tolerance * usual
 
 
 def judge(
