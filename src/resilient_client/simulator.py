@@ -167,7 +167,7 @@ class Simulator:
         #: Requests a capacity served, and refused (answered at once with the overload reply), by vendor.
         self.capacity_served: Counter[str] = Counter()
         self.capacity_refused: Counter[str] = Counter()
-        #: The most requests a capacity was serving at once, by vendor.
+        #: The most requests a capacity served at once since it was last set, by vendor.
         self.capacity_peak: Counter[str] = Counter()
         #: Requests received, by (vendor, path): every one that reached the server, refused or not.
         self.requests: Counter[tuple[str, str]] = Counter()
@@ -251,6 +251,7 @@ class Simulator:
                 self._capacities.pop(vendor, None)
                 return
             kept = self._capacities.get(vendor)
+            self.capacity_peak[vendor] = self._capacity_in_flight[vendor]
             if latency is None:
                 latency = kept[1] if kept is not None else 0.05
             self._capacities[vendor] = (calls, _seconds(f"{where}: latency", latency), status)

@@ -382,15 +382,18 @@ async def test_a_success_beyond_the_settled_limit_restarts_slow_start(
     now = timeline.now
     a = await ops.enter_slot(key, "a", *SLOTS, now)
     await ops.leave_slot(*_leave(key, "a", "lower", a, target=1.0), now)
-    for index in range(4):  # 4 wins: the limit reaches 2, a second slot opens
+    for index in range(6):  # 6 wins: 1 + (6 / 4) ** 3, three slots open
         admitted = await ops.enter_slot(key, f"w{index}", *SLOTS, now)
         await ops.leave_slot(*_leave(key, f"w{index}", "grow", admitted), now)
-    first = await ops.enter_slot(key, "p", *SLOTS, now)
-    probe = await ops.enter_slot(key, "q", *SLOTS, now)
-    assert probe.entered and probe.in_flight == 2
-    await ops.leave_slot(*_leave(key, "q", "grow", probe), now)  # capacity 2 proven: slow start from 2
-    await ops.leave_slot(*_leave(key, "p", "grow", first), now)
-    assert (await ops.enter_slot(key, "r", *SLOTS, now)).limit == 2.5
+    held = [await ops.enter_slot(key, name, *SLOTS, now) for name in ("p", "q", "r")]
+    assert [h.in_flight for h in held] == [1, 2, 3] and all(h.entered for h in held)
+    await ops.leave_slot(*_leave(key, "q", "grow", held[1]), now)  # one above the base: no proof
+    climbing = await ops.enter_slot(key, "x", *SLOTS, now)
+    assert climbing.limit == pytest.approx(1 + (7 / 4) ** 3)  # still the cubic climb
+    await ops.leave_slot(*_leave(key, "x", "hold", climbing), now)
+    await ops.leave_slot(*_leave(key, "r", "grow", held[2]), now)  # two above: slow start from 3
+    await ops.leave_slot(*_leave(key, "p", "grow", held[0]), now)
+    assert (await ops.enter_slot(key, "s", *SLOTS, now)).limit == 3.5
 
 
 async def test_a_slot_lease_ends_by_itself(ops: Any, key: str, timeline: Timeline) -> None:

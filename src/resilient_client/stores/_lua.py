@@ -504,7 +504,7 @@ local in_flight = tonumber(ARGV[8])
 if verdict == 'grow' then
   if s.slow then
     redis.call('HSET', KEYS[1], 'base', num(math.min(maximum, s.base + 0.5)))  -- SLOW_START_STEP
-  elseif s.epoch == tonumber(ARGV[6]) and in_flight > math.floor(s.base) then
+  elseif s.epoch == tonumber(ARGV[6]) and in_flight > math.floor(s.base) + 1 then
     redis.call('HSET', KEYS[1], 'base', num(math.min(maximum, in_flight)), 'slow', '1')
   else
     redis.call('HINCRBY', KEYS[1], 'wins', 1)

@@ -336,8 +336,9 @@ class LeaveSlot(Operation[None]):
     * ``"grow"``: a success at a limit in use. In slow start the base climbs by
       ``SLOW_START_STEP``. After it, the wins since the limit was last lowered count one more (the
       cubic climb of ``concurrency_limit``), and a success admitted under the current ``epoch``
-      with more slots in flight (``in_flight``, counted when it was admitted) than the base proves
-      the capacity grew: slow start again, from there.
+      with two slots or more in flight (``in_flight``, counted when it was admitted) above the base
+      proves the capacity grew: slow start again, from there. (One above is no proof: the vendor
+      may have freed a slot its caller has not yet let go of.)
     * ``"lower"``: overload. If the record is still at ``epoch``: the base becomes ``target`` (never
       above the limit as it stands, within ``[minimum, maximum]``), slow start ends, the wins
       restart at 0 and the epoch changes. With ``capacity`` (the vendor refused the attempt for

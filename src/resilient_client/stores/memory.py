@@ -469,7 +469,7 @@ class MemoryState:
         if op.verdict == "grow":
             if record.slow:
                 record.base = min(float(op.maximum), record.base + SLOW_START_STEP)
-            elif op.epoch == record.epoch and op.in_flight > math.floor(record.base):
+            elif op.epoch == record.epoch and op.in_flight > math.floor(record.base) + 1:
                 record.slow = True
                 record.base = min(float(op.maximum), float(op.in_flight))
             else:

@@ -119,10 +119,8 @@ class Latency:
         usual)."""
         usual = self.usual
         if seconds < usual:
-            self.usual = seconds
-            self.recent = (
-                seconds if usual == math.inf else self.recent + (seconds - self.recent) * RECENT_WEIGHT
-            )
+            # The fastest yet: nothing is queueing now (and the first, cold connections are forgotten).
+            self.usual = self.recent = seconds
             return False
         self.usual = usual + (seconds - usual) * LATENCY_DRIFT
         self.recent += (seconds - self.recent) * RECENT_WEIGHT
