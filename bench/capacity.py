@@ -197,10 +197,15 @@ async def plain(client: httpx.AsyncClient) -> bool:
     return response.status_code < 400
 
 
+#: Why the SDK's failed calls failed (exception class names), printed under its table.
+FAILURES: collections.Counter[str] = collections.Counter()
+
+
 async def sdk(client: httpx.AsyncClient) -> bool:
     try:
         await client.get(PATH)
-    except httpx.HTTPError:
+    except httpx.HTTPError as error:
+        FAILURES[type(error).__name__] += 1
         return False
     return True
 
@@ -392,6 +397,7 @@ def main() -> None:
                 f"{'refused':>9}{'p99 ms':>9}{'p99 x':>7}  bars"
             )
             oracle: Result | None = None
+            FAILURES.clear()
             for name in clients:
                 result = asyncio.run(run(sim, name, steps, args.seconds))
                 if oracle is None:
@@ -414,6 +420,8 @@ def main() -> None:
                     f"  {name:<14}{result.goodput:>10.1f}{share:>8.1%}{result.failed:>8}{per_call:>10.2f}"
                     f"{refused:>9.1%}{result.p99 * 1000:>9.0f}{p99:>7.2f}  {verdict}"
                 )
+            if FAILURES:
+                print(f"  sdk failures: {dict(FAILURES)}")
 
 
 if __name__ == "__main__":

@@ -124,7 +124,7 @@ class ConcurrencySettings:
 
     _table: ClassVar[str] = "concurrency"
 
-    enabled: bool = False
+    enabled: bool = True
     #: The limit a new endpoint starts at; it then climbs by half a slot per success until the first
     #: overload (slow start).
     initial: int = attrs.field(default=2, metadata=rules(_AT_LEAST_ONE))

@@ -345,6 +345,22 @@ async def test_a_refusal_for_want_of_room_lowers_to_the_slots_held_less_one(
     assert not after.entered  # 4 still held
 
 
+async def test_refused_again_before_a_success_the_limit_falls_twice_as_far(
+    ops: Any, key: str, timeline: Timeline
+) -> None:
+    now = timeline.now
+    for index in range(12):  # slow start to 8
+        admitted = await ops.enter_slot(key, f"g{index}", *SLOTS, now)
+        await ops.leave_slot(*_leave(key, f"g{index}", "grow", admitted), now)
+    held = [await ops.enter_slot(key, f"h{index}", *SLOTS, now) for index in range(8)]
+    await ops.leave_slot(*_leave(key, "h0", "lower", held[0], target=0.0, capacity=True), now)  # 8 -> 7
+    await ops.leave_slot(*_leave(key, "h1", "hold", held[1]), now)
+    again = await ops.enter_slot(key, "n1", *SLOTS, now)
+    assert (again.entered, again.limit, again.in_flight) == (True, 7.0, 7)
+    await ops.leave_slot(*_leave(key, "n1", "lower", again, target=6.0, capacity=True), now)  # 7 -> 5
+    assert (await ops.enter_slot(key, "peek", *SLOTS, now)).limit == 5.0
+
+
 async def test_only_the_first_answer_of_an_epoch_lowers_the_limit(
     ops: Any, key: str, timeline: Timeline
 ) -> None:

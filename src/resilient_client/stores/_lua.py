@@ -30,8 +30,8 @@ Records (see the README's table of keys):
 * rate: a string, memory.py's ``_Rate`` packed as ten little-endian doubles (``refilled_at``,
   ``ceiling``, ``rate``, ``max_rate``, ``throttled_at``, ``version``, ``slot``, ``count``,
   ``previous``, ``tokens``); ``tokens`` is +inf for a full bucket.
-* slots: a hash, an endpoint's concurrency limit: ``base``, ``slow`` (1 in slow start), ``wins``
-  and ``epoch``; absent or unreadable: a new record at the initial limit.
+* slots: a hash, an endpoint's concurrency limit: ``base``, ``slow`` (1 in slow start), ``wins``,
+  ``epoch`` and ``streak``; absent or unreadable: a new record at the initial limit.
 * slot leases: a sorted set, one member per slot held (its token), scored by the end of its lease.
 * serial: the store-wide counter (INCR) that circuit epochs and rate versions are drawn from.
 """
@@ -452,10 +452,10 @@ _SLOTS = r"""
 local minimum, maximum, probe_after
 -- memory.py's concurrency_limit, and the record it reads (nil: absent or unreadable)
 local function load_slots(key)
-  local r = redis.call('HMGET', key, 'base', 'slow', 'wins', 'epoch')
+  local r = redis.call('HMGET', key, 'base', 'slow', 'wins', 'epoch', 'streak')
   local base, wins, epoch = tonumber(r[1]), tonumber(r[3]), tonumber(r[4])
   if base == nil or wins == nil or epoch == nil then return nil end
-  return {base = base, slow = r[2] == '1', wins = wins, epoch = epoch}
+  return {base = base, slow = r[2] == '1', wins = wins, epoch = epoch, streak = tonumber(r[5]) or 0}
 end
 local function slot_limit(s)
   local limit = s.base
@@ -502,6 +502,7 @@ local s = load_slots(KEYS[1])
 if s == nil then return 0 end
 local in_flight = tonumber(ARGV[8])
 if verdict == 'grow' then
+  if s.streak > 0 then redis.call('HSET', KEYS[1], 'streak', '0') end
   if s.slow then
     redis.call('HSET', KEYS[1], 'base', num(math.min(maximum, s.base + 0.5)))  -- SLOW_START_STEP
   elseif s.epoch == tonumber(ARGV[6]) and in_flight > math.floor(s.base) + 1 then
@@ -510,11 +511,15 @@ if verdict == 'grow' then
     redis.call('HINCRBY', KEYS[1], 'wins', 1)
   end
 elseif verdict == 'lower' and s.epoch == tonumber(ARGV[6]) then
-  local target = tonumber(ARGV[7])
-  if ARGV[9] == '1' then target = math.max(target, held - 1) end
-  local base = math.max(minimum, math.min(target, slot_limit(s)))
+  local target, limit, streak = tonumber(ARGV[7]), slot_limit(s), s.streak
+  if ARGV[9] == '1' then
+    target = math.min(math.max(target, held - 1), limit - 2 ^ streak)
+    streak = math.min(streak + 1, 30)
+  end
+  local base = math.max(minimum, math.min(target, limit))
   local epoch = redis.call('INCR', KEYS[3])
-  redis.call('HSET', KEYS[1], 'base', num(base), 'slow', '0', 'wins', '0', 'epoch', epoch)
+  redis.call('HSET', KEYS[1], 'base', num(base), 'slow', '0', 'wins', '0', 'epoch', epoch,
+    'streak', streak)
 end
 touch(KEYS[1], now)
 return 0

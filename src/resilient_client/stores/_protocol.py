@@ -342,8 +342,10 @@ class LeaveSlot(Operation[None]):
     * ``"lower"``: overload. If the record is still at ``epoch``: the base becomes ``target`` (never
       above the limit as it stands, within ``[minimum, maximum]``), slow start ends, the wins
       restart at 0 and the epoch changes. With ``capacity`` (the vendor refused the attempt for
-      want of room) the target is at least the slots held as the answer came, this one aside: an
-      attempt admitted early in a burst may reach the vendor late. Another epoch: nothing is
+      want of room) the target is at least the slots held as the answer came, this one aside (an
+      attempt admitted early in a burst may reach the vendor late), and at most the limit less
+      1, 2, 4, ... slots for the first, second, third... such lowering since the last success (a
+      vendor whose capacity fell is found in a few round trips). Another epoch: nothing is
       learned (the limit was lowered already by an answer to an attempt sent under that limit).
     * ``"hold"``: nothing is learned.
     """

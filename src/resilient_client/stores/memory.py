@@ -188,7 +188,7 @@ class _Rate(_Record):
 class _Slots(_Record):
     """An endpoint's concurrency limit and the leases of its slots (``EnterSlot``, ``LeaveSlot``)."""
 
-    __slots__ = ("base", "epoch", "holders", "slow", "wins")
+    __slots__ = ("base", "epoch", "holders", "slow", "streak", "wins")
 
     def __init__(self, base: float) -> None:
         super().__init__()
@@ -196,6 +196,8 @@ class _Slots(_Record):
         self.slow = True
         self.wins = 0
         self.epoch = 0
+        #: Lowerings for want of room since the last success (each one lowers twice as far).
+        self.streak = 0
         #: token -> the end of its lease
         self.holders: dict[str, float] = {}
 
@@ -467,6 +469,7 @@ class MemoryState:
         held = len(record.holders)
         record.holders.pop(op.token, None)
         if op.verdict == "grow":
+            record.streak = 0
             if record.slow:
                 record.base = min(float(op.maximum), record.base + SLOW_START_STEP)
             elif op.epoch == record.epoch and op.in_flight > math.floor(record.base) + 1:
@@ -478,7 +481,10 @@ class MemoryState:
             limit = concurrency_limit(
                 record.base, record.wins, record.slow, op.minimum, op.maximum, op.probe_after
             )
-            target = max(op.target, held - 1.0) if op.capacity else op.target
+            target = op.target
+            if op.capacity:
+                target = min(max(target, held - 1.0), limit - 2.0**record.streak)
+                record.streak = min(record.streak + 1, 30)
             record.base = max(float(op.minimum), min(target, limit))
             record.slow = False
             record.wins = 0

@@ -14,7 +14,8 @@ the defaults chosen for small vendors:
 * **Overload lowers it.** A 503 or kTooBusy (``service_unavailable``) says the vendor refused the
   attempt that made ``n`` in flight: the limit becomes ``n - 1``, the capacity it just measured
   (``n`` is the larger of the counts when the attempt was admitted and when its answer came: in a
-  burst an attempt admitted early may reach the vendor late). A
+  burst an attempt admitted early may reach the vendor late); refused again before any success, it
+  falls twice as far each time (1, 2, 4... slots), so a vendor whose capacity fell is found fast. A
   429, a request timeout, a transport timeout, or recent successes slower than ``latency_tolerance``
   times the endpoint's usual latency say the vendor is struggling without saying how much: the limit
   keeps ``backoff_ratio`` of itself. Only the first such answer to the attempts sent under one limit
@@ -88,9 +89,11 @@ PRESSURE_CATEGORIES = frozenset({"rate_limited", "request_timeout"})
 #: A slot outlives the time left to its call by this much, then frees itself (as a guard's hold).
 LEASE_MARGIN = 5.0
 #: The head of a queue asks the store again after this pause, doubled after each refusal up to
-#: ``POLL_MAX``: short, because a slot idle while its next holder sleeps is capacity lost.
+#: ``POLL_MAX``: short, because a slot idle while its next holder sleeps is capacity lost. (An
+#: async head is also woken at once when a task of its event loop lets go of a slot; a slot freed
+#: by another process is seen at the next poll.)
 POLL_FIRST = 0.0005
-POLL_MAX = 0.002
+POLL_MAX = 0.004
 #: Less time left than this is none: the attempt cannot be sent in time.
 POLL_MIN = 1e-6
 #: How far the usual latency moves toward a slower success (a share of the gap): it follows a
@@ -197,6 +200,13 @@ class _Queue:
             successor = waiters[0] if was_head and waiters else None
         if successor is not None:
             successor.wake()
+
+    def wake_head(self) -> None:
+        """Wake the head to ask the store now (a slot was let go in this process)."""
+        with self._lock:
+            head = self._waiters[0] if self._waiters else None
+        if head is not None:
+            head.wake()
 
     def expire(self, now: float) -> None:
         """Wake every waiter whose deadline has passed (the head sweeps for them: the others sleep
@@ -316,13 +326,22 @@ class ConcurrencyStrategy:
 
     @staticmethod
     async def _apause(call: Call, waiter: _Waiter, box: list[anyio.Event], head: bool, pause: float) -> None:
-        """The async twin of ``_pause``."""
+        """The async twin of ``_pause``; the head's sleep also ends when a task of its event loop
+        lets go of a slot (it wakes the head), so no slot idles while its next holder sleeps."""
         if head:
-            await call.clock.asleep(pause)
+            async with anyio.create_task_group() as group:
+
+                async def sleep() -> None:
+                    await call.clock.asleep(pause)
+                    group.cancel_scope.cancel()
+
+                group.start_soon(sleep)
+                await box[0].wait()
+                group.cancel_scope.cancel()
         else:
             with anyio.move_on_after(min(NAP_MAX, max(0.0, call.time_left()))):
                 await box[0].wait()
-            box[0] = anyio.Event()
+        box[0] = anyio.Event()
 
     # -- shells ---------------------------------------------------------------------------------
 
@@ -435,6 +454,7 @@ class ConcurrencyStrategy:
                 op = self._leave(endpoint, token, admission, attempt, ended - started)
             with anyio.CancelScope(shield=True):
                 await self.store.arun(op, ended)
+            queue.wake_head()
 
 
 def next_serial(counter: itertools.count[int]) -> int:
