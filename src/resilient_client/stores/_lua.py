@@ -510,16 +510,22 @@ if verdict == 'grow' then
   else
     redis.call('HINCRBY', KEYS[1], 'wins', 1)
   end
-elseif verdict == 'lower' and s.epoch == tonumber(ARGV[6]) then
+elseif verdict == 'lower' then
   local target, limit, streak = tonumber(ARGV[7]), slot_limit(s), s.streak
-  if ARGV[9] == '1' then
-    target = math.min(math.max(target, held - 1), limit - 2 ^ streak)
-    streak = math.min(streak + 1, 30)
+  if s.epoch == tonumber(ARGV[6]) then
+    if ARGV[9] == '1' then
+      target = math.min(math.max(target, held - 1), limit - 2 ^ streak)
+      streak = math.min(streak + 1, 30)
+    end
+    local base = math.max(minimum, math.min(target, limit))
+    local epoch = redis.call('INCR', KEYS[3])
+    redis.call('HSET', KEYS[1], 'base', num(base), 'slow', '0', 'wins', '0', 'epoch', epoch,
+      'streak', streak)
+  elseif ARGV[9] == '1' and math.max(target, held - 1) < limit then
+    -- sent under an older limit, yet refused with fewer in flight than this one allows
+    local base = math.max(minimum, target, held - 1)
+    redis.call('HSET', KEYS[1], 'base', num(base), 'slow', '0', 'wins', '0')
   end
-  local base = math.max(minimum, math.min(target, limit))
-  local epoch = redis.call('INCR', KEYS[3])
-  redis.call('HSET', KEYS[1], 'base', num(base), 'slow', '0', 'wins', '0', 'epoch', epoch,
-    'streak', streak)
 end
 touch(KEYS[1], now)
 return 0

@@ -345,8 +345,10 @@ class LeaveSlot(Operation[None]):
       want of room) the target is at least the slots held as the answer came, this one aside (an
       attempt admitted early in a burst may reach the vendor late), and at most the limit less
       1, 2, 4, ... slots for the first, second, third... such lowering since the last success (a
-      vendor whose capacity fell is found in a few round trips). Another epoch: nothing is
-      learned (the limit was lowered already by an answer to an attempt sent under that limit).
+      vendor whose capacity fell is found in a few round trips). Another epoch: the limit was
+      lowered already by an answer to an attempt sent under that limit; only a refusal for want
+      of room with fewer in flight than the limit allows lowers it further (to that count, less
+      one), keeping the epoch.
     * ``"hold"``: nothing is learned.
     """
 

@@ -477,18 +477,24 @@ class MemoryState:
                 record.base = min(float(op.maximum), float(op.in_flight))
             else:
                 record.wins += 1
-        elif op.verdict == "lower" and op.epoch == record.epoch:
+        elif op.verdict == "lower":
             limit = concurrency_limit(
                 record.base, record.wins, record.slow, op.minimum, op.maximum, op.probe_after
             )
-            target = op.target
-            if op.capacity:
-                target = min(max(target, held - 1.0), limit - 2.0**record.streak)
-                record.streak = min(record.streak + 1, 30)
-            record.base = max(float(op.minimum), min(target, limit))
-            record.slow = False
-            record.wins = 0
-            record.epoch = next(self._serials)
+            if op.epoch == record.epoch:
+                target = op.target
+                if op.capacity:
+                    target = min(max(target, held - 1.0), limit - 2.0**record.streak)
+                    record.streak = min(record.streak + 1, 30)
+                record.base = max(float(op.minimum), min(target, limit))
+                record.slow = False
+                record.wins = 0
+                record.epoch = next(self._serials)
+            elif op.capacity and max(op.target, held - 1.0) < limit:
+                # Sent under an older limit, yet refused with fewer in flight than this one allows.
+                record.base = max(float(op.minimum), op.target, held - 1.0)
+                record.slow = False
+                record.wins = 0
         self._touch(record, now, max(record.holders.values(), default=0.0))
 
     # -- pauses ------------------------------------------------------------------------------------------
