@@ -497,6 +497,7 @@ async def test_the_stats_path_answers_the_snapshot_and_counts_nothing() -> None:
             "journal": {"overlaps": {"A1": 1}, "max_in_flight": {"A1": 2}, "in_flight": {}, "latency": 0.05},
             "rate_limits": {"hyper": {"requests": 2, "period": 60.0}},
             "outages": {"usta": 502},
+            "capacity": {},
         }
     )
     assert (refused.status_code, refused.headers["allow"]) == (405, "GET")
