@@ -134,7 +134,7 @@ class ConcurrencySettings:
     max: int = attrs.field(default=100, metadata=rules(_AT_LEAST_ONE))
     #: Successes at the settled limit before it tries one slot more; the climb then speeds up
     #: (cubic: 8 slots more after twice as many).
-    probe_after: int = attrs.field(default=80, metadata=rules(_AT_LEAST_ONE))
+    probe_after: int = attrs.field(default=40, metadata=rules(_AT_LEAST_ONE))
     #: The share of the limit kept after an overload signal that says nothing of the capacity
     #: (a 429, a timeout, a slow answer); a 503 or kTooBusy lowers it to the in-flight count it met.
     backoff_ratio: float = attrs.field(

@@ -345,7 +345,7 @@ async def test_a_refusal_for_want_of_room_lowers_to_the_slots_held_less_one(
     assert not after.entered  # 4 still held
 
 
-async def test_refused_again_before_a_success_the_limit_falls_twice_as_far(
+async def test_a_refusal_sent_under_an_older_limit_lowers_it_to_what_it_met(
     ops: Any, key: str, timeline: Timeline
 ) -> None:
     now = timeline.now
@@ -354,11 +354,15 @@ async def test_refused_again_before_a_success_the_limit_falls_twice_as_far(
         await ops.leave_slot(*_leave(key, f"g{index}", "grow", admitted), now)
     held = [await ops.enter_slot(key, f"h{index}", *SLOTS, now) for index in range(8)]
     await ops.leave_slot(*_leave(key, "h0", "lower", held[0], target=0.0, capacity=True), now)  # 8 -> 7
-    await ops.leave_slot(*_leave(key, "h1", "hold", held[1]), now)
-    again = await ops.enter_slot(key, "n1", *SLOTS, now)
-    assert (again.entered, again.limit, again.in_flight) == (True, 7.0, 7)
-    await ops.leave_slot(*_leave(key, "n1", "lower", again, target=6.0, capacity=True), now)  # 7 -> 5
-    assert (await ops.enter_slot(key, "peek", *SLOTS, now)).limit == 5.0
+    for name, answer in (("h1", held[1]), ("h2", held[2]), ("h3", held[3])):
+        await ops.leave_slot(*_leave(key, name, "hold", answer), now)
+    # h4 was sent under the old limit and is refused with 4 held: the vendor holds 3, not 7.
+    await ops.leave_slot(*_leave(key, "h4", "lower", held[4], target=3.0, capacity=True), now)
+    after = await ops.enter_slot(key, "peek", *SLOTS, now)
+    assert after.limit == 3.0 and after.epoch != held[0].epoch
+    # A refusal under an older limit that met more than the limit allows says nothing new.
+    await ops.leave_slot(*_leave(key, "h5", "lower", held[5], target=5.0, capacity=True), now)
+    assert (await ops.enter_slot(key, "again", *SLOTS, now)).limit == 3.0
 
 
 async def test_only_the_first_answer_of_an_epoch_lowers_the_limit(

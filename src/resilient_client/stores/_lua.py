@@ -31,7 +31,7 @@ Records (see the README's table of keys):
   ``ceiling``, ``rate``, ``max_rate``, ``throttled_at``, ``version``, ``slot``, ``count``,
   ``previous``, ``tokens``); ``tokens`` is +inf for a full bucket.
 * slots: a hash, an endpoint's concurrency limit: ``base``, ``slow`` (1 in slow start), ``wins``,
-  ``epoch`` and ``streak``; absent or unreadable: a new record at the initial limit.
+  ``epoch``, ``streak`` and ``ceiling``; absent or unreadable: a new record at the initial limit.
 * slot leases: a sorted set, one member per slot held (its token), scored by the end of its lease.
 * serial: the store-wide counter (INCR) that circuit epochs and rate versions are drawn from.
 """
@@ -452,10 +452,11 @@ _SLOTS = r"""
 local minimum, maximum, probe_after
 -- memory.py's concurrency_limit, and the record it reads (nil: absent or unreadable)
 local function load_slots(key)
-  local r = redis.call('HMGET', key, 'base', 'slow', 'wins', 'epoch', 'streak')
+  local r = redis.call('HMGET', key, 'base', 'slow', 'wins', 'epoch', 'streak', 'ceiling')
   local base, wins, epoch = tonumber(r[1]), tonumber(r[3]), tonumber(r[4])
   if base == nil or wins == nil or epoch == nil then return nil end
-  return {base = base, slow = r[2] == '1', wins = wins, epoch = epoch, streak = tonumber(r[5]) or 0}
+  return {base = base, slow = r[2] == '1', wins = wins, epoch = epoch,
+    streak = tonumber(r[5]) or 0, ceiling = tonumber(r[6]) or 0}
 end
 local function slot_limit(s)
   local limit = s.base
@@ -501,30 +502,42 @@ minimum, maximum, probe_after = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber
 local s = load_slots(KEYS[1])
 if s == nil then return 0 end
 local in_flight = tonumber(ARGV[8])
+local epoch_now = s.epoch == tonumber(ARGV[6])
 if verdict == 'grow' then
-  if s.streak > 0 then redis.call('HSET', KEYS[1], 'streak', '0') end
+  if epoch_now and s.streak > 0 then redis.call('HSET', KEYS[1], 'streak', '0') end
   if s.slow then
-    redis.call('HSET', KEYS[1], 'base', num(math.min(maximum, s.base + 0.5)))  -- SLOW_START_STEP
-  elseif s.epoch == tonumber(ARGV[6]) and in_flight > math.floor(s.base) + 1 then
-    redis.call('HSET', KEYS[1], 'base', num(math.min(maximum, in_flight)), 'slow', '1')
+    local ceiling = s.ceiling
+    if ceiling <= 0 then ceiling = maximum end
+    local base = math.min(ceiling, s.base + 0.5)  -- SLOW_START_STEP
+    if base >= ceiling then
+      redis.call('HSET', KEYS[1], 'base', num(base), 'slow', '0', 'wins', '0', 'ceiling', '0')
+    else
+      redis.call('HSET', KEYS[1], 'base', num(base))
+    end
+  elseif epoch_now and in_flight > math.floor(s.base) + 1 then
+    redis.call('HSET', KEYS[1], 'base', num(math.min(maximum, in_flight)), 'slow', '1', 'ceiling', '0')
   else
     redis.call('HINCRBY', KEYS[1], 'wins', 1)
   end
 elseif verdict == 'lower' then
-  local target, limit, streak = tonumber(ARGV[7]), slot_limit(s), s.streak
-  if s.epoch == tonumber(ARGV[6]) then
+  local target, limit = tonumber(ARGV[7]), slot_limit(s)
+  if epoch_now then
+    local base, slow, ceiling, streak = math.min(target, limit), '0', 0, s.streak
     if ARGV[9] == '1' then
-      target = math.min(math.max(target, held - 1), limit - 2 ^ streak)
+      local measured = math.min(math.max(target, held - 1), limit - 1)
+      base = measured
+      if streak > 0 then  -- refused again: halve, then slow start back to the measure
+        base, slow, ceiling = math.min(measured, limit / 2), '1', measured
+      end
       streak = math.min(streak + 1, 30)
     end
-    local base = math.max(minimum, math.min(target, limit))
     local epoch = redis.call('INCR', KEYS[3])
-    redis.call('HSET', KEYS[1], 'base', num(base), 'slow', '0', 'wins', '0', 'epoch', epoch,
-      'streak', streak)
+    redis.call('HSET', KEYS[1], 'base', num(math.max(minimum, base)), 'slow', slow, 'wins', '0',
+      'epoch', epoch, 'streak', streak, 'ceiling', num(ceiling))
   elseif ARGV[9] == '1' and math.max(target, held - 1) < limit then
     -- sent under an older limit, yet refused with fewer in flight than this one allows
     local base = math.max(minimum, target, held - 1)
-    redis.call('HSET', KEYS[1], 'base', num(base), 'slow', '0', 'wins', '0')
+    redis.call('HSET', KEYS[1], 'base', num(base), 'slow', '0', 'wins', '0', 'ceiling', '0')
   end
 end
 touch(KEYS[1], now)

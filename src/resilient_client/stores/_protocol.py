@@ -344,8 +344,9 @@ class LeaveSlot(Operation[None]):
       restart at 0 and the epoch changes. With ``capacity`` (the vendor refused the attempt for
       want of room) the target is at least the slots held as the answer came, this one aside (an
       attempt admitted early in a burst may reach the vendor late), and at most the limit less
-      1, 2, 4, ... slots for the first, second, third... such lowering since the last success (a
-      vendor whose capacity fell is found in a few round trips). Another epoch: the limit was
+      one; refused again before a success admitted under the new limit, the limit is halved and
+      slow start takes it back up to that measure (a vendor whose capacity fell is found within
+      a round trip or two, and an undershoot is undone as fast). Another epoch: the limit was
       lowered already by an answer to an attempt sent under that limit; only a refusal for want
       of room with fewer in flight than the limit allows lowers it further (to that count, less
       one), keeping the epoch.

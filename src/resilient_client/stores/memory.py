@@ -188,7 +188,7 @@ class _Rate(_Record):
 class _Slots(_Record):
     """An endpoint's concurrency limit and the leases of its slots (``EnterSlot``, ``LeaveSlot``)."""
 
-    __slots__ = ("base", "epoch", "holders", "slow", "streak", "wins")
+    __slots__ = ("base", "ceiling", "epoch", "holders", "slow", "streak", "wins")
 
     def __init__(self, base: float) -> None:
         super().__init__()
@@ -196,7 +196,9 @@ class _Slots(_Record):
         self.slow = True
         self.wins = 0
         self.epoch = 0
-        #: Lowerings for want of room since the last success (each one lowers twice as far).
+        #: Where slow start stops (0: at the maximum).
+        self.ceiling = 0.0
+        #: Lowerings for want of room since a success admitted under the current limit.
         self.streak = 0
         #: token -> the end of its lease
         self.holders: dict[str, float] = {}
@@ -469,11 +471,15 @@ class MemoryState:
         held = len(record.holders)
         record.holders.pop(op.token, None)
         if op.verdict == "grow":
-            record.streak = 0
+            if op.epoch == record.epoch:
+                record.streak = 0
             if record.slow:
-                record.base = min(float(op.maximum), record.base + SLOW_START_STEP)
+                ceiling = record.ceiling or float(op.maximum)
+                record.base = min(ceiling, record.base + SLOW_START_STEP)
+                if record.base >= ceiling:
+                    record.slow, record.wins, record.ceiling = False, 0, 0.0
             elif op.epoch == record.epoch and op.in_flight > math.floor(record.base) + 1:
-                record.slow = True
+                record.slow, record.ceiling = True, 0.0
                 record.base = min(float(op.maximum), float(op.in_flight))
             else:
                 record.wins += 1
@@ -482,19 +488,20 @@ class MemoryState:
                 record.base, record.wins, record.slow, op.minimum, op.maximum, op.probe_after
             )
             if op.epoch == record.epoch:
-                target = op.target
+                base, slow, ceiling = min(op.target, limit), False, 0.0
                 if op.capacity:
-                    target = min(max(target, held - 1.0), limit - 2.0**record.streak)
+                    measured = min(max(op.target, held - 1.0), limit - 1.0)
+                    base = measured
+                    if record.streak:  # refused again: halve, then slow start back to the measure
+                        base, slow, ceiling = min(measured, limit / 2.0), True, measured
                     record.streak = min(record.streak + 1, 30)
-                record.base = max(float(op.minimum), min(target, limit))
-                record.slow = False
-                record.wins = 0
+                record.base = max(float(op.minimum), base)
+                record.slow, record.ceiling, record.wins = slow, ceiling, 0
                 record.epoch = next(self._serials)
             elif op.capacity and max(op.target, held - 1.0) < limit:
                 # Sent under an older limit, yet refused with fewer in flight than this one allows.
                 record.base = max(float(op.minimum), op.target, held - 1.0)
-                record.slow = False
-                record.wins = 0
+                record.slow, record.ceiling, record.wins = False, 0.0, 0
         self._touch(record, now, max(record.holders.values(), default=0.0))
 
     # -- pauses ------------------------------------------------------------------------------------------

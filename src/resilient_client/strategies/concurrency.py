@@ -14,8 +14,10 @@ the defaults chosen for small vendors:
 * **Overload lowers it.** A 503 or kTooBusy (``service_unavailable``) says the vendor refused the
   attempt that made ``n`` in flight: the limit becomes ``n - 1``, the capacity it just measured
   (``n`` is the larger of the counts when the attempt was admitted and when its answer came: in a
-  burst an attempt admitted early may reach the vendor late); refused again before any success, it
-  falls twice as far each time (1, 2, 4... slots), so a vendor whose capacity fell is found fast. A
+  burst an attempt admitted early may reach the vendor late). Refused again before a success, it
+  is halved and slow start takes it back up to that measure; and a refusal of an attempt sent
+  under an older limit lowers it again when it met fewer in flight than the limit allows. So a
+  vendor whose capacity fell is found within a round trip or two. A
   429, a request timeout, a transport timeout, or recent successes slower than ``latency_tolerance``
   times the endpoint's usual latency say the vendor is struggling without saying how much: the limit
   keeps ``backoff_ratio`` of itself. Only the first such answer to the attempts sent under one limit
