@@ -288,6 +288,24 @@ def test_the_limit_is_per_endpoint_port_included() -> None:
     assert inner == ["return"]
 
 
+def test_a_strategy_forgets_idle_endpoints_past_its_bound() -> None:
+    from resilient_client.strategies import concurrency
+
+    clock = FakeClock()
+    strategy = ConcurrencyStrategy(ONE_SLOT.concurrency, rc.MemoryState(), "usta")
+    for port in range(concurrency.MAX_ENDPOINTS + 10):
+        call = Call(
+            httpx.Request("GET", f"http://h.test:{port + 1}/x"),
+            ONE_SLOT,
+            rc.Clock(monotonic=clock),
+            "usta",
+            True,
+            Secrets(),
+        )
+        strategy.handle(call, 1, success)
+    assert len(strategy._endpoints) <= concurrency.MAX_ENDPOINTS
+
+
 # -- the fleet over one redis-server ------------------------------------------------------------------
 
 

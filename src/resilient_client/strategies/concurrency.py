@@ -103,6 +103,8 @@ POLL_MIN = 1e-6
 LATENCY_DRIFT = 0.002
 #: The weight of the latest success in the moving average of recent latencies.
 RECENT_WEIGHT = 0.1
+#: Endpoints a strategy keeps in process before it forgets the idle ones.
+MAX_ENDPOINTS = 1024
 #: The longest a waiter that is not the head sleeps before looking again on its own (a safety
 #: net: it is woken when it becomes the head or when its deadline passed).
 NAP_MAX = 1.0
@@ -230,6 +232,10 @@ class Endpoint:
         #: thread id of an event loop (async), or 0 (every sync thread) -> its queue
         self._queues: dict[int, _Queue] = {}
 
+    def idle(self) -> bool:
+        """Whether nobody waits here (the endpoint may be forgotten: its limit lives in the store)."""
+        return not any(self._queues.values())
+
     def queue(self, kind: int) -> _Queue:
         found = self._queues.get(kind)
         if found is None:
@@ -261,10 +267,19 @@ class ConcurrencyStrategy:
         where = (call.host, url.port)
         found = self._endpoints.get(where)
         if found is None:
+            if len(self._endpoints) >= MAX_ENDPOINTS:
+                self._forget_idle()
             port = url.port if url.port is not None else {"https": 443, "http": 80}.get(url.scheme, "")
             key = state_key("concurrency", self.vendor, call.host, port)
             found = self._endpoints.setdefault(where, Endpoint(key))
         return found
+
+    def _forget_idle(self) -> None:
+        """Drop the endpoints nobody waits at (a transport calling ever new hosts keeps no more
+        than ``MAX_ENDPOINTS``; a dropped one only forgets its usual latency)."""
+        for where, endpoint in list(self._endpoints.items()):
+            if endpoint.idle():
+                self._endpoints.pop(where, None)
 
     # -- no I/O ---------------------------------------------------------------------------------
 
