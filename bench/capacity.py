@@ -246,6 +246,19 @@ class Remote:
     def reset(self) -> None:
         self._client.post(CONTROL, json={"reset": True}).raise_for_status()
 
+    def settle(self, most: float = 5.0) -> None:
+        """Wait until the server has answered what the last client left in flight (a client that
+        hammered it may leave a backlog that would slow the next one down)."""
+        end = time.monotonic() + most
+        last = -1
+        while time.monotonic() < end:
+            requests = self._client.get(STATS_PATH).json()["requests"]
+            total = sum(sum(paths.values()) for paths in requests.values())
+            if total == last:
+                return
+            last = total
+            time.sleep(0.25)
+
     def capacity_stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = self._client.get(STATS_PATH).json()["capacity"].get(VENDOR, {})
         return stats
@@ -304,6 +317,7 @@ def remote_simulator() -> Iterator[Remote]:
 async def run(sim: Remote, client_name: str, steps: list[tuple[float, int]], seconds: float) -> Result:
     """64 tasks calling for ``seconds`` per step, the capacity set to each step's C in turn."""
     url = sim.url
+    sim.settle()
     sim.reset()
     sim.capacity(steps[0][1])
     gate: Gate | None = None
