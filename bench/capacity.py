@@ -255,6 +255,7 @@ class Remote:
             requests = self._client.get(STATS_PATH).json()["requests"]
             total = sum(sum(paths.values()) for paths in requests.values())
             if total == last:
+                time.sleep(1.0)  # and let its process catch its breath
                 return
             last = total
             time.sleep(0.25)
