@@ -81,6 +81,11 @@ def test_recent_successes_slower_than_the_tolerance_count_as_overload() -> None:
     assert judge(attempt(), admitted(6), slow, latency, SETTINGS)[0] == "lower"
 
 
+def test_a_limit_does_not_grow_while_successes_are_slower_than_usual() -> None:
+    elevated = Latency(usual=0.05, recent=0.05 * 2.0)  # 2x: above sqrt(3), below 3
+    assert judge(attempt(), admitted(6), 0.1, elevated, SETTINGS) == ("hold", 0.0)
+
+
 def test_one_stall_is_not_overload_a_run_of_slow_answers_is_and_the_usual_follows() -> None:
     latency = Latency()
     assert not latency.slow(0.05, 3.0)

@@ -21,7 +21,9 @@ the defaults chosen for small vendors:
   429, a request timeout, a transport timeout, or recent successes slower than ``latency_tolerance``
   times the endpoint's usual latency say the vendor is struggling without saying how much: the limit
   keeps ``backoff_ratio`` of itself. Only the first such answer to the attempts sent under one limit
-  lowers it (an epoch, as the rate limiter's version): the others say nothing new.
+  lowers it (an epoch, as the rate limiter's version): the others say nothing new. Slower than
+  usual by less (the square root of the tolerance), the limit does not grow: a vendor may queue
+  what it cannot serve at once instead of refusing it.
 * **Probing climbs back.** After it was lowered, the limit grows with the successes: one slot more
   after ``probe_after`` successes, then on a cubic curve (eight more after twice as many), so a
   vendor that kept its capacity costs one refused probe per ``probe_after`` calls. A success with
@@ -124,14 +126,18 @@ class Latency:
         """Whether the recent successes, this one of ``seconds`` included, are slower than
         ``tolerance`` times the usual (then learned from: a vendor that stays slower becomes the
         usual)."""
+        return self.observe(seconds) > tolerance
+
+    def observe(self, seconds: float) -> float:
+        """Learn from a success of ``seconds``: how many times the usual the recent ones took."""
         usual = self.usual
         if seconds < usual:
             # The fastest yet: nothing is queueing now (and the first, cold connections are forgotten).
             self.usual = self.recent = seconds
-            return False
+            return 1.0
         self.usual = usual + (seconds - usual) * LATENCY_DRIFT
         self.recent += (seconds - self.recent) * RECENT_WEIGHT
-        return self.recent > tolerance * usual
+        return self.recent / usual if usual > 0 else 1.0
 
 
 def judge(
@@ -153,9 +159,14 @@ def judge(
         return "lower", pressure
     if attempt.decision is not RETURN and not attempt.outcome.ok:
         return "hold", 0.0  # another fault: nothing about the capacity
-    if latency.slow(seconds, settings.latency_tolerance):
+    ratio = latency.observe(seconds)
+    if ratio > settings.latency_tolerance:
         return "lower", pressure
-    if 2 * admission.in_flight >= math.floor(admission.limit):
+    # Slower than usual, not yet overload: the vendor may be queueing what it cannot serve at once,
+    # so the limit does not grow (a success that had more in flight would otherwise "prove" room).
+    if ratio <= math.sqrt(settings.latency_tolerance) and 2 * admission.in_flight >= math.floor(
+        admission.limit
+    ):
         return "grow", 0.0
     return "hold", 0.0
 
