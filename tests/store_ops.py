@@ -30,6 +30,8 @@ STORE_OPERATIONS: dict[str, type[Any]] = {
     "limiter_admit": stores.LimiterAdmit,
     "limiter_state": stores.LimiterState,
     "limiter_learn": stores.LimiterLearn,
+    "enter_slot": stores.EnterSlot,
+    "leave_slot": stores.LeaveSlot,
 }
 
 

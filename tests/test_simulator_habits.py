@@ -499,6 +499,7 @@ async def test_the_stats_path_answers_the_snapshot_and_counts_nothing() -> None:
             "rate_limits": {"hyper": {"requests": 2, "period": 60.0}},
             "outages": {"usta": 502},
             "error_rates": {},
+            "capacity": {},
         }
     )
     assert (refused.status_code, refused.headers["allow"]) == (405, "GET")

@@ -16,7 +16,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from resilient_client import errors
-from resilient_client.errors import ApiError, Fault, PolicyError, RejectedError, ResilientClientError
+from resilient_client.errors import (
+    ApiError,
+    ConcurrencyLimitError,
+    Fault,
+    PolicyError,
+    RejectedError,
+    ResilientClientError,
+)
 
 __version__ = "0.2.0"
 
@@ -59,6 +66,7 @@ if TYPE_CHECKING:
     from resilient_client._settings import (
         BreakerSettings,
         BudgetSettings,
+        ConcurrencySettings,
         GuardSettings,
         RateLimitSettings,
         StateSettings,
@@ -121,7 +129,14 @@ _LAZY: dict[str, str] = {
         ["POLICY_ENV", "BodySettings", "CodeRule", "RetryPolicy", "RetrySettings", "load_policy"], "_policy"
     ),
     **dict.fromkeys(
-        ["BreakerSettings", "BudgetSettings", "GuardSettings", "RateLimitSettings", "StateSettings"],
+        [
+            "BreakerSettings",
+            "BudgetSettings",
+            "ConcurrencySettings",
+            "GuardSettings",
+            "RateLimitSettings",
+            "StateSettings",
+        ],
         "_settings",
     ),
     "ResilientTransport": "_transport",
@@ -185,6 +200,8 @@ __all__ = [
     "CatalogEntry",
     "Clock",
     "CodeRule",
+    "ConcurrencyLimitError",
+    "ConcurrencySettings",
     "Fault",
     "GuardSettings",
     "Hook",

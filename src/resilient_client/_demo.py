@@ -10,6 +10,8 @@ honoured in full), so the whole demo takes a few seconds.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -142,7 +144,7 @@ def run(out: Print = print) -> int:
             echoed = sim.last_headers["medable", "/accounts/me"].get("medable-csrf-token") is not None
             out(f"   -> signed in; CSRF token echoed on the next request: {echoed}")
 
-        for scenario in (_breaker, _pause, _guard, _budget, _faults_and_outage):
+        for scenario in (_breaker, _pause, _guard, _budget, _faults_and_outage, _capacity):
             sim.reset()
             scenario(sim, url, steps)
     out(f"\ndone in {time.monotonic() - started:.1f} s; the simulator has stopped")
@@ -378,3 +380,37 @@ def _faults_and_outage(sim: Simulator, url: str, steps: _Steps) -> None:
                 f"({attempts / calls:.2f} a call); {ended}")  # fmt: skip
         out(f"   transport.breaker.state: {transport.breaker.state}")
     sim.outage("usta", None)
+
+
+def _capacity(sim: Simulator, url: str, steps: _Steps) -> None:
+    steps.title("USTA: the concurrency limit follows the vendor's capacity as it steps 8 -> 3 -> 6")
+    out, tasks, seconds = steps.out, 24, 0.8
+    out(f"   {tasks} asyncio tasks; the simulator serves C calls at once (50 ms each), a 503 beyond")
+    sim.capacity("usta", 8, latency=0.05)
+
+    async def drive() -> list[tuple[int, dict[str, Any]]]:
+        seen = []
+        async with rc.AsyncUstaClient(base_url=f"{url}/usta", token="demo-token", policy=_quick("usta")) as c:
+            end = time.monotonic() + 3 * seconds
+
+            async def calls() -> None:
+                while time.monotonic() < end:
+                    with contextlib.suppress(rc.errors.ResilientClientError):
+                        await c.get("/v1/players")
+
+            workers = [asyncio.create_task(calls()) for _ in range(tasks)]
+            for capacity in (8, 3, 6):
+                sim.capacity("usta", capacity)
+                before = sim.snapshot()["capacity"]["usta"]
+                await asyncio.sleep(seconds)
+                after = sim.snapshot()["capacity"]["usta"]
+                seen.append((capacity, {k: after[k] - before.get(k, 0) for k in ("served", "refused")}))
+                seen[-1][1]["peak"] = after["peak"]
+            await asyncio.gather(*workers)
+        return seen
+
+    for capacity, stats in asyncio.run(drive()):
+        attempts = stats["served"] + stats["refused"]
+        out(f"   C = {capacity}: at most {stats['peak']} at the server at once, {stats['served']} served, "
+            f"{stats['refused'] / max(1, attempts):.0%} of attempts refused")  # fmt: skip
+    sim.capacity("usta", None)

@@ -239,7 +239,8 @@ class Attempt:
     error: Exception | None = None
     retry_after: float | None = None
     rejection: RejectedError | None = None
-    #: The strategy that refused (``"breaker"``, ``"rate_limit"``, ``"guard"``, ``"budget"``).
+    #: The strategy that refused (``"breaker"``, ``"rate_limit"``, ``"guard"``, ``"concurrency"``,
+    #: ``"budget"``).
     rejected_by: str | None = None
 
 

@@ -26,6 +26,7 @@ from resilient_client._settings import (
     BreakerOverride,
     BreakerSettings,
     BudgetSettings,
+    ConcurrencySettings,
     GuardSettings,
     RateLimitSettings,
     StateSettings,
@@ -248,6 +249,7 @@ class RetryPolicy:
     body: BodySettings = BodySettings()
     breaker: BreakerSettings = attrs.field(factory=BreakerSettings)
     rate_limit: RateLimitSettings = attrs.field(factory=RateLimitSettings)
+    concurrency: ConcurrencySettings = attrs.field(factory=ConcurrencySettings)
     guards: dict[str, GuardSettings] = attrs.field(factory=dict)
     state: StateSettings = attrs.field(factory=StateSettings)
     #: Where the policy came from, for messages (a file path, or "<default>").

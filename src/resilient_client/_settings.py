@@ -12,13 +12,22 @@ from typing import ClassVar, Literal
 
 import attrs
 
-from resilient_client._structure import check, each, refuse_unknown_keywords, rules, validate_instance
+from resilient_client._structure import (
+    check,
+    each,
+    raise_problems,
+    refuse_unknown_keywords,
+    rules,
+    validate_instance,
+)
+from resilient_client.errors import PolicyProblem
 
 __all__ = [
     "IN_CODE",
     "BreakerOverride",
     "BreakerSettings",
     "BudgetSettings",
+    "ConcurrencySettings",
     "GuardSettings",
     "RateLimitSettings",
     "StateSettings",
@@ -121,6 +130,42 @@ class RateLimitSettings:
     def rate(self) -> float:
         """The fixed rate in requests per second (0 for none)."""
         return self.requests / self.period
+
+
+@refuse_unknown_keywords("concurrency")
+@attrs.frozen
+class ConcurrencySettings:
+    """The ``[concurrency]`` table: an adaptive limit on the attempts in flight per vendor endpoint
+    (vendor, host and port), learned from overload answers and latency (SPEC section 10)."""
+
+    _table: ClassVar[str] = "concurrency"
+
+    enabled: bool = True
+    #: The limit a new endpoint starts at; it then climbs by half a slot per success until the first
+    #: overload (slow start).
+    initial: int = attrs.field(default=2, metadata=rules(_AT_LEAST_ONE))
+    #: The limit never goes below this.
+    min: int = attrs.field(default=1, metadata=rules(_AT_LEAST_ONE))
+    #: The limit never goes above this.
+    max: int = attrs.field(default=100, metadata=rules(_AT_LEAST_ONE))
+    #: Successes at the settled limit before it tries one slot more; the climb then speeds up
+    #: (cubic: 8 slots more after twice as many).
+    probe_after: int = attrs.field(default=40, metadata=rules(_AT_LEAST_ONE))
+    #: The share of the limit kept after an overload signal that says nothing of the capacity
+    #: (a 429, a timeout, a slow answer); a 503 or kTooBusy lowers it to the in-flight count it met.
+    backoff_ratio: float = attrs.field(
+        default=0.9, metadata=rules(check(lambda v: 0 < v < 1, "must be > 0 and < 1"))
+    )
+    #: A success slower than this many times the endpoint's usual latency counts as overload
+    #: (``inf``: latency is not a signal).
+    latency_tolerance: float = attrs.field(
+        default=3.0, metadata=rules(check(lambda v: v > 1, "must be > 1 (inf: off)"))
+    )
+
+    def __attrs_post_init__(self) -> None:
+        validate_instance(self, IN_CODE, self._table)
+        if self.min > self.max:
+            raise_problems([PolicyProblem(IN_CODE, "concurrency.min", f"must be <= max ({self.max})")])
 
 
 @refuse_unknown_keywords("guards.*")

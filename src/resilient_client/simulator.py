@@ -22,6 +22,8 @@ The habits the SDK's resilience strategies exist for, off until switched on::
     sim.journal_latency = 0.05                  # journal calls take this long; an overlap gets code 50
     sim.outage("hyper", status=503)             # every hyper request answers 503 until outage(..., None)
     sim.error_rate("usta", 0.3, seed=1)         # 30 % of usta requests, drawn at random, answer a 503
+    sim.capacity("usta", 4, latency=0.05)       # 4 calls at once, 50 ms each; beyond: 503 (kTooBusy) at once
+    sim.capacity("usta", 12)                    # change C while running (the latency stays); None: off
     sim.rate_limited["hyper"], sim.outage_answers["hyper"], sim.overlaps["A1"], sim.max_in_flight["A1"]
     sim.random_faults["usta"]                   # requests the error rate answered with a fault
 
@@ -164,6 +166,14 @@ class Simulator:
         #: vendor -> (share of requests answered with a transient fault, status, the draws)
         self._error_rates: dict[str, tuple[float, int, random.Random]] = {}
         self._journal_in_flight: Counter[str] = Counter()
+        #: vendor -> (calls served at once, seconds each, the status of a refusal)
+        self._capacities: dict[str, tuple[int, float, int]] = {}
+        self._capacity_in_flight: Counter[str] = Counter()
+        #: Requests a capacity served, and refused (answered at once with the overload reply), by vendor.
+        self.capacity_served: Counter[str] = Counter()
+        self.capacity_refused: Counter[str] = Counter()
+        #: The most requests a capacity served at once since it was last set, by vendor.
+        self.capacity_peak: Counter[str] = Counter()
         #: Requests received, by (vendor, path): every one that reached the server, refused or not.
         self.requests: Counter[tuple[str, str]] = Counter()
         #: Writes (POST, PUT, PATCH, DELETE) answered with success, i.e. applied, by (vendor, path).
@@ -248,6 +258,29 @@ class Simulator:
             else:
                 self._error_rates[vendor] = (float(rate), status, random.Random(seed))
 
+    def capacity(
+        self, vendor: str, calls: int | None, latency: float | None = None, status: int = 503
+    ) -> None:
+        """Serve at most ``calls`` requests of ``vendor`` at once, each in ``latency`` seconds;
+        answer any request beyond that at once with the vendor's overload reply: ``status`` (503)
+        and the service_unavailable body (Medable: kTooBusy). Call again to change ``calls`` while
+        running (``latency`` None keeps the one set); ``calls=None`` switches it off."""
+        where = f"capacity({vendor!r}, ...)"
+        _check_vendor(vendor)
+        if calls is not None and (isinstance(calls, bool) or not isinstance(calls, int) or calls < 1):
+            raise ValueError(f"{where}: calls must be a whole number of 1 or more, or None, got {calls!r}")
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+            raise ValueError(f"{where}: status must be an error status, 400 to 599, got {status!r}")
+        with self._lock:
+            if calls is None:
+                self._capacities.pop(vendor, None)
+                return
+            kept = self._capacities.get(vendor)
+            self.capacity_peak[vendor] = self._capacity_in_flight[vendor]
+            if latency is None:
+                latency = kept[1] if kept is not None else 0.05
+            self._capacities[vendor] = (calls, _seconds(f"{where}: latency", latency), status)
+
     def snapshot(self) -> dict[str, Any]:
         """One consistent, JSON-ready copy of the counters and switches (``GET /_simulator/stats``)."""
         with self._lock:
@@ -266,6 +299,17 @@ class Simulator:
                 "rate_limits": {v: {"requests": n, "period": p} for v, (n, p) in self._limits.items()},
                 "outages": dict(self._outages),
                 "error_rates": {v: rate for v, (rate, _, _) in self._error_rates.items()},
+                "capacity": {
+                    vendor: {
+                        "calls": calls,
+                        "latency": latency,
+                        "in_flight": self._capacity_in_flight[vendor],
+                        "peak": self.capacity_peak[vendor],
+                        "served": self.capacity_served[vendor],
+                        "refused": self.capacity_refused[vendor],
+                    }
+                    for vendor, (calls, latency, _) in self._capacities.items()
+                },
             }
 
     def script(self, vendor: str, path: str, steps: Sequence[Step], *, repeat: bool = False) -> None:
@@ -308,6 +352,10 @@ class Simulator:
             self.outage_answers.clear()
             self.overlaps.clear()
             self.max_in_flight.clear()
+            self._capacities.clear()
+            self.capacity_served.clear()
+            self.capacity_refused.clear()
+            self.capacity_peak.clear()
 
     def _next_step(self, vendor: str, path: str) -> Step | None:
         with self._lock:
@@ -342,6 +390,8 @@ class Simulator:
         answer = self._gateway(vendor, client[0] if client else "unknown")
         if answer is None and vendor == "hyper" and "journal" in path.lower():
             answer = await self._journal(path, method, headers, body)
+        if answer is None and vendor in self._capacities:
+            answer = await self._within_capacity(vendor, path, method, headers, body)
         status, payload, extra = answer or self._answer(vendor, path, method, headers, body)
         if method in WRITES and status < 300 and _is_success(vendor, payload):
             with self._lock:
@@ -417,6 +467,37 @@ class Simulator:
                 self._journal_in_flight[account] -= 1
                 if self._journal_in_flight[account] <= 0:
                     del self._journal_in_flight[account]
+
+    async def _within_capacity(
+        self, vendor: str, path: str, method: str, headers: dict[str, str], body: bytes
+    ) -> Answer:
+        """A request to a vendor with a capacity: served in its latency while fewer than the
+        capacity are, else refused at once with the vendor's overload reply."""
+        with self._lock:
+            found = self._capacities.get(vendor)
+            if found is None:
+                return self._answer(vendor, path, method, headers, body)
+            calls, latency, status = found
+            if self._capacity_in_flight[vendor] >= calls:
+                self.capacity_refused[vendor] += 1
+                refused = True
+            else:
+                refused = False
+                self._capacity_in_flight[vendor] += 1
+                self.capacity_served[vendor] += 1
+                self.capacity_peak[vendor] = max(self.capacity_peak[vendor], self._capacity_in_flight[vendor])
+        if refused:
+            if vendor == "medable":  # Medable says so in its envelope
+                return status, fault_body("medable", "kTooBusy")[1], {}
+            return status, _error_page(status), {"content-type": "text/html"}
+        try:
+            if latency:
+                await self._asleep(latency)
+            return self._answer(vendor, path, method, headers, body)
+        finally:
+            # Freed before the answer is sent: once a client has read it, the slot is free.
+            with self._lock:
+                self._capacity_in_flight[vendor] -= 1
 
     async def _respond_stats(self, send: Send, method: str) -> None:
         if method != "GET":

@@ -291,6 +291,148 @@ async def test_a_holder_asking_again_renews_its_lease(ops: Any, key: str, timeli
     assert not await ops.try_acquire([key], 1, 30.0, "b", timeline.now)
 
 
+# -- adaptive concurrency limit ------------------------------------------------------------------------
+
+# EnterSlot's fields after key and token: lease, initial, minimum, maximum, probe_after.
+SLOTS = (30.0, 2, 1, 10, 4)
+
+
+def _leave(
+    key: str, token: str, verdict: str, admitted: Any, target: float = 0.0, capacity: bool = False
+) -> tuple[Any, ...]:
+    """LeaveSlot's fields for ``token``, admitted as ``admitted`` (an Admission)."""
+    return (key, token, verdict, admitted.epoch, target, admitted.in_flight, capacity, *SLOTS[1:])
+
+
+async def test_a_new_endpoint_admits_its_initial_limit(ops: Any, key: str, timeline: Timeline) -> None:
+    now = timeline.now
+    first = await ops.enter_slot(key, "a", *SLOTS, now)
+    second = await ops.enter_slot(key, "b", *SLOTS, now)
+    third = await ops.enter_slot(key, "c", *SLOTS, now)
+    assert (first.entered, first.in_flight, first.limit) == (True, 1, 2.0)
+    assert (second.entered, second.in_flight) == (True, 2)
+    assert (third.entered, third.in_flight) == (False, 2)
+    await ops.leave_slot(*_leave(key, "a", "hold", first), now)
+    assert (await ops.enter_slot(key, "c", *SLOTS, now)).entered
+
+
+async def test_slow_start_climbs_half_a_slot_per_success_up_to_max(
+    ops: Any, key: str, timeline: Timeline
+) -> None:
+    now = timeline.now
+    limits = []
+    for index in range(20):
+        admitted = await ops.enter_slot(key, f"t{index}", *SLOTS, now)
+        limits.append(admitted.limit)
+        await ops.leave_slot(*_leave(key, f"t{index}", "grow", admitted), now)
+    assert limits[:5] == [2.0, 2.5, 3.0, 3.5, 4.0]
+    assert limits[-1] == 10.0  # SLOTS' maximum
+
+
+async def test_a_refusal_for_want_of_room_lowers_to_the_slots_held_less_one(
+    ops: Any, key: str, timeline: Timeline
+) -> None:
+    now = timeline.now
+    for index in range(6):  # slow start to 5
+        admitted = await ops.enter_slot(key, f"g{index}", *SLOTS, now)
+        await ops.leave_slot(*_leave(key, f"g{index}", "grow", admitted), now)
+    held = [await ops.enter_slot(key, f"h{index}", *SLOTS, now) for index in range(5)]
+    assert [h.entered for h in held] == [True] * 5 and held[0].limit == 5.0
+    # The first admitted (1 in flight then) is refused as its answer comes with 5 held: 4 is the capacity.
+    await ops.leave_slot(*_leave(key, "h0", "lower", held[0], target=0.0, capacity=True), now)
+    after = await ops.enter_slot(key, "next", *SLOTS, now)
+    assert after.limit == 4.0 and after.epoch != held[0].epoch
+    assert not after.entered  # 4 still held
+
+
+async def test_a_refusal_sent_under_an_older_limit_lowers_it_to_what_it_met(
+    ops: Any, key: str, timeline: Timeline
+) -> None:
+    now = timeline.now
+    for index in range(12):  # slow start to 8
+        admitted = await ops.enter_slot(key, f"g{index}", *SLOTS, now)
+        await ops.leave_slot(*_leave(key, f"g{index}", "grow", admitted), now)
+    held = [await ops.enter_slot(key, f"h{index}", *SLOTS, now) for index in range(8)]
+    await ops.leave_slot(*_leave(key, "h0", "lower", held[0], target=0.0, capacity=True), now)  # 8 -> 7
+    for name, answer in (("h1", held[1]), ("h2", held[2]), ("h3", held[3])):
+        await ops.leave_slot(*_leave(key, name, "hold", answer), now)
+    # h4 was sent under the old limit and is refused with 4 held: the vendor holds 3, not 7.
+    await ops.leave_slot(*_leave(key, "h4", "lower", held[4], target=3.0, capacity=True), now)
+    after = await ops.enter_slot(key, "peek", *SLOTS, now)
+    assert after.limit == 3.0 and after.epoch != held[0].epoch
+    # A refusal under an older limit that met more than the limit allows says nothing new.
+    await ops.leave_slot(*_leave(key, "h5", "lower", held[5], target=5.0, capacity=True), now)
+    assert (await ops.enter_slot(key, "again", *SLOTS, now)).limit == 3.0
+
+
+async def test_only_the_first_answer_of_an_epoch_lowers_the_limit(
+    ops: Any, key: str, timeline: Timeline
+) -> None:
+    now = timeline.now
+    a = await ops.enter_slot(key, "a", *SLOTS, now)
+    b = await ops.enter_slot(key, "b", *SLOTS, now)
+    await ops.leave_slot(*_leave(key, "a", "lower", a, target=1.0), now)
+    await ops.leave_slot(*_leave(key, "b", "lower", b, target=1.0), now)  # same epoch: says nothing new
+    assert (await ops.enter_slot(key, "c", *SLOTS, now)).limit == 1.0
+    # A pressure signal (no capacity) keeps its target even with slots held.
+    x = await ops.enter_slot(key, "x", *SLOTS, now)
+    assert not x.entered
+
+
+async def test_after_a_lowering_the_limit_probes_one_slot_more_after_probe_after_wins(
+    ops: Any, key: str, timeline: Timeline
+) -> None:
+    now = timeline.now
+    a = await ops.enter_slot(key, "a", *SLOTS, now)
+    await ops.leave_slot(*_leave(key, "a", "lower", a, target=2.0), now)
+    limits = []
+    for index in range(8):  # probe_after = 4: +1 at 4 wins, +8 at 8 wins (capped at max 10)
+        admitted = await ops.enter_slot(key, f"w{index}", *SLOTS, now)
+        await ops.leave_slot(*_leave(key, f"w{index}", "grow", admitted), now)
+        limits.append((await ops.enter_slot(key, "peek", *SLOTS, now)).limit)
+        await ops.leave_slot(key, "peek", "hold", 0, 0.0, 0, False, *SLOTS[1:], now)
+    assert limits[3] == pytest.approx(3.0)
+    assert limits[0] == pytest.approx(2.0 + (1 / 4) ** 3)
+    assert limits[7] == 10.0
+
+
+async def test_a_success_beyond_the_settled_limit_restarts_slow_start(
+    ops: Any, key: str, timeline: Timeline
+) -> None:
+    now = timeline.now
+    a = await ops.enter_slot(key, "a", *SLOTS, now)
+    await ops.leave_slot(*_leave(key, "a", "lower", a, target=1.0), now)
+    for index in range(6):  # 6 wins: 1 + (6 / 4) ** 3, three slots open
+        admitted = await ops.enter_slot(key, f"w{index}", *SLOTS, now)
+        await ops.leave_slot(*_leave(key, f"w{index}", "grow", admitted), now)
+    held = [await ops.enter_slot(key, name, *SLOTS, now) for name in ("p", "q", "r")]
+    assert [h.in_flight for h in held] == [1, 2, 3] and all(h.entered for h in held)
+    await ops.leave_slot(*_leave(key, "q", "grow", held[1]), now)  # one above the base: no proof
+    climbing = await ops.enter_slot(key, "x", *SLOTS, now)
+    assert climbing.limit == pytest.approx(1 + (7 / 4) ** 3)  # still the cubic climb
+    await ops.leave_slot(*_leave(key, "x", "hold", climbing), now)
+    await ops.leave_slot(*_leave(key, "r", "grow", held[2]), now)  # two above: slow start from 3
+    await ops.leave_slot(*_leave(key, "p", "grow", held[0]), now)
+    assert (await ops.enter_slot(key, "s", *SLOTS, now)).limit == 3.5
+
+
+async def test_a_slot_lease_ends_by_itself(ops: Any, key: str, timeline: Timeline) -> None:
+    now = timeline.now
+    assert (await ops.enter_slot(key, "crashed", *SLOTS, now)).entered
+    assert (await ops.enter_slot(key, "crashed too", *SLOTS, now)).entered
+    assert not (await ops.enter_slot(key, "b", *SLOTS, now)).entered
+    timeline.advance(30.0)
+    assert (await ops.enter_slot(key, "b", *SLOTS, timeline.now)).entered
+
+
+async def test_only_the_holder_leaves_its_slot(ops: Any, key: str, timeline: Timeline) -> None:
+    now = timeline.now
+    a = await ops.enter_slot(key, "a", *SLOTS, now)
+    await ops.enter_slot(key, "b", *SLOTS, now)
+    await ops.leave_slot(key, "someone else", "hold", a.epoch, 0.0, 0, False, *SLOTS[1:], now)
+    assert not (await ops.enter_slot(key, "c", *SLOTS, now)).entered
+
+
 # -- pauses --------------------------------------------------------------------------------------------
 
 

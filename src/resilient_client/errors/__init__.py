@@ -37,6 +37,7 @@ The tree::
          ├─ CircuitOpenError             the vendor's circuit is open; retry_after = seconds until a probe
          ├─ ThrottledError               the rate limiter's wait would pass the deadline; retry_after
          ├─ GuardTimeoutError            a guarded key (one Hyper account) stayed busy; key
+         ├─ ConcurrencyLimitError        the endpoint's concurrency limit stayed full until the deadline
          └─ StateUnavailableError        the shared state store did not answer (on_unavailable = "raise")
 
 ``ApiError`` and ``RejectedError`` subclass ``httpx.HTTPError``, so ``except httpx.HTTPError`` catches
@@ -67,6 +68,7 @@ from resilient_client.errors._tree import (
     AuthenticationError,
     BadRequestError,
     CircuitOpenError,
+    ConcurrencyLimitError,
     ConflictError,
     Fault,
     GoneError,
@@ -111,6 +113,7 @@ __all__ = [
     "BadRequestError",
     "CATEGORY_CLASSES",
     "CircuitOpenError",
+    "ConcurrencyLimitError",
     "ConflictError",
     "Fault",
     "GoneError",

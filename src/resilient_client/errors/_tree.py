@@ -25,6 +25,7 @@ __all__ = [
     "BadRequestError",
     "CATEGORY_CLASSES",
     "CircuitOpenError",
+    "ConcurrencyLimitError",
     "ConflictError",
     "Fault",
     "GoneError",
@@ -566,6 +567,13 @@ class ThrottledError(RejectedError):
     """The rate limiter's wait would pass the deadline; ``retry_after`` is that wait."""
 
     default_reason = "the rate limiter's wait would pass the deadline"
+
+
+class ConcurrencyLimitError(RejectedError):
+    """The vendor endpoint's adaptive concurrency limit stayed full until the deadline: the attempt
+    waited its turn and could not be sent in time (``[concurrency]``)."""
+
+    default_reason = "the concurrency limit stayed full until the deadline"
 
 
 class GuardTimeoutError(RejectedError):

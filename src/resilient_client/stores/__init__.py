@@ -7,12 +7,16 @@ take ``now``.
 """
 
 from resilient_client.stores._protocol import (
+    SLOW_START_STEP,
     Acquire,
+    Admission,
     Circuit,
     CircuitState,
     CloseCircuit,
     Deposit,
     EndPause,
+    EnterSlot,
+    LeaveSlot,
     LimiterAcquire,
     LimiterAdmit,
     LimiterLearn,
@@ -31,17 +35,22 @@ from resilient_client.stores._protocol import (
     StateStore,
     TryProbe,
     TrySpend,
+    Verdict,
+    concurrency_limit,
     state_key,
 )
 from resilient_client.stores.memory import MemoryState
 
 __all__ = [
     "Acquire",
+    "Admission",
     "Circuit",
     "CircuitState",
     "CloseCircuit",
     "Deposit",
     "EndPause",
+    "EnterSlot",
+    "LeaveSlot",
     "LimiterAcquire",
     "LimiterAdmit",
     "LimiterLearn",
@@ -58,8 +67,11 @@ __all__ = [
     "Release",
     "ReleaseProbe",
     "ResetCircuit",
+    "SLOW_START_STEP",
     "StateStore",
     "TryProbe",
     "TrySpend",
+    "Verdict",
+    "concurrency_limit",
     "state_key",
 ]

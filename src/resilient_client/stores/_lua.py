@@ -30,6 +30,9 @@ Records (see the README's table of keys):
 * rate: a string, memory.py's ``_Rate`` packed as ten little-endian doubles (``refilled_at``,
   ``ceiling``, ``rate``, ``max_rate``, ``throttled_at``, ``version``, ``slot``, ``count``,
   ``previous``, ``tokens``); ``tokens`` is +inf for a full bucket.
+* slots: a hash, an endpoint's concurrency limit: ``base``, ``slow`` (1 in slow start), ``wins``,
+  ``epoch``, ``streak`` and ``ceiling``; absent or unreadable: a new record at the initial limit.
+* slot leases: a sorted set, one member per slot held (its token), scored by the end of its lease.
 * serial: the store-wide counter (INCR) that circuit epochs and rate versions are drawn from.
 
 Unreadable values. A key holding what the SDK cannot read (another type, text that is no number, a
@@ -556,6 +559,102 @@ save_rate(KEYS[1], r)
 return 1
 """
 
+_SLOTS = r"""
+local minimum, maximum, probe_after
+-- memory.py's concurrency_limit, and the record it reads (nil: absent or unreadable)
+local function load_slots(key)
+  local r = redis.call('HMGET', key, 'base', 'slow', 'wins', 'epoch', 'streak', 'ceiling')
+  local base, wins, epoch = tonumber(r[1]), tonumber(r[3]), tonumber(r[4])
+  if base == nil or wins == nil or epoch == nil then return nil end
+  return {base = base, slow = r[2] == '1', wins = wins, epoch = epoch,
+    streak = tonumber(r[5]) or 0, ceiling = tonumber(r[6]) or 0}
+end
+local function slot_limit(s)
+  local limit = s.base
+  if not s.slow then limit = s.base + (s.wins / probe_after) ^ 3 end
+  return math.max(minimum, math.min(maximum, limit))
+end
+"""
+
+# KEYS: the record, the leases. ARGV[4..]: token, lease, initial, minimum, maximum, probe_after.
+# Answers {entered, limit, in flight, epoch}.
+_ENTER_SLOT = r"""
+local token, lease, initial = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+minimum, maximum, probe_after = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local s = load_slots(KEYS[1])
+if s == nil then
+  s = {base = initial, slow = true, wins = 0, epoch = 0}
+  redis.call('HSET', KEYS[1], 'base', num(initial), 'slow', '1', 'wins', '0', 'epoch', '0')
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', num(now))
+local limit = slot_limit(s)
+local count = redis.call('ZCARD', KEYS[2])
+local entered = 0
+if redis.call('ZSCORE', KEYS[2], token) or count < math.floor(limit) then
+  count = count + redis.call('ZADD', KEYS[2], num(now + lease), token)
+  entered = 1
+end
+local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+local ends = now
+if last[2] then ends = tonumber(last[2]) end
+touch(KEYS[1], ends)
+if count > 0 then touch(KEYS[2], ends) end
+return {entered, num(limit), count, s.epoch}
+"""
+
+# KEYS: the record, the leases, the serial. ARGV[4..]: token, verdict, epoch, target, in flight,
+# capacity (1/0), initial, minimum, maximum, probe_after. Only the token's own lease is removed.
+_LEAVE_SLOT = r"""
+local held = redis.call('ZCARD', KEYS[2])
+redis.call('ZREM', KEYS[2], ARGV[4])
+local verdict = ARGV[5]
+if verdict == 'hold' then return 0 end
+minimum, maximum, probe_after = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local s = load_slots(KEYS[1])
+if s == nil then return 0 end
+local in_flight = tonumber(ARGV[8])
+local epoch_now = s.epoch == tonumber(ARGV[6])
+if verdict == 'grow' then
+  if epoch_now and s.streak > 0 then redis.call('HSET', KEYS[1], 'streak', '0') end
+  if s.slow then
+    local ceiling = s.ceiling
+    if ceiling <= 0 then ceiling = maximum end
+    local base = math.min(ceiling, s.base + 0.5)  -- SLOW_START_STEP
+    if base >= ceiling then
+      redis.call('HSET', KEYS[1], 'base', num(base), 'slow', '0', 'wins', '0', 'ceiling', '0')
+    else
+      redis.call('HSET', KEYS[1], 'base', num(base))
+    end
+  elseif epoch_now and in_flight > math.floor(s.base) + 1 then
+    redis.call('HSET', KEYS[1], 'base', num(math.min(maximum, in_flight)), 'slow', '1', 'ceiling', '0')
+  else
+    redis.call('HINCRBY', KEYS[1], 'wins', 1)
+  end
+elseif verdict == 'lower' then
+  local target, limit = tonumber(ARGV[7]), slot_limit(s)
+  if epoch_now then
+    local base, slow, ceiling, streak = math.min(target, limit), '0', 0, s.streak
+    if ARGV[9] == '1' then
+      local measured = math.min(math.max(target, held - 1), limit - 1)
+      base = measured
+      if streak > 0 then  -- refused again: halve, then slow start back to the measure
+        base, slow, ceiling = math.min(measured, limit / 2), '1', measured
+      end
+      streak = math.min(streak + 1, 30)
+    end
+    local epoch = redis.call('INCR', KEYS[3])
+    redis.call('HSET', KEYS[1], 'base', num(math.max(minimum, base)), 'slow', slow, 'wins', '0',
+      'epoch', epoch, 'streak', streak, 'ceiling', num(ceiling))
+  elseif ARGV[9] == '1' and math.max(target, held - 1) < limit then
+    -- sent under an older limit, yet refused with fewer in flight than this one allows
+    local base = math.max(minimum, target, held - 1)
+    redis.call('HSET', KEYS[1], 'base', num(base), 'slow', '0', 'wins', '0', 'ceiling', '0')
+  end
+end
+touch(KEYS[1], now)
+return 0
+"""
+
 #: script name -> (its helpers, its body)
 _PARTS: dict[str, tuple[tuple[str, ...], str]] = {
     "deposit": ((_CLOCK, _GET, _NUM, _TOUCH), _DEPOSIT),
@@ -576,6 +675,8 @@ _PARTS: dict[str, tuple[tuple[str, ...], str]] = {
     "limiter_admit": ((_CLOCK, _GET, _NUM, _RATE_HELPERS), _LIMITER_ADMIT),
     "limiter_state": ((_CLOCK, _GET, _RATE_HELPERS), _LIMITER_STATE),
     "limiter_learn": ((_CLOCK, _GET, _SERIAL, _RATE_HELPERS), _LIMITER_LEARN),
+    "enter_slot": ((_CLOCK, _NUM, _TOUCH, _SLOTS), _ENTER_SLOT),
+    "leave_slot": ((_CLOCK, _NUM, _TOUCH, _SLOTS), _LEAVE_SLOT),
 }
 
 #: script name -> the whole script (its helpers, then its body)

@@ -34,11 +34,14 @@ import attrs
 
 __all__ = [
     "Acquire",
+    "Admission",
     "Circuit",
     "CircuitState",
     "CloseCircuit",
     "Deposit",
     "EndPause",
+    "EnterSlot",
+    "LeaveSlot",
     "LimiterAcquire",
     "LimiterAdmit",
     "LimiterLearn",
@@ -54,13 +57,18 @@ __all__ = [
     "Release",
     "ReleaseProbe",
     "ResetCircuit",
+    "SLOW_START_STEP",
     "StateStore",
     "TryProbe",
     "TrySpend",
+    "Verdict",
+    "concurrency_limit",
     "state_key",
 ]
 
 CircuitState = Literal["closed", "open", "half_open"]
+#: What an attempt's answer says of the endpoint's capacity (``LeaveSlot``).
+Verdict = Literal["grow", "hold", "lower"]
 _R = TypeVar("_R")
 _R_co = TypeVar("_R_co", covariant=True)
 
@@ -269,6 +277,93 @@ class Release(Operation[None]):
 
     keys: tuple[str, ...] = attrs.field(converter=_key_list)
     token: str
+
+
+# -- adaptive concurrency limit with leases (concurrency) ---------------------------------------------------
+
+
+@attrs.frozen
+class Admission:
+    """The answer to ``EnterSlot``: whether the slot was taken, and the endpoint as it stood."""
+
+    entered: bool
+    #: The limit at that moment (fractional: ``floor(limit)`` slots are open).
+    limit: float
+    #: Slots held once the operation ran (this caller's included when ``entered``).
+    in_flight: int
+    #: Changes each time the limit is lowered; ``LeaveSlot`` names the one its attempt was admitted
+    #: under, so of the answers to attempts sent under one limit only the first lowers it.
+    epoch: int
+
+
+#: How much a success raises the limit in slow start: half a slot, so the limit grows by half per
+#: round trip (TCP doubles; a vendor's refusals then come in bursts as large as its capacity).
+SLOW_START_STEP = 0.5
+
+
+def concurrency_limit(
+    base: float, wins: int, slow: bool, minimum: int, maximum: int, probe_after: int
+) -> float:
+    """The limit of a record (the arithmetic both stores mirror): in slow start its ``base``;
+    after it, ``base`` plus the cubic climb of ``wins`` successes since it was last lowered
+    (one slot more at ``probe_after`` wins, eight at twice that); within ``[minimum, maximum]``."""
+    limit = base if slow else base + (wins / probe_after) ** 3
+    return float(max(minimum, min(maximum, limit)))
+
+
+@attrs.frozen
+class EnterSlot(Operation[Admission]):
+    """Take one of the endpoint's slots for ``token`` if fewer than ``floor(limit)`` are held.
+
+    A slot is a lease: it ends at ``LeaveSlot`` or after ``lease`` seconds (a crashed holder frees
+    its slots). A new record starts at ``initial`` in slow start. A token that already holds a slot
+    keeps it (its lease is renewed). Nothing changes when no slot is free.
+    """
+
+    key: str
+    token: str
+    lease: float
+    initial: int
+    minimum: int
+    maximum: int
+    probe_after: int
+
+
+@attrs.frozen
+class LeaveSlot(Operation[None]):
+    """End ``token``'s slot, and learn from its attempt's answer (the ``verdict``):
+
+    * ``"grow"``: a success at a limit in use. In slow start the base climbs by
+      ``SLOW_START_STEP``. After it, the wins since the limit was last lowered count one more (the
+      cubic climb of ``concurrency_limit``), and a success admitted under the current ``epoch``
+      with two slots or more in flight (``in_flight``, counted when it was admitted) above the base
+      proves the capacity grew: slow start again, from there. (One above is no proof: the vendor
+      may have freed a slot its caller has not yet let go of.)
+    * ``"lower"``: overload. If the record is still at ``epoch``: the base becomes ``target`` (never
+      above the limit as it stands, within ``[minimum, maximum]``), slow start ends, the wins
+      restart at 0 and the epoch changes. With ``capacity`` (the vendor refused the attempt for
+      want of room) the target is at least the slots held as the answer came, this one aside (an
+      attempt admitted early in a burst may reach the vendor late), and at most the limit less
+      one; refused again before a success admitted under the new limit, the limit is halved and
+      slow start takes it back up to that measure (a vendor whose capacity fell is found within
+      a round trip or two, and an undershoot is undone as fast). Another epoch: the limit was
+      lowered already by an answer to an attempt sent under that limit; only a refusal for want
+      of room with fewer in flight than the limit allows lowers it further (to that count, less
+      one), keeping the epoch.
+    * ``"hold"``: nothing is learned.
+    """
+
+    key: str
+    token: str
+    verdict: Verdict
+    epoch: int
+    target: float
+    in_flight: int
+    capacity: bool
+    initial: int
+    minimum: int
+    maximum: int
+    probe_after: int
 
 
 # -- pauses (a server's Retry-After for every request of a host) ---------------------------------------------

@@ -17,12 +17,16 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import attrs
 
 from resilient_client.stores._protocol import (
+    SLOW_START_STEP,
     Acquire,
+    Admission,
     Circuit,
     CircuitState,
     CloseCircuit,
     Deposit,
     EndPause,
+    EnterSlot,
+    LeaveSlot,
     LimiterAcquire,
     LimiterAdmit,
     LimiterLearn,
@@ -41,6 +45,7 @@ from resilient_client.stores._protocol import (
     StateStore,
     TryProbe,
     TrySpend,
+    concurrency_limit,
 )
 
 __all__ = ["MemoryState"]
@@ -180,6 +185,25 @@ class _Rate(_Record):
         return self.previous * max(0.0, 1.0 - (now - self.slot)) + self.count
 
 
+class _Slots(_Record):
+    """An endpoint's concurrency limit and the leases of its slots (``EnterSlot``, ``LeaveSlot``)."""
+
+    __slots__ = ("base", "ceiling", "epoch", "holders", "slow", "streak", "wins")
+
+    def __init__(self, base: float) -> None:
+        super().__init__()
+        self.base = base
+        self.slow = True
+        self.wins = 0
+        self.epoch = 0
+        #: Where slow start stops (0: at the maximum).
+        self.ceiling = 0.0
+        #: Lowerings for want of room since a success admitted under the current limit.
+        self.streak = 0
+        #: token -> the end of its lease
+        self.holders: dict[str, float] = {}
+
+
 _Kept = TypeVar("_Kept", bound=_Record)
 _T = TypeVar("_T")
 
@@ -214,6 +238,7 @@ class MemoryState:
         self._leases: dict[str, _Leases] = {}
         self._pauses: dict[str, _Pause] = {}
         self._rates: dict[str, _Rate] = {}
+        self._slots: dict[str, _Slots] = {}
 
     def __repr__(self) -> str:
         return f"MemoryState(idle_seconds={self._idle!r})"
@@ -246,6 +271,7 @@ class MemoryState:
         _drop_expired(self._leases, now)
         _drop_expired(self._pauses, now)
         _drop_expired(self._rates, now)
+        _drop_expired(self._slots, now)
 
     # Each step below runs one operation with the lock held (see ``run``).
 
@@ -419,6 +445,65 @@ class MemoryState:
             if leases is not None and leases.holders.pop(op.token, None) is not None and not leases.holders:
                 del self._leases[key]
 
+    # -- adaptive concurrency limit --------------------------------------------------------------------
+
+    def _enter_slot(self, op: EnterSlot, now: float) -> Admission:
+        record = self._slots.get(op.key)
+        if record is None:
+            record = self._slots[op.key] = _Slots(float(op.initial))
+        holders = record.holders
+        if any(end <= now for end in holders.values()):
+            record.holders = holders = {t: end for t, end in holders.items() if end > now}
+        limit = concurrency_limit(
+            record.base, record.wins, record.slow, op.minimum, op.maximum, op.probe_after
+        )
+        entered = op.token in holders or len(holders) < math.floor(limit)
+        if entered:
+            holders[op.token] = now + op.lease
+        # Kept until the last lease ends (a sweep must not drop a record whose slots are held).
+        self._touch(record, now, max(holders.values(), default=0.0))
+        return Admission(entered, limit, len(holders), record.epoch)
+
+    def _leave_slot(self, op: LeaveSlot, now: float) -> None:
+        record = self._slots.get(op.key)
+        if record is None:
+            return
+        held = len(record.holders)
+        record.holders.pop(op.token, None)
+        if op.verdict == "grow":
+            if op.epoch == record.epoch:
+                record.streak = 0
+            if record.slow:
+                ceiling = record.ceiling or float(op.maximum)
+                record.base = min(ceiling, record.base + SLOW_START_STEP)
+                if record.base >= ceiling:
+                    record.slow, record.wins, record.ceiling = False, 0, 0.0
+            elif op.epoch == record.epoch and op.in_flight > math.floor(record.base) + 1:
+                record.slow, record.ceiling = True, 0.0
+                record.base = min(float(op.maximum), float(op.in_flight))
+            else:
+                record.wins += 1
+        elif op.verdict == "lower":
+            limit = concurrency_limit(
+                record.base, record.wins, record.slow, op.minimum, op.maximum, op.probe_after
+            )
+            if op.epoch == record.epoch:
+                base, slow, ceiling = min(op.target, limit), False, 0.0
+                if op.capacity:
+                    measured = min(max(op.target, held - 1.0), limit - 1.0)
+                    base = measured
+                    if record.streak:  # refused again: halve, then slow start back to the measure
+                        base, slow, ceiling = min(measured, limit / 2.0), True, measured
+                    record.streak = min(record.streak + 1, 30)
+                record.base = max(float(op.minimum), base)
+                record.slow, record.ceiling, record.wins = slow, ceiling, 0
+                record.epoch = next(self._serials)
+            elif op.capacity and max(op.target, held - 1.0) < limit:
+                # Sent under an older limit, yet refused with fewer in flight than this one allows.
+                record.base = max(float(op.minimum), op.target, held - 1.0)
+                record.slow, record.ceiling, record.wins = False, 0.0, 0
+        self._touch(record, now, max(record.holders.values(), default=0.0))
+
     # -- pauses ------------------------------------------------------------------------------------------
 
     def _pause(self, op: Pause, now: float) -> None:
@@ -515,6 +600,8 @@ _STEPS: dict[type[Any], Callable[[MemoryState, Any, float], object]] = {
     LimiterAdmit: MemoryState._limiter_admit,
     LimiterState: MemoryState._limiter_state,
     LimiterLearn: MemoryState._limiter_learn,
+    EnterSlot: MemoryState._enter_slot,
+    LeaveSlot: MemoryState._leave_slot,
 }
 
 

@@ -71,11 +71,14 @@ from resilient_client._redact import REDACTED, Secrets, redact_url
 from resilient_client.stores._lua import SCRIPTS
 from resilient_client.stores._protocol import (
     Acquire,
+    Admission,
     Circuit,
     CircuitState,
     CloseCircuit,
     Deposit,
     EndPause,
+    EnterSlot,
+    LeaveSlot,
     LimiterAcquire,
     LimiterAdmit,
     LimiterLearn,
@@ -270,6 +273,10 @@ def _ticket(reply: Any) -> RateTicket:
     return RateTicket(
         float(wait), int(version), float(rate), float(max_rate), float(since), float(sent), float(paused)
     )
+
+
+def _admission(reply: Any) -> Admission:
+    return Admission(_flag(reply[0]), _float(reply[1]), int(reply[2]), int(reply[3]))
 
 
 def _checked_url(url: object, parse_url: Callable[[str], object]) -> str:
@@ -530,6 +537,8 @@ class RedisState:
             LimiterAdmit: self._limiter_admit,
             LimiterState: self._limiter_state,
             LimiterLearn: self._limiter_learn,
+            EnterSlot: self._enter_slot,
+            LeaveSlot: self._leave_slot,
         }
         #: The scripts' first arguments (see _lua.py): the server's clock, and the idle time.
         self._server_clock = ("", "0", repr(self._idle))
@@ -962,6 +971,34 @@ class RedisState:
         keys = [self._key("rate", op.key), f"{self._prefix}:serial"]
         args: list[str | int | float] = [op.version, op.rate, op.max_rate, int(op.throttled)]
         return _Script("limiter_learn", keys, args, _flag)
+
+    def _enter_slot(self, op: EnterSlot) -> _Script:
+        keys = [self._key("slots", op.key), self._key("slot_leases", op.key)]
+        args: list[str | int | float] = [
+            op.token,
+            op.lease,
+            op.initial,
+            op.minimum,
+            op.maximum,
+            op.probe_after,
+        ]
+        return _Script("enter_slot", keys, args, _admission)
+
+    def _leave_slot(self, op: LeaveSlot) -> _Script:
+        keys = [self._key("slots", op.key), self._key("slot_leases", op.key), f"{self._prefix}:serial"]
+        args: list[str | int | float] = [
+            op.token,
+            op.verdict,
+            op.epoch,
+            repr(float(op.target)),
+            op.in_flight,
+            int(op.capacity),
+            op.initial,
+            op.minimum,
+            op.maximum,
+            op.probe_after,
+        ]
+        return _Script("leave_slot", keys, args, _nothing)
 
 
 if TYPE_CHECKING:  # mypy checks that RedisState runs operations as the protocol declares

@@ -1,7 +1,7 @@
 """The resilience strategies, outermost first: retry (asking the budget) -> circuit breaker -> rate
-limiter -> guard -> send. Each module holds one strategy: its logic over a StateStore, with no I/O of
-its own beyond the store and no clock of its own (callers pass ``now``), and its thin sync and async
-shells (``handle``/``ahandle``) that wait and call the next layer.
+limiter -> guard -> adaptive concurrency -> send. Each module holds one strategy: its logic over a
+StateStore, with no I/O of its own beyond the store and no clock of its own (callers pass ``now``),
+and its thin sync and async shells (``handle``/``ahandle``) that wait and call the next layer.
 
 ``build`` composes them for one transport; a strategy its policy turns off is not built at all, so it
 costs nothing per attempt. Adding a strategy is one module here and one line in ``build``.
@@ -10,6 +10,11 @@ Strategies are sealed: none reads another's fields, and none asks which store it
 two meet is here: the guard is handed the rate limiter as its pause gate (``guard.Gate``: is the host
 paused, wait the pause out), which it asks after waiting for a key; the limiter knows nothing of the
 guard.
+
+The concurrency limit is the innermost, right before the send: a slot is held only while its
+attempt is at the vendor, so an attempt paced by the limiter, or a journal call waiting for its
+account's guard, holds none (holding one there would idle the vendor's capacity the limit measures,
+and two waits nested the other way round could starve each other).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from resilient_client._settings import BreakerOverride
 from resilient_client.errors import StateUnavailableError
 from resilient_client.stores import StateStore, state_key
 from resilient_client.strategies.breaker import BreakerStrategy
+from resilient_client.strategies.concurrency import ConcurrencyStrategy
 from resilient_client.strategies.guard import Guard, GuardStrategy
 from resilient_client.strategies.limiter import LimiterStrategy
 from resilient_client.strategies.retry import RetryStrategy
@@ -125,4 +131,6 @@ def build(
         # (the one meeting of two strategies, see the module docstring).
         gate = limiter if policy.rate_limit.enabled else None
         strategies.append(GuardStrategy(guards, vendor, gate=gate, hooks=hooks))
+    if policy.concurrency.enabled:
+        strategies.append(ConcurrencyStrategy(policy.concurrency, store, vendor, hooks))
     return Pipeline(RetryStrategy(store, vendor, hooks), breaker, limiter, tuple(strategies), leaf)
