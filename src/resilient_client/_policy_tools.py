@@ -192,12 +192,22 @@ def _describe_guards(s: rc.RetryPolicy) -> str:
     )
 
 
+def _describe_concurrency(s: rc.RetryPolicy) -> str:
+    c = s.concurrency
+    return (
+        f"at most a learned number of attempts in flight per endpoint (starting at {c.initial}, between "
+        f"{c.min} and {c.max}); a 503 or kTooBusy lowers it to what the vendor held, successes raise it; "
+        f"an attempt beyond it waits its turn within the deadline"
+    )
+
+
 _DESCRIBE: dict[str, Callable[[rc.RetryPolicy], str]] = {
     "retry": _describe_retry,
     "budget": _describe_budget,
     "breaker": _describe_breaker,
     "rate_limit": _describe_rate_limit,
     "guards": _describe_guards,
+    "concurrency": _describe_concurrency,
 }
 
 
