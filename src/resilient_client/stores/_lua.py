@@ -477,6 +477,14 @@ end
 return 0
 """
 
+# KEYS: the slot leases. ARGV[4]: the token whose slot is dropped (one that outlived its caller).
+_DROP_SLOT = r"""
+if type(redis.pcall('ZREM', KEYS[1], ARGV[4])) == 'table' then
+  redis.call('DEL', KEYS[1])  -- another type: unreadable, so absent
+end
+return 0
+"""
+
 _PAUSE = r"""
 local ends = tonumber(get(KEYS[1]) or '0')
 if ends == nil or ends ~= ends then ends = 0 end
@@ -668,6 +676,7 @@ _PARTS: dict[str, tuple[tuple[str, ...], str]] = {
     "close_circuit": ((_CLOCK, _NUM, _TOUCH, _HASH, _SERIAL, _CIRCUIT_READ, _CIRCUIT_WRITE), _CLOSE_CIRCUIT),
     "acquire": ((_CLOCK, _NUM, _TOUCH, _HASH), _ACQUIRE),
     "release": ((), _RELEASE),
+    "drop_slot": ((), _DROP_SLOT),
     "pause": ((_CLOCK, _GET, _NUM, _TOUCH), _PAUSE),
     "paused_for": ((_CLOCK, _GET, _NUM), _PAUSED_FOR),
     "end_pause": ((), _END_PAUSE),

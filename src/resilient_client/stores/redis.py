@@ -162,6 +162,9 @@ class _Script(NamedTuple):
     #: not taken (the guard asks again), for a hold taken locally while others hold the key in
     #: Redis would let two callers in at once.
     busy: Callable[[], Any] | None = None
+    #: True for a script that lets a hold go: when it cannot reach Redis (run locally instead), its
+    #: ``orphan`` is remembered and released once Redis answers again.
+    releases: bool = False
 
 
 class _Holds:
@@ -219,6 +222,32 @@ class _LoopClient:
     answered: bool = False
 
 
+class _Slots:
+    """The concurrency slots this store holds in Redis, by token: a slot entered in the in-process
+    state (Redis down, or refusing the script) is let go there, not in Redis. Bounded: a token
+    whose leave never came is forgotten after ``_MOST_SLOTS`` newer ones (its lease ends anyway)."""
+
+    __slots__ = ("_lock", "_tokens")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[str, None] = {}
+
+    def taken(self, token: str) -> None:
+        with self._lock:
+            if len(self._tokens) >= _MOST_SLOTS:
+                del self._tokens[next(iter(self._tokens))]
+            self._tokens[token] = None
+
+    def released(self, token: str) -> bool:
+        """Whether ``token`` held a slot in Redis (forgotten now)."""
+        with self._lock:
+            return self._tokens.pop(token, False) is None
+
+
+_MOST_SLOTS = 100_000
+
+
 def _import_redis() -> Any:
     try:
         import redis
@@ -253,6 +282,10 @@ def _nothing(reply: Any) -> None:
 
 def _not_taken() -> bool:
     return False
+
+
+def _not_entered() -> Admission:
+    return Admission(entered=False, limit=1.0, in_flight=0, epoch=0)
 
 
 def _counts(reply: Any) -> tuple[int, int]:
@@ -487,6 +520,7 @@ class RedisState:
         secrets = Secrets(_passwords(url, client, async_client))
         self._lock = threading.Lock()  # guards the lazy creation of clients
         self._holds = _Holds()
+        self._slots = _Slots()
         #: Lease holds that may be left in Redis (see the module docstring), released when it answers.
         self._orphans: dict[_Hold, None] = {}
         #: Counts Redis's answers: an operation that saw it move while it waited was queued, not ignored.
@@ -740,7 +774,7 @@ class RedisState:
     def _without(self, script: _Script, local: Callable[[], _T]) -> Callable[[], _T]:
         """``local``, remembering the hold the script would have released in Redis (a take that
         never went to Redis left nothing there)."""
-        if script.orphan is None or script.name != script.orphan[0]:
+        if script.orphan is None or not script.releases:
             return local
 
         def without_redis() -> _T:
@@ -945,7 +979,7 @@ class RedisState:
         if field is None:
             return None
         keys = [self._key("lease", key) for key in op.keys]
-        return _Script("release", keys, [field], _nothing, ("release", tuple(keys), field))
+        return _Script("release", keys, [field], _nothing, ("release", tuple(keys), field), releases=True)
 
     def _pause(self, op: Pause) -> _Script:
         return _Script("pause", [self._key("pause", op.key)], [op.seconds], _nothing)
@@ -982,9 +1016,23 @@ class RedisState:
             op.maximum,
             op.probe_after,
         ]
-        return _Script("enter_slot", keys, args, _admission)
 
-    def _leave_slot(self, op: LeaveSlot) -> _Script:
+        def read(reply: Any) -> Admission:
+            admission = _admission(reply)
+            if admission.entered:
+                self._slots.taken(op.token)
+            return admission
+
+        # A slot whose answer never came may be held in Redis: dropped by its token once Redis answers.
+        orphan = ("drop_slot", (keys[1],), op.token)
+        return _Script("enter_slot", keys, args, read, orphan, _not_entered)
+
+    def _leave_slot(self, op: LeaveSlot) -> _Script | None:
+        """The slot let go and the limit learned from its answer; None when ``op.token`` holds no
+        slot in Redis (entered while Redis was down or refused it, in the in-process state, which
+        lets it go instead)."""
+        if not self._slots.released(op.token):
+            return None
         keys = [self._key("slots", op.key), self._key("slot_leases", op.key), f"{self._prefix}:serial"]
         args: list[str | int | float] = [
             op.token,
@@ -998,7 +1046,8 @@ class RedisState:
             op.maximum,
             op.probe_after,
         ]
-        return _Script("leave_slot", keys, args, _nothing)
+        orphan = ("drop_slot", (keys[1],), op.token)
+        return _Script("leave_slot", keys, args, _nothing, orphan, releases=True)
 
 
 if TYPE_CHECKING:  # mypy checks that RedisState runs operations as the protocol declares
