@@ -80,3 +80,16 @@ async def test_a_spare_never_sent_gives_its_token_back(twin: Callable[[object], 
     clock.sleep(2.0)  # the allowance is over: its spare goes back (and 0.2 tokens came meanwhile)
     waits = [(await ops.acquire(clock.monotonic(), 60.0)).wait for _ in range(3)]
     assert waits == pytest.approx([0.0, 0.0, 8.0])  # 4 sent at once, as the bucket of 4 allows
+
+
+async def test_spares_sent_over_seconds_count_as_the_last_seconds_share_of_them(
+    twin: Callable[[object], Any], clock: Clock
+) -> None:
+    ops = twin(limiter(MemoryState()))
+    for _ in range(20):  # four a second for five seconds, most of them on spares
+        sent = await ops.acquire(clock.monotonic(), 30.0)
+        clock.sleep(0.25)
+    await ops.record(sent, rate_limited=True, retry_after=None, now=clock.monotonic())
+    after = await ops.acquire(clock.monotonic(), 30.0)
+    assert after.rate is not None
+    assert after.rate.rate == pytest.approx(BETA * 4, rel=0.25)  # four a second, not the spares' sum

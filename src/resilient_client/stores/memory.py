@@ -459,7 +459,7 @@ class MemoryState:
     def _ticket(record: _Rate, wait: float, now: float, spare: int = 0) -> RateTicket:
         since = now - record.throttled_at if record.rate > 0 else 0.0
         sent = record.sent_rate(now)
-        return RateTicket(wait, record.version, record.rate, record.max_rate, since, sent, spare=spare)
+        return RateTicket(wait, record.version, record.rate, record.max_rate, since, sent, 0.0, spare)
 
     def _limiter_acquire(self, op: LimiterAcquire | LimiterAdmit, now: float) -> RateTicket:
         record = self._rate(op.key, now)

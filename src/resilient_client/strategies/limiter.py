@@ -40,8 +40,9 @@ How stale that lets a limiter be, and why it is fine:
   send that waits for its guard key after its reservation is; only whole tokens the bucket holds
   at once are spared, so no send waits behind another's spare;
 * the sent rate (what a 429 lowers the rate from): a process's spares are counted when settled,
-  and a 429 settles its own first, so only other processes' last ``allowance_seconds`` of spares
-  are missing from it, which errs on the slow side.
+  in the slot of the latest (spares sent over more than a second as the last second's even share
+  of them), and a 429 settles its own first, so only other processes' last ``allowance_seconds``
+  of spares are missing from it, which errs on the slow side.
 
 Store operations per send, the cost that matters with a shared store (each one is a round trip):
 
@@ -112,8 +113,10 @@ MIN_RATE = 0.5
 #: docstring): a shared store sees one write per process per interval, not one per success.
 RECOVERY_INTERVAL = 0.5
 #: The longest spare sends are handed out in process (see the module docstring); a store's own
-#: ``batch_seconds`` shortens it (0.1 s over Redis).
-ALLOWANCE_SECONDS = 1.0
+#: ``batch_seconds`` shortens it (0.1 s over Redis). In one process a 429 or a pause reaches every
+#: limiter of the key at once, so this bounds only how long a spare's token may wait for its send
+#: (a send waiting for its guard key holds its reservation for up to ``max_wait``, 30 s for hyper).
+ALLOWANCE_SECONDS = 5.0
 #: The most spare sends asked for at once.
 MAX_SPARE = 64
 
@@ -170,7 +173,18 @@ class _Allowance:
     rare, such a race rarer, and one send early is what a bucket of ``burst`` tokens allows anyway.
     """
 
-    __slots__ = ("_lock", "asked_at", "lasts", "limit", "owed", "spares", "ticket", "until", "used_at")
+    __slots__ = (
+        "_lock",
+        "asked_at",
+        "granted_at",
+        "lasts",
+        "limit",
+        "owed",
+        "spares",
+        "ticket",
+        "until",
+        "used_at",
+    )
 
     def __init__(self, lasts: float) -> None:
         #: Seconds an allowance lasts; 0: never any spare (a store that does not batch).
@@ -184,7 +198,9 @@ class _Allowance:
         #: Spares a refill got while another thread's allowance was live: given back at the next.
         self.owed = 0
         self.asked_at = -math.inf
-        #: When the latest spare was handed out (the store counts the spent ones as sent then).
+        #: When the spares were granted, and when the latest was handed out (the store counts the
+        #: spent ones as sent then).
+        self.granted_at = -math.inf
         self.used_at = -math.inf
 
     def take(self, now: float) -> Ticket | None:
@@ -198,8 +214,14 @@ class _Allowance:
         """No spare is handed out from now on (a 429: every send asks the store again)."""
         self.until = -math.inf
 
-    def settle(self, now: float) -> tuple[int, int, float]:
-        """End the allowance: (the spares sent, the spares not sent, seconds since the latest sent)."""
+    def _settle(self, now: float) -> tuple[int, int, int, float]:
+        """End the allowance: (the spares sent, how many of them the sent rate counts, the spares
+        not sent, seconds since the latest sent).
+
+        The sent rate looks one second back, and the store counts a settlement's spares in the
+        slot of the latest: spares sent over more than a second count as the last second's share
+        of them (sent evenly), not all in it.
+        """
         with self._lock:
             spares, self.spares = self.spares, _NONE_LEFT
             self.until = -math.inf
@@ -207,18 +229,32 @@ class _Allowance:
             spent = self.limit - unspent
             self.limit = 0
             owed, self.owed = self.owed, 0
-        return spent, unspent + owed, max(0.0, now - self.used_at) if spent else 0.0
+            granted_at, used_at = self.granted_at, self.used_at
+        if not spent:
+            return 0, 0, unspent + owed, 0.0
+        span = used_at - granted_at
+        counted = spent if span <= 1.0 else max(1, round(spent / span))
+        return spent, counted, unspent + owed, max(0.0, now - used_at)
 
-    def wanted(self, spent: int, now: float) -> int:
-        """How many spares to ask for: twice as many as the last allowance handed out; one to try,
-        when the last ask was less than an allowance ago; none for a key sent to more rarely."""
-        if self.lasts <= 0:
-            return 0
-        recent = now - self.asked_at < self.lasts
+    def settle(self, now: float) -> tuple[int, int, float]:
+        """End the allowance: (the spares the sent rate counts, the spares not sent, seconds since
+        the latest sent), for ``LimiterState``."""
+        _, counted, unspent, age = self._settle(now)
+        return counted, unspent, age
+
+    def renew(self, now: float) -> tuple[int, int, int, float]:
+        """``settle``, and how many spares to ask for next: (spare, counted, unspent, age). Twice
+        as many as the last allowance handed out; one to try, when the last ask was less than an
+        allowance ago; none for a key sent to more rarely."""
+        spent, counted, unspent, age = self._settle(now)
+        lasts = self.lasts
+        recent = now - self.asked_at < lasts
         self.asked_at = now
+        if lasts <= 0:
+            return 0, counted, unspent, age
         if spent:
-            return min(MAX_SPARE, 2 * spent)
-        return 1 if recent else 0
+            return min(MAX_SPARE, 2 * spent), counted, unspent, age
+        return (1 if recent else 0), counted, unspent, age
 
     def grant(self, answer: RateTicket, ticket: Ticket, now: float) -> None:
         """Hand out ``answer.spare`` spares with ``ticket`` until ``lasts`` from now."""
@@ -229,6 +265,7 @@ class _Allowance:
             self.ticket = ticket
             self.limit = answer.spare
             self.spares = iter(range(answer.spare))
+            self.granted_at = now
             self.until = now + self.lasts
 
 
@@ -266,7 +303,7 @@ def _capped(call: Call, attempt: Attempt) -> float | None:
 class Limiter:
     """A rate limiter over one store key (per vendor and host)."""
 
-    __slots__ = ("_next_recovery", "allowance", "key", "settings", "store")
+    __slots__ = ("_next_recovery", "_paces", "allowance", "key", "settings", "store")
 
     def __init__(self, settings: RateLimitSettings, store: StateStore, key: str) -> None:
         self.settings = settings
@@ -277,15 +314,13 @@ class Limiter:
         self._next_recovery = -math.inf
         #: Spare sends handed out in process (shared by every limiter of the key and store).
         self.allowance = _allowance(store, key, settings)
+        #: Whether anything paces (a fixed rate, or one that may be learned).
+        self._paces = settings.rate > 0 or settings.adaptive
 
     def __repr__(self) -> str:
         return f"Limiter(key={self.key!r})"
 
     # -- no I/O ---------------------------------------------------------------------------------
-
-    @property
-    def _paces(self) -> bool:
-        return self.settings.rate > 0 or self.settings.adaptive
 
     @staticmethod
     def _after_pause(paused: float, time_left: float) -> Ticket | Throttled:
@@ -308,9 +343,7 @@ class Limiter:
         if not self._paces:
             return PausedFor(self.key) if settings.pause_on_retry_after else None
         max_wait = max(0.0, time_left)
-        allowance = self.allowance
-        spent, unspent, age = allowance.settle(now)
-        spare = allowance.wanted(spent, now)
+        spare, spent, unspent, age = self.allowance.renew(now)
         key, rate, burst = self.key, settings.rate, settings.burst
         if settings.pause_on_retry_after:
             return LimiterAdmit(key, rate, burst, max_wait, spare, spent, unspent, age)
@@ -367,8 +400,10 @@ class Limiter:
     def acquire(self, now: float, time_left: float) -> Ticket | Throttled:
         """How long to wait before sending, or Throttled when that would pass the deadline."""
         spare = self.allowance.take(now)
-        if spare is not None:
-            return spare
+        return self.reserve(now, time_left) if spare is None else spare
+
+    def reserve(self, now: float, time_left: float) -> Ticket | Throttled:
+        """``acquire`` from the store, not from the allowance."""
         op = self._reservation(time_left, now)
         return self._answer(None if op is None else self.store.run(op, now), time_left, now)
 
@@ -404,8 +439,9 @@ class Limiter:
 
     async def aacquire(self, now: float, time_left: float) -> Ticket | Throttled:
         spare = self.allowance.take(now)
-        if spare is not None:
-            return spare
+        return await self.areserve(now, time_left) if spare is None else spare
+
+    async def areserve(self, now: float, time_left: float) -> Ticket | Throttled:
         op = self._reservation(time_left, now)
         return self._answer(None if op is None else await self.store.arun(op, now), time_left, now)
 
@@ -535,9 +571,11 @@ class LimiterStrategy:
     def _turn(self, call: Call, number: int, limiter: Limiter) -> Ticket | Attempt:
         """Wait for a permit to send: its ticket, or the refusal."""
         clock = call.clock
+        ask = limiter.reserve  # the shell found no spare
         while True:
             now = clock.monotonic()
-            answer = limiter.acquire(now, call.deadline - now)
+            answer = ask(now, call.deadline - now)
+            ask = limiter.acquire
             if isinstance(answer, Throttled):
                 return self._refused(call, number, answer)
             if answer.wait > 0:
@@ -549,9 +587,11 @@ class LimiterStrategy:
 
     async def _aturn(self, call: Call, number: int, limiter: Limiter) -> Ticket | Attempt:
         clock = call.clock
+        ask = limiter.areserve
         while True:
             now = clock.monotonic()
-            answer = await limiter.aacquire(now, call.deadline - now)
+            answer = await ask(now, call.deadline - now)
+            ask = limiter.aacquire
             if isinstance(answer, Throttled):
                 return self._refused(call, number, answer)
             if answer.wait > 0:
