@@ -305,3 +305,22 @@ async def test_under_the_testing_switch_a_busy_limiter_never_refuses(
             await client.get()
     assert vendor.sent == 100
     assert clock.sleeps == []
+
+
+async def test_a_429_holds_the_next_call_of_another_transport_sending_on_spares(
+    connect: Callable[[Any], Caller],
+) -> None:
+    clock = FakeClock()
+    store = rc.MemoryState()
+    adaptive = one_try(limited())
+    calm = Vendor(clock, OK)
+    other = connect(transport(calm, policy=adaptive, state=store))
+    for _ in range(4):
+        await other.get()
+    throttled = Vendor(clock, httpx.Response(429, headers={"Retry-After": "5"}))
+    first = connect(transport(throttled, policy=adaptive, state=store))
+    with pytest.raises(rc.errors.RateLimitedError):
+        await first.get()
+    assert (await other.get(URL)).status_code == 200
+    assert clock.sleeps == [5.0]  # the other transport waited the pause out
+    assert calm.times[-1] == calm.times[0] + 5.0

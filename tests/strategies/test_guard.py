@@ -10,7 +10,14 @@ import pytest
 
 from resilient_client._settings import GuardSettings
 from resilient_client.stores import MemoryState, state_key
-from resilient_client.strategies.guard import LEASE_MARGIN, POLL_FIRST, POLL_MAX, Guard
+from resilient_client.strategies.guard import (
+    COVERING_KEPT,
+    LEASE_MARGIN,
+    POLL_FIRST,
+    POLL_MAX,
+    Guard,
+    GuardStrategy,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -171,3 +178,21 @@ def test_waiting_stops_at_max_wait_or_the_deadline(
 
 def test_repr_names_the_guard_and_its_operations() -> None:
     assert repr(make()) == "Guard(name='journal', operations=('*Journal*', 'PostGL'))"
+
+
+def test_the_guards_covering_an_operation_are_those_whose_globs_match_it_however_many_names_are_asked() -> (
+    None
+):
+    store = MemoryState()
+    journal = Guard(
+        "journal", GuardSettings(operations=("*journal*",), key_fields=("AccountNo",)), store, "ns"
+    )
+    notes = Guard("notes", GuardSettings(operations=("notes", "*journal"), key_fields=("Id",)), store, "ns")
+    strategy = GuardStrategy([notes, journal], "hyper")
+    for _ in range(2):  # asked again, and after the names asked overflowed what is remembered
+        for number in range(COVERING_KEPT + 10):
+            assert strategy.covering(f"clients{number}") == ()
+        assert strategy.covering("journal") == (journal, notes)  # in the order they are taken
+        assert strategy.covering("journalEntry") == (journal,)
+        assert strategy.covering("notes") == (notes,)
+        assert strategy.covering("Journal") == ()  # globs are case-sensitive

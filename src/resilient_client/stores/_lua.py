@@ -236,18 +236,33 @@ local function pace(r)
   return p
 end
 
--- One text reply, the RateTicket's fields and the pause in order (one format, not six).
-local function ticket(r, wait, paused)
+-- One text reply, the RateTicket's fields, the pause and the spare sends in order (one format, not six).
+local function ticket(r, wait, paused, spare)
   local since = 0
   if r.rate > 0 then since = now - r.throttled_at end
   local sent = r.previous * math.max(0, 1 - (now - r.slot)) + r.count
-  return string.format('%.17g %d %.17g %.17g %.17g %.17g %.17g', wait, r.version, r.rate, r.max_rate,
-                       since, sent, paused)
+  return string.format('%.17g %d %.17g %.17g %.17g %.17g %.17g %d', wait, r.version, r.rate, r.max_rate,
+                       since, sent, paused, spare)
 end
 
--- LimiterAcquire's step: reserve one send unless the wait would pass max_wait. Returns the
--- ticket's text and the wait.
-local function reserve(key, ceiling, burst, max_wait, packed)
+-- Spare sends of earlier answers: those made are counted in the slot of the latest (`age` seconds
+-- ago; `r` rolled to now first), those not made give their tokens back.
+local function settle(r, spent, unspent, age)
+  if spent > 0 then
+    local slot = math.floor(now - math.max(0, age))
+    if slot >= r.slot then
+      r.count = r.count + spent
+    elseif slot == r.slot - 1 then
+      r.previous = r.previous + spent
+    end
+  end
+  r.tokens = r.tokens + unspent
+end
+
+-- LimiterAcquire's step: settle the spares, reserve one send unless the wait would pass max_wait,
+-- and up to `spare` more that go at once while nothing is learned. Returns the ticket's text and
+-- the wait.
+local function reserve(key, ceiling, burst, max_wait, packed, spare, spent, unspent, age)
   local r = load_rate(key, true, packed)
   roll(r)
   local p = pace(r)
@@ -258,20 +273,25 @@ local function reserve(key, ceiling, burst, max_wait, packed)
   end
   r.refilled_at = now
   r.ceiling = ceiling
+  settle(r, spent, unspent, age)
   p = pace(r)
   local wait = 0
+  local extra = 0
   if p > 0 then
     local tokens = math.min(burst, r.tokens) - 1
     if tokens < 0 then wait = -tokens / p end
     if wait > max_wait then
       save_rate(key, r)
-      return ticket(r, wait, 0), wait
+      return ticket(r, wait, 0, 0), wait
     end
-    r.tokens = tokens
+    if r.rate <= 0 and tokens >= 1 then extra = math.min(spare, math.floor(tokens)) end
+    r.tokens = tokens - extra
+  elseif r.rate <= 0 then
+    extra = spare
   end
   r.count = r.count + 1
   save_rate(key, r)
-  return ticket(r, wait, 0), wait
+  return ticket(r, wait, 0, extra), wait
 end
 """
 
@@ -508,11 +528,13 @@ end
 return num(math.max(0, ends - now))
 """
 
+# ARGV[4..10]: ceiling, burst, max_wait, spare, spent, unspent, age.
 _LIMITER_ACQUIRE = r"""
-return (reserve(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])))
+return (reserve(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), nil,
+                tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])))
 """
 
-# KEYS: the pause, the rate record. A paused key reserves and counts nothing.
+# KEYS: the pause, the rate record. A paused key reserves nothing (its spares are settled).
 _LIMITER_ADMIT = r"""
 local both = redis.call('MGET', KEYS[1], KEYS[2])  -- one call for the pause and the record
 local ends, packed = both[1], both[2]
@@ -525,6 +547,7 @@ if not (ends and packed) then
     ends, packed = get(KEYS[1]), get(KEYS[2])
   end
 end
+local spent, unspent, age = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 if ends then
   local paused = tonumber(ends)
   if paused == nil or paused ~= paused then
@@ -534,20 +557,33 @@ if ends then
     paused = paused - now
   end
   if paused > 0 then
-    local r = load_rate(KEYS[2], false, packed)
-    if r == nil then return '0 0 0 0 0 0 ' .. num(paused) end
+    local settling = spent + unspent > 0
+    local r = load_rate(KEYS[2], settling, packed)
+    if r == nil then return '0 0 0 0 0 0 ' .. num(paused) .. ' 0' end
     roll(r)
-    return ticket(r, 0, paused)
+    if settling then
+      settle(r, spent, unspent, age)
+      save_rate(KEYS[2], r)
+    end
+    return ticket(r, 0, paused, 0)
   end
 end
-return (reserve(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), packed))
+return (reserve(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), packed,
+                tonumber(ARGV[7]), spent, unspent, age))
 """
 
+# ARGV[4..6]: spare sends spent and unspent, and the age of the latest spent, settled first.
 _LIMITER_STATE = r"""
-local r = load_rate(KEYS[1], false)
-if r == nil then return '0 0 0 0 0 0 0' end
+local spent, unspent, age = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local settling = spent + unspent > 0
+local r = load_rate(KEYS[1], settling)
+if r == nil then return '0 0 0 0 0 0 0 0' end
 roll(r)
-return ticket(r, 0, 0)
+if settling then
+  settle(r, spent, unspent, age)
+  save_rate(KEYS[1], r)
+end
+return ticket(r, 0, 0, 0)
 """
 
 _LIMITER_LEARN = r"""

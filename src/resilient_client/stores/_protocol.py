@@ -115,6 +115,9 @@ class RateTicket:
     #: From ``LimiterAdmit``: seconds left of the key's pause; while it is above 0 nothing was
     #: reserved or counted (``wait`` is 0). Always 0 from the other operations.
     paused: float = 0.0
+    #: Spare sends reserved beyond this one (``LimiterAcquire``'s ``spare``): the caller hands them
+    #: out in process. Always 0 from ``LimiterState``.
+    spare: int = 0
 
 
 class Operation(Generic[_R_co]):
@@ -406,12 +409,24 @@ class LimiterAcquire(Operation[RateTicket]):
     learns how long it would have waited. A reserved send is counted in ``sent_rate`` (sends in the
     current one-second slot plus the previous slot's, weighted by how much of the last second it
     still covers).
+
+    Spare sends (all default to 0). ``spare``: also reserve up to that many more sends that can go
+    at once (whole tokens beyond this send's; all of them when nothing paces), only while nothing
+    has been learned (a learned rate wants every send's answer); they are answered in the ticket's
+    ``spare`` and not counted yet. ``spent`` and ``unspent``: the spares of earlier answers that were
+    sent (counted in the slot of ``age`` seconds ago, when the latest of them was sent; dropped when
+    that is before the previous slot) and that were not (their tokens go back), settled first,
+    before this send is reserved, whatever the answer.
     """
 
     key: str
     ceiling: float
     burst: float
     max_wait: float
+    spare: int = 0
+    spent: int = 0
+    unspent: int = 0
+    age: float = 0.0
 
 
 @attrs.frozen
@@ -422,20 +437,30 @@ class LimiterAdmit(Operation[RateTicket]):
 
     Why one operation: a limiter that honours pauses would otherwise make two round trips to a
     shared store before every send, and the pause check and the reservation belong together (a send
-    reserved after a stale "not paused" would be counted though held back).
+    reserved after a stale "not paused" would be counted though held back). ``spent`` and
+    ``unspent`` are settled while paused too; ``spare`` is granted only when a send is reserved.
     """
 
     key: str
     ceiling: float
     burst: float
     max_wait: float
+    spare: int = 0
+    spent: int = 0
+    unspent: int = 0
+    age: float = 0.0
 
 
 @attrs.frozen
 class LimiterState(Operation[RateTicket]):
-    """The learned-rate record as it stands, reserving and counting nothing (``wait`` is 0)."""
+    """The learned-rate record as it stands, reserving nothing (``wait`` is 0), after settling
+    ``spent`` and ``unspent`` spare sends as ``LimiterAcquire`` does (a 429 is weighed against every
+    send made)."""
 
     key: str
+    spent: int = 0
+    unspent: int = 0
+    age: float = 0.0
 
 
 @attrs.frozen

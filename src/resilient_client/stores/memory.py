@@ -184,6 +184,17 @@ class _Rate(_Record):
     def sent_rate(self, now: float) -> float:
         return self.previous * max(0.0, 1.0 - (now - self.slot)) + self.count
 
+    def settle(self, spent: int, unspent: int, age: float, now: float) -> None:
+        """Count the spare sends made in the slot of the latest (``age`` seconds ago; rolled to
+        ``now`` first); give back the tokens of those not made."""
+        if spent:
+            slot = math.floor(now - max(0.0, age))
+            if slot >= self.slot:
+                self.count += spent
+            elif slot == self.slot - 1:
+                self.previous += spent
+        self.tokens += unspent
+
 
 class _Slots(_Record):
     """An endpoint's concurrency limit and the leases of its slots (``EnterSlot``, ``LeaveSlot``)."""
@@ -530,37 +541,50 @@ class MemoryState:
         return found
 
     @staticmethod
-    def _ticket(record: _Rate, wait: float, now: float) -> RateTicket:
+    def _ticket(record: _Rate, wait: float, now: float, spare: int = 0) -> RateTicket:
         since = now - record.throttled_at if record.rate > 0 else 0.0
-        return RateTicket(wait, record.version, record.rate, record.max_rate, since, record.sent_rate(now))
+        sent = record.sent_rate(now)
+        return RateTicket(wait, record.version, record.rate, record.max_rate, since, sent, 0.0, spare)
 
     def _limiter_acquire(self, op: LimiterAcquire | LimiterAdmit, now: float) -> RateTicket:
         record = self._rate(op.key, now)
         record.refill(op.burst, now)
         record.ceiling = op.ceiling
+        if op.spent or op.unspent:
+            record.settle(op.spent, op.unspent, op.age, now)
         pace = record.pace()
         wait = 0.0
+        spare = 0
         if pace > 0:
             tokens = min(op.burst, record.tokens) - 1
             wait = -tokens / pace if tokens < 0 else 0.0
             if wait > op.max_wait:
                 return self._ticket(record, wait, now)
-            record.tokens = tokens
+            if record.rate <= 0 and tokens >= 1:
+                spare = min(op.spare, int(tokens))
+            record.tokens = tokens - spare
+        elif record.rate <= 0:
+            spare = op.spare
         record.count += 1
         self._touch(record, now)
-        return self._ticket(record, wait, now)
+        return self._ticket(record, wait, now, spare)
 
     def _limiter_admit(self, op: LimiterAdmit, now: float) -> RateTicket:
         pause = self._pauses.get(op.key)
         if pause is not None and pause.until > now:
-            return attrs.evolve(self._limiter_state(LimiterState(op.key), now), paused=pause.until - now)
+            state = self._limiter_state(LimiterState(op.key, op.spent, op.unspent, op.age), now)
+            return attrs.evolve(state, paused=pause.until - now)
         return self._limiter_acquire(op, now)
 
     def _limiter_state(self, op: LimiterState, now: float) -> RateTicket:
-        found = self._rates.get(op.key)
+        settling = op.spent or op.unspent
+        found = self._rate(op.key, now) if settling else self._rates.get(op.key)
         if found is None:
             return _NOTHING_LEARNED
         found.roll(now)
+        if settling:
+            found.settle(op.spent, op.unspent, op.age, now)
+            self._touch(found, now)
         return self._ticket(found, 0.0, now)
 
     def _limiter_learn(self, op: LimiterLearn, now: float) -> bool:

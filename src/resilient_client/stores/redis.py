@@ -302,9 +302,16 @@ def _probe(reply: Any) -> tuple[bool, Circuit]:
 
 
 def _ticket(reply: Any) -> RateTicket:
-    wait, version, rate, max_rate, since, sent, paused = _text(reply).split()
+    wait, version, rate, max_rate, since, sent, paused, spare = _text(reply).split()
     return RateTicket(
-        float(wait), int(version), float(rate), float(max_rate), float(since), float(sent), float(paused)
+        float(wait),
+        int(version),
+        float(rate),
+        float(max_rate),
+        float(since),
+        float(sent),
+        float(paused),
+        int(spare),
     )
 
 
@@ -991,15 +998,32 @@ class RedisState:
         return _Script("paused_for", [self._key("pause", op.key)], [], _float)
 
     def _limiter_acquire(self, op: LimiterAcquire) -> _Script:
-        args: list[str | int | float] = [op.ceiling, op.burst, op.max_wait]
+        args: list[str | int | float] = [
+            op.ceiling,
+            op.burst,
+            op.max_wait,
+            op.spare,
+            op.spent,
+            op.unspent,
+            op.age,
+        ]
         return _Script("limiter_acquire", [self._key("rate", op.key)], args, _ticket)
 
     def _limiter_admit(self, op: LimiterAdmit) -> _Script:
         keys = [self._key("pause", op.key), self._key("rate", op.key)]
-        return _Script("limiter_admit", keys, [op.ceiling, op.burst, op.max_wait], _ticket)
+        args: list[str | int | float] = [
+            op.ceiling,
+            op.burst,
+            op.max_wait,
+            op.spare,
+            op.spent,
+            op.unspent,
+            op.age,
+        ]
+        return _Script("limiter_admit", keys, args, _ticket)
 
     def _limiter_state(self, op: LimiterState) -> _Script:
-        return _Script("limiter_state", [self._key("rate", op.key)], [], _ticket)
+        return _Script("limiter_state", [self._key("rate", op.key)], [op.spent, op.unspent, op.age], _ticket)
 
     def _limiter_learn(self, op: LimiterLearn) -> _Script:
         keys = [self._key("rate", op.key), f"{self._prefix}:serial"]

@@ -6,6 +6,9 @@ comes from: the request's JSON body fields, or ``request.extensions["resilient_c
 set by the caller. A request may name several keys (one per field present); they are held together,
 all at once or none, so two requests can never each hold one key while waiting for the other.
 
+Which guards cover an operation is worked out once per operation name (``GuardStrategy.covering``):
+most requests of a guarded vendor are covered by none, and then the guard costs a dictionary lookup.
+
 The hold is a lease in the store (the call's time left plus a margin), taken for one attempt and
 released once the attempt is classified, never across a backoff wait. While the keys are busy the
 shell asks again after ``next_try``; past ``max_wait`` or the call's deadline it raises
@@ -55,6 +58,9 @@ POLL_MAX = 0.1
 #: Less of ``max_wait`` (or of the time left) than this is none: a pause that short cannot move a
 #: clock reading 1000 s or more (a float's resolution there), so the wait would never end.
 POLL_MIN = 1e-6
+#: Operation names whose covering guards a GuardStrategy remembers; past it the memory starts
+#: afresh (operations named from paths holding ids are without number).
+COVERING_KEPT = 1024
 
 
 class Gate(Protocol):
@@ -202,7 +208,7 @@ class GuardStrategy:
     after any wait for a key whether a pause began meanwhile (see the module docstring).
     """
 
-    __slots__ = ("_hooks", "gate", "guards", "vendor")
+    __slots__ = ("_covering", "_hooks", "gate", "guards", "vendor")
 
     def __init__(
         self, guards: Sequence[Guard], vendor: str, gate: Gate | None = None, hooks: Hooks | None = None
@@ -212,23 +218,36 @@ class GuardStrategy:
         self.gate = gate
         #: Told of every wait for a busy key (``Hooks.waited``), as ``"guard"``.
         self._hooks = Hooks() if hooks is None else hooks
+        #: operation -> the guards whose globs match it, worked out once per operation name: most
+        #: requests of a guarded vendor are covered by none, and matching globs costs more than
+        #: the rest of the question.
+        self._covering: dict[str, tuple[Guard, ...]] = {}
 
     def __repr__(self) -> str:
         return f"GuardStrategy(vendor={self.vendor!r}, guards={[g.name for g in self.guards]!r})"
 
     # -- no I/O ---------------------------------------------------------------------------------
 
-    def _holds(self, call: Call) -> list[_Hold]:
-        """The (guard, keys) pairs this request must hold, in a fixed order."""
-        request = call.request
+    def covering(self, operation: str) -> tuple[Guard, ...]:
+        """The guards whose operation globs match ``operation``, in the order they are taken."""
+        found = self._covering.get(operation)
+        if found is None:
+            found = tuple(guard for guard in self.guards if guard.covers(operation))
+            if len(self._covering) >= COVERING_KEPT:
+                self._covering = {}
+            self._covering[operation] = found
+        return found
+
+    def _holds(self, call: Call, covering: tuple[Guard, ...]) -> list[_Hold]:
+        """The (guard, keys) pairs this request must hold, in a fixed order (``covering``: the
+        guards that cover its operation)."""
         operation = call.operation
+        request = call.request
         extension = request.extensions.get(GUARD_KEY_EXTENSION)
         holds = []
         body: bytes | None = None
         read = False
-        for guard in self.guards:
-            if not guard.covers(operation):
-                continue
+        for guard in covering:
             if not read and extension is None:
                 body = _content(request)
                 read = True
@@ -273,7 +292,11 @@ class GuardStrategy:
         return waited
 
     def handle(self, call: Call, number: int, next: Next) -> Attempt:
-        holds = self._holds(call)
+        operation = call.operation
+        covering = self._covering.get(operation)
+        if covering is None:
+            covering = self.covering(operation)
+        holds = self._holds(call, covering) if covering else None
         if not holds:
             return next(call, number)
         token = uuid.uuid4().hex
@@ -320,7 +343,11 @@ class GuardStrategy:
         return waited
 
     async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
-        holds = self._holds(call)
+        operation = call.operation
+        covering = self._covering.get(operation)
+        if covering is None:
+            covering = self.covering(operation)
+        holds = self._holds(call, covering) if covering else None
         if not holds:
             return await next(call, number)
         token = uuid.uuid4().hex
