@@ -25,7 +25,7 @@ from resilient_client.errors import (
     ResilientClientError,
 )
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 if TYPE_CHECKING:
     from resilient_client._catalog import VENDORS, Catalog, CatalogEntry, catalog, load_catalog
