@@ -316,7 +316,7 @@ async def test_a_new_endpoint_admits_its_initial_limit(ops: Any, key: str, timel
     assert (await ops.enter_slot(key, "c", *SLOTS, now)).entered
 
 
-async def test_slow_start_climbs_half_a_slot_per_success_up_to_max(
+async def test_slow_start_climbs_a_slot_per_success_up_to_max(
     ops: Any, key: str, timeline: Timeline
 ) -> None:
     now = timeline.now
@@ -325,7 +325,7 @@ async def test_slow_start_climbs_half_a_slot_per_success_up_to_max(
         admitted = await ops.enter_slot(key, f"t{index}", *SLOTS, now)
         limits.append(admitted.limit)
         await ops.leave_slot(*_leave(key, f"t{index}", "grow", admitted), now)
-    assert limits[:5] == [2.0, 2.5, 3.0, 3.5, 4.0]
+    assert limits[:5] == [2.0, 3.0, 4.0, 5.0, 6.0]  # SLOW_START_STEP
     assert limits[-1] == 10.0  # SLOTS' maximum
 
 
@@ -333,7 +333,7 @@ async def test_a_refusal_for_want_of_room_lowers_to_the_slots_held_less_one(
     ops: Any, key: str, timeline: Timeline
 ) -> None:
     now = timeline.now
-    for index in range(6):  # slow start to 5
+    for index in range(3):  # slow start to 5 (a slot per success)
         admitted = await ops.enter_slot(key, f"g{index}", *SLOTS, now)
         await ops.leave_slot(*_leave(key, f"g{index}", "grow", admitted), now)
     held = [await ops.enter_slot(key, f"h{index}", *SLOTS, now) for index in range(5)]
@@ -349,7 +349,7 @@ async def test_a_refusal_sent_under_an_older_limit_lowers_it_to_what_it_met(
     ops: Any, key: str, timeline: Timeline
 ) -> None:
     now = timeline.now
-    for index in range(12):  # slow start to 8
+    for index in range(6):  # slow start to 8
         admitted = await ops.enter_slot(key, f"g{index}", *SLOTS, now)
         await ops.leave_slot(*_leave(key, f"g{index}", "grow", admitted), now)
     held = [await ops.enter_slot(key, f"h{index}", *SLOTS, now) for index in range(8)]
@@ -413,7 +413,7 @@ async def test_a_success_beyond_the_settled_limit_restarts_slow_start(
     await ops.leave_slot(*_leave(key, "x", "hold", climbing), now)
     await ops.leave_slot(*_leave(key, "r", "grow", held[2]), now)  # two above: slow start from 3
     await ops.leave_slot(*_leave(key, "p", "grow", held[0]), now)
-    assert (await ops.enter_slot(key, "s", *SLOTS, now)).limit == 3.5
+    assert (await ops.enter_slot(key, "s", *SLOTS, now)).limit == 4.0  # SLOW_START_STEP
 
 
 async def test_a_slot_lease_ends_by_itself(ops: Any, key: str, timeline: Timeline) -> None:

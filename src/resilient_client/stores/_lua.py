@@ -663,7 +663,7 @@ if verdict == 'grow' then
   if s.slow then
     local ceiling = s.ceiling
     if ceiling <= 0 then ceiling = maximum end
-    local base = math.min(ceiling, s.base + 0.5)  -- SLOW_START_STEP
+    local base = math.min(ceiling, s.base + 1)  -- SLOW_START_STEP
     if base >= ceiling then
       redis.call('HSET', KEYS[1], 'base', num(base), 'slow', '0', 'wins', '0', 'ceiling', '0')
     else

@@ -299,9 +299,10 @@ class Admission:
     epoch: int
 
 
-#: How much a success raises the limit in slow start: half a slot, so the limit grows by half per
-#: round trip (TCP doubles; a vendor's refusals then come in bursts as large as its capacity).
-SLOW_START_STEP = 0.5
+#: How much a success raises the limit in slow start: a slot, so the limit doubles per round trip
+#: (as TCP's). Half a slot kept 64 tasks queued behind a 16-slot vendor for six round trips, which
+#: doubled their p99 (bench/capacity.py); a vendor refuses at once, so the overshoot is a slot or two.
+SLOW_START_STEP = 1.0
 
 
 def concurrency_limit(

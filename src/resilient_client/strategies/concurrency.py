@@ -8,9 +8,9 @@ from the answers, and an attempt beyond it waits its turn instead of being sent 
 The limit, in the spirit of TCP congestion control and of Netflix concurrency-limits' AIMD, with
 the defaults chosen for small vendors:
 
-* **Slow start.** A new endpoint starts at ``initial`` and climbs by half a slot per success (half
-  as much again per round trip) until the first overload, so 64 tasks against a 4-slot vendor start
-  at 2, not at 64, and overshoot by a slot or two.
+* **Slow start.** A new endpoint starts at ``initial`` and climbs by a slot per success (doubling
+  per round trip) until the first overload, so 64 tasks against a 4-slot vendor start at 4, not at
+  64, and overshoot by a slot or two.
 * **Overload lowers it.** A 503 or kTooBusy (``service_unavailable``) says the vendor refused the
   attempt that made ``n`` in flight: the limit becomes ``n - 1``, the capacity it just measured
   (``n`` is the larger of the counts when the attempt was admitted and when its answer came: in a
