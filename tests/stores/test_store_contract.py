@@ -316,9 +316,7 @@ async def test_a_new_endpoint_admits_its_initial_limit(ops: Any, key: str, timel
     assert (await ops.enter_slot(key, "c", *SLOTS, now)).entered
 
 
-async def test_slow_start_climbs_a_slot_per_success_up_to_max(
-    ops: Any, key: str, timeline: Timeline
-) -> None:
+async def test_slow_start_climbs_a_slot_per_success_up_to_max(ops: Any, key: str, timeline: Timeline) -> None:
     now = timeline.now
     limits = []
     for index in range(20):
