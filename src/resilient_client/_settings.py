@@ -143,14 +143,14 @@ class ConcurrencySettings:
     enabled: bool = True
     #: The limit a new endpoint starts at; it then climbs by a slot per success until the first
     #: overload (slow start).
-    initial: int = attrs.field(default=4, metadata=rules(_AT_LEAST_ONE))
+    initial: int = attrs.field(default=8, metadata=rules(_AT_LEAST_ONE))
     #: The limit never goes below this.
     min: int = attrs.field(default=1, metadata=rules(_AT_LEAST_ONE))
     #: The limit never goes above this.
     max: int = attrs.field(default=100, metadata=rules(_AT_LEAST_ONE))
     #: Successes at the settled limit before it tries one slot more; the climb then speeds up
     #: (cubic: 8 slots more after twice as many).
-    probe_after: int = attrs.field(default=120, metadata=rules(_AT_LEAST_ONE))
+    probe_after: int = attrs.field(default=30, metadata=rules(_AT_LEAST_ONE))
     #: The share of the limit kept after an overload signal that says nothing of the capacity
     #: (a 429, a timeout, a slow answer); a 503 or kTooBusy lowers it to the in-flight count it met.
     backoff_ratio: float = attrs.field(

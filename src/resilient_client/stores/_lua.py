@@ -615,7 +615,7 @@ local function load_slots(key)
 end
 local function slot_limit(s)
   local limit = s.base
-  if not s.slow then limit = s.base + (s.wins / probe_after) ^ 3 end
+  if not s.slow then limit = s.base + (s.wins / (probe_after * math.max(s.base, 4))) ^ 3 end  -- PROBE_SLOTS
   return math.max(minimum, math.min(maximum, limit))
 end
 """
@@ -659,7 +659,7 @@ if s == nil then return 0 end
 local in_flight = tonumber(ARGV[8])
 local epoch_now = s.epoch == tonumber(ARGV[6])
 if verdict == 'grow' then
-  if epoch_now and s.streak > 0 then redis.call('HSET', KEYS[1], 'streak', '0') end
+  if s.streak > 0 then redis.call('HSET', KEYS[1], 'streak', '0') end
   if s.slow then
     local ceiling = s.ceiling
     if ceiling <= 0 then ceiling = maximum end

@@ -303,15 +303,22 @@ class Admission:
 #: (as TCP's). Half a slot kept 64 tasks queued behind a 16-slot vendor for six round trips, which
 #: doubled their p99 (bench/capacity.py); a vendor refuses at once, so the overshoot is a slot or two.
 SLOW_START_STEP = 1.0
+#: The fewest slots ``concurrency_limit`` counts wins per: a vendor of one slot still sees a probe
+#: only every ``4 * probe_after`` successes.
+PROBE_SLOTS = 4
 
 
 def concurrency_limit(
     base: float, wins: int, slow: bool, minimum: int, maximum: int, probe_after: int
 ) -> float:
     """The limit of a record (the arithmetic both stores mirror): in slow start its ``base``;
-    after it, ``base`` plus the cubic climb of ``wins`` successes since it was last lowered
-    (one slot more at ``probe_after`` wins, eight at twice that); within ``[minimum, maximum]``."""
-    limit = base if slow else base + (wins / probe_after) ** 3
+    after it, ``base`` plus the cubic climb of ``wins`` successes since it was last lowered (one
+    slot more at ``probe_after`` wins per slot of the base, counting at least ``PROBE_SLOTS``,
+    eight at twice that); within ``[minimum, maximum]``. Counted per slot, a probe comes after as
+    many round trips whatever the vendor's capacity, so its refusal is as rare a share of the
+    attempts at 16 slots as at 4 (counted per call, a 16-slot vendor refused one probe every 0.4 s
+    and the refused calls' backoff doubled the p99 of bench/capacity.py)."""
+    limit = base if slow else base + (wins / (probe_after * max(base, PROBE_SLOTS))) ** 3
     return float(max(minimum, min(maximum, limit)))
 
 

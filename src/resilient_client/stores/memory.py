@@ -482,8 +482,7 @@ class MemoryState:
         held = len(record.holders)
         record.holders.pop(op.token, None)
         if op.verdict == "grow":
-            if op.epoch == record.epoch:
-                record.streak = 0
+            record.streak = 0  # any success between two refusals: the second is a probe's, not a fall
             if record.slow:
                 ceiling = record.ceiling or float(op.maximum)
                 record.base = min(ceiling, record.base + SLOW_START_STEP)

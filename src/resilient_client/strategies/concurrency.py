@@ -9,7 +9,7 @@ The limit, in the spirit of TCP congestion control and of Netflix concurrency-li
 the defaults chosen for small vendors:
 
 * **Slow start.** A new endpoint starts at ``initial`` and climbs by a slot per success (doubling
-  per round trip) until the first overload, so 64 tasks against a 4-slot vendor start at 4, not at
+  per round trip) until the first overload, so 64 tasks against a 4-slot vendor start at 8, not at
   64, and overshoot by a slot or two.
 * **Overload lowers it.** A 503 or kTooBusy (``service_unavailable``) says the vendor refused the
   attempt that made ``n`` in flight: the limit becomes ``n - 1``, the capacity it just measured
