@@ -153,6 +153,8 @@ def policy_label(vendor: str) -> str:
     covers journal calls only, not the bench's GET)."""
     policy = rc.load_policy(vendor)
     on = ["budget" if policy.budget.ratio > 0 else "", "breaker" if policy.breaker.enabled else ""]
+    if policy.concurrency.enabled:
+        on.append("concurrency")
     if policy.rate_limit.enabled:
         on.append("limiter raised" if policy.rate_limit.requests else "limiter")
     return f"{vendor} ({', '.join(part for part in on if part)})"
