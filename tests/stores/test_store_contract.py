@@ -384,14 +384,14 @@ async def test_after_a_lowering_the_limit_probes_one_slot_more_after_probe_after
     a = await ops.enter_slot(key, "a", *SLOTS, now)
     await ops.leave_slot(*_leave(key, "a", "lower", a, target=2.0), now)
     limits = []
-    for index in range(8):  # probe_after = 4: +1 at 4 wins, +8 at 8 wins (capped at max 10)
+    for index in range(32):  # probe_after = 4 a slot, 4 slots counted: +1 at 16 wins, +8 at 32 (max 10)
         admitted = await ops.enter_slot(key, f"w{index}", *SLOTS, now)
         await ops.leave_slot(*_leave(key, f"w{index}", "grow", admitted), now)
         limits.append((await ops.enter_slot(key, "peek", *SLOTS, now)).limit)
         await ops.leave_slot(key, "peek", "hold", 0, 0.0, 0, False, *SLOTS[1:], now)
-    assert limits[3] == pytest.approx(3.0)
-    assert limits[0] == pytest.approx(2.0 + (1 / 4) ** 3)
-    assert limits[7] == 10.0
+    assert limits[15] == pytest.approx(3.0)
+    assert limits[0] == pytest.approx(2.0 + (1 / 16) ** 3)
+    assert limits[31] == 10.0
 
 
 async def test_a_success_beyond_the_settled_limit_restarts_slow_start(
@@ -400,14 +400,14 @@ async def test_a_success_beyond_the_settled_limit_restarts_slow_start(
     now = timeline.now
     a = await ops.enter_slot(key, "a", *SLOTS, now)
     await ops.leave_slot(*_leave(key, "a", "lower", a, target=1.0), now)
-    for index in range(6):  # 6 wins: 1 + (6 / 4) ** 3, three slots open
+    for index in range(24):  # 24 wins: 1 + (24 / 16) ** 3, three slots open
         admitted = await ops.enter_slot(key, f"w{index}", *SLOTS, now)
         await ops.leave_slot(*_leave(key, f"w{index}", "grow", admitted), now)
     held = [await ops.enter_slot(key, name, *SLOTS, now) for name in ("p", "q", "r")]
     assert [h.in_flight for h in held] == [1, 2, 3] and all(h.entered for h in held)
     await ops.leave_slot(*_leave(key, "q", "grow", held[1]), now)  # one above the base: no proof
     climbing = await ops.enter_slot(key, "x", *SLOTS, now)
-    assert climbing.limit == pytest.approx(1 + (7 / 4) ** 3)  # still the cubic climb
+    assert climbing.limit == pytest.approx(1 + (25 / 16) ** 3)  # still the cubic climb
     await ops.leave_slot(*_leave(key, "x", "hold", climbing), now)
     await ops.leave_slot(*_leave(key, "r", "grow", held[2]), now)  # two above: slow start from 3
     await ops.leave_slot(*_leave(key, "p", "grow", held[0]), now)
@@ -722,3 +722,29 @@ def test_racing_holders_never_share_a_key_and_never_deadlock(
 
     assert _race(work) == [rounds] * THREADS
     assert overlaps == []
+
+
+@pytest.mark.parametrize(
+    ("success_between", "expected"), [(False, 3.5), (True, 5.0)], ids=["halved", "measured"]
+)
+async def test_a_refusal_right_after_another_halves_the_limit_unless_a_success_came_between(
+    ops: Any, key: str, timeline: Timeline, success_between: bool, expected: float
+) -> None:
+    """Refused again with no success between: the vendor fell, halve and slow start back. With any
+    success between (even of an attempt sent under the older limit) it was a probe: the measure."""
+    now = timeline.now
+    for index in range(6):  # slow start to 8
+        admitted = await ops.enter_slot(key, f"g{index}", *SLOTS, now)
+        await ops.leave_slot(*_leave(key, f"g{index}", "grow", admitted), now)
+    held = [await ops.enter_slot(key, f"h{index}", *SLOTS, now) for index in range(8)]
+    assert held[0].limit == 8.0 and all(h.entered for h in held)
+    await ops.leave_slot(
+        *_leave(key, "h0", "lower", held[0], capacity=True), now
+    )  # 8 held: 7 is the capacity
+    await ops.leave_slot(*_leave(key, "h1", "hold", held[1]), now)
+    probe = await ops.enter_slot(key, "x", *SLOTS, now)  # the seventh in flight, under the new limit
+    assert probe.entered and probe.limit == 7.0
+    if success_between:
+        await ops.leave_slot(*_leave(key, "h2", "grow", held[2]), now)
+    await ops.leave_slot(*_leave(key, "x", "lower", probe, capacity=True), now)
+    assert (await ops.enter_slot(key, "peek", *SLOTS, now)).limit == expected
