@@ -100,7 +100,7 @@ def test_one_stall_is_not_overload_a_run_of_slow_answers_is_and_the_usual_follow
 # -- waits ----------------------------------------------------------------------------------------
 
 URL = "https://usta.test/api/items"
-KEY = state_key("concurrency", "usta", "usta.test", 443)
+KEY = state_key("concurrency", "usta", "usta.test")  # Call.endpoint: no default port
 ONE_SLOT = attrs.evolve(rc.RetryPolicy(), concurrency=rc.ConcurrencySettings(enabled=True, initial=1, max=1))
 
 

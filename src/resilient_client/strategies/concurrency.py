@@ -268,7 +268,7 @@ class ConcurrencyStrategy:
         self.vendor = vendor
         #: Told of every wait for a slot (``Hooks.waited``), as ``"concurrency"``.
         self._hooks = Hooks() if hooks is None else hooks
-        self._endpoints: dict[tuple[str, int | None], Endpoint] = {}
+        self._endpoints: dict[str, Endpoint] = {}
         # Tokens unique across a fleet, made cheaply: a random prefix per strategy and a counter.
         self._tokens = f"{uuid.uuid4().hex[:16]}:"
         self._serial = itertools.count(1)
@@ -277,16 +277,14 @@ class ConcurrencyStrategy:
         return f"ConcurrencyStrategy(vendor={self.vendor!r})"
 
     def endpoint(self, call: Call) -> Endpoint:
-        """The endpoint of ``call`` (vendor, host and port)."""
-        url = call.request.url
-        where = (call.host, url.port)
+        """The endpoint of ``call`` (vendor, host and port: ``Call.endpoint``, as the breaker and
+        the limiter key theirs)."""
+        where = call.endpoint
         found = self._endpoints.get(where)
         if found is None:
             if len(self._endpoints) >= MAX_ENDPOINTS:
                 self._forget_idle()
-            port = url.port if url.port is not None else {"https": 443, "http": 80}.get(url.scheme, "")
-            key = state_key("concurrency", self.vendor, call.host, port)
-            found = self._endpoints.setdefault(where, Endpoint(key))
+            found = self._endpoints.setdefault(where, Endpoint(state_key("concurrency", self.vendor, where)))
         return found
 
     def _forget_idle(self) -> None:
