@@ -228,7 +228,7 @@ def test_waiters_are_served_first_come_first_served_sync() -> None:
         thread.start()
         threads.append(thread)
         # the next waiter starts once this one has queued (the order is the calls' start anyway)
-        while len(endpoint.queue(0)._waiters) < index + 1:
+        while len(endpoint.queue(0).waiters) < index + 1:
             threading.Event().wait(0.0005)
     release.set()
     for thread in threads:
@@ -260,6 +260,97 @@ def test_a_transport_raises_concurrency_limit_error_and_sends_nothing() -> None:
     with httpx.Client(transport=transport) as client:
         assert client.get(URL).status_code == 200
     assert len(sent) == 1
+
+
+THREE_SLOTS = attrs.evolve(
+    rc.RetryPolicy(), concurrency=rc.ConcurrencySettings(enabled=True, initial=3, min=3, max=3)
+)
+
+
+def free_slots(store: rc.MemoryState, clock: FakeClock, who: str) -> int:
+    """How many of the endpoint's three slots another process (``who``) can take now (taken)."""
+    return sum(store.run(EnterSlot(KEY, f"{who}{n}", 100.0, 3, 3, 3, 120), clock()).entered for n in range(3))
+
+
+def counting_transport(
+    clock: FakeClock, store: rc.MemoryState, sent: list[httpx.Request]
+) -> rc.ResilientTransport:
+    return rc.ResilientTransport(
+        "usta",
+        policy=THREE_SLOTS,
+        state=store,
+        transport=httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(200, json={})),
+        **clock.options(),
+    )
+
+
+def test_a_success_keeps_its_slot_warm_for_the_next_call_and_close_lets_it_go() -> None:
+    """One call at a time: the slot of a success that teaches the limit nothing stays held for the
+    next call (no store round trip to let it go and take it again); ``close()`` lets it go."""
+    clock = FakeClock()
+    store = rc.MemoryState()
+    sent: list[httpx.Request] = []
+    transport = counting_transport(clock, store, sent)
+    client = httpx.Client(transport=transport)
+    for _ in range(5):
+        assert client.get(URL).status_code == 200
+    assert len(sent) == 5
+    assert free_slots(store, clock, "other") == 2  # one slot is still this process's, warm
+    for n in range(3):
+        store.run(LeaveSlot(KEY, f"other{n}", "hold", 0, 0.0, 0, False, 3, 3, 3, 120), clock())
+    client.close()
+    assert free_slots(store, clock, "after close") == 3
+
+
+def test_a_warm_slot_is_trusted_for_warm_seconds_then_the_store_is_asked_again() -> None:
+    """Within ``WARM_SECONDS`` of its admission a warm slot carries the next call without asking the
+    store (a limit lowered meanwhile is heard that late); older, it is let go and the call asks the
+    store like any other: over a lowered, full limit it waits, and is refused at its deadline."""
+    from resilient_client.strategies.concurrency import WARM_SECONDS
+
+    clock = FakeClock()
+    store = rc.MemoryState()
+    sent: list[httpx.Request] = []
+    policy = attrs.evolve(
+        THREE_SLOTS,
+        concurrency=rc.ConcurrencySettings(enabled=True, initial=3, min=1, max=3),
+        retry=rc.RetrySettings(total_timeout=1.0),
+    )
+    transport = rc.ResilientTransport(
+        "usta",
+        policy=policy,
+        state=store,
+        transport=httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(200, json={})),
+        **clock.options(),
+    )
+    with httpx.Client(transport=transport) as client:
+        assert client.get(URL).status_code == 200
+        # Another process takes two slots, and a timeout of one of them lowers the limit to 1.
+        for n in range(2):
+            assert store.run(EnterSlot(KEY, f"other{n}", 100.0, 3, 1, 3, 120), clock()).entered
+        store.run(LeaveSlot(KEY, "other1", "lower", 0, 1.0, 3, False, 3, 1, 3, 120), clock())
+        assert client.get(URL).status_code == 200  # the warm slot, not yet stale
+        clock.sleep(WARM_SECONDS * 1.5)
+        with pytest.raises(rc.ConcurrencyLimitError):
+            client.get(URL)  # let go, and the store refuses: "other0" holds the one slot
+    assert len(sent) == 2
+
+
+def test_a_refusal_for_want_of_room_never_keeps_its_slot_warm() -> None:
+    """A 503 lets its slot go (the limit learns from it) rather than keeping it for the next call."""
+    clock = FakeClock()
+    store = rc.MemoryState()
+    answers = iter([httpx.Response(503), httpx.Response(200, json={})])
+    transport = rc.ResilientTransport(
+        "usta",
+        policy=attrs.evolve(THREE_SLOTS, retry=rc.RetrySettings(max_attempts=1)),
+        state=store,
+        transport=httpx.MockTransport(lambda r: next(answers)),
+        **clock.options(),
+    )
+    with httpx.Client(transport=transport) as client, pytest.raises(ServiceUnavailableError):
+        client.get(URL)
+    assert free_slots(store, clock, "other") == 3
 
 
 def test_the_limit_is_per_endpoint_port_included() -> None:

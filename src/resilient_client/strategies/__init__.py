@@ -77,9 +77,13 @@ class Pipeline:
             _deadline.current.reset(bound)
 
     def close(self) -> None:
-        """Let the per-endpoint breakers and limiters go (``transport.close()``)."""
+        """Let the per-endpoint breakers and limiters go, and the warm concurrency slots
+        (``transport.close()``)."""
         self.breaker.forget()
         self.limiter.forget()
+        for strategy in self.strategies:
+            if isinstance(strategy, ConcurrencyStrategy):
+                strategy.close()
 
     async def arun(self, call: Call) -> Attempt:
         """The async twin of ``run``."""
@@ -132,5 +136,5 @@ def build(
         gate = limiter if policy.rate_limit.enabled else None
         strategies.append(GuardStrategy(guards, vendor, gate=gate, hooks=hooks))
     if policy.concurrency.enabled:
-        strategies.append(ConcurrencyStrategy(policy.concurrency, store, vendor, hooks))
+        strategies.append(ConcurrencyStrategy(policy.concurrency, store, vendor, hooks, clock))
     return Pipeline(RetryStrategy(store, vendor, hooks), breaker, limiter, tuple(strategies), leaf)

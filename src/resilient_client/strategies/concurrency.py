@@ -46,8 +46,19 @@ would pass is refused with ``ConcurrencyLimitError``, sending nothing. Waiting h
 (a thread's event cannot wake a task, nor a task's a thread), so first come, first served holds
 within each.
 
-The strategy is the innermost: a slot is held only while its attempt is at the vendor, released
-once the attempt is classified, never across a backoff wait.
+Warm slots: a success that teaches the limit nothing (``"hold"``: fewer than half the slots in use,
+so the limit does not grow) keeps its slot for the process's next attempt at that endpoint instead of
+letting it go and taking one again, two store operations (two Redis round trips) that would leave
+the store as it was. A slot stays warm for ``WARM_SECONDS`` after the store last admitted it (the
+store's ``batch_seconds`` when shorter: 0.1 s for Redis; none for a store that batches nothing), at
+most ``MAX_WARM`` per endpoint and only while nobody in the process waits for a slot; older, it is
+let go and the next attempt asks the store. A waiter at the head of the queue lets go of the warm
+slots first, so no slot idles while a caller waits. ``transport.close()`` lets them go; a process
+that stops calling without closing keeps its warm slots until their leases end, as a crashed one.
+
+The strategy is the innermost: a slot is held only while its attempt is at the vendor (or warm
+between two of the process's attempts), released once the attempt is classified, never across a
+backoff wait.
 """
 
 from __future__ import annotations
@@ -63,10 +74,11 @@ import anyio
 import attrs
 import httpx
 
+from resilient_client._clock import Clock
 from resilient_client._decision import RETURN
 from resilient_client._pipeline import AsyncNext, Attempt, Call, Hooks, Next, rejected
 from resilient_client._settings import ConcurrencySettings
-from resilient_client.errors import ConcurrencyLimitError
+from resilient_client.errors import ConcurrencyLimitError, StateUnavailableError
 from resilient_client.stores import (
     Admission,
     EnterSlot,
@@ -75,6 +87,7 @@ from resilient_client.stores import (
     Verdict,
     state_key,
 )
+from resilient_client.strategies._tally import batch_seconds
 
 __all__ = [
     "CAPACITY_CATEGORIES",
@@ -107,6 +120,10 @@ LATENCY_DRIFT = 0.002
 RECENT_WEIGHT = 0.1
 #: Endpoints a strategy keeps in process before it forgets the idle ones.
 MAX_ENDPOINTS = 1024
+#: How long a slot stays warm (see the module docstring) after the store last admitted it.
+WARM_SECONDS = 1.0
+#: The most warm slots an endpoint keeps in process.
+MAX_WARM = 4
 #: The longest a waiter that is not the head sleeps before looking again on its own (a safety
 #: net: it is woken when it becomes the head or when its deadline passed).
 NAP_MAX = 1.0
@@ -188,27 +205,28 @@ class _Queue:
     """The waiters of one endpoint of one kind (sync threads, or one event loop's tasks), in
     order of their calls' start; only the head asks the store."""
 
-    __slots__ = ("_lock", "_waiters")
+    __slots__ = ("_lock", "waiters")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waiters: list[_Waiter] = []
+        #: In order; read without the lock to see whether anyone waits (a list's length is atomic).
+        self.waiters: list[_Waiter] = []
 
     def __bool__(self) -> bool:
-        return bool(self._waiters)
+        return bool(self.waiters)
 
     def join(self, waiter: _Waiter) -> None:
         with self._lock:
-            bisect.insort(self._waiters, waiter, key=lambda w: w.order)
+            bisect.insort(self.waiters, waiter, key=lambda w: w.order)
 
     def head(self, waiter: _Waiter) -> bool:
         with self._lock:
-            return bool(self._waiters) and self._waiters[0] is waiter
+            return bool(self.waiters) and self.waiters[0] is waiter
 
     def leave(self, waiter: _Waiter) -> None:
         """Take ``waiter`` out; the new head (if it changed) is woken to ask the store."""
         with self._lock:
-            waiters = self._waiters
+            waiters = self.waiters
             was_head = bool(waiters) and waiters[0] is waiter
             if waiter in waiters:
                 waiters.remove(waiter)
@@ -219,7 +237,7 @@ class _Queue:
     def wake_head(self) -> None:
         """Wake the head to ask the store now (a slot was let go in this process)."""
         with self._lock:
-            head = self._waiters[0] if self._waiters else None
+            head = self.waiters[0] if self.waiters else None
         if head is not None:
             head.wake()
 
@@ -227,25 +245,58 @@ class _Queue:
         """Wake every waiter whose deadline has passed (the head sweeps for them: the others sleep
         until woken)."""
         with self._lock:
-            late = [w for w in self._waiters[1:] if w.deadline <= now]
+            late = [w for w in self.waiters[1:] if w.deadline <= now]
         for waiter in late:
             waiter.wake()
 
 
-class Endpoint:
-    """One vendor endpoint's slots: its store key, its usual latency, its waiting queues."""
+class _Held:
+    """A slot held by this process: its token, the store's admission, until when its lease covers
+    an attempt (the admitted call's deadline plus ``LEASE_MARGIN``), and until when it may be kept
+    warm (``WARM_SECONDS`` after the admission)."""
 
-    __slots__ = ("_queues", "key", "latency")
+    __slots__ = ("admission", "covers", "fresh", "token")
+
+    def __init__(self, token: str, admission: Admission, covers: float, fresh: float) -> None:
+        self.token = token
+        self.admission = admission
+        self.covers = covers
+        self.fresh = fresh
+
+
+class Endpoint:
+    """One vendor endpoint's slots: its store key, its usual latency, its waiting queues, its warm
+    slots."""
+
+    __slots__ = ("_queues", "key", "latency", "sync_queue", "warm")
 
     def __init__(self, key: str) -> None:
         self.key = key
         self.latency = Latency()
         #: thread id of an event loop (async), or 0 (every sync thread) -> its queue
         self._queues: dict[int, _Queue] = {}
+        #: The queue of every sync thread (``queue(0)``).
+        self.sync_queue = self._queues[0] = _Queue()
+        #: Slots kept between two attempts (``pop`` and ``append``: one C call each, atomic under
+        #: the GIL, so two threads never take one).
+        self.warm: list[_Held] = []
 
     def idle(self) -> bool:
-        """Whether nobody waits here (the endpoint may be forgotten: its limit lives in the store)."""
+        """Whether nobody waits here (the endpoint may be forgotten: its limit lives in the store,
+        and its warm slots' leases end on their own)."""
         return not any(self._queues.values())
+
+    def take_warm(self) -> _Held | None:
+        try:
+            return self.warm.pop()
+        except IndexError:
+            return None
+
+    def take_all_warm(self) -> list[_Held]:
+        taken = []
+        while (held := self.take_warm()) is not None:
+            taken.append(held)
+        return taken
 
     def queue(self, kind: int) -> _Queue:
         found = self._queues.get(kind)
@@ -258,12 +309,29 @@ class ConcurrencyStrategy:
     """The adaptive concurrency limit in the pipeline: one ``Endpoint`` per host and port of the
     vendor, thin sync and async shells (see the module docstring)."""
 
-    __slots__ = ("_endpoints", "_hooks", "_serial", "_tokens", "settings", "store", "vendor")
+    __slots__ = (
+        "_clock",
+        "_endpoints",
+        "_hooks",
+        "_serial",
+        "_tokens",
+        "_warm_for",
+        "settings",
+        "store",
+        "vendor",
+    )
 
     def __init__(
-        self, settings: ConcurrencySettings, store: StateStore, vendor: str, hooks: Hooks | None = None
+        self,
+        settings: ConcurrencySettings,
+        store: StateStore,
+        vendor: str,
+        hooks: Hooks | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
+        #: Dates ``close``'s operations (attempts use their call's clock).
+        self._clock = Clock() if clock is None else clock
         self.store = store
         self.vendor = vendor
         #: Told of every wait for a slot (``Hooks.waited``), as ``"concurrency"``.
@@ -272,6 +340,8 @@ class ConcurrencyStrategy:
         # Tokens unique across a fleet, made cheaply: a random prefix per strategy and a counter.
         self._tokens = f"{uuid.uuid4().hex[:16]}:"
         self._serial = itertools.count(1)
+        #: How long a slot may stay warm (0: never; a store that batches nothing sees every slot).
+        self._warm_for = min(batch_seconds(store), WARM_SECONDS)
 
     def __repr__(self) -> str:
         return f"ConcurrencyStrategy(vendor={self.vendor!r})"
@@ -289,7 +359,9 @@ class ConcurrencyStrategy:
 
     def _forget_idle(self) -> None:
         """Drop the endpoints nobody waits at (a transport calling ever new hosts keeps no more
-        than ``MAX_ENDPOINTS``; a dropped one only forgets its usual latency)."""
+        than ``MAX_ENDPOINTS``; a dropped one forgets its usual latency, and its warm slots are
+        held in the store until their leases end, at most their calls' deadlines plus
+        ``LEASE_MARGIN``, as a crashed process's)."""
         for where, endpoint in list(self._endpoints.items()):
             if endpoint.idle():
                 self._endpoints.pop(where, None)
@@ -301,15 +373,41 @@ class ConcurrencyStrategy:
         lease = max(0.0, time_left) + LEASE_MARGIN
         return EnterSlot(endpoint.key, token, lease, s.initial, s.min, s.max, s.probe_after)
 
-    def _leave(
-        self, endpoint: Endpoint, token: str, admission: Admission, attempt: Attempt, seconds: float
-    ) -> LeaveSlot:
+    def _held(self, call: Call, token: str, admission: Admission, now: float) -> _Held:
+        """The slot ``admission`` gave ``token`` (its lease: the time left to ``call``, plus the margin)."""
+        return _Held(token, admission, max(call.deadline, now) + LEASE_MARGIN, now + self._warm_for)
+
+    def _after(
+        self,
+        endpoint: Endpoint,
+        held: _Held,
+        attempt: Attempt | None,
+        seconds: float,
+        now: float,
+        waiting: bool,
+    ) -> LeaveSlot | None:
+        """What ends an attempt's hold: the ``LeaveSlot`` that lets the slot go (learning from the
+        answer), or None when the slot is kept warm (a ``"hold"`` answer with the limit less than
+        half used, nobody waiting, the slot fresh)."""
+        if attempt is None:  # raised: nothing learned
+            return self._let_go(endpoint, held.token)
+        admission = held.admission
+        verdict, target = judge(attempt, admission, seconds, endpoint.latency, self.settings)
+        if (
+            verdict == "hold"
+            and attempt.response is not None
+            and now < held.fresh
+            and 2 * admission.in_flight < admission.limit
+            and not waiting
+            and len(endpoint.warm) < MAX_WARM
+        ):
+            endpoint.warm.append(held)
+            return None
         s = self.settings
-        verdict, target = judge(attempt, admission, seconds, endpoint.latency, s)
         capacity = verdict == "lower" and attempt.outcome.category in CAPACITY_CATEGORIES
         return LeaveSlot(
             endpoint.key,
-            token,
+            held.token,
             verdict,
             admission.epoch,
             target,
@@ -323,8 +421,11 @@ class ConcurrencyStrategy:
 
     @staticmethod
     def _let_go(endpoint: Endpoint, token: str) -> LeaveSlot:
-        """End ``token``'s slot, learning nothing (its attempt was not sent, or raised)."""
+        """End ``token``'s slot, learning nothing (its attempt was not sent, or raised; or it was warm)."""
         return LeaveSlot(endpoint.key, token, "hold", 0, 0.0, 0, False, 1, 1, 1, 1)
+
+    def _new_token(self) -> str:
+        return f"{self._tokens}{next_serial(self._serial)}"
 
     def _refused(self, call: Call, number: int, waited: float) -> Attempt:
         reason = f"the concurrency limit stayed full for {waited:.3g} s, until the deadline"
@@ -389,6 +490,8 @@ class ConcurrencyStrategy:
                 now = clock.monotonic()
                 head = queue.head(waiter)
                 if head:
+                    for held in endpoint.take_all_warm():  # no slot idles while a caller waits
+                        self.store.run(self._let_go(endpoint, held.token), now)
                     admission = self.store.run(self._enter(endpoint, token, call.deadline - now), now)
                     if admission.entered:
                         self._hooks.waited(call, number, "concurrency", now - start)
@@ -403,11 +506,9 @@ class ConcurrencyStrategy:
         finally:
             queue.leave(waiter)
 
-    def handle(self, call: Call, number: int, next: Next) -> Attempt:
-        endpoint = self.endpoint(call)
-        token = f"{self._tokens}{next_serial(self._serial)}"
-        clock = call.clock
-        now = clock.monotonic()
+    def _admit(self, call: Call, number: int, endpoint: Endpoint, now: float) -> _Held | Attempt:
+        """A slot from the store, waiting for it if it must: the slot, or the refusal."""
+        token = self._new_token()
         admission: Admission | Attempt
         admission = self.store.run(self._enter(endpoint, token, call.deadline - now), now)
         if not admission.entered or endpoint.queue(0):
@@ -416,6 +517,22 @@ class ConcurrencyStrategy:
             admission = self._wait(call, number, endpoint, token)
             if isinstance(admission, Attempt):
                 return admission
+            now = call.clock.monotonic()
+        return self._held(call, token, admission, now)
+
+    def handle(self, call: Call, number: int, next: Next) -> Attempt:
+        endpoint = self._endpoints.get(call.endpoint) or self.endpoint(call)
+        clock = call.clock
+        now = clock.monotonic()
+        waiters = endpoint.sync_queue.waiters
+        held = endpoint.take_warm() if endpoint.warm else None
+        if held is None or waiters or now >= held.fresh or call.deadline > held.covers:
+            if held is not None:  # stale, or others wait: it goes back to the store
+                self.store.run(self._let_go(endpoint, held.token), now)
+            admitted = self._admit(call, number, endpoint, now)
+            if isinstance(admitted, Attempt):
+                return admitted
+            held = admitted
         started = clock.monotonic()
         attempt: Attempt | None = None
         try:
@@ -423,11 +540,9 @@ class ConcurrencyStrategy:
             return attempt
         finally:
             ended = clock.monotonic()
-            if attempt is None:  # raised: nothing learned
-                op = self._let_go(endpoint, token)
-            else:
-                op = self._leave(endpoint, token, admission, attempt, ended - started)
-            self.store.run(op, ended)
+            op = self._after(endpoint, held, attempt, ended - started, ended, bool(waiters))
+            if op is not None:
+                self.store.run(op, ended)
 
     async def _await(self, call: Call, number: int, endpoint: Endpoint, token: str) -> Admission | Attempt:
         clock = call.clock
@@ -446,6 +561,9 @@ class ConcurrencyStrategy:
                 now = clock.monotonic()
                 head = queue.head(waiter)
                 if head:
+                    for held in endpoint.take_all_warm():  # no slot idles while a caller waits
+                        with anyio.CancelScope(shield=True):
+                            await self.store.arun(self._let_go(endpoint, held.token), now)
                     admission = await self.store.arun(self._enter(endpoint, token, call.deadline - now), now)
                     if admission.entered:
                         self._hooks.waited(call, number, "concurrency", now - start)
@@ -460,12 +578,11 @@ class ConcurrencyStrategy:
         finally:
             queue.leave(waiter)
 
-    async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
-        endpoint = self.endpoint(call)
-        token = f"{self._tokens}{next_serial(self._serial)}"
-        clock = call.clock
-        now = clock.monotonic()
-        queue = endpoint.queue(threading.get_ident())
+    async def _aadmit(
+        self, call: Call, number: int, endpoint: Endpoint, queue: _Queue, now: float
+    ) -> _Held | Attempt:
+        """The async twin of ``_admit``."""
+        token = self._new_token()
         admission: Admission | Attempt
         admission = await self.store.arun(self._enter(endpoint, token, call.deadline - now), now)
         if not admission.entered or queue:
@@ -475,6 +592,23 @@ class ConcurrencyStrategy:
             admission = await self._await(call, number, endpoint, token)
             if isinstance(admission, Attempt):
                 return admission
+            now = call.clock.monotonic()
+        return self._held(call, token, admission, now)
+
+    async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
+        endpoint = self.endpoint(call)
+        clock = call.clock
+        now = clock.monotonic()
+        queue = endpoint.queue(threading.get_ident())
+        held = endpoint.take_warm() if endpoint.warm else None
+        if held is None or queue.waiters or now >= held.fresh or call.deadline > held.covers:
+            if held is not None:  # stale, or others wait: it goes back to the store
+                with anyio.CancelScope(shield=True):
+                    await self.store.arun(self._let_go(endpoint, held.token), now)
+            admitted = await self._aadmit(call, number, endpoint, queue, now)
+            if isinstance(admitted, Attempt):
+                return admitted
+            held = admitted
         started = clock.monotonic()
         attempt: Attempt | None = None
         try:
@@ -482,13 +616,22 @@ class ConcurrencyStrategy:
             return attempt
         finally:
             ended = clock.monotonic()
-            if attempt is None:
-                op = self._let_go(endpoint, token)
-            else:
-                op = self._leave(endpoint, token, admission, attempt, ended - started)
-            with anyio.CancelScope(shield=True):
-                await self.store.arun(op, ended)
-            queue.wake_head()
+            op = self._after(endpoint, held, attempt, ended - started, ended, bool(queue.waiters))
+            if op is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.store.arun(op, ended)
+                queue.wake_head()
+
+    def close(self) -> None:
+        """Let go of the warm slots (``transport.close()``); a store that cannot be reached leaves
+        them to their leases."""
+        now = self._clock.monotonic()
+        for endpoint in list(self._endpoints.values()):
+            for held in endpoint.take_all_warm():
+                try:
+                    self.store.run(self._let_go(endpoint, held.token), now)
+                except StateUnavailableError:
+                    return  # the leases end on their own
 
 
 def next_serial(counter: itertools.count[int]) -> int:
