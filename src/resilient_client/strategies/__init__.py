@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from resilient_client import _deadline
 from resilient_client._clock import Clock
 from resilient_client._pipeline import Attempt, Call, Hooks, Strategy, chain
 from resilient_client._policy import RetryPolicy
@@ -64,17 +63,14 @@ class Pipeline:
     def run(self, call: Call) -> Attempt:
         """Every attempt of ``call``, as the strategies allow; the last one.
 
-        The call's deadline is in ``_deadline.current`` throughout, so every wait on the state
-        store is bounded by it too (not only the attempts' network operations); a store that
-        refuses (``StateUnavailableError``) is told which call it refused."""
-        bound = _deadline.current.set(_deadline.Deadline(call.deadline, call.clock.monotonic))
+        The transport runs it with the call's deadline in ``_deadline.current``, so every wait on
+        the state store is bounded by it too (not only the attempts' network operations); a store
+        that refuses (``StateUnavailableError``) is told which call it refused."""
         try:
             return self.retry.run(call, self.attempt)
         except StateUnavailableError as error:
             _of_call(error, call)
             raise
-        finally:
-            _deadline.current.reset(bound)
 
     def close(self) -> None:
         """Let the per-endpoint breakers and limiters go (``transport.close()``)."""
@@ -83,14 +79,11 @@ class Pipeline:
 
     async def arun(self, call: Call) -> Attempt:
         """The async twin of ``run``."""
-        bound = _deadline.current.set(_deadline.Deadline(call.deadline, call.clock.monotonic))
         try:
             return await self.retry.arun(call, self.aattempt)
         except StateUnavailableError as error:
             _of_call(error, call)
             raise
-        finally:
-            _deadline.current.reset(bound)
 
 
 def _of_call(error: StateUnavailableError, call: Call) -> None:
