@@ -75,6 +75,8 @@ def _bounded(timeout: float | None, error: type[httpcore.TimeoutException]) -> f
 class _Stream(httpcore.NetworkStream):
     def __init__(self, stream: httpcore.NetworkStream) -> None:
         self._stream = stream
+        # The stream's own method, not a forwarding one: httpcore asks twice per request.
+        self.get_extra_info = stream.get_extra_info  # type: ignore[method-assign]
 
     # read and write work ``_bounded`` out in place: each request makes two or three of them.
 
@@ -114,9 +116,6 @@ class _Stream(httpcore.NetworkStream):
         bounded = _bounded(timeout, httpcore.ConnectTimeout)
         return _Stream(self._stream.start_tls(ssl_context, server_hostname, bounded))
 
-    def get_extra_info(self, info: str) -> object:
-        return self._stream.get_extra_info(info)
-
 
 class _Backend(httpcore.NetworkBackend):
     def __init__(self, backend: httpcore.NetworkBackend) -> None:
@@ -149,6 +148,7 @@ class _Backend(httpcore.NetworkBackend):
 class _AsyncStream(httpcore.AsyncNetworkStream):
     def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
         self._stream = stream
+        self.get_extra_info = stream.get_extra_info  # type: ignore[method-assign]
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         deadline = current.get()
@@ -185,9 +185,6 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
     ) -> httpcore.AsyncNetworkStream:
         bounded = _bounded(timeout, httpcore.ConnectTimeout)
         return _AsyncStream(await self._stream.start_tls(ssl_context, server_hostname, bounded))
-
-    def get_extra_info(self, info: str) -> object:
-        return self._stream.get_extra_info(info)
 
 
 class _AsyncBackend(httpcore.AsyncNetworkBackend):

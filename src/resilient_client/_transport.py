@@ -50,6 +50,7 @@ from resilient_client._pipeline import (
 from resilient_client._policy import RetryPolicy, resolve_policy
 from resilient_client._redact import Secrets
 from resilient_client._scrub import async_body_errors_scrubbed, body_errors_scrubbed, scrub_error
+from resilient_client.errors import StateUnavailableError
 from resilient_client.instrumentation import LoggingHook
 from resilient_client.stores import StateStore
 from resilient_client.stores.environment import default_state
@@ -85,6 +86,14 @@ def replayable(request: httpx.Request) -> bool:
     """Whether ``request``'s body can be sent again: bytes in memory, not a one-shot stream (httpx
     keeps every body it has read, or was given as bytes, JSON or a form, as a ``ByteStream``)."""
     return isinstance(request.stream, httpx.ByteStream)
+
+
+def _store_refused(error: StateUnavailableError, call: Call) -> None:
+    """Give ``error`` the vendor and the request of the call it refused (a store knows neither)."""
+    if not error.vendor:
+        error.vendor = call.vendor
+    if error.request is None:
+        error.request = call.request
 
 
 def _cannot_serve(inner: object, kind: str) -> Callable[[], NoReturn]:
@@ -261,6 +270,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             try:
                 response = self._outcome(call, self._pipeline.run(call))
             except BaseException as exc:
+                if isinstance(exc, StateUnavailableError):
+                    _store_refused(exc, call)
                 self._ended(call, exc)
                 raise
             if self.hooks.call_end:
@@ -279,6 +290,8 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             try:
                 response = self._outcome(call, await self._pipeline.arun(call))
             except BaseException as exc:
+                if isinstance(exc, StateUnavailableError):
+                    _store_refused(exc, call)
                 self._ended(call, exc)
                 raise
             if self.hooks.call_end:

@@ -19,13 +19,13 @@ and two waits nested the other way round could starve each other).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from resilient_client._clock import Clock
 from resilient_client._pipeline import Attempt, Call, Hooks, Strategy, chain
 from resilient_client._policy import RetryPolicy
 from resilient_client._settings import BreakerOverride
-from resilient_client.errors import StateUnavailableError
 from resilient_client.stores import StateStore, state_key
 from resilient_client.strategies.breaker import BreakerStrategy
 from resilient_client.strategies.concurrency import ConcurrencyStrategy
@@ -64,34 +64,19 @@ class Pipeline:
         """Every attempt of ``call``, as the strategies allow; the last one.
 
         The transport runs it with the call's deadline in ``_deadline.current``, so every wait on
-        the state store is bounded by it too (not only the attempts' network operations); a store
-        that refuses (``StateUnavailableError``) is told which call it refused."""
-        try:
-            return self.retry.run(call, self.attempt)
-        except StateUnavailableError as error:
-            _of_call(error, call)
-            raise
+        the state store is bounded by it too (not only the attempts' network operations); it tells
+        a store's refusal (``StateUnavailableError``) which call it refused."""
+        return self.retry.run(call, self.attempt)
 
     def close(self) -> None:
         """Let the per-endpoint breakers and limiters go (``transport.close()``)."""
         self.breaker.forget()
         self.limiter.forget()
 
-    async def arun(self, call: Call) -> Attempt:
-        """The async twin of ``run``."""
-        try:
-            return await self.retry.arun(call, self.aattempt)
-        except StateUnavailableError as error:
-            _of_call(error, call)
-            raise
-
-
-def _of_call(error: StateUnavailableError, call: Call) -> None:
-    """Give ``error`` the vendor and the request of the call it refused (a store knows neither)."""
-    if not error.vendor:
-        error.vendor = call.vendor
-    if error.request is None:
-        error.request = call.request
+    def arun(self, call: Call) -> Awaitable[Attempt]:
+        """The async twin of ``run``: the retry strategy's coroutine itself, so that no layer of
+        the pipeline's own is resumed each time an attempt waits for the network."""
+        return self.retry.arun(call, self.aattempt)
 
 
 def _breaker_overrides(policy: RetryPolicy) -> dict[str, BreakerOverride]:
