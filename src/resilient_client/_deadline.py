@@ -13,7 +13,7 @@ first phase of an attempt: its timeout is already shrunk to the time left when t
 Why not a cancel scope (``anyio.fail_after``) around the attempt? It costs 10-20 microseconds per
 request on asyncio and trio (a timer scheduled and cancelled), as much as the transport's whole
 success path; it does not exist for sync clients; and it cannot tell which phase ran out. The wrapper
-costs a context-variable lookup per network operation, and outside an attempt (another client
+costs a context-variable lookup per network operation, and outside a call (another client
 sharing the transport, or the caller reading a body passed through) it changes nothing.
 
 The backend is reached through ``_httpx_compat`` (httpx keeps it in private attributes). An inner
