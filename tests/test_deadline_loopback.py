@@ -184,6 +184,53 @@ def test_every_network_operation_waits_at_most_the_time_left() -> None:
     assert seen == [5.0]
 
 
+@pytest.mark.anyio
+async def test_every_async_network_operation_waits_at_most_the_time_left() -> None:
+    seen: list[float | None] = []
+
+    class Stream(httpcore.AsyncNetworkStream):
+        async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            seen.append(timeout)
+            return b"data"
+
+        async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            if buffer:  # httpcore's own streams send nothing for b"", and wait for nothing
+                seen.append(timeout)
+
+    class Backend(httpcore.AsyncNetworkBackend):
+        async def connect_tcp(
+            self, host: str, port: int, timeout: float | None = None, *args: Any, **kwargs: Any
+        ) -> httpcore.AsyncNetworkStream:
+            seen.append(timeout)
+            return Stream()
+
+    transport = httpx.AsyncHTTPTransport()
+    _httpx_compat.set_network_backend(transport, Backend())
+    backend: Any = _httpx_compat.network_backend(_deadline.bind(transport))
+    now = [100.0]
+    token = _deadline.current.set(_deadline.Deadline(101.0, lambda: now[0]))
+    try:
+        stream = await backend.connect_tcp("127.0.0.1", 1, timeout=5.0)
+        now[0] = 100.5
+        assert await stream.read(10, timeout=None) == b"data"
+        await stream.write(b"x" * 200_000, timeout=0.2)  # in pieces, each bounded
+        await stream.write(b"head", timeout=None)
+        now[0] = 101.0
+        await stream.write(b"", timeout=5.0)  # httpcore's end of a message: nothing to wait for
+        with pytest.raises(httpcore.ReadTimeout):
+            await stream.read(10, timeout=5.0)
+        with pytest.raises(httpcore.WriteTimeout):
+            await stream.write(b"body", timeout=5.0)
+        with pytest.raises(httpcore.ConnectTimeout):
+            await backend.connect_tcp("127.0.0.1", 1, timeout=5.0)
+    finally:
+        _deadline.current.reset(token)
+    assert seen == [1.0, 0.5, 0.2, 0.2, 0.2, 0.2, 0.5]
+    seen.clear()
+    await backend.connect_tcp("127.0.0.1", 1, timeout=5.0)  # outside an attempt: httpx's own timeouts
+    assert seen == [5.0]
+
+
 @pytest.mark.parametrize("transport_class", [httpx.HTTPTransport, httpx.AsyncHTTPTransport])
 def test_httpx_transports_are_wrapped_once_and_others_left_alone(transport_class: Any) -> None:
     transport = transport_class(proxy="http://127.0.0.1:9")

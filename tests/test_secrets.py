@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 from urllib.parse import quote, quote_plus, urlencode
 
+import anyio
 import httpx
 import pytest
 
@@ -1050,3 +1051,36 @@ def test_a_log_line_written_after_the_call_is_not_masked_by_its_request(
         client.get("/api/ok")
         logging.getLogger("resilient_client").debug("after: %s", "x-request-id req-not-a-secret")
     assert "after: x-request-id req-not-a-secret" in [r.getMessage() for r in caplog.records]
+
+
+class _HeaderLoggingHook(rc.Hook):
+    """A user's hook that logs the request's Cookie header as the call starts and ends."""
+
+    def on_call_start(self, call: rc.Call) -> None:
+        logging.getLogger("resilient_client").info("starting with %s", call.request.headers["cookie"])
+
+    def on_call_end(self, call: rc.Call, error: BaseException | None) -> None:
+        logging.getLogger("resilient_client").info("ended with %s", call.request.headers["cookie"])
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_hooks_lines_at_the_calls_start_and_end_mask_what_the_request_carries(
+    asynchronous: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    mock = httpx.MockTransport(lambda request: httpx.Response(200, json={"ResponseCode": 0}))
+    transport = rc.ResilientTransport("hyper", transport=mock, hooks=[_HeaderLoggingHook()])
+    url = "https://h.test/api/ok"
+    with caplog.at_level(logging.INFO, logger="resilient_client"):
+        if asynchronous:
+
+            async def call() -> None:
+                async with httpx.AsyncClient(transport=transport, cookies={"sid": ECHOED_COOKIE}) as client:
+                    await client.get(url)
+
+            anyio.run(call)
+        else:
+            with httpx.Client(transport=transport, cookies={"sid": ECHOED_COOKIE}) as client:
+                client.get(url)
+    lines = [r.getMessage() for r in caplog.records if r.name == "resilient_client"]
+    assert [line.split()[0] for line in lines] == ["starting", "ended"]
+    assert not any(ECHOED_COOKIE in line for line in lines)

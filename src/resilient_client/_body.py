@@ -86,11 +86,12 @@ def body_headers(headers: httpx.Headers) -> list[str | None]:
             seen = found[index]
             found[index] = value if seen is None else seen + b", " + value
     # An ASCII value reads the same in every encoding httpx may pick for the headers: their encoding
-    # (one decoding attempt of every header) is worked out only for a value that is not ASCII.
-    return [
-        None if value is None else value.decode("ascii" if value.isascii() else headers.encoding)
-        for value in found
-    ]
+    # (one decoding attempt of every header) is worked out only for a value that is not ASCII. A
+    # loop, not a comprehension: no function of its own to call on every response.
+    texts: list[str | None] = []
+    for raw in found:
+        texts.append(None if raw is None else raw.decode("ascii" if raw.isascii() else headers.encoding))
+    return texts
 
 
 def wants_body(status: int, method: str, content_type: str | None) -> bool:
@@ -372,17 +373,19 @@ def read_plan(
     ``network_bounded``: the response came through httpx's own transport, whose network operations
     the deadline bounds (``_deadline.reaches_network``)."""
     headers = response.headers
+    status = response.status_code
     if response.is_stream_consumed:  # read already (MockTransport, respx): only its type matters
-        status = response.status_code
         # An error status wants its body whatever its type (``wants_body``): no header looked up.
         content_type = headers.get("content-type") if status < 400 else None
         if not wants_body(status, request.method, content_type):
             return "done", None, None, True
         return "done", content_if_read(response, cap), None, True
     content_type, declared_length, content_encoding = body_headers(headers)
-    if not wants_body(response.status_code, request.method, content_type):
+    if not wants_body(status, request.method, content_type):
         return "done", None, None, True
-    length, identity = content_length(declared_length), is_identity(content_encoding)
+    length = content_length(declared_length)
+    # ``is_identity``'s usual answer in place: most responses name no encoding.
+    identity = content_encoding is None or is_identity(content_encoding)
     if length is not None and length > cap:
         return "done", None, length, True
     if length is not None and identity:

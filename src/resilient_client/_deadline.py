@@ -3,7 +3,7 @@
 httpx times each network operation on its own: a server that trickles its headers one byte at a
 time restarts the read timeout with every byte and can hold a call for as long as it likes. Here
 the network backend of httpx's ``HTTPTransport`` / ``AsyncHTTPTransport`` (httpcore's
-``NetworkBackend``) is wrapped once: while a ``ResilientTransport`` attempt runs, it hands the
+``NetworkBackend``) is wrapped once: while a ``ResilientTransport`` call runs, it hands the
 deadline through a context variable, and every connect, TLS handshake, read and write then waits
 at most the time left (``min(timeout, deadline - now)``), or raises at once when none is left. The
 errors are httpcore's own timeouts, so the caller gets httpx's ``ConnectTimeout``, ``ReadTimeout``
@@ -13,7 +13,7 @@ first phase of an attempt: its timeout is already shrunk to the time left when t
 Why not a cancel scope (``anyio.fail_after``) around the attempt? It costs 10-20 microseconds per
 request on asyncio and trio (a timer scheduled and cancelled), as much as the transport's whole
 success path; it does not exist for sync clients; and it cannot tell which phase ran out. The wrapper
-costs a context-variable lookup per network operation, and outside an attempt (another client
+costs a context-variable lookup per network operation, and outside a call (another client
 sharing the transport, or the caller reading a body passed through) it changes nothing.
 
 The backend is reached through ``_httpx_compat`` (httpx keeps it in private attributes). An inner
@@ -41,16 +41,21 @@ _WRITE_PIECE = 65536
 
 
 class Deadline:
-    """When the current attempt must be over, by the transport's (injectable) clock."""
+    """When the running call must be over, by the transport's (injectable) clock; and the request
+    it sends, whose credentials the log lines written meanwhile mask (``_log_redaction``).
 
-    __slots__ = ("at", "clock")
+    One object in one context variable, set once per call by the transport: what the network
+    operations, the state store's waits and the log filter each need of the call in flight."""
 
-    def __init__(self, at: float, clock: Callable[[], float]) -> None:
+    __slots__ = ("at", "clock", "request")
+
+    def __init__(self, at: float, clock: Callable[[], float], request: httpx.Request | None = None) -> None:
         self.at = at
         self.clock = clock
+        self.request = request
 
 
-#: The deadline of the attempt running in this thread or task; None outside an attempt.
+#: The deadline of the call running in this thread or task; None outside a call.
 current: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
     "resilient_client.deadline", default=None
 )
@@ -70,15 +75,33 @@ def _bounded(timeout: float | None, error: type[httpcore.TimeoutException]) -> f
 class _Stream(httpcore.NetworkStream):
     def __init__(self, stream: httpcore.NetworkStream) -> None:
         self._stream = stream
+        # The stream's own method, not a forwarding one: httpcore asks twice per request.
+        self.get_extra_info = stream.get_extra_info  # type: ignore[method-assign]
+
+    # read and write work ``_bounded`` out in place: each request makes two or three of them.
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        if current.get() is None:  # outside an attempt (the caller reading a body passed through)
-            return self._stream.read(max_bytes, timeout)
-        return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+        deadline = current.get()  # None: the caller reading a body passed through, after the call
+        if deadline is not None:
+            left = deadline.at - deadline.clock()
+            if left <= 0:
+                raise httpcore.ReadTimeout("the total deadline passed")
+            if timeout is None or timeout > left:
+                timeout = left
+        return self._stream.read(max_bytes, timeout)
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:  # httpcore's end of a message framed by its length: nothing to send or wait for
+            return
         if len(buffer) <= _WRITE_PIECE:  # a request's head, a small body: one write
-            self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+            deadline = current.get()
+            if deadline is not None:
+                left = deadline.at - deadline.clock()
+                if left <= 0:
+                    raise httpcore.WriteTimeout("the total deadline passed")
+                if timeout is None or timeout > left:
+                    timeout = left
+            self._stream.write(buffer, timeout)
             return
         for start in range(0, len(buffer), _WRITE_PIECE):
             piece = buffer if len(buffer) <= _WRITE_PIECE else buffer[start : start + _WRITE_PIECE]
@@ -92,9 +115,6 @@ class _Stream(httpcore.NetworkStream):
     ) -> httpcore.NetworkStream:
         bounded = _bounded(timeout, httpcore.ConnectTimeout)
         return _Stream(self._stream.start_tls(ssl_context, server_hostname, bounded))
-
-    def get_extra_info(self, info: str) -> object:
-        return self._stream.get_extra_info(info)
 
 
 class _Backend(httpcore.NetworkBackend):
@@ -128,15 +148,30 @@ class _Backend(httpcore.NetworkBackend):
 class _AsyncStream(httpcore.AsyncNetworkStream):
     def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
         self._stream = stream
+        self.get_extra_info = stream.get_extra_info  # type: ignore[method-assign]
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        if current.get() is None:
-            return await self._stream.read(max_bytes, timeout)
-        return await self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+        deadline = current.get()
+        if deadline is not None:
+            left = deadline.at - deadline.clock()
+            if left <= 0:
+                raise httpcore.ReadTimeout("the total deadline passed")
+            if timeout is None or timeout > left:
+                timeout = left
+        return await self._stream.read(max_bytes, timeout)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
         if len(buffer) <= _WRITE_PIECE:
-            await self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+            deadline = current.get()
+            if deadline is not None:
+                left = deadline.at - deadline.clock()
+                if left <= 0:
+                    raise httpcore.WriteTimeout("the total deadline passed")
+                if timeout is None or timeout > left:
+                    timeout = left
+            await self._stream.write(buffer, timeout)
             return
         for start in range(0, len(buffer), _WRITE_PIECE):
             piece = buffer if len(buffer) <= _WRITE_PIECE else buffer[start : start + _WRITE_PIECE]
@@ -150,9 +185,6 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
     ) -> httpcore.AsyncNetworkStream:
         bounded = _bounded(timeout, httpcore.ConnectTimeout)
         return _AsyncStream(await self._stream.start_tls(ssl_context, server_hostname, bounded))
-
-    def get_extra_info(self, info: str) -> object:
-        return self._stream.get_extra_info(info)
 
 
 class _AsyncBackend(httpcore.AsyncNetworkBackend):

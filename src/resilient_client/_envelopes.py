@@ -213,8 +213,20 @@ def _single_match(key: bytes, pattern: bytes) -> Callable[[bytes], bool]:
     return quick
 
 
-def _none_of(*markers: bytes) -> Callable[[bytes], bool]:
-    return lambda body: not any(m in body for m in markers)
+#: vendor reader -> the marker whose absence from a 2xx body proves it holds no fault.
+_NONE_OF: dict[str, bytes] = {"usta": b'"error', "medable": b'"fault"'}
+
+
+def _none_of_scanner(marker: bytes) -> Callable[[bytes], bool]:
+    """The scan of a vendor in ``_NONE_OF``: ``_scan_general``'s checks and the marker's in one
+    function, since it runs on every success."""
+
+    def scan(body: bytes) -> bool:
+        if body[:2] in _WIDE_STARTS or (body.find(b"\\") >= 0 and body.find(b"\\u") >= 0):
+            return False  # UTF-16/32 or a \u escape: decoded (see surely_no_fault)
+        return marker not in body
+
+    return scan
 
 
 _UPDOX_OK = _single_match(b'"responseCode"', rb'"responseCode"\s*:\s*2\d{3}\s*[,}]')
@@ -224,8 +236,6 @@ _UPDOX_FAILED = re.compile(rb'"success(?:ful)?"\s*:\s*false')
 # A False answer proves nothing: the body is then decoded and read in full.
 _QUICK_OK: dict[str, Callable[[bytes], bool]] = {
     "updox": lambda body: _UPDOX_OK(body) and _UPDOX_FAILED.search(body) is None,
-    "usta": _none_of(b'"error'),
-    "medable": _none_of(b'"fault"'),
     "hyper": _single_match(b'"ResponseCode"', rb'"ResponseCode"\s*:\s*0\s*[,}]'),
 }
 
@@ -281,6 +291,9 @@ def no_fault_scanner(spec: EnvelopeSpec) -> Callable[[bytes], bool] | None:
     None for a vendor without one (every body is decoded). See ``surely_no_fault``."""
     if spec.reader == "hyper":
         return _hyper_scanner()
+    marker = _NONE_OF.get(spec.reader)
+    if marker is not None:
+        return _none_of_scanner(marker)
     quick = _QUICK_OK.get(spec.reader)
     if quick is None:
         return None

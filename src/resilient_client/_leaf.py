@@ -6,8 +6,9 @@ policy switches on and whatever the inner transport is:
 
 1. the caller's timeouts are cut to the time left (and ``retry.attempt_timeout``) when they are
    longer (``Call.shrink_timeouts``);
-2. the request goes to the inner transport while the call's deadline is in ``_deadline.current``
-   (httpx's own transports bound every network operation by it);
+2. the request goes to the inner transport; the call's deadline is in ``_deadline.current`` (the
+   transport set it for the whole call), and httpx's own transports bound every network operation
+   by it;
 3. the body is read only when it can carry an envelope, up to the policy's cap (``_body``);
 4. a 2xx body the vendor's byte scan proves clean is a success with nothing decoded; anything else is
    read by the vendor's envelope reader, classified, and handed to the pure retry decision.
@@ -22,7 +23,6 @@ from collections.abc import Callable
 
 import httpx
 
-from resilient_client import _deadline
 from resilient_client._body import read_async, read_sync
 from resilient_client._catalog import Catalog
 from resilient_client._classify import Outcome, classify
@@ -115,26 +115,22 @@ class Leaf:
             inner = inner()  # raises: this transport cannot serve a sync client
         started = self._begin(call, number)
         request = call.request
-        bound = _deadline.current.set(_deadline.Deadline(call.deadline, call.clock.monotonic))
         try:
-            try:
-                response = inner.handle_request(request)
-            except httpx.TransportError as exc:
-                return self._ended(call, self.judge_error(call, number, exc), started)
-            try:
-                response, body = read_sync(
-                    response,
-                    request,
-                    call.policy.body.max_read_bytes,
-                    call.clock.monotonic,
-                    call.deadline,
-                    self.network_bound,
-                )
-            except httpx.TransportError as exc:
-                response.close()
-                return self._ended(call, self.judge_error(call, number, exc), started)
-        finally:
-            _deadline.current.reset(bound)
+            response = inner.handle_request(request)
+        except httpx.TransportError as exc:
+            return self._ended(call, self.judge_error(call, number, exc), started)
+        try:
+            response, body = read_sync(
+                response,
+                request,
+                call.policy.body.max_read_bytes,
+                call.clock.monotonic,
+                call.deadline,
+                self.network_bound,
+            )
+        except httpx.TransportError as exc:
+            response.close()
+            return self._ended(call, self.judge_error(call, number, exc), started)
         result = self.judge(call, number, response, body)
         if result.decision is RETURN:
             # A success: told only to the hooks that hear successes (usually none).
@@ -153,26 +149,22 @@ class Leaf:
             inner = inner()  # raises: this transport cannot serve an async client
         started = self._begin(call, number)
         request = call.request
-        bound = _deadline.current.set(_deadline.Deadline(call.deadline, call.clock.monotonic))
         try:
-            try:
-                response = await inner.handle_async_request(request)
-            except httpx.TransportError as exc:
-                return self._ended(call, self.judge_error(call, number, exc), started)
-            try:
-                response, body = await read_async(
-                    response,
-                    request,
-                    call.policy.body.max_read_bytes,
-                    call.clock.monotonic,
-                    call.deadline,
-                    self.network_bound,
-                )
-            except httpx.TransportError as exc:
-                await response.aclose()
-                return self._ended(call, self.judge_error(call, number, exc), started)
-        finally:
-            _deadline.current.reset(bound)
+            response = await inner.handle_async_request(request)
+        except httpx.TransportError as exc:
+            return self._ended(call, self.judge_error(call, number, exc), started)
+        try:
+            response, body = await read_async(
+                response,
+                request,
+                call.policy.body.max_read_bytes,
+                call.clock.monotonic,
+                call.deadline,
+                self.network_bound,
+            )
+        except httpx.TransportError as exc:
+            await response.aclose()
+            return self._ended(call, self.judge_error(call, number, exc), started)
         result = self.judge(call, number, response, body)
         if result.decision is RETURN:
             return self._ended(call, result, started) if self._hooks.attempt_success else result

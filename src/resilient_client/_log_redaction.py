@@ -11,15 +11,14 @@ replace.
 Masked by name: secret headers in the ``(b'name', b'value')`` pairs httpcore and hpack print, a
 URL's password, secret query parameters and inline credentials. Masked by value: every secret a
 live client or transport registered (tokens, passwords, client keys, CSRF tokens), in any encoding
-``Secrets`` recognises; and, for a record written while a transport sends a request (``sending``),
-every secret that request carries: its cookies above all, which a vendor may echo into any
-response header (``x-request-id: req-sid=...``) that httpcore prints at DEBUG. Records of other
-loggers are left alone.
+``Secrets`` recognises; and, for a record written while a transport sends a request (its call's
+``_deadline.Deadline`` holds it), every secret that request carries: its cookies above all, which a
+vendor may echo into any response header (``x-request-id: req-sid=...``) that httpcore prints at
+DEBUG. Records of other loggers are left alone.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import re
 import threading
@@ -28,6 +27,7 @@ from urllib.parse import unquote
 
 import httpx
 
+from resilient_client import _deadline
 from resilient_client._redact import REDACTED, Secrets, is_secret_name, redact_text, redact_url
 
 #: Loggers that httpx, httpcore and (for HTTP/2) hpack write to, and the SDK's own; any other logger
@@ -115,11 +115,6 @@ def redact_log_text(text: str) -> str:
     return redact_text(_known.redact(text))
 
 
-#: The request a transport is sending in this thread or task (what ``sending`` set): the request
-#: alone, no object built for it, since every call sets it and a quiet logger never reads it.
-_sending: contextvars.ContextVar[httpx.Request | None] = contextvars.ContextVar(
-    "resilient_client_sending", default=None
-)
 #: The last request a record was masked for (weakly: its body may be large), and the secrets it
 #: carries: the records written while one request is sent work them out once.
 _carried: tuple[weakref.ref[httpx.Request], Secrets] | None = None
@@ -135,17 +130,12 @@ def _carried_by(request: httpx.Request) -> Secrets:
     return found
 
 
-def sending(request: httpx.Request) -> contextvars.Token[httpx.Request | None]:
-    """Mask what ``request`` carries (its cookies, secret headers and fields) in the records written
-    from now on in this thread or task, until ``sent(token)``: the lines httpcore writes while it
-    sends the request and reads the response's headers, and the SDK's own. (The secrets of the
-    transport itself are masked everywhere already: ``protect``.)"""
-    return _sending.set(request)
-
-
-def sent(token: contextvars.Token[httpx.Request | None]) -> None:
-    """End what ``sending`` began."""
-    _sending.reset(token)
+def _request_sent() -> httpx.Request | None:
+    """The request a ``ResilientTransport`` call in this thread or task is sending: the one in the
+    call's ``_deadline.Deadline``, which the transport sets once per call for the deadline and the
+    masking alike (see ``_deadline``)."""
+    in_flight = _deadline.current.get()
+    return None if in_flight is None else in_flight.request
 
 
 class RedactingFilter(logging.Filter):
@@ -158,7 +148,7 @@ class RedactingFilter(logging.Filter):
             message = str(record.msg)
             record.args = None
         redacted = redact_log_text(message)
-        request = _sending.get()
+        request = _request_sent()
         if request is not None and redacted:
             redacted = _carried_by(request).redact_values(redacted)
         if redacted != message:

@@ -119,17 +119,17 @@ class Call:
     """One request's fixed context across its attempts, as every hook receives it.
 
     A hook may read ``request`` (the ``httpx.Request``; its headers may hold credentials, which
-    ``secrets`` knows), ``vendor``, ``host``, ``policy`` (the ``RetryPolicy`` in force), ``deadline``
-    (on ``clock``'s monotonic time), ``operation``, ``time_left()``; ``hook_data`` is scratch space
-    for hooks that follow a call (a tracing span, say). A plain slotted class: it is on the success
-    path.
+    ``secrets`` knows), ``vendor``, ``host``, ``endpoint``, ``policy`` (the ``RetryPolicy`` in
+    force), ``deadline`` (on ``clock``'s monotonic time), ``operation``, ``time_left()``;
+    ``hook_data`` is scratch space for hooks that follow a call (a tracing span, say). A plain
+    slotted class: it is on the success path.
     """
 
     __slots__ = (
-        "_endpoint",
         "_operation",
         "clock",
         "deadline",
+        "endpoint",
         "hook_data",
         "host",
         "longest",
@@ -157,21 +157,32 @@ class Call:
         self.policy = policy
         self.clock = clock
         self.vendor = vendor
+        url = request.url
         #: ``request.url.host`` (IDNA decoded), read once: each strategy keys on it.
-        self.host = request.url.host
+        self.host = host = url.host
+        port = url.port
+        #: What per-endpoint state (breaker, limiter, concurrency) keys on: the host and, unless it
+        #: is the scheme's default (which httpx leaves out), the port: ``api.example.com:8443``. Two
+        #: services on one host are two endpoints. Worked out here: the breaker (on in every
+        #: shipped policy) reads it on every attempt.
+        self.endpoint = host if port is None else f"{host}:{port}"
         self.replayable = replayable
         retry = policy.retry
         self.deadline = clock.monotonic() + retry.total_timeout
         self.hook_data: dict[str, Any] | None = None
         self._operation: str | None = None
-        self._endpoint: str | None = None
         #: The caller's own timeouts (kept under CALLER_TIMEOUT_EXTENSION once shrunk, so a request
         #: sent again starts from them, not from a shrunk leftover).
         extensions = request.extensions
         timeouts = extensions.get(CALLER_TIMEOUT_EXTENSION) or extensions.get("timeout")
         self.timeouts: Any = timeouts
-        #: The longest of the caller's timeouts (infinite: one is missing or None).
-        self.longest = _longest(timeouts)
+        #: The longest of the caller's timeouts (infinite: one is missing or None). The client's
+        #: own timeouts, equal to the last measured, are looked up here without a call.
+        measured = _measured
+        if type(timeouts) is dict and timeouts == measured[0]:
+            self.longest = measured[1]
+        else:
+            self.longest = _longest(timeouts)
         # Usually the caller's timeouts (httpx's 5 s) end long before the deadline: nothing to shrink.
         self.shrink = retry.attempt_timeout > 0 or retry.total_timeout < self.longest
 
@@ -188,18 +199,6 @@ class Call:
                 operation = self.request.url.path.rstrip("/").rpartition("/")[2]
             self._operation = operation
         return operation
-
-    @property
-    def endpoint(self) -> str:
-        """What per-endpoint state (breaker, limiter) keys on: the host and, unless it is the
-        scheme's default (which httpx leaves out), the port: ``api.example.com:8443``. Two services
-        on one host are two endpoints. Worked out once per call."""
-        endpoint = self._endpoint
-        if endpoint is None:
-            url = self.request.url
-            port = url.port
-            endpoint = self._endpoint = self.host if port is None else f"{self.host}:{port}"
-        return endpoint
 
     def name_operation(self) -> str:
         """``operation``, as a function: what ``decide`` calls only when the method is not enough."""

@@ -177,18 +177,19 @@ class _ScrubbingAsyncStream(httpx.AsyncByteStream):
         await self._stream.aclose()
 
 
-def _unread(response: httpx.Response) -> bool:
-    # A body already in memory cannot fail to read: it is left as it is.
-    return not response.is_stream_consumed and not isinstance(response.stream, httpx.ByteStream)
-
-
 def body_errors_scrubbed(
     response: httpx.Response, request: httpx.Request, secrets: Secrets
 ) -> httpx.Response:
     """``response``, whose body an httpx.Client reads after the transport returned it, made to let
-    its read errors (a dropped connection, a read timeout) out scrubbed."""
-    if _unread(response) and isinstance(response.stream, httpx.SyncByteStream):
-        response.stream = _ScrubbingSyncStream(response.stream, request, secrets)
+    its read errors (a dropped connection, a read timeout) out scrubbed. A body already in memory
+    (read, or bytes) cannot fail to read: it is left as it is."""
+    stream = response.stream
+    if (
+        not response.is_stream_consumed
+        and not isinstance(stream, httpx.ByteStream)
+        and isinstance(stream, httpx.SyncByteStream)
+    ):
+        response.stream = _ScrubbingSyncStream(stream, request, secrets)
     return response
 
 
@@ -196,8 +197,13 @@ def async_body_errors_scrubbed(
     response: httpx.Response, request: httpx.Request, secrets: Secrets
 ) -> httpx.Response:
     """``body_errors_scrubbed`` for an httpx.AsyncClient."""
-    if _unread(response) and isinstance(response.stream, httpx.AsyncByteStream):
-        response.stream = _ScrubbingAsyncStream(response.stream, request, secrets)
+    stream = response.stream
+    if (
+        not response.is_stream_consumed
+        and not isinstance(stream, httpx.ByteStream)
+        and isinstance(stream, httpx.AsyncByteStream)
+    ):
+        response.stream = _ScrubbingAsyncStream(stream, request, secrets)
     return response
 
 

@@ -29,10 +29,9 @@ from resilient_client import _deadline
 from resilient_client._body import request_id as _request_id
 from resilient_client._catalog import Catalog, catalog
 from resilient_client._clock import Clock
-from resilient_client._decision import is_retryable
+from resilient_client._decision import RETURN, is_retryable
 from resilient_client._leaf import Leaf
 from resilient_client._log_redaction import protect as protect_logs
-from resilient_client._log_redaction import sending, sent
 from resilient_client._pipeline import (
     ATTEMPTS_EXTENSION,
     CALLER_TIMEOUT_EXTENSION,
@@ -51,6 +50,7 @@ from resilient_client._pipeline import (
 from resilient_client._policy import RetryPolicy, resolve_policy
 from resilient_client._redact import Secrets
 from resilient_client._scrub import async_body_errors_scrubbed, body_errors_scrubbed, scrub_error
+from resilient_client.errors import StateUnavailableError
 from resilient_client.instrumentation import LoggingHook
 from resilient_client.stores import StateStore
 from resilient_client.stores.environment import default_state
@@ -86,6 +86,14 @@ def replayable(request: httpx.Request) -> bool:
     """Whether ``request``'s body can be sent again: bytes in memory, not a one-shot stream (httpx
     keeps every body it has read, or was given as bytes, JSON or a form, as a ``ByteStream``)."""
     return isinstance(request.stream, httpx.ByteStream)
+
+
+def _store_refused(error: StateUnavailableError, call: Call) -> None:
+    """Give ``error`` the vendor and the request of the call it refused (a store knows neither)."""
+    if not error.vendor:
+        error.vendor = call.vendor
+    if error.request is None:
+        error.request = call.request
 
 
 def _cannot_serve(inner: object, kind: str) -> Callable[[], NoReturn]:
@@ -189,12 +197,14 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             policy = override.checked_for(self.catalog)
         else:
             policy = resolve_policy(override, self.vendor).checked_for(self.catalog)
-        # Asked before sending: an inner transport that reads a one-shot body (MockTransport does)
-        # leaves it looking replayable afterwards.
-        call = Call(request, policy, self.clock, self.vendor, replayable(request), self.secrets)
+        # Asked before sending (``replayable``, in place): an inner transport that reads a one-shot
+        # body (MockTransport does) leaves it looking replayable afterwards.
+        replays = isinstance(request.stream, httpx.ByteStream)
+        return Call(request, policy, self.clock, self.vendor, replays, self.secrets)
+
+    def _started(self, call: Call) -> None:
         for hook in self.hooks.call_start:
             hook(call)
-        return call
 
     def _ended(self, call: Call, error: BaseException | None) -> None:
         """``on_call_end`` closes what ``on_call_start`` opened (a tracing span, say)."""
@@ -202,6 +212,10 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             hook(call, error)
 
     def _outcome(self, call: Call, result: Attempt) -> httpx.Response:
+        response = result.response
+        if result.decision is RETURN and response is not None:  # a success (most calls): as it is
+            response.extensions[ATTEMPTS_EXTENSION] = result.number
+            return response
         if result.rejection is not None:
             raise result.rejection  # the first attempt was refused: nothing was ever sent
         attempts = result.number
@@ -244,36 +258,46 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the pipeline (httpx's transport API): the vendor's response, or
         its typed error (``ApiError``), a refusal (``RejectedError``) or httpx's transport error."""
-        # Log lines written meanwhile (httpcore's response headers, where a vendor may echo the
+        call = self._call(request)
+        # One context variable for the whole call (``_deadline.Deadline``): every network operation
+        # of httpx's own transports and every wait on the state store end by the deadline, and log
+        # lines written meanwhile (httpcore's response headers, where a vendor may echo the
         # request's cookie) mask what the request carries.
-        masking = sending(request)
+        in_flight = _deadline.current.set(_deadline.Deadline(call.deadline, call.clock.monotonic, request))
         try:
-            call = self._call(request)
+            if self.hooks.call_start:
+                self._started(call)
             try:
                 response = self._outcome(call, self._pipeline.run(call))
             except BaseException as exc:
+                if isinstance(exc, StateUnavailableError):
+                    _store_refused(exc, call)
                 self._ended(call, exc)
                 raise
             if self.hooks.call_end:
                 self._ended(call, None)
         finally:
-            sent(masking)
+            _deadline.current.reset(in_flight)
         return body_errors_scrubbed(response, request, self.secrets)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """The async twin of ``handle_request`` (httpx's async transport API)."""
-        masking = sending(request)
+        call = self._call(request)
+        in_flight = _deadline.current.set(_deadline.Deadline(call.deadline, call.clock.monotonic, request))
         try:
-            call = self._call(request)
+            if self.hooks.call_start:
+                self._started(call)
             try:
                 response = self._outcome(call, await self._pipeline.arun(call))
             except BaseException as exc:
+                if isinstance(exc, StateUnavailableError):
+                    _store_refused(exc, call)
                 self._ended(call, exc)
                 raise
             if self.hooks.call_end:
                 self._ended(call, None)
         finally:
-            sent(masking)
+            _deadline.current.reset(in_flight)
         return async_body_errors_scrubbed(response, request, self.secrets)
 
     def close(self) -> None:

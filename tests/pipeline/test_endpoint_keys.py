@@ -111,3 +111,19 @@ def test_a_refusing_store_names_the_vendor_and_the_request(redis_process: object
     assert caught.value.request.url.host == "hyper.test"
     assert isinstance(caught.value, httpx.HTTPError)
     state.close()
+
+
+@pytest.mark.anyio
+async def test_a_refusing_store_names_the_vendor_and_the_request_of_an_async_call(
+    redis_process: object,
+) -> None:
+    state = RedisState("redis://127.0.0.1:1/0", on_unavailable="raise")
+    clock = FakeClock()
+    resilient = transport(Vendor(clock), state=state, policy=policy("hyper", budget=NO_BUDGET))
+    async with httpx.AsyncClient(transport=resilient) as client:
+        with pytest.raises(StateUnavailableError) as caught:
+            await client.get("https://hyper.test/api/items")
+    assert caught.value.vendor == "hyper"
+    assert caught.value.request is not None
+    assert caught.value.request.url.host == "hyper.test"
+    await state.aclose()

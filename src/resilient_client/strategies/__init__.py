@@ -19,14 +19,13 @@ and two waits nested the other way round could starve each other).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
-from resilient_client import _deadline
 from resilient_client._clock import Clock
 from resilient_client._pipeline import Attempt, Call, Hooks, Strategy, chain
 from resilient_client._policy import RetryPolicy
 from resilient_client._settings import BreakerOverride
-from resilient_client.errors import StateUnavailableError
 from resilient_client.stores import StateStore, state_key
 from resilient_client.strategies.breaker import BreakerStrategy
 from resilient_client.strategies.concurrency import ConcurrencyStrategy
@@ -64,17 +63,10 @@ class Pipeline:
     def run(self, call: Call) -> Attempt:
         """Every attempt of ``call``, as the strategies allow; the last one.
 
-        The call's deadline is in ``_deadline.current`` throughout, so every wait on the state
-        store is bounded by it too (not only the attempts' network operations); a store that
-        refuses (``StateUnavailableError``) is told which call it refused."""
-        bound = _deadline.current.set(_deadline.Deadline(call.deadline, call.clock.monotonic))
-        try:
-            return self.retry.run(call, self.attempt)
-        except StateUnavailableError as error:
-            _of_call(error, call)
-            raise
-        finally:
-            _deadline.current.reset(bound)
+        The transport runs it with the call's deadline in ``_deadline.current``, so every wait on
+        the state store is bounded by it too (not only the attempts' network operations); it tells
+        a store's refusal (``StateUnavailableError``) which call it refused."""
+        return self.retry.run(call, self.attempt)
 
     def close(self) -> None:
         """Let the per-endpoint breakers and limiters go, and the warm concurrency slots
@@ -85,24 +77,10 @@ class Pipeline:
             if isinstance(strategy, ConcurrencyStrategy):
                 strategy.close()
 
-    async def arun(self, call: Call) -> Attempt:
-        """The async twin of ``run``."""
-        bound = _deadline.current.set(_deadline.Deadline(call.deadline, call.clock.monotonic))
-        try:
-            return await self.retry.arun(call, self.aattempt)
-        except StateUnavailableError as error:
-            _of_call(error, call)
-            raise
-        finally:
-            _deadline.current.reset(bound)
-
-
-def _of_call(error: StateUnavailableError, call: Call) -> None:
-    """Give ``error`` the vendor and the request of the call it refused (a store knows neither)."""
-    if not error.vendor:
-        error.vendor = call.vendor
-    if error.request is None:
-        error.request = call.request
+    def arun(self, call: Call) -> Awaitable[Attempt]:
+        """The async twin of ``run``: the retry strategy's coroutine itself, so that no layer of
+        the pipeline's own is resumed each time an attempt waits for the network."""
+        return self.retry.arun(call, self.aattempt)
 
 
 def _breaker_overrides(policy: RetryPolicy) -> dict[str, BreakerOverride]:

@@ -89,10 +89,7 @@ class Budget:
             self.refunds.add()
 
     def _deposit_due(self, now: float) -> Deposit | None:
-        """Count a request's share; the deposit to write now, if the batch is due."""
-        self.earned.add()
-        if now < self.flush_at:
-            return None
+        """The deposit to write now that the batch is due (None: nothing was earned)."""
         amount = self._amount(now)
         return Deposit(self.key, amount, self._burst) if amount > 0 else None
 
@@ -101,11 +98,14 @@ class Budget:
         return TrySpend(self.key, RETRY_COST, self._burst, earned=self._amount(now))
 
     def deposit(self, now: float) -> None:
-        """Earn a request's share of a retry (call once per request, not per attempt)."""
+        """Earn a request's share of a retry (call once per request, not per attempt): counted,
+        and written with the others once the batch is due."""
         if self.enabled:
-            due = self._deposit_due(now)
-            if due is not None:
-                self.store.run(due, now)
+            self.earned.add()
+            if now >= self.flush_at:
+                due = self._deposit_due(now)
+                if due is not None:
+                    self.store.run(due, now)
 
     def try_spend(self, now: float) -> bool:
         """Take one retry's token; False means the retry must not be sent."""
@@ -113,9 +113,11 @@ class Budget:
 
     async def adeposit(self, now: float) -> None:
         if self.enabled:
-            due = self._deposit_due(now)
-            if due is not None:
-                await self.store.arun(due, now)
+            self.earned.add()
+            if now >= self.flush_at:
+                due = self._deposit_due(now)
+                if due is not None:
+                    await self.store.arun(due, now)
 
     async def atry_spend(self, now: float) -> bool:
         return not self.enabled or await self.store.arun(self._spend(now), now)

@@ -104,9 +104,13 @@ class RetryStrategy:
 
     def run(self, call: Call, attempt: Next) -> Attempt:
         """Every attempt of ``call``, each through ``attempt`` (the inner strategies and the leaf)."""
-        budget = self.budget(call.policy)
+        # ``budget``'s usual answer, found in place: this runs once per request.
+        last = self._last
+        budget = last[1] if last is not None and last[0] is call.policy.budget else self.budget(call.policy)
         budget.deposit(call.clock.monotonic())
-        first = self._heard(call, attempt(call, 1))
+        first = attempt(call, 1)
+        if first.rejection is not None:
+            self._heard(call, first)
         if first.decision.action != "retry":
             return first
         if not budget.try_spend(call.clock.monotonic()):
@@ -128,9 +132,12 @@ class RetryStrategy:
     # -- async ----------------------------------------------------------------------------------
 
     async def arun(self, call: Call, attempt: AsyncNext) -> Attempt:
-        budget = self.budget(call.policy)
+        last = self._last
+        budget = last[1] if last is not None and last[0] is call.policy.budget else self.budget(call.policy)
         await budget.adeposit(call.clock.monotonic())
-        first = self._heard(call, await attempt(call, 1))
+        first = await attempt(call, 1)
+        if first.rejection is not None:
+            self._heard(call, first)
         if first.decision.action != "retry":
             return first
         if not await budget.atry_spend(call.clock.monotonic()):
