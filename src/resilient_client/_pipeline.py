@@ -8,7 +8,7 @@ Each attempt passes a chain of strategies, outermost first::
             └─ guard (strategies/guard.py)  at most ``limit`` attempts in flight per key
                └─ leaf (the transport)  send -> read the body -> classify -> Attempt
 
-A strategy is a pair of methods, ``handle(call, number, next)`` and ``ahandle(call, number, next)``,
+A strategy is a pair of methods, ``handle(next, call, number)`` and ``ahandle(next, call, number)``,
 around no-I/O logic of its own; it returns an ``Attempt`` instead of raising (Polly's ``Outcome``), so a
 refusal is an Attempt carrying a ``RejectedError`` that the retry strategy can weigh against the last
 vendor answer. No strategy logs or calls user code: each reports what happened to ``Hooks``, which
@@ -255,9 +255,9 @@ AsyncNext = Callable[[Call, int], Awaitable[Attempt]]
 class Strategy(Protocol):
     """One layer of the pipeline: a sync and an async shell around no-I/O logic."""
 
-    def handle(self, call: Call, number: int, next: Next) -> Attempt: ...
+    def handle(self, next: Next, call: Call, number: int) -> Attempt: ...
 
-    async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt: ...
+    async def ahandle(self, next: AsyncNext, call: Call, number: int) -> Attempt: ...
 
 
 def chain(strategies: Sequence[Strategy], leaf: Next, aleaf: AsyncNext) -> tuple[Next, AsyncNext]:
@@ -273,14 +273,15 @@ def chain(strategies: Sequence[Strategy], leaf: Next, aleaf: AsyncNext) -> tuple
     return run, arun
 
 
-# A partial, not a lambda: no Python frame of its own between two layers on every attempt. The
-# Strategy protocol names the parameter ``next``.
+# A partial, not a lambda: no Python frame of its own between two layers on every attempt; and
+# ``next`` first in the Strategy protocol, so it is bound by position (a partial's keywords are
+# copied into a new dict on every call).
 def _bind(strategy: Strategy, next: Next) -> Next:
-    return functools.partial(strategy.handle, next=next)
+    return functools.partial(strategy.handle, next)
 
 
 def _abind(strategy: Strategy, next: AsyncNext) -> AsyncNext:
-    return functools.partial(strategy.ahandle, next=next)
+    return functools.partial(strategy.ahandle, next)
 
 
 # -- events ---------------------------------------------------------------------------------------

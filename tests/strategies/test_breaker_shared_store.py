@@ -1,5 +1,5 @@
-"""A breaker over a shared store (``batch_seconds`` > 0, as Redis) believes a closed circuit for that
-long while it sees no failure, so a healthy vendor's calls skip the store's round trip; a circuit
+"""A breaker believes a closed circuit for its store's ``batch_seconds`` (0.1 s for Redis), at most
+``CLOSED_BELIEF``, while it sees no failure, so a healthy vendor's calls skip the store's round trip; a circuit
 opened elsewhere stops its calls at most that late. Round trips are counted on a real Redis."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from redis_process import RedisProcess, counted_store, round_trips
 from resilient_client._settings import BreakerSettings
 from resilient_client.stores import MemoryState, StateStore
-from resilient_client.strategies.breaker import Breaker, CircuitOpen, Permit
+from resilient_client.strategies.breaker import CLOSED_BELIEF, Breaker, CircuitOpen, Permit
 
 SETTINGS = BreakerSettings(minimum_throughput=2, failure_ratio=0.5, break_duration=30.0)
 
@@ -57,8 +57,28 @@ def test_a_circuit_opened_by_another_process_refuses_here_within_the_batch() -> 
     assert isinstance(here.admit(1.11, 30.0), CircuitOpen)
 
 
-def test_over_the_in_process_store_a_circuit_opened_elsewhere_refuses_at_once() -> None:
-    store = MemoryState()
+class Unbatched(MemoryState):
+    """A store that batches nothing: every admission asks it."""
+
+    batch_seconds = 0.0
+
+
+@pytest.mark.parametrize("store", [Shared(), MemoryState()], ids=["shared", "in-process"])
+def test_a_circuit_opened_by_another_breaker_refuses_here_within_the_belief(store: StateStore) -> None:
+    """A closed circuit is believed for ``CLOSED_BELIEF`` (the in-process store too: a vendor
+    client's mounts on one store see each other's circuits at most that late, as a fleet's do)."""
+    here = Breaker(SETTINGS, store, "breaker/hyper/h")
+    there = Breaker(SETTINGS, store, "breaker/hyper/h")
+    assert isinstance(here.admit(1.0, 30.0), Permit)
+    permit = there.admit(1.0, 30.0)
+    there.record(permit, True, 1.0)
+    assert there.record(permit, True, 1.0) == "open"
+    assert isinstance(here.admit(1.0 + CLOSED_BELIEF / 2, 30.0), Permit)  # still believed closed
+    assert isinstance(here.admit(1.0 + CLOSED_BELIEF * 1.1, 30.0), CircuitOpen)
+
+
+def test_over_a_store_that_batches_nothing_a_circuit_opened_elsewhere_refuses_at_once() -> None:
+    store = Unbatched()
     here = Breaker(SETTINGS, store, "breaker/hyper/h")
     there = Breaker(SETTINGS, store, "breaker/hyper/h")
     assert isinstance(here.admit(1.0, 30.0), Permit)

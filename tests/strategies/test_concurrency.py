@@ -134,7 +134,7 @@ def test_an_attempt_past_the_deadline_is_refused_sync_sending_nothing() -> None:
     assert store.run(EnterSlot(KEY, "holder", 100.0, 1, 1, 1, 120), clock()).entered
     sent: list[int] = []
     call = make_call(clock, attrs.evolve(ONE_SLOT, retry=rc.RetrySettings(total_timeout=2.0)))
-    result = strategy.handle(call, 1, lambda c, n: sent.append(n) or success(c, n))
+    result = strategy.handle(lambda c, n: sent.append(n) or success(c, n), call, 1)
     assert sent == []
     assert isinstance(result.rejection, rc.ConcurrencyLimitError)
     assert result.rejected_by == "concurrency"
@@ -153,7 +153,7 @@ async def test_an_attempt_past_the_deadline_is_refused_async_sending_nothing() -
     async def never(call: Call, number: int) -> Attempt:
         raise AssertionError("sent past the limit")
 
-    result = await strategy.ahandle(call, 1, never)
+    result = await strategy.ahandle(never, call, 1)
     assert isinstance(result.rejection, rc.ConcurrencyLimitError)
     assert 2.0 <= clock() - 1000.0 <= 2.01
 
@@ -185,13 +185,13 @@ async def test_waiters_are_served_first_come_first_served_by_their_calls_start_a
         return next_
 
     async with anyio.create_task_group() as group:
-        group.start_soon(strategy.ahandle, make_call(clock, patient), 1, holder_next)
+        group.start_soon(strategy.ahandle, holder_next, make_call(clock, patient), 1)
         await holding.wait()
         for name in ("b", "c", "d"):
             calls[name] = make_call(clock, patient)
             clock.now += 0.001
         for name in ("b", "c", "d", "oldest"):  # "oldest" joins last
-            group.start_soon(strategy.ahandle, calls[name], 2, recorder(name))
+            group.start_soon(strategy.ahandle, recorder(name), calls[name], 2)
             for _ in range(5):
                 await anyio.sleep(0)
         release.set()
@@ -218,13 +218,13 @@ def test_waiters_are_served_first_come_first_served_sync() -> None:
 
         return next_
 
-    threads = [threading.Thread(target=strategy.handle, args=(make_call(clock, patient), 1, holder_next))]
+    threads = [threading.Thread(target=strategy.handle, args=(holder_next, make_call(clock, patient), 1))]
     threads[0].start()
     assert holding.wait(30)
     for index, name in enumerate(("b", "c", "d")):
         call = make_call(clock, patient)
         clock.now += 0.001
-        thread = threading.Thread(target=strategy.handle, args=(call, 1, recorder(name)))
+        thread = threading.Thread(target=strategy.handle, args=(recorder(name), call, 1))
         thread.start()
         threads.append(thread)
         # the next waiter starts once this one has queued (the order is the calls' start anyway)
@@ -377,10 +377,10 @@ def test_the_limit_is_per_endpoint_port_included() -> None:
     inner: list[str] = []
 
     def nested(call: Call, number: int) -> Attempt:  # while port 8001's one slot is held
-        inner.append(strategy.handle(b, 1, success).decision.action)
+        inner.append(strategy.handle(success, b, 1).decision.action)
         return success(call, number)
 
-    strategy.handle(a, 1, nested)
+    strategy.handle(nested, a, 1)
     assert inner == ["return"]
 
 
@@ -398,7 +398,7 @@ def test_a_strategy_forgets_idle_endpoints_past_its_bound() -> None:
             True,
             Secrets(),
         )
-        strategy.handle(call, 1, success)
+        strategy.handle(success, call, 1)
     assert len(strategy._endpoints) <= concurrency.MAX_ENDPOINTS
 
 

@@ -54,7 +54,7 @@ from resilient_client.stores import (
 from resilient_client.strategies._endpoints import Endpoints
 from resilient_client.strategies._tally import Tally, batch_seconds
 
-__all__ = ["FAILURE_CATEGORIES", "Breaker", "BreakerStrategy", "CircuitOpen", "Permit"]
+__all__ = ["CLOSED_BELIEF", "FAILURE_CATEGORIES", "Breaker", "BreakerStrategy", "CircuitOpen", "Permit"]
 
 #: Categories that say the vendor is unwell. ``rate_limited``, ``locked``, ``not_ready``, 4xx and soft
 #: faults are answers from a working vendor, so they are successes here.
@@ -63,6 +63,8 @@ FAILURE_CATEGORIES = frozenset({"server_error", "service_unavailable", "request_
 #: A probe's slot outlives the time left to its call by this much, then frees itself: a probe whose
 #: process died cannot keep the circuit half-open for ever, and a live one never loses its slot.
 PROBE_LEASE_MARGIN = 5.0
+#: The longest a closed circuit is believed without asking the store (see ``Breaker``).
+CLOSED_BELIEF = 0.1
 
 
 @attrs.frozen
@@ -136,11 +138,11 @@ class Breaker:
         self.won_at = 0.0
         batch = batch_seconds(store)
         self._batch = min(batch, settings.sampling_duration / 20)
-        #: A shared store's "closed" is believed for its ``batch_seconds`` (0.1 s for Redis) while
-        #: this breaker sees no failure: a circuit another process opens stops this one's calls at
-        #: most that late, and a healthy vendor's calls skip the round trip. The in-process store
-        #: is always asked (it is a dictionary away).
-        self._closed_for = batch if 0 < batch < math.inf else 0.0
+        #: The store's "closed" is believed for its ``batch_seconds`` (0.1 s for Redis), at most
+        #: ``CLOSED_BELIEF``, while this breaker sees no failure: a circuit another process (or
+        #: another transport on the same store) opens stops this one's calls at most that late, and
+        #: a healthy vendor's calls skip the store. A store that batches nothing is always asked.
+        self._closed_for = min(batch, CLOSED_BELIEF)
         self._closed_until = -math.inf
         #: When the successes are written even if no failure comes first.
         self.flush_at = 0.0
@@ -195,7 +197,8 @@ class Breaker:
     def _believed_closed(self, circuit: Circuit, now: float) -> Permit:
         if self._closed_for:
             self._closed_until = now + self._closed_for
-        return self._closed_permit(circuit.epoch)
+        permit = self._closed
+        return permit if permit.epoch == circuit.epoch else self._closed_permit(circuit.epoch)
 
     def _take_wins(self, now: float) -> tuple[int, float]:
         self.flush_at = now + self._batch
@@ -437,7 +440,7 @@ class BreakerStrategy:
 
     # -- shells ---------------------------------------------------------------------------------
 
-    def handle(self, call: Call, number: int, next: Next) -> Attempt:
+    def handle(self, next: Next, call: Call, number: int) -> Attempt:
         """Attempt ``number`` of ``call`` through ``next`` when the host's circuit lets it through;
         else the refusal (``CircuitOpenError``), nothing sent. The answer counts toward the circuit."""
         # The host's breaker, made once (``for_host``) and then found without a call per attempt.
@@ -466,7 +469,7 @@ class BreakerStrategy:
             self._report(call, moved)
         return attempt
 
-    async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
+    async def ahandle(self, next: AsyncNext, call: Call, number: int) -> Attempt:
         """The async twin of ``handle``."""
         hosts = self._hosts
         clock = call.clock

@@ -520,12 +520,16 @@ class ConcurrencyStrategy:
             now = call.clock.monotonic()
         return self._held(call, token, admission, now)
 
-    def handle(self, call: Call, number: int, next: Next) -> Attempt:
+    def handle(self, next: Next, call: Call, number: int) -> Attempt:
         endpoint = self._endpoints.get(call.endpoint) or self.endpoint(call)
         clock = call.clock
         now = clock.monotonic()
         waiters = endpoint.sync_queue.waiters
-        held = endpoint.take_warm() if endpoint.warm else None
+        warm = endpoint.warm
+        try:
+            held = warm.pop() if warm else None
+        except IndexError:  # another thread took the last one meanwhile
+            held = None
         if held is None or waiters or now >= held.fresh or call.deadline > held.covers:
             if held is not None:  # stale, or others wait: it goes back to the store
                 self.store.run(self._let_go(endpoint, held.token), now)
@@ -595,12 +599,16 @@ class ConcurrencyStrategy:
             now = call.clock.monotonic()
         return self._held(call, token, admission, now)
 
-    async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
+    async def ahandle(self, next: AsyncNext, call: Call, number: int) -> Attempt:
         endpoint = self.endpoint(call)
         clock = call.clock
         now = clock.monotonic()
         queue = endpoint.queue(threading.get_ident())
-        held = endpoint.take_warm() if endpoint.warm else None
+        warm = endpoint.warm
+        try:
+            held = warm.pop() if warm else None
+        except IndexError:  # another thread took the last one meanwhile
+            held = None
         if held is None or queue.waiters or now >= held.fresh or call.deadline > held.covers:
             if held is not None:  # stale, or others wait: it goes back to the store
                 with anyio.CancelScope(shield=True):

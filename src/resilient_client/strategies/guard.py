@@ -291,7 +291,7 @@ class GuardStrategy:
             held.append((guard, keys))
         return waited
 
-    def handle(self, call: Call, number: int, next: Next) -> Attempt:
+    def handle(self, next: Next, call: Call, number: int) -> Attempt:
         operation = call.operation
         covering = self._covering.get(operation)
         if covering is None:
@@ -342,7 +342,7 @@ class GuardStrategy:
             held.append((guard, keys))
         return waited
 
-    async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
+    async def ahandle(self, next: AsyncNext, call: Call, number: int) -> Attempt:
         operation = call.operation
         covering = self._covering.get(operation)
         if covering is None:

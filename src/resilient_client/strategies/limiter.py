@@ -648,18 +648,18 @@ class LimiterStrategy:
                     self._hooks.waited(call, number, "rate_limit", clock.monotonic() - started)
                 return answer
 
-    def handle(self, call: Call, number: int, next: Next) -> Attempt:
+    def handle(self, next: Next, call: Call, number: int) -> Attempt:
         """Attempt ``number`` of ``call`` through ``next`` once the endpoint's pace and pause allow
         it (each wait told to the hooks); a refusal (``ThrottledError``) when the wait would pass the
         deadline. A ``rate_limited`` answer lowers the learned rate, a Retry-After pauses the host."""
-        limiter = self.for_host(call.endpoint)
+        now = call.clock.monotonic()
+        limiter = self._limiters.get(call.endpoint, now) or self.for_host(call.endpoint)
         # Under the testing switch nothing is reserved: with the waits off, reservations would
         # pile up until the next one reached past the deadline and was refused.
         ticket = _GO
         if not is_testing():
             # ``_Allowance.take``, inlined: most sends of a busy vendor go on a spare.
             allowance = limiter.allowance
-            now = call.clock.monotonic()
             if now < allowance.until and _draw(allowance.spares, None) is not None:
                 allowance.used_at = now
                 ticket = allowance.ticket
@@ -681,13 +681,13 @@ class LimiterStrategy:
             )
         return attempt
 
-    async def ahandle(self, call: Call, number: int, next: AsyncNext) -> Attempt:
+    async def ahandle(self, next: AsyncNext, call: Call, number: int) -> Attempt:
         """The async twin of ``handle``."""
-        limiter = self.for_host(call.endpoint)
+        now = call.clock.monotonic()
+        limiter = self._limiters.get(call.endpoint, now) or self.for_host(call.endpoint)
         ticket = _GO
         if not is_testing():
             allowance = limiter.allowance
-            now = call.clock.monotonic()
             if now < allowance.until and _draw(allowance.spares, None) is not None:
                 allowance.used_at = now
                 ticket = allowance.ticket
