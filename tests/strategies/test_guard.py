@@ -6,8 +6,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
+from resilient_client import Clock, RetryPolicy
+from resilient_client._pipeline import OPERATION_EXTENSION as OPERATION
+from resilient_client._pipeline import Call
+from resilient_client._redact import Secrets
 from resilient_client._settings import GuardSettings
 from resilient_client.stores import MemoryState, state_key
 from resilient_client.strategies.guard import (
@@ -196,3 +201,30 @@ def test_the_guards_covering_an_operation_are_those_whose_globs_match_it_however
         assert strategy.covering("journalEntry") == (journal,)
         assert strategy.covering("notes") == (notes,)
         assert strategy.covering("Journal") == ()  # globs are case-sensitive
+
+
+@pytest.mark.parametrize(
+    ("url", "extensions", "covered"),
+    [
+        pytest.param("https://h.test/api/PostJournal", {}, True, id="by-path"),
+        pytest.param("https://h.test/api/PostJournal/?page=2", {}, True, id="slash-and-query"),
+        pytest.param("https://h.test/api/Post%4Aournal", {}, True, id="percent-encoded"),
+        pytest.param("https://h.test/api/Accounts", {}, False, id="uncovered"),
+        # The same path as a covered one, naming an uncovered operation (and the other way round).
+        pytest.param("https://h.test/api/PostJournal", {OPERATION: "Accounts"}, False, id="named-away"),
+        pytest.param("https://h.test/api/Accounts", {OPERATION: "PostJournal"}, True, id="named-in"),
+    ],
+)
+def test_a_call_is_covered_by_its_operation_whether_named_or_read_from_its_path(
+    url: str, extensions: dict[str, object], covered: bool
+) -> None:
+    guard = make()
+    strategy = GuardStrategy([guard], "hyper")
+    for first in ("https://h.test/api/PostJournal", "https://h.test/api/Accounts", url):
+        strategy.covering_call(call_for(first, {}))  # remembered by path, before and after
+        assert strategy.covering_call(call_for(url, extensions)) == ((guard,) if covered else ())
+
+
+def call_for(url: str, extensions: dict[str, object]) -> Call:
+    request = httpx.Request("GET", url, extensions=extensions)
+    return Call(request, RetryPolicy(), Clock(), "hyper", True, Secrets())

@@ -39,7 +39,7 @@ from typing import Protocol
 import anyio
 import httpx
 
-from resilient_client._pipeline import AsyncNext, Attempt, Call, Hooks, Next, rejected
+from resilient_client._pipeline import OPERATION_EXTENSION, AsyncNext, Attempt, Call, Hooks, Next, rejected
 from resilient_client._settings import GuardSettings
 from resilient_client.errors import GuardTimeoutError
 from resilient_client.stores import Acquire, Release, StateStore, state_key
@@ -208,7 +208,7 @@ class GuardStrategy:
     after any wait for a key whether a pause began meanwhile (see the module docstring).
     """
 
-    __slots__ = ("_covering", "_hooks", "gate", "guards", "vendor")
+    __slots__ = ("_covering", "_covering_path", "_hooks", "gate", "guards", "vendor")
 
     def __init__(
         self, guards: Sequence[Guard], vendor: str, gate: Gate | None = None, hooks: Hooks | None = None
@@ -222,6 +222,10 @@ class GuardStrategy:
         #: requests of a guarded vendor are covered by none, and matching globs costs more than
         #: the rest of the question.
         self._covering: dict[str, tuple[Guard, ...]] = {}
+        #: The same answer by the request's raw path (a request that does not name its operation):
+        #: found without working out the operation's name from the URL, which costs more than the
+        #: rest of an uncovered request's passage.
+        self._covering_path: dict[bytes, tuple[Guard, ...]] = {}
 
     def __repr__(self) -> str:
         return f"GuardStrategy(vendor={self.vendor!r}, guards={[g.name for g in self.guards]!r})"
@@ -236,6 +240,20 @@ class GuardStrategy:
             if len(self._covering) >= COVERING_KEPT:
                 self._covering = {}
             self._covering[operation] = found
+        return found
+
+    def covering_call(self, call: Call) -> tuple[Guard, ...]:
+        """``covering`` of ``call``'s operation, by its raw path when it names none."""
+        request = call.request
+        if OPERATION_EXTENSION in request.extensions:
+            return self.covering(call.operation)
+        path = request.url.raw_path.partition(b"?")[0]
+        found = self._covering_path.get(path)
+        if found is None:
+            found = self.covering(call.operation)
+            if len(self._covering_path) >= COVERING_KEPT:
+                self._covering_path = {}
+            self._covering_path[path] = found
         return found
 
     def _holds(self, call: Call, covering: tuple[Guard, ...]) -> list[_Hold]:
@@ -292,10 +310,7 @@ class GuardStrategy:
         return waited
 
     def handle(self, next: Next, call: Call, number: int) -> Attempt:
-        operation = call.operation
-        covering = self._covering.get(operation)
-        if covering is None:
-            covering = self.covering(operation)
+        covering = self.covering_call(call)
         holds = self._holds(call, covering) if covering else None
         if not holds:
             return next(call, number)
@@ -343,10 +358,7 @@ class GuardStrategy:
         return waited
 
     async def ahandle(self, next: AsyncNext, call: Call, number: int) -> Attempt:
-        operation = call.operation
-        covering = self._covering.get(operation)
-        if covering is None:
-            covering = self.covering(operation)
+        covering = self.covering_call(call)
         holds = self._holds(call, covering) if covering else None
         if not holds:
             return await next(call, number)
