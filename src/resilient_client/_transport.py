@@ -197,10 +197,9 @@ class ResilientTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             policy = override.checked_for(self.catalog)
         else:
             policy = resolve_policy(override, self.vendor).checked_for(self.catalog)
-        # Asked before sending (``replayable``, in place): an inner transport that reads a one-shot
-        # body (MockTransport does) leaves it looking replayable afterwards.
-        replays = isinstance(request.stream, httpx.ByteStream)
-        return Call(request, policy, self.clock, self.vendor, replays, self.secrets)
+        # Asked before sending: an inner transport that reads a one-shot body (MockTransport does)
+        # leaves it looking replayable afterwards.
+        return Call(request, policy, self.clock, self.vendor, replayable(request), self.secrets)
 
     def _started(self, call: Call) -> None:
         for hook in self.hooks.call_start:

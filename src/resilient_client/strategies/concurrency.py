@@ -286,17 +286,14 @@ class Endpoint:
         and its warm slots' leases end on their own)."""
         return not any(self._queues.values())
 
-    def take_warm(self) -> _Held | None:
-        try:
-            return self.warm.pop()
-        except IndexError:
-            return None
-
     def take_all_warm(self) -> list[_Held]:
+        """Every warm slot, taken out (a thread that pops one meanwhile has it instead)."""
         taken = []
-        while (held := self.take_warm()) is not None:
-            taken.append(held)
-        return taken
+        while True:
+            try:
+                taken.append(self.warm.pop())
+            except IndexError:
+                return taken
 
     def queue(self, kind: int) -> _Queue:
         found = self._queues.get(kind)
@@ -481,7 +478,7 @@ class ConcurrencyStrategy:
         clock = call.clock
         event = threading.Event()
         waiter = _Waiter(self._order(call, next(self._serial)), call.deadline, event.set)
-        queue = endpoint.queue(0)
+        queue = endpoint.sync_queue
         queue.join(waiter)
         start = clock.monotonic()
         tries = 0
@@ -511,7 +508,7 @@ class ConcurrencyStrategy:
         token = self._new_token()
         admission: Admission | Attempt
         admission = self.store.run(self._enter(endpoint, token, call.deadline - now), now)
-        if not admission.entered or endpoint.queue(0):
+        if not admission.entered or endpoint.sync_queue.waiters:
             if admission.entered:  # others wait already: first come, first served
                 self.store.run(self._let_go(endpoint, token), now)
             admission = self._wait(call, number, endpoint, token)
